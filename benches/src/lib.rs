@@ -1,0 +1,1 @@
+//! Shared helpers for the pngcast benchmarks (corpus loading, peers).

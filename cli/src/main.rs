@@ -1,0 +1,2 @@
+//! The `pngcast` command line.
+fn main() {}

@@ -1,0 +1,1 @@
+//! Integration tests for pngcast live in `tests/tests/`.
