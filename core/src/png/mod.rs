@@ -4,6 +4,8 @@
 //! and crates use; the implementation lives in submodules (`chunk`, `filter`, `adler`, `deflate`,
 //! `stripe`, `parallel`, and later `fast`).
 
+mod stripe;
+
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::Arc;
 
