@@ -419,7 +419,7 @@ fn strided_views_equal_their_contiguous_copy() {
         (7, 13, 3),
         (3, 1000, 4),
         (5, 300, 2),
-        (2, 700, 3),
+        (2, 1500, 3),
     ] {
         let n = h * w * c;
         let f = samples(n, (h * 1000 + w) as u64);
