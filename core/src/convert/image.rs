@@ -19,6 +19,9 @@ const GATHER_SAMPLES: usize = 1024;
 /// Pixels per step on the planar path (4 channel blocks of up to 2 KiB on the stack).
 const PLANAR_PIXELS: usize = 1024;
 
+/// One stack block per channel for the planar path.
+type Planes = [[u8; 2 * PLANAR_PIXELS]; 4];
+
 /// Converts a dense run of samples (any element type) into `dst`.
 fn convert_slice(k: Kernel, src: TensorData<'_>, dst: &mut [u8], opts: ConvertOptions) {
     let q = opts.quantize;
@@ -49,13 +52,13 @@ fn planar_row<T: Copy>(
     y: usize,
     dst: &mut [u8],
     opts: ConvertOptions,
+    planes: &mut Planes,
 ) where
     for<'a> &'a [T]: Into<TensorData<'a>>,
 {
     let [sh, _, sc] = img.strides();
     let (w, c) = (img.width(), img.channels());
     let ob = opts.bit_depth.bytes();
-    let mut planes = [[0u8; 2 * PLANAR_PIXELS]; 4];
     let mut x = 0;
     while x < w {
         let n = PLANAR_PIXELS.min(w - x);
@@ -69,15 +72,27 @@ fn planar_row<T: Copy>(
             );
         }
         let out = &mut dst[x * c * ob..(x + n) * c * ob];
-        for (ch, plane) in planes.iter().enumerate().take(c) {
-            for (px, sample) in out
-                .chunks_exact_mut(c * ob)
-                .zip(plane[..n * ob].chunks_exact(ob))
-            {
-                px[ch * ob..(ch + 1) * ob].copy_from_slice(sample);
-            }
+        match (c, ob) {
+            (1, 1) => interleave::<1, 1>(planes, out),
+            (2, 1) => interleave::<2, 1>(planes, out),
+            (3, 1) => interleave::<3, 1>(planes, out),
+            (4, 1) => interleave::<4, 1>(planes, out),
+            (1, _) => interleave::<1, 2>(planes, out),
+            (2, _) => interleave::<2, 2>(planes, out),
+            (3, _) => interleave::<3, 2>(planes, out),
+            _ => interleave::<4, 2>(planes, out),
         }
         x += n;
+    }
+}
+
+/// Interleaves `C` planes of `OB`-byte samples into pixels (`out.len() / (C * OB)` of them).
+/// Const sizes so each sample copy is a plain move.
+fn interleave<const C: usize, const OB: usize>(planes: &Planes, out: &mut [u8]) {
+    for (i, px) in out.chunks_exact_mut(C * OB).enumerate() {
+        for (ch, plane) in planes.iter().enumerate().take(C) {
+            px[ch * OB..(ch + 1) * OB].copy_from_slice(&plane[i * OB..(i + 1) * OB]);
+        }
     }
 }
 
@@ -161,13 +176,15 @@ pub(crate) fn convert_rows(
             convert_slice(k, row, d, opts);
         }
     } else if img.strides()[1] == 1 {
+        let mut planes: Planes = [[0u8; 2 * PLANAR_PIXELS]; 4];
+        let p = &mut planes;
         for (i, d) in dst.chunks_exact_mut(row_bytes).enumerate() {
             let y = y0 + i;
             match img.data() {
-                TensorData::F32(s) => planar_row(k, s, img, y, d, opts),
-                TensorData::F16(s) => planar_row(k, s, img, y, d, opts),
-                TensorData::BF16(s) => planar_row(k, s, img, y, d, opts),
-                TensorData::U8(s) => planar_row(k, s, img, y, d, opts),
+                TensorData::F32(s) => planar_row(k, s, img, y, d, opts, p),
+                TensorData::F16(s) => planar_row(k, s, img, y, d, opts, p),
+                TensorData::BF16(s) => planar_row(k, s, img, y, d, opts, p),
+                TensorData::U8(s) => planar_row(k, s, img, y, d, opts, p),
             }
         }
     } else {
