@@ -89,9 +89,9 @@ fn planar_row<T: Copy>(
 /// Interleaves `C` planes of `OB`-byte samples into pixels (`out.len() / (C * OB)` of them).
 /// Const sizes so each sample copy is a plain move.
 fn interleave<const C: usize, const OB: usize>(planes: &Planes, out: &mut [u8]) {
-    for (i, px) in out.chunks_exact_mut(C * OB).enumerate() {
-        for (ch, plane) in planes.iter().enumerate().take(C) {
-            px[ch * OB..(ch + 1) * OB].copy_from_slice(&plane[i * OB..(i + 1) * OB]);
+    for (ch, plane) in planes.iter().enumerate().take(C) {
+        for (px, sample) in out.chunks_exact_mut(C * OB).zip(plane.chunks_exact(OB)) {
+            px[ch * OB..(ch + 1) * OB].copy_from_slice(sample);
         }
     }
 }
