@@ -165,7 +165,8 @@ impl Stripes {
             let (y0, y1) = plan.rows(i, height);
             slot.filtered_len = ((y1 - y0) * (row_bytes + 1)) as u64;
             slot.data.clear();
-            slot.data.reserve(deflate_bound(slot.filtered_len as usize));
+            // + 2 for the zlib header (first slot), + 4 for the trailer (last slot).
+            slot.data.reserve(deflate_bound(slot.filtered_len as usize) + 6);
         }
         let stripe_bytes = plan.rows_per * (row_bytes + 1);
         let list = self
@@ -184,6 +185,18 @@ impl Stripes {
                 s.convert.reserve(rows);
             }
         }
+    }
+
+    /// Worst-case bytes of all IDAT chunks for the current plan (see [`deflate_bound`]), so the
+    /// caller can size the output once and never grow it when a frame compresses worse.
+    pub(crate) fn idat_bound(&self) -> usize {
+        self.slots
+            .iter()
+            .map(|s| {
+                let n = deflate_bound(s.filtered_len as usize) + 6;
+                n + CHUNK_OVERHEAD * n.div_ceil(MAX_CHUNK_DATA)
+            })
+            .sum()
     }
 
     /// Codes every stripe: `code(i, scratch, out)` appends stripe `i`'s raw deflate to `out` and
