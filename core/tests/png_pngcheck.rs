@@ -19,7 +19,12 @@ fn pngcheck_clean() {
                 (Compression::Compact(1), NonZeroU32::new(7)),
                 (Compression::Compact(9), NonZeroU32::new(1)),
             ] {
-                let info = ImageInfo { width: 61, height: 45, channels, bit_depth };
+                let info = ImageInfo {
+                    width: 61,
+                    height: 45,
+                    channels,
+                    bit_depth,
+                };
                 let pixels = png_util::test_image(&info, 9);
                 let opts = EncodeOptions::default()
                     .compression(compression)
@@ -28,7 +33,10 @@ fn pngcheck_clean() {
                     .text("prompt", "{\"a\": [1, 2]}")
                     .text("Comment", "caf\u{e9}");
                 let out = encode(&info, &pixels, &opts).unwrap();
-                let name = format!("c{channels}-{}-{compression:?}-{stripes:?}", bit_depth.bits());
+                let name = format!(
+                    "c{channels}-{}-{compression:?}-{stripes:?}",
+                    bit_depth.bits()
+                );
                 if !png_util::pngcheck(&out, &name) {
                     return;
                 }
@@ -36,7 +44,17 @@ fn pngcheck_clean() {
             }
         }
     }
-    let one = encode(&ImageInfo { width: 1, height: 1, channels: 1, bit_depth: BitDepth::Eight }, &[0], &EncodeOptions::default()).unwrap();
+    let one = encode(
+        &ImageInfo {
+            width: 1,
+            height: 1,
+            channels: 1,
+            bit_depth: BitDepth::Eight,
+        },
+        &[0],
+        &EncodeOptions::default(),
+    )
+    .unwrap();
     assert!(png_util::pngcheck(&one, "1x1"));
     assert_eq!(checked, 24);
 }

@@ -166,7 +166,8 @@ impl Stripes {
             slot.filtered_len = ((y1 - y0) * (row_bytes + 1)) as u64;
             slot.data.clear();
             // + 2 for the zlib header (first slot), + 4 for the trailer (last slot).
-            slot.data.reserve(deflate_bound(slot.filtered_len as usize) + 6);
+            slot.data
+                .reserve(deflate_bound(slot.filtered_len as usize) + 6);
         }
         let stripe_bytes = plan.rows_per * (row_bytes + 1);
         let list = self
@@ -181,8 +182,9 @@ impl Stripes {
         list.reserve(want);
         for s in list.iter_mut() {
             s.reserve(compression, row_bytes, stripe_bytes);
-            if let Some(rows) = convert_bytes {
-                s.convert.reserve(rows);
+            if let Some(bytes) = convert_bytes {
+                // `reserve` counts from the current length: ask for the difference.
+                s.convert.reserve(bytes.saturating_sub(s.convert.len()));
             }
         }
     }
