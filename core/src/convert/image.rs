@@ -66,12 +66,7 @@ fn gather_row<T: Copy + Default>(
                 j += 1;
             }
         }
-        convert_slice(
-            k,
-            (&buf[..j]).into(),
-            &mut dst[x * c * out..(x + n) * c * out],
-            opts,
-        );
+        convert_slice(k, (&buf[..j]).into(), &mut dst[x * c * out..(x + n) * c * out], opts);
         x += n;
     }
 }
