@@ -14,8 +14,9 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use pngcast_benches::{encode_bench_images, Image};
-use pngcast_core::convert::BitDepth;
+use pngcast_core::convert::{convert_image, BitDepth, ConvertOptions};
 use pngcast_core::png::{Compression, EncodeOptions, Encoder, Filter, ImageInfo, Threads};
+use pngcast_core::tensor::TensorView;
 
 /// Our variants: (name, compression, filter). The fast coder adds one line here.
 const OUR_VARIANTS: &[(&str, Compression, Filter)] = &[
@@ -36,17 +37,30 @@ fn report_size(img: &Image, variant: &str, bytes: usize) {
 }
 
 fn ours(g: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>, img: &Image) {
-    let info = ImageInfo { width: img.width, height: img.height, channels: img.channels, bit_depth: BitDepth::Eight };
+    let info = ImageInfo {
+        width: img.width,
+        height: img.height,
+        channels: img.channels,
+        bit_depth: BitDepth::Eight,
+    };
     for &(name, compression, filter) in OUR_VARIANTS {
         for threads in THREADS {
             let t = Threads::Fixed(NonZeroUsize::new(threads).unwrap());
-            let opts = EncodeOptions::default().compression(compression).filter(filter).threads(t);
+            let opts = EncodeOptions::default()
+                .compression(compression)
+                .filter(filter)
+                .threads(t);
             let mut enc = Encoder::new(opts).unwrap();
             let mut out = Vec::new();
             enc.encode_into(&info, &img.pixels, &mut out).unwrap();
             let id = format!("pngcast_{name}_t{threads}");
             report_size(img, &id, out.len());
-            g.bench_function(id, |b| b.iter(|| enc.encode_into(&info, black_box(&img.pixels), &mut out).unwrap()));
+            g.bench_function(id, |b| {
+                b.iter(|| {
+                    enc.encode_into(&info, black_box(&img.pixels), &mut out)
+                        .unwrap()
+                })
+            });
         }
     }
 }
@@ -73,7 +87,12 @@ fn png_encode(img: &Image, compression: png::Compression, out: &mut Vec<u8>) {
 
 fn png_crate(g: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>, img: &Image) {
     use png::Compression as C;
-    for (name, c) in [("nocompression", C::NoCompression), ("fastest", C::Fastest), ("fast", C::Fast), ("balanced", C::Balanced)] {
+    for (name, c) in [
+        ("nocompression", C::NoCompression),
+        ("fastest", C::Fastest),
+        ("fast", C::Fast),
+        ("balanced", C::Balanced),
+    ] {
         let mut out = Vec::new();
         png_encode(img, c, &mut out);
         let id = format!("png_{name}");
@@ -95,7 +114,9 @@ fn mtpng_encode(img: &Image, pool: &rayon::ThreadPool) -> Vec<u8> {
     header.set_color(colour, 8).unwrap();
     let mut options = encoder::Options::new();
     options.set_thread_pool(pool).unwrap();
-    options.set_compression_level(CompressionLevel::Fast).unwrap();
+    options
+        .set_compression_level(CompressionLevel::Fast)
+        .unwrap();
     let mut e = encoder::Encoder::new(Vec::new(), &options);
     e.write_header(&header).unwrap();
     e.write_image_rows(&img.pixels).unwrap();
@@ -104,7 +125,12 @@ fn mtpng_encode(img: &Image, pool: &rayon::ThreadPool) -> Vec<u8> {
 
 fn mtpng(g: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>, img: &Image) {
     for threads in THREADS {
-        let pool = Arc::new(rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap());
+        let pool = Arc::new(
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap(),
+        );
         let id = format!("mtpng_fast_t{threads}");
         report_size(img, &id, mtpng_encode(img, &pool).len());
         g.bench_function(id, |b| b.iter(|| mtpng_encode(black_box(img), &pool)));
@@ -118,12 +144,21 @@ fn lodepng_encode(img: &Image) -> Vec<u8> {
         3 => lodepng::ColorType::RGB,
         _ => lodepng::ColorType::RGBA,
     };
-    lodepng::encode_memory(&img.pixels, img.width as usize, img.height as usize, colour, 8).unwrap()
+    lodepng::encode_memory(
+        &img.pixels,
+        img.width as usize,
+        img.height as usize,
+        colour,
+        8,
+    )
+    .unwrap()
 }
 
 fn lodepng(g: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>, img: &Image) {
     report_size(img, "lodepng_default", lodepng_encode(img).len());
-    g.bench_function("lodepng_default", |b| b.iter(|| lodepng_encode(black_box(img))));
+    g.bench_function("lodepng_default", |b| {
+        b.iter(|| lodepng_encode(black_box(img)))
+    });
 }
 
 fn encode(c: &mut Criterion) {
@@ -139,5 +174,66 @@ fn encode(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, encode);
+/// f32 tensor in -> PNG out: conversion fused into each stripe (`encode_image_into`) against
+/// converting the whole image first (`convert_image`, itself parallel) then `encode_into`.
+fn encode_tensor(c: &mut Criterion) {
+    let Some(img) = encode_bench_images()
+        .into_iter()
+        .find(|i| i.name == "painting_1024" || i.name == "photo_kodim23")
+    else {
+        return;
+    };
+    let tensor: Vec<f32> = img.pixels.iter().map(|&v| f32::from(v) / 255.0).collect();
+    let (h, w, ch) = (
+        img.height as usize,
+        img.width as usize,
+        usize::from(img.channels),
+    );
+    let view = TensorView::hwc(&tensor[..], [h, w, ch])
+        .unwrap()
+        .image(0)
+        .unwrap();
+    let conv = ConvertOptions::default();
+    let mut g = c.benchmark_group(format!("encode_tensor/{}", img.name));
+    g.throughput(Throughput::Elements(img.pixel_count()));
+    g.sample_size(10);
+    for &(name, compression, filter) in OUR_VARIANTS {
+        for threads in THREADS {
+            let pool = Arc::new(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap(),
+            );
+            let opts = EncodeOptions::default()
+                .compression(compression)
+                .filter(filter)
+                .threads(Threads::Pool(Arc::clone(&pool)));
+            let mut enc = Encoder::new(opts).unwrap();
+            let mut out = Vec::new();
+            g.bench_function(format!("fused_{name}_t{threads}"), |b| {
+                b.iter(|| {
+                    enc.encode_image_into(black_box(&view), conv, &mut out)
+                        .unwrap()
+                })
+            });
+            let info = ImageInfo {
+                width: img.width,
+                height: img.height,
+                channels: img.channels,
+                bit_depth: BitDepth::Eight,
+            };
+            let mut samples = Vec::new();
+            g.bench_function(format!("convert_first_{name}_t{threads}"), |b| {
+                b.iter(|| {
+                    pool.install(|| convert_image(black_box(&view), conv, &mut samples));
+                    enc.encode_into(&info, &samples, &mut out).unwrap()
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, encode, encode_tensor);
 criterion_main!(benches);

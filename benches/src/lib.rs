@@ -45,7 +45,13 @@ impl Image {
             let start = y as usize * row + x0 as usize * c;
             pixels.extend_from_slice(&self.pixels[start..start + w as usize * c]);
         }
-        Image { name: name.to_string(), width: w, height: h, channels: self.channels, pixels }
+        Image {
+            name: name.to_string(),
+            width: w,
+            height: h,
+            channels: self.channels,
+            pixels,
+        }
     }
 }
 
@@ -84,7 +90,10 @@ pub fn find_image(rel: &str, name: &str) -> Option<Image> {
     let file = Path::new(rel).file_name()?;
     let img = load_png(&in_corpus, name).or_else(|| load_png(&images_dir().join(file), name));
     if img.is_none() {
-        eprintln!("note: {rel} is in neither {} nor benches/images; skipped", corpus_dir().display());
+        eprintln!(
+            "note: {rel} is in neither {} nor benches/images; skipped",
+            corpus_dir().display()
+        );
     }
     img
 }
@@ -102,7 +111,13 @@ pub fn noise(width: u32, height: u32, channels: u8, seed: u64) -> Image {
             (state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 56) as u8
         })
         .collect();
-    Image { name: "noise".into(), width, height, channels, pixels }
+    Image {
+        name: "noise".into(),
+        width,
+        height,
+        channels,
+        pixels,
+    }
 }
 
 /// One flat colour: the best case.
@@ -111,7 +126,13 @@ pub fn flat(width: u32, height: u32, channels: u8) -> Image {
     let pixels = (0..width as usize * height as usize)
         .flat_map(|_| px[..usize::from(channels)].iter().copied())
         .collect();
-    Image { name: "flat".into(), width, height, channels, pixels }
+    Image {
+        name: "flat".into(),
+        width,
+        height,
+        channels,
+        pixels,
+    }
 }
 
 /// The encode bench's images: a photo, a 1024x1024 crop of the digital painting, the 4K flat
@@ -123,8 +144,14 @@ pub fn encode_bench_images() -> Vec<Image> {
     if let Some(p) = find_image("art/fantasy_digital_painting.png", "painting") {
         v.push(p.crop_centre(1024, 1024, "painting_1024"));
     }
-    v.extend(find_image("graphic/exoplanet_phase_curve.png", "graphic_4k"));
-    v.extend(find_image("screen/lorem_ipsum_screenshot.png", "screenshot_rgba"));
+    v.extend(find_image(
+        "graphic/exoplanet_phase_curve.png",
+        "graphic_4k",
+    ));
+    v.extend(find_image(
+        "screen/lorem_ipsum_screenshot.png",
+        "screenshot_rgba",
+    ));
     v.extend(find_image("gray/camera.png", "gray_camera"));
     v.push(noise(1024, 1024, 3, 7));
     v.push(flat(1024, 1024, 3));

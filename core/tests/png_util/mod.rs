@@ -87,7 +87,7 @@ pub fn decode(png_bytes: &[u8]) -> Decoded {
         png::BitDepth::Sixteen => BitDepth::Sixteen,
         other => panic!("unexpected bit depth {other:?}"),
     };
-    assert_eq!(info.interlaced, false);
+    assert!(!info.interlaced);
     let row_bytes = info.width as usize * channels as usize * bit_depth.bytes();
     assert_eq!(
         inflated.len(),
