@@ -28,7 +28,12 @@ const OUR_VARIANTS: &[(&str, Compression, Filter)] = &[
 /// Thread counts for ours and for mtpng.
 const THREADS: [usize; 2] = [1, 2];
 
-fn report_size(img: &Image, variant: &str, bytes: usize) {
+/// Prints the output size once per (image, variant): criterion calls a benchmark's closure more
+/// than once, so `done` remembers.
+fn report_size_once(done: &mut bool, img: &Image, variant: &str, bytes: usize) {
+    if std::mem::replace(done, true) {
+        return;
+    }
     eprintln!(
         "size {} {variant}: {bytes} bytes = {:.4} of raw",
         img.name,
@@ -52,10 +57,13 @@ fn ours(g: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>, img: &Imag
                 .threads(t);
             let mut enc = Encoder::new(opts).unwrap();
             let mut out = Vec::new();
-            enc.encode_into(&info, &img.pixels, &mut out).unwrap();
             let id = format!("pngcast_{name}_t{threads}");
-            report_size(img, &id, out.len());
-            g.bench_function(id, |b| {
+            // Sizes are reported from inside the closure, which criterion calls only for the
+            // benchmarks its filter selects.
+            let mut done = false;
+            g.bench_function(&id, |b| {
+                enc.encode_into(&info, &img.pixels, &mut out).unwrap();
+                report_size_once(&mut done, img, &id, out.len());
                 b.iter(|| {
                     enc.encode_into(&info, black_box(&img.pixels), &mut out)
                         .unwrap()
@@ -94,10 +102,13 @@ fn png_crate(g: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>, img: 
         ("balanced", C::Balanced),
     ] {
         let mut out = Vec::new();
-        png_encode(img, c, &mut out);
         let id = format!("png_{name}");
-        report_size(img, &id, out.len());
-        g.bench_function(id, |b| b.iter(|| png_encode(black_box(img), c, &mut out)));
+        let mut done = false;
+        g.bench_function(&id, |b| {
+            png_encode(img, c, &mut out);
+            report_size_once(&mut done, img, &id, out.len());
+            b.iter(|| png_encode(black_box(img), c, &mut out))
+        });
     }
 }
 
@@ -132,8 +143,13 @@ fn mtpng(g: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>, img: &Ima
                 .unwrap(),
         );
         let id = format!("mtpng_fast_t{threads}");
-        report_size(img, &id, mtpng_encode(img, &pool).len());
-        g.bench_function(id, |b| b.iter(|| mtpng_encode(black_box(img), &pool)));
+        let mut done = false;
+        g.bench_function(&id, |b| {
+            if !done {
+                report_size_once(&mut done, img, &id, mtpng_encode(img, &pool).len());
+            }
+            b.iter(|| mtpng_encode(black_box(img), &pool))
+        });
     }
 }
 
@@ -155,8 +171,11 @@ fn lodepng_encode(img: &Image) -> Vec<u8> {
 }
 
 fn lodepng(g: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>, img: &Image) {
-    report_size(img, "lodepng_default", lodepng_encode(img).len());
+    let mut done = false;
     g.bench_function("lodepng_default", |b| {
+        if !done {
+            report_size_once(&mut done, img, "lodepng_default", lodepng_encode(img).len());
+        }
         b.iter(|| lodepng_encode(black_box(img)))
     });
 }

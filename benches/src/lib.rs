@@ -55,9 +55,19 @@ impl Image {
     }
 }
 
-/// The shared corpus directory (`<workspace>/../shared/corpus`).
+/// The shared corpus directory: `$PNGCAST_CORPUS` if set, else the first `shared/corpus` found
+/// beside the workspace or one of its ancestors (`<workspace>/../shared/corpus` in the main
+/// checkout; worktrees sit one level deeper).
 pub fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus")
+    if let Some(dir) = std::env::var_os("PNGCAST_CORPUS") {
+        return PathBuf::from(dir);
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    workspace
+        .ancestors()
+        .map(|a| a.join("../shared/corpus"))
+        .find(|p| p.is_dir())
+        .unwrap_or_else(|| workspace.join("../shared/corpus"))
 }
 
 /// `benches/images/`: the copies a fresh clone has.
