@@ -215,11 +215,12 @@ impl Geometry {
 /// The two zlib header bytes: deflate with a 32 KiB window, FLEVEL as a hint of the level, and
 /// the check bits making the 16-bit value a multiple of 31.
 fn zlib_header(c: Compression) -> [u8; 2] {
+    // FLEVEL 0 ("fastest") for stored and any coder not listed.
     let flevel = match c {
-        Compression::Stored | Compression::Compact(0..=1) => 0u8,
-        Compression::Compact(2..=5) => 1,
+        Compression::Compact(2..=5) => 1u8,
         Compression::Compact(6) => 2,
-        Compression::Compact(_) => 3,
+        Compression::Compact(7..) => 3,
+        _ => 0,
     };
     let cmf = 0x78u8;
     let flg = flevel << 6;
@@ -465,4 +466,25 @@ pub fn encode(info: &ImageInfo, pixels: &[u8], options: &EncodeOptions) -> Resul
     let mut out = Vec::new();
     Encoder::new(options.clone())?.encode_into(info, pixels, &mut out)?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zlib_headers_pass_the_check() {
+        let all = [Compression::Stored]
+            .into_iter()
+            .chain((1..=9).map(Compression::Compact));
+        for c in all {
+            let [cmf, flg] = zlib_header(c);
+            assert_eq!(cmf, 0x78, "{c:?}");
+            assert_eq!((u16::from(cmf) << 8 | u16::from(flg)) % 31, 0, "{c:?}");
+            assert_eq!(flg & 0x20, 0, "no preset dictionary");
+        }
+        assert_eq!(zlib_header(Compression::Compact(1)), [0x78, 0x01]);
+        assert_eq!(zlib_header(Compression::Compact(6)), [0x78, 0x9c]);
+        assert_eq!(zlib_header(Compression::Compact(9)), [0x78, 0xda]);
+    }
 }

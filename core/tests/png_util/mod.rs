@@ -158,9 +158,13 @@ pub fn corpus_files() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     // `$PNGCAST_CORPUS`, else `shared/corpus` beside the workspace or an ancestor (worktrees
     // sit one level deeper than the main checkout).
-    let corpus = std::env::var_os("PNGCAST_CORPUS").map(PathBuf::from).or_else(|| {
-        root.ancestors().map(|a| a.join("../shared/corpus")).find(|p| p.is_dir())
-    });
+    let corpus = std::env::var_os("PNGCAST_CORPUS")
+        .map(PathBuf::from)
+        .or_else(|| {
+            root.ancestors()
+                .map(|a| a.join("../shared/corpus"))
+                .find(|p| p.is_dir())
+        });
     let mut files = Vec::new();
     for dir in corpus.into_iter().chain([root.join("benches/images")]) {
         collect_pngs(&dir, &mut files);
