@@ -215,12 +215,11 @@ impl Geometry {
 /// The two zlib header bytes: deflate with a 32 KiB window, FLEVEL as a hint of the level, and
 /// the check bits making the 16-bit value a multiple of 31.
 fn zlib_header(c: Compression) -> [u8; 2] {
-    // FLEVEL 0 ("fastest") for stored and any coder not listed.
     let flevel = match c {
-        Compression::Compact(2..=5) => 1u8,
+        Compression::Stored | Compression::Compact(0..=1) => 0u8,
+        Compression::Compact(2..=5) => 1,
         Compression::Compact(6) => 2,
-        Compression::Compact(7..) => 3,
-        _ => 0,
+        Compression::Compact(_) => 3,
     };
     let cmf = 0x78u8;
     let flg = flevel << 6;
