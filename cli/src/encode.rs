@@ -179,7 +179,12 @@ pub fn run(args: EncodeArgs) -> Result<(), CliError> {
     check_output_path(&args.output)?;
     let input = Input::read(&args.input)?;
     let (tensor, source_bits) = match &input {
-        Input::Npy(a) => (a.view(args.layout)?, 8),
+        Input::Npy(a) => {
+            let view = a
+                .view(args.layout)
+                .map_err(|e| CliError::new(format!("{}: {e}", args.input.display())))?;
+            (view, 8)
+        }
         Input::Png(p) => {
             if args.layout.is_some() {
                 return Err(CliError::new("--layout applies to .npy input only"));
@@ -212,6 +217,10 @@ pub fn run(args: EncodeArgs) -> Result<(), CliError> {
             .map(|i| (i, batch_path(&args.output, i)))
             .collect(),
     };
+
+    for (_, path) in &jobs {
+        check_output_path(path)?;
+    }
 
     let pool = match args.threads {
         Some(n) => Some(Arc::new(
