@@ -74,8 +74,27 @@ struct Decoded {
     text: Vec<(String, String)>,
 }
 
-/// Decodes a PNG without any transformation: the samples exactly as we wrote them.
+/// Runs `pngcheck -q` on `path` when pngcheck is installed. CI installs it and sets
+/// `PNGCAST_REQUIRE_PNGCHECK=1`, which makes its absence a failure.
+fn pngcheck(path: &Path) {
+    match Command::new("pngcheck").arg("-q").arg(path).output() {
+        Ok(o) => assert!(
+            o.status.success(),
+            "pngcheck rejects {}: {}",
+            path.display(),
+            String::from_utf8_lossy(&o.stdout)
+        ),
+        Err(e) => assert!(
+            std::env::var_os("PNGCAST_REQUIRE_PNGCHECK").is_none(),
+            "pngcheck is required but cannot run: {e}"
+        ),
+    }
+}
+
+/// Decodes a PNG without any transformation: the samples exactly as we wrote them. Also checks
+/// it with pngcheck (see [`pngcheck`]).
 fn decode(path: &Path) -> Decoded {
+    pngcheck(path);
     let file = fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut reader = png::Decoder::new(std::io::BufReader::new(file))
         .read_info()
