@@ -13,7 +13,7 @@ This script does exactly that for every PNG of the corpus (each image decoded an
     convert: np.clip(255. * x, 0, 255).astype(np.uint8)
     encode:  Image.fromarray(u8).save(io.BytesIO(), format="PNG", compress_level=1)
 
-One JSON line per image on stdout:
+One JSON line per image on stdout (or, with --markdown, one Markdown table row per image):
     {"image": "photo/kodim02.png", "width": 768, "height": 512, "channels": 3,
      "convert_ms": .., "convert_mp_s": .., "encode_ms": .., "encode_mp_s": .., "bytes": ..,
      "bytes_per_raw": ..}
@@ -113,6 +113,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=1, help="untimed runs before timing")
     ap.add_argument("--pngcast", help="also time this pngcast binary on the same tensors")
     ap.add_argument("--threads", type=int, help="--threads passed to pngcast")
+    ap.add_argument("--markdown", action="store_true", help="print a Markdown table instead of JSON lines")
     args = ap.parse_args()
 
     if args.corpus is None:
@@ -120,6 +121,14 @@ def main():
     images = sorted(args.corpus.rglob("*.png"))
     if not images:
         sys.exit(f"pillow_baseline: no PNG under {args.corpus}")
+    if args.markdown:
+        cols = "| image | W x H x C | convert ms | convert MP/s | encode ms | encode MP/s | bytes | bytes/raw |"
+        sep = "|---|---|---|---|---|---|---|---|"
+        if args.pngcast:
+            cols += " pngcast convert ms | pngcast encode ms | pngcast bytes |"
+            sep += "---|---|---|"
+        print(cols)
+        print(sep)
     for path in images:
         x = load_tensor(path)
         h, w = x.shape[:2]
@@ -143,7 +152,17 @@ def main():
         }
         if args.pngcast:
             line["pngcast"] = run_pngcast(args.pngcast, x, args.runs, args.threads)
-        print(json.dumps(line), flush=True)
+        if not args.markdown:
+            print(json.dumps(line), flush=True)
+            continue
+        row = (
+            f"| {line['image']} | {w}x{h}x{c} | {line['convert_ms']:.2f} | {line['convert_mp_s']:.0f} "
+            f"| {line['encode_ms']:.1f} | {line['encode_mp_s']:.1f} | {size} | {line['bytes_per_raw']:.3f} |"
+        )
+        if args.pngcast:
+            p = line["pngcast"]
+            row += f" {p['convert_ms']:.2f} | {p['encode_ms']:.1f} | {p['bytes']} |"
+        print(row, flush=True)
 
 
 if __name__ == "__main__":
