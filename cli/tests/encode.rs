@@ -527,10 +527,14 @@ fn repeat_prints_one_json_line() {
         decode(&out).pixels,
         x.iter().map(|&v| comfy8(v)).collect::<Vec<_>>()
     );
-    // Without --repeat nothing is printed.
-    let o = run(&[&"encode", &input, &"-o", &out]);
+    // Without --repeat nothing is printed, and the encoder's one-call path (conversion fused
+    // into encoding) writes the very same bytes as the timed two-step path.
+    let timed = fs::read(&out).unwrap();
+    let once = dir.join("once.png");
+    let o = run(&[&"encode", &input, &"-o", &once]);
     assert_ok(&o);
     assert!(o.stdout.is_empty());
+    assert_eq!(fs::read(&once).unwrap(), timed);
 }
 
 // ---------------------------------------------------------------------------------------------
