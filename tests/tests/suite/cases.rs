@@ -396,9 +396,8 @@ pub fn reliable_overflow_closes_1008<B: Backend>() {
         sink.send_image(&Target::All, &test_frame("ev", i, FRAMES, SIZE, true)).unwrap();
         assert_eq!(recv_item(&mut *reader).test_index(), Some(i));
     }
-    let s = stats_when(&*sink, "the slow client is closed", |s| s.clients == 1);
-    assert!(s.clients_closed >= 1, "{s:?}");
-    // The slow client reads what it was sent: frames 0..n in order, then Close 1008.
+    // The slow client reads what it was sent: frames 0..n in order, then Close 1008 (which
+    // could only reach it once it read: its socket was full).
     let mut expect = 0;
     loop {
         match recv_item(&mut *slow) {
@@ -414,6 +413,13 @@ pub fn reliable_overflow_closes_1008<B: Backend>() {
         }
     }
     assert!(expect < FRAMES, "the slow client overflowed before the end");
+    let s = stats_when(&*sink, "the slow client is gone and counters settle", |s| {
+        s.clients == 1 && s.frames_sent + s.frames_dropped == s.frames_queued
+    });
+    assert!(s.clients_closed >= 1, "{s:?}");
+    // Only the closed client's unsent queue was discarded (SinkStats::frames_dropped counts it).
+    assert_eq!(s.frames_queued, u64::from(FRAMES) + u64::from(expect) + s.frames_dropped, "{s:?}");
+    assert_eq!(s.frames_sent, u64::from(FRAMES) + u64::from(expect), "{s:?}");
     // The reader goes on.
     sink.send_image(&Target::All, &test_frame("ev", 999, 1, 10, true)).unwrap();
     assert_eq!(recv_item(&mut *reader).test_index(), Some(999));
