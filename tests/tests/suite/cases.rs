@@ -31,12 +31,14 @@ pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 
 /// Sink stats once `f` holds for them (see [`eventually`]).
 fn stats_when(sink: &dyn FrameSink, what: &str, f: impl Fn(&SinkStats) -> bool) -> SinkStats {
-    let mut last = sink.stats();
-    eventually(what, || {
-        last = sink.stats();
-        f(&last)
-    });
-    last
+    for _ in 0..2000 {
+        let s = sink.stats();
+        if f(&s) {
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("never happened: {what}; last stats {:?}", sink.stats());
 }
 
 fn end(sink: &dyn FrameSink, target: &Target, marker: &str) {
