@@ -231,6 +231,7 @@ impl EventLoop {
         if want != conn.writable_registered {
             let interest = if want { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
             if self.poll.registry().reregister(&mut conn.sock, key.token(), interest).is_err() {
+                self.end_ws(key, &mut conn, Phase::Done);
                 conn.phase = Phase::Done;
                 return self.settle(key, conn);
             }
@@ -242,18 +243,21 @@ impl EventLoop {
     fn on_event(&mut self, key: Key, readable: bool, writable: bool) {
         let Some(mut conn) = self.take(key) else { return };
         let now = Instant::now();
-        match &mut conn.phase {
-            Phase::Head(_) => {
-                if readable {
-                    self.on_head(key, &mut conn, now);
-                }
-                if matches!(conn.phase, Phase::Reply(_)) {
-                    self.write_reply(&mut conn, now);
-                }
-                if let Phase::Ws(_) = conn.phase {
-                    self.pump(key, &mut conn, now);
-                }
+        // Bytes that followed the request head (a client may pipeline its first frames) sit in
+        // tungstenite's buffer with no readiness edge to come: a fresh client is read at once.
+        let mut readable = readable;
+        if let Phase::Head(_) = conn.phase {
+            if readable {
+                self.on_head(key, &mut conn, now);
             }
+            match conn.phase {
+                Phase::Reply(_) => self.write_reply(&mut conn, now),
+                Phase::Ws(_) => readable = true,
+                _ => {}
+            }
+        }
+        match &mut conn.phase {
+            Phase::Head(_) => {}
             Phase::Reply(_) => {
                 if writable {
                     self.write_reply(&mut conn, now);
