@@ -22,7 +22,11 @@ fn status_comes_first_with_the_sid() {
     assert_eq!(sid, "abc");
     let (_ws2, sid2) = connect(&server, "/api/ws", false);
     assert_eq!(sid2.len(), 32);
-    assert!(sid2.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()), "{sid2}");
+    assert!(
+        sid2.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+        "{sid2}"
+    );
     assert!(wait_for(|| server.stats().clients == 2));
 }
 
@@ -54,8 +58,10 @@ fn later_texts_are_ignored_and_malformed_first_text_means_legacy() {
     let server = start(config());
     let (mut ws, _) = connect(&server, "/ws", false);
     ws.send(Message::text("not json at all")).unwrap();
-    ws.send(Message::text(r#"{"type": "feature_flags", "data": {"supports_preview_metadata": true}}"#))
-        .unwrap();
+    ws.send(Message::text(
+        r#"{"type": "feature_flags", "data": {"supports_preview_metadata": true}}"#,
+    ))
+    .unwrap();
     // Round trip: a ping is answered after both texts were read.
     ws.send(Message::Ping(vec![1, 2].into())).unwrap();
     loop {
@@ -72,10 +78,18 @@ fn later_texts_are_ignored_and_malformed_first_text_means_legacy() {
 #[test]
 fn broadcast_keeps_order_per_client() {
     let server = start(config().policy(Policy::Reliable));
-    let mut clients: Vec<_> = (0..3).map(|i| connect(&server, &format!("/ws?clientId=c{i}"), i == 1).0).collect();
+    let mut clients: Vec<_> = (0..3)
+        .map(|i| connect(&server, &format!("/ws?clientId=c{i}"), i == 1).0)
+        .collect();
     let frames: Vec<_> = (0..40).map(|i| frame(i, 5000 + i as usize)).collect();
     for f in &frames {
-        server.send_json(&Target::All, &format!("before{}", f.meta().index), &serde_json::json!({})).unwrap();
+        server
+            .send_json(
+                &Target::All,
+                &format!("before{}", f.meta().index),
+                &serde_json::json!({}),
+            )
+            .unwrap();
         server.send_image(&Target::All, f).unwrap();
     }
     for (c, ws) in clients.iter_mut().enumerate() {
@@ -103,16 +117,27 @@ fn targeting_by_client_id() {
     let only_b = frame(2, 100);
     server.send_image(&Target::client("a"), &only_a).unwrap();
     server.send_image(&Target::client("b"), &only_b).unwrap();
-    server.send_text(&Target::client("b"), r#"{"type": "just_b", "data": {}}"#.into()).unwrap();
-    server.send_json(&Target::All, "marker", &serde_json::json!({"n": 1})).unwrap();
+    server
+        .send_text(
+            &Target::client("b"),
+            r#"{"type": "just_b", "data": {}}"#.into(),
+        )
+        .unwrap();
+    server
+        .send_json(&Target::All, "marker", &serde_json::json!({"n": 1}))
+        .unwrap();
     expect_legacy(&mut a, &only_a);
     assert_eq!(expect_event(&mut a), "marker");
     expect_meta(&mut b, &only_b);
     assert_eq!(expect_event(&mut b), "just_b");
     assert_eq!(expect_event(&mut b), "marker");
     // An unknown id reaches nobody and disturbs nobody.
-    server.send_image(&Target::client("nobody"), &only_a).unwrap();
-    server.send_json(&Target::All, "marker2", &serde_json::json!({})).unwrap();
+    server
+        .send_image(&Target::client("nobody"), &only_a)
+        .unwrap();
+    server
+        .send_json(&Target::All, "marker2", &serde_json::json!({}))
+        .unwrap();
     assert_eq!(expect_event(&mut a), "marker2");
     assert_eq!(expect_event(&mut b), "marker2");
 }
@@ -173,7 +198,11 @@ fn reliable_overflow_closes_that_client_with_1008() {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
-    assert!(wait_for(|| server.stats().closed_overflow == 1), "{:?}", server.stats());
+    assert!(
+        wait_for(|| server.stats().closed_overflow == 1),
+        "{:?}",
+        server.stats()
+    );
     // The stuck client gets the frames that were in flight, in order, then Close 1008.
     let mut next = 0;
     loop {
@@ -228,7 +257,10 @@ fn bad_frames_close_only_their_client() {
     let text = String::from_utf8_lossy(&bytes);
     assert!(text.starts_with("HTTP/1.1 101"), "{text}");
     // The last frame is a close with code 1002.
-    let close_at = bytes.windows(2).rposition(|w| w[0] == 0x88).expect("close frame");
+    let close_at = bytes
+        .windows(2)
+        .rposition(|w| w[0] == 0x88)
+        .expect("close frame");
     assert_eq!(&bytes[close_at + 2..close_at + 4], &1002u16.to_be_bytes());
 
     let (mut ok, _) = connect(&server, "/ws", false);
@@ -243,24 +275,43 @@ fn http_routes_and_refusals() {
     let viewer = http(&server, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(status_of(&viewer), 200);
     assert!(viewer.to_ascii_lowercase().contains("text/html"));
-    assert!(viewer.contains("<html") || viewer.contains("<!DOCTYPE") || viewer.contains("<!doctype"));
+    assert!(
+        viewer.contains("<html") || viewer.contains("<!DOCTYPE") || viewer.contains("<!doctype")
+    );
     let features = http(&server, b"GET /features HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(status_of(&features), 200);
     let body = features.split("\r\n\r\n").nth(1).unwrap();
     let json: serde_json::Value = serde_json::from_str(body).unwrap();
     assert_eq!(json["supports_preview_metadata"], true);
 
-    assert_eq!(status_of(&http(&server, b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")), 404);
-    assert_eq!(status_of(&http(&server, b"POST /ws HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")), 405);
-    assert_eq!(status_of(&http(&server, b"\x16\x03\x01 garbage\r\n\r\n")), 400);
+    assert_eq!(
+        status_of(&http(&server, b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")),
+        404
+    );
+    assert_eq!(
+        status_of(&http(
+            &server,
+            b"POST /ws HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+        )),
+        405
+    );
+    assert_eq!(
+        status_of(&http(&server, b"\x16\x03\x01 garbage\r\n\r\n")),
+        400
+    );
     let foreign = upgrade_request("/ws", "Origin: http://evil.example\r\n");
     assert_eq!(status_of(&http(&server, &foreign)), 403);
-    let huge = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n", "a".repeat(4000));
+    let huge = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n",
+        "a".repeat(4000)
+    );
     assert_eq!(status_of(&http(&server, huge.as_bytes())), 431);
     // Same-origin browsers are welcome.
     let addr = server.local_addr();
     let same = upgrade_request("/ws", &format!("Origin: http://{addr}\r\n")).to_vec();
-    let same = String::from_utf8(same).unwrap().replace("Host: 127.0.0.1", &format!("Host: {addr}"));
+    let same = String::from_utf8(same)
+        .unwrap()
+        .replace("Host: 127.0.0.1", &format!("Host: {addr}"));
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(HANG_GUARD)).unwrap();
     s.write_all(same.as_bytes()).unwrap();
@@ -276,7 +327,10 @@ fn http_routes_and_refusals() {
 fn token_is_required_when_configured() {
     let server = start(config().token(Some("s3cret".into())));
     assert_eq!(status_of(&http(&server, &upgrade_request("/ws", ""))), 401);
-    assert_eq!(status_of(&http(&server, &upgrade_request("/ws?token=wrong", ""))), 401);
+    assert_eq!(
+        status_of(&http(&server, &upgrade_request("/ws?token=wrong", ""))),
+        401
+    );
     let (_ws, _) = connect(&server, "/ws?token=s3cret", false);
     let bearer = connect_raw(&server, "/ws", &[("Authorization", "Bearer s3cret")]);
     assert!(bearer.is_ok());
@@ -333,24 +387,40 @@ fn dead_sockets_only_end_their_client() {
         if i == 10 {
             doomed.clear();
         }
-        server.send_image(&Target::All, &frame(i, 64 * 1024)).unwrap();
+        server
+            .send_image(&Target::All, &frame(i, 64 * 1024))
+            .unwrap();
     }
     for i in 0..30 {
         expect_legacy(&mut keeper, &frame(i, 64 * 1024));
     }
-    assert!(wait_for(|| server.stats().clients == 1), "{:?}", server.stats());
+    assert!(
+        wait_for(|| server.stats().clients == 1),
+        "{:?}",
+        server.stats()
+    );
     assert_eq!(server.stats().clients_closed, 10);
 }
 
 #[test]
 fn stalled_client_is_closed_after_the_stall_timeout() {
-    let server = start(config().stall_timeout(Duration::from_millis(300)).queue_bytes(64 << 20));
+    let server = start(
+        config()
+            .stall_timeout(Duration::from_millis(300))
+            .queue_bytes(64 << 20),
+    );
     let (_stuck, _) = connect(&server, "/ws", false);
     // Enough to fill the socket buffers; the queue keeps the rest (no overflow).
     for i in 0..64 {
-        server.send_image(&Target::All, &frame(i, 256 * 1024)).unwrap();
+        server
+            .send_image(&Target::All, &frame(i, 256 * 1024))
+            .unwrap();
     }
-    assert!(wait_for(|| server.stats().closed_stall == 1), "{:?}", server.stats());
+    assert!(
+        wait_for(|| server.stats().closed_stall == 1),
+        "{:?}",
+        server.stats()
+    );
     assert_eq!(server.stats().clients, 0);
     assert!(server.stats().frames_dropped > 0);
 }
@@ -388,7 +458,10 @@ fn shutdown_sends_1001_after_what_is_queued() {
     let (ca, cb) = reader.join().unwrap();
     assert_eq!(ca, Some(CloseCode::Away));
     assert_eq!(cb, Some(CloseCode::Away));
-    assert_eq!(server.send_image(&Target::All, &frame(9, 1)), Err(SinkError::ShutDown));
+    assert_eq!(
+        server.send_image(&Target::All, &frame(9, 1)),
+        Err(SinkError::ShutDown)
+    );
     assert_eq!(server.stats().clients, 0);
     assert_eq!(server.stats().frames_sent, 10);
     // The listener is closed.
@@ -398,11 +471,20 @@ fn shutdown_sends_1001_after_what_is_queued() {
 #[test]
 fn bind_refuses_bad_configs() {
     let open = pngcast_core::http::ServerConfig::default().addr("0.0.0.0:0".parse().unwrap());
-    assert!(matches!(pngcast_mio::Server::bind(open), Err(pngcast_mio::Error::Config(_))));
+    assert!(matches!(
+        pngcast_mio::Server::bind(open),
+        Err(pngcast_mio::Error::Config(_))
+    ));
     let taken = start(config());
     let again = config().addr(taken.local_addr());
-    assert!(matches!(pngcast_mio::Server::bind(again), Err(pngcast_mio::Error::Bind { .. })));
+    assert!(matches!(
+        pngcast_mio::Server::bind(again),
+        Err(pngcast_mio::Error::Bind { .. })
+    ));
     let sink: Arc<dyn FrameSink> = taken.sink();
     drop(taken);
-    assert_eq!(sink.send_text(&Target::All, "x".into()), Err(SinkError::ShutDown));
+    assert_eq!(
+        sink.send_text(&Target::All, "x".into()),
+        Err(SinkError::ShutDown)
+    );
 }

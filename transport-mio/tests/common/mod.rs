@@ -37,15 +37,27 @@ pub fn frame(index: u32, len: usize) -> WireFrame {
 
 /// As [`frame`], choosing whether legacy clients get the announcement.
 pub fn frame_with(index: u32, len: usize, announce: bool) -> WireFrame {
-    let meta =
-        ImageMeta { event: "preview".into(), index, count: 1000, width: 4, height: 2, ..Default::default() };
-    let png: Vec<u8> = (0..len).map(|i| (i as u32).wrapping_mul(31).wrapping_add(index) as u8).collect();
+    let meta = ImageMeta {
+        event: "preview".into(),
+        index,
+        count: 1000,
+        width: 4,
+        height: 2,
+        ..Default::default()
+    };
+    let png: Vec<u8> = (0..len)
+        .map(|i| (i as u32).wrapping_mul(31).wrapping_add(index) as u8)
+        .collect();
     WireFrame::new(&meta, Arc::new(png), announce)
 }
 
 /// Connects to `path` (e.g. `/ws?clientId=a`) with extra headers; returns the socket without
 /// reading anything.
-pub fn connect_raw(server: &Server, path: &str, headers: &[(&str, &str)]) -> tungstenite::Result<Ws> {
+pub fn connect_raw(
+    server: &Server,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> tungstenite::Result<Ws> {
     let addr = server.local_addr();
     let mut req = format!("ws://{addr}{path}").into_client_request().unwrap();
     for (k, v) in headers {
@@ -59,7 +71,9 @@ pub fn connect_raw(server: &Server, path: &str, headers: &[(&str, &str)]) -> tun
     match tungstenite::client(req, stream) {
         Ok((ws, _resp)) => Ok(ws),
         Err(tungstenite::HandshakeError::Failure(e)) => Err(e),
-        Err(tungstenite::HandshakeError::Interrupted(_)) => panic!("blocking handshake interrupted"),
+        Err(tungstenite::HandshakeError::Interrupted(_)) => {
+            panic!("blocking handshake interrupted")
+        }
     }
 }
 
@@ -135,10 +149,17 @@ pub fn expect_legacy(ws: &mut Ws, expected: &WireFrame) {
             assert_eq!(meta.index, expected.meta().index);
             assert_eq!(meta.event, expected.meta().event);
         }
-        other => panic!("expected an announcement for {}, got {other:?}", expected.meta().index),
+        other => panic!(
+            "expected an announcement for {}, got {other:?}",
+            expected.meta().index
+        ),
     }
     match next_message(ws) {
-        Got::Legacy(png) => assert!(png == expected.png(), "PNG bytes of frame {}", expected.meta().index),
+        Got::Legacy(png) => assert!(
+            png == expected.png(),
+            "PNG bytes of frame {}",
+            expected.meta().index
+        ),
         other => panic!("expected a type-1 image, got {other:?}"),
     }
 }
@@ -149,7 +170,11 @@ pub fn expect_meta(ws: &mut Ws, expected: &WireFrame) {
         Got::Meta(meta, png) => {
             assert_eq!(meta.index, expected.meta().index);
             assert_eq!(meta.event, "preview");
-            assert!(png == expected.png(), "PNG bytes of frame {}", expected.meta().index);
+            assert!(
+                png == expected.png(),
+                "PNG bytes of frame {}",
+                expected.meta().index
+            );
         }
         other => panic!("expected a type-4 image, got {other:?}"),
     }
@@ -176,7 +201,11 @@ pub fn http(server: &Server, request: &[u8]) -> String {
 
 /// The status code of an HTTP response.
 pub fn status_of(response: &str) -> u16 {
-    response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no status in {response:?}"))
+    response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {response:?}"))
 }
 
 /// An upgrade request for `path` with extra header lines.
