@@ -215,8 +215,8 @@ fn drain_until_closed(sock: &mut TcpStream) {
 enum Job {
     /// Control bytes from the reader (pong, close reply).
     Control(Vec<u8>),
-    /// The front queue item, taken out of the queue.
-    Item(Outgoing),
+    /// Queue items taken out of the queue into the writer's batch.
+    Items,
     /// Our Close frame; the connection ends after it.
     Close(CloseRequest),
     /// A keepalive ping.
@@ -249,10 +249,18 @@ fn item_wire_len(item: &Outgoing) -> usize {
     }
 }
 
+/// Most items the writer takes per batch (one `write_vectored` gathers them all).
+const BATCH_ITEMS: usize = 32;
+/// The writer stops adding items to a batch past this many bytes.
+const BATCH_BYTES: usize = 4 << 20;
+
 fn writer_loop(mut sock: TcpStream, client: &ClientHandle, hub: &Hub, ping: Duration) -> EndReason {
     let mut next_ping = Instant::now() + ping;
     let keepalive = !ping.is_zero();
+    // Reused across batches: steady state allocates nothing.
+    let mut batch: Vec<Outgoing> = Vec::with_capacity(BATCH_ITEMS);
     loop {
+        batch.clear();
         let job = {
             let mut st = client.lock();
             loop {
@@ -269,11 +277,19 @@ fn writer_loop(mut sock: TcpStream, client: &ClientHandle, hub: &Hub, ping: Dura
                         break Job::Close(req);
                     }
                 }
-                if let Some(item) = st.queue.front().cloned() {
-                    let n = item_wire_len(&item);
-                    let done = st.queue.advance(n);
-                    debug_assert_eq!(done.items, 1, "item_wire_len disagrees with the queue");
-                    break Job::Item(item);
+                if st.queue.front().is_some() {
+                    // Take a batch out (a few Arc clones); the lock is not held while writing,
+                    // so `send` never waits for the network.
+                    let mut bytes = 0;
+                    while batch.len() < BATCH_ITEMS && bytes < BATCH_BYTES {
+                        let Some(item) = st.queue.front().cloned() else { break };
+                        let n = item_wire_len(&item);
+                        let done = st.queue.advance(n);
+                        debug_assert_eq!(done.items, 1, "item_wire_len disagrees with the queue");
+                        bytes += n;
+                        batch.push(item);
+                    }
+                    break Job::Items;
                 }
                 let now = Instant::now();
                 if keepalive && now >= next_ping {
@@ -289,7 +305,13 @@ fn writer_loop(mut sock: TcpStream, client: &ClientHandle, hub: &Hub, ping: Dura
                     None if keepalive => next_ping.saturating_duration_since(now),
                     None => Duration::from_secs(3600),
                 };
-                st = client.cond.wait_timeout(st, wait.max(Duration::from_millis(1))).map(|(g, _)| g).unwrap_or_else(|p| p.into_inner().0);
+                st.writer_waiting = true;
+                st = client
+                    .cond
+                    .wait_timeout(st, wait.max(Duration::from_millis(1)))
+                    .map(|(g, _)| g)
+                    .unwrap_or_else(|p| p.into_inner().0);
+                st.writer_waiting = false;
             }
         };
         let result = match job {
@@ -305,7 +327,8 @@ fn writer_loop(mut sock: TcpStream, client: &ClientHandle, hub: &Hub, ping: Dura
                 let n = ws_frame_header(OPCODE_PING, 0, &mut hdr);
                 sock.write_all(&hdr[..n]).map(|_| (0, n))
             }
-            Job::Item(item) => write_item(&mut sock, &item).map(|n| (u64::from(item.is_image()), n)),
+            Job::Items => write_batch(&mut sock, &batch)
+                .map(|n| (batch.iter().filter(|i| i.is_image()).count() as u64, n)),
             Job::Close(req) => {
                 let bytes = wire::close_frame(req.code, req.reason);
                 let _ = sock.write_all(&bytes);
@@ -355,35 +378,56 @@ fn wait_for_peer_close(client: &ClientHandle) {
         if left.is_zero() {
             return;
         }
+        st.writer_waiting = true;
         st = client.cond.wait_timeout(st, left).map(|(g, _)| g).unwrap_or_else(|p| p.into_inner().0);
+        st.writer_waiting = false;
     }
 }
 
-/// Writes one queue item as its WebSocket frame(s), straight from the shared buffers.
-/// Returns the bytes written.
-fn write_item(sock: &mut TcpStream, item: &Outgoing) -> io::Result<usize> {
-    let mut h1 = [0u8; 10];
-    let mut h2 = [0u8; 10];
-    match item {
-        Outgoing::Text(t) => {
-            let n = ws_frame_header(OPCODE_TEXT, t.len() as u64, &mut h1);
-            write_all_vectored(sock, &[&h1[..n], t.as_bytes()])
-        }
-        Outgoing::Image { frame, metadata } => {
-            let bin = frame.binary_len(*metadata) as u64;
-            match (frame.announcement(), metadata) {
-                (Some(a), false) => {
-                    let n1 = ws_frame_header(OPCODE_TEXT, a.len() as u64, &mut h1);
-                    let n2 = ws_frame_header(OPCODE_BINARY, bin, &mut h2);
-                    write_all_vectored(sock, &[&h1[..n1], a.as_bytes(), &h2[..n2], &LEGACY_PREFIX, frame.png()])
-                }
-                _ => {
-                    let n = ws_frame_header(OPCODE_BINARY, bin, &mut h1);
-                    write_all_vectored(sock, &[&h1[..n], frame.prefix(*metadata), frame.png()])
+/// Most slices one batch can need: five per item (text header, announcement, binary header,
+/// prefix, PNG).
+const MAX_PARTS: usize = BATCH_ITEMS * 5;
+
+/// Writes a batch of queue items as their WebSocket frames, straight from the shared buffers
+/// (headers live on the stack). Returns the bytes written.
+fn write_batch(sock: &mut TcpStream, batch: &[Outgoing]) -> io::Result<usize> {
+    let mut headers = [[0u8; 10]; BATCH_ITEMS * 2];
+    let mut lens = [0usize; BATCH_ITEMS * 2];
+    for (i, item) in batch.iter().enumerate() {
+        let (h1, h2) = headers[2 * i..].split_at_mut(1);
+        let (l1, l2) = lens[2 * i..].split_at_mut(1);
+        match item {
+            Outgoing::Text(t) => l1[0] = ws_frame_header(OPCODE_TEXT, t.len() as u64, &mut h1[0]),
+            Outgoing::Image { frame, metadata } => {
+                let bin = frame.binary_len(*metadata) as u64;
+                match (frame.announcement(), metadata) {
+                    (Some(a), false) => {
+                        l1[0] = ws_frame_header(OPCODE_TEXT, a.len() as u64, &mut h1[0]);
+                        l2[0] = ws_frame_header(OPCODE_BINARY, bin, &mut h2[0]);
+                    }
+                    _ => l1[0] = ws_frame_header(OPCODE_BINARY, bin, &mut h1[0]),
                 }
             }
         }
     }
+    let mut parts: [&[u8]; MAX_PARTS] = [&[]; MAX_PARTS];
+    let mut n = 0;
+    for (i, item) in batch.iter().enumerate() {
+        let h1 = &headers[2 * i][..lens[2 * i]];
+        let h2 = &headers[2 * i + 1][..lens[2 * i + 1]];
+        let segs: [&[u8]; 5] = match item {
+            Outgoing::Text(t) => [h1, t.as_bytes(), &[], &[], &[]],
+            Outgoing::Image { frame, metadata } => match (frame.announcement(), metadata) {
+                (Some(a), false) => [h1, a.as_bytes(), h2, &LEGACY_PREFIX, frame.png()],
+                _ => [h1, frame.prefix(*metadata), frame.png(), &[], &[]],
+            },
+        };
+        for seg in segs.into_iter().filter(|s| !s.is_empty()) {
+            parts[n] = seg;
+            n += 1;
+        }
+    }
+    write_all_vectored(sock, &parts[..n])
 }
 
 /// `write_all` over several buffers with `write_vectored`: the kernel gathers them, nothing is
@@ -391,25 +435,39 @@ fn write_item(sock: &mut TcpStream, item: &Outgoing) -> io::Result<usize> {
 pub(crate) fn write_all_vectored(sock: &mut impl Write, parts: &[&[u8]]) -> io::Result<usize> {
     let total: usize = parts.iter().map(|p| p.len()).sum();
     let mut done = 0usize;
-    let mut slices: [IoSlice<'_>; 6] = [IoSlice::new(&[]); 6];
+    let mut first = 0usize; // index of the first part not completely written
+    let mut skip = 0usize; // bytes of parts[first] already written
+    let mut slices: [IoSlice<'_>; 64] = [IoSlice::new(&[]); 64];
     while done < total {
-        // Rebuild the slice list from the first unwritten byte.
         let mut n = 0;
-        let mut skip = done;
-        for p in parts {
-            if skip >= p.len() {
-                skip -= p.len();
-                continue;
+        for (i, p) in parts[first..].iter().enumerate() {
+            if n == slices.len() {
+                break;
             }
-            if n < slices.len() {
-                slices[n] = IoSlice::new(&p[skip..]);
-                n += 1;
-            }
-            skip = 0;
+            slices[n] = IoSlice::new(if i == 0 { &p[skip..] } else { p });
+            n += 1;
         }
         match sock.write_vectored(&slices[..n]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(k) => done += k,
+            Ok(mut k) => {
+                done += k;
+                // Advance (first, skip) past the k bytes written.
+                while k > 0 {
+                    let left = parts[first].len() - skip;
+                    if k >= left {
+                        k -= left;
+                        first += 1;
+                        skip = 0;
+                    } else {
+                        skip += k;
+                        k = 0;
+                    }
+                }
+                while first < parts.len() && parts[first].len() == skip {
+                    first += 1;
+                    skip = 0;
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }

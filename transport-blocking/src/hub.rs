@@ -53,6 +53,8 @@ pub(crate) struct ClientState {
     pub close_sent: bool,
     /// Last time anything arrived from the client (keepalive).
     pub last_inbound: Instant,
+    /// The writer is waiting on the condvar: pushes wake it only then (a wake is a syscall).
+    pub writer_waiting: bool,
 }
 
 /// One connected client.
@@ -202,6 +204,7 @@ impl Hub {
                 writer_done: false,
                 close_sent: false,
                 last_inbound: Instant::now(),
+                writer_waiting: false,
             }),
             cond: Condvar::new(),
             sock,
@@ -256,19 +259,19 @@ impl Hub {
         add(&self.stats.frames_dropped, frames);
     }
 
-    fn targets(&self, target: &Target) -> Result<Vec<Arc<ClientHandle>>, SinkError> {
+    /// Calls `f` for each client `target` names, under the registry lock (pushes are short).
+    fn for_targets(&self, target: &Target, mut f: impl FnMut(&ClientHandle)) -> Result<(), SinkError> {
         if self.is_shut_down() {
             return Err(SinkError::ShutDown);
         }
         let reg = self.reg();
         match target {
-            Target::All => Ok(reg.clients.values().cloned().collect()),
-            Target::Client(id) => reg
-                .clients
-                .get(id)
-                .map(|c| vec![Arc::clone(c)])
-                .ok_or_else(|| SinkError::NoSuchClient(id.to_string())),
+            Target::All => reg.clients.values().for_each(|c| f(c)),
+            Target::Client(id) => {
+                f(reg.clients.get(id).ok_or_else(|| SinkError::NoSuchClient(id.to_string()))?)
+            }
         }
+        Ok(())
     }
 
     /// Pushes an item into one client's queue and applies the policy's outcome. `make` builds
@@ -308,22 +311,21 @@ impl Hub {
         } else {
             add(&self.stats.texts_queued, 1);
         }
+        let wake = st.writer_waiting;
         drop(st);
-        client.cond.notify_all();
+        if wake {
+            client.cond.notify_all();
+        }
     }
 
     pub(crate) fn send_image(&self, target: &Target, frame: &WireFrame) -> Result<(), SinkError> {
-        for client in self.targets(target)? {
-            self.push(&client, |metadata| Outgoing::Image { frame: frame.clone(), metadata });
-        }
-        Ok(())
+        self.for_targets(target, |client| {
+            self.push(client, |metadata| Outgoing::Image { frame: frame.clone(), metadata })
+        })
     }
 
     pub(crate) fn send_text(&self, target: &Target, text: Arc<str>) -> Result<(), SinkError> {
-        for client in self.targets(target)? {
-            self.push(&client, |_| Outgoing::Text(Arc::clone(&text)));
-        }
-        Ok(())
+        self.for_targets(target, |client| self.push(client, |_| Outgoing::Text(Arc::clone(&text))))
     }
 
     pub(crate) fn stats(&self) -> SinkStats {
