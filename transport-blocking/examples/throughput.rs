@@ -74,7 +74,13 @@ fn run_ours(png: &Arc<Vec<u8>>, n: usize) -> f64 {
     while server.stats().clients == 0 {
         thread::sleep(Duration::from_millis(1));
     }
-    let meta = ImageMeta { event: "bench".into(), count: 1, width: 1, height: 1, ..Default::default() };
+    let meta = ImageMeta {
+        event: "bench".into(),
+        count: 1,
+        width: 1,
+        height: 1,
+        ..Default::default()
+    };
     let frame = WireFrame::new(&meta, Arc::clone(png), false);
     let start = Instant::now();
     for _ in 0..n {
@@ -98,7 +104,8 @@ fn run_tungstenite(png: &Arc<Vec<u8>>, n: usize) -> f64 {
         let mut ws = tungstenite::accept(sock).unwrap();
         let start = Instant::now();
         for _ in 0..n {
-            ws.send(tungstenite::Message::Binary(payload.clone())).unwrap();
+            ws.send(tungstenite::Message::Binary(payload.clone()))
+                .unwrap();
         }
         (start, ws)
     });
@@ -122,10 +129,16 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(5usize);
     // About 300 MB per run and size.
-    let sizes: [(&str, usize, usize); 3] =
-        [("16 KiB", 16 << 10, 20_000), ("1.3 MB", 1_300_000, 240), ("5 MB", 5_000_000, 64)];
+    let sizes: [(&str, usize, usize); 3] = [
+        ("16 KiB", 16 << 10, 20_000),
+        ("1.3 MB", 1_300_000, 240),
+        ("5 MB", 5_000_000, 64),
+    ];
     println!("loopback, 1 client, median of {reps} runs (payload = 8-byte prefix + PNG bytes)");
-    println!("{:<8} {:<18} {:>9} {:>12}", "frame", "sender", "GB/s", "frames/s");
+    println!(
+        "{:<8} {:<18} {:>9} {:>12}",
+        "frame", "sender", "GB/s", "frames/s"
+    );
     for (label, len, n) in sizes {
         // Incompressible filler stands in for the PNG: the transport never looks inside.
         let mut rng = 0x9e3779b97f4a7c15u64;
@@ -147,8 +160,15 @@ fn main() {
             ours.push(run_ours(&png, n));
             tung.push(run_tungstenite(&png, n));
         }
-        for (name, secs) in [("pngcast-blocking", median(ours)), ("tungstenite send", median(tung))] {
-            println!("{label:<8} {name:<18} {:>9.2} {:>12.0}", bytes / secs / 1e9, n as f64 / secs);
+        for (name, secs) in [
+            ("pngcast-blocking", median(ours)),
+            ("tungstenite send", median(tung)),
+        ] {
+            println!(
+                "{label:<8} {name:<18} {:>9.2} {:>12.0}",
+                bytes / secs / 1e9,
+                n as f64 / secs
+            );
         }
     }
 }

@@ -68,7 +68,13 @@ impl Write for ReaderIo {
     }
 }
 
-fn run_websocket(stream: TcpStream, up: Upgraded, token: u64, config: &ServerConfig, hub: &Arc<Hub>) {
+fn run_websocket(
+    stream: TcpStream,
+    up: Upgraded,
+    token: u64,
+    config: &ServerConfig,
+    hub: &Arc<Hub>,
+) {
     // After the upgrade: reads block (the writer owns the timers), writes time out after the
     // stall timeout (or the blocking transport's own `write_timeout`, if shorter).
     let write_timeout = config.stall_timeout.min(config.write_timeout);
@@ -78,7 +84,9 @@ fn run_websocket(stream: TcpStream, up: Upgraded, token: u64, config: &ServerCon
     {
         return;
     }
-    let Ok(write_sock) = stream.try_clone() else { return };
+    let Ok(write_sock) = stream.try_clone() else {
+        return;
+    };
     let status: Arc<str> = wire::status_message(&up.client_id).into();
     let Some(client) = hub.register(token, Arc::clone(&up.client_id), &stream, status) else {
         // Shutting down between the 101 and here: say so.
@@ -106,7 +114,10 @@ fn run_websocket(stream: TcpStream, up: Upgraded, token: u64, config: &ServerCon
         .max_message_size(Some(config.max_message_bytes))
         .max_frame_size(Some(config.max_message_bytes));
     let ctx = WebSocketContext::from_partially_read(up.leftover, Role::Server, Some(ws_config));
-    let io = ReaderIo { sock: stream, out: Vec::new() };
+    let io = ReaderIo {
+        sock: stream,
+        out: Vec::new(),
+    };
     let reader_reason = reader_loop(ctx, io, &client);
 
     let writer_reason = writer.join().unwrap_or(EndReason::Normal);
@@ -114,7 +125,11 @@ fn run_websocket(stream: TcpStream, up: Upgraded, token: u64, config: &ServerCon
     // Whatever is still queued will never go out.
     let left = client.lock().queue.queued_images();
     hub.count_dropped(left as u64);
-    let reason = if writer_reason != EndReason::Normal { writer_reason } else { reader_reason };
+    let reason = if writer_reason != EndReason::Normal {
+        writer_reason
+    } else {
+        reader_reason
+    };
     hub.remove(&client, reason);
 }
 
@@ -137,8 +152,14 @@ fn reader_loop(mut ctx: WebSocketContext, mut io: ReaderIo, client: &ClientHandl
                     first_text = false;
                     // Only the first text message counts (protocol.md section 3); anything
                     // else, malformed JSON included, is ignored as ComfyUI does.
-                    if let Ok(wire::TextMessage::FeatureFlags { data }) = wire::parse_text(text.as_str()) {
-                        if data.get("supports_preview_metadata").and_then(|b| b.as_bool()) == Some(true) {
+                    if let Ok(wire::TextMessage::FeatureFlags { data }) =
+                        wire::parse_text(text.as_str())
+                    {
+                        if data
+                            .get("supports_preview_metadata")
+                            .and_then(|b| b.as_bool())
+                            == Some(true)
+                        {
                             st.metadata = true;
                         }
                         let reply = Outgoing::Text(wire::feature_flags_reply().into());
@@ -146,7 +167,10 @@ fn reader_loop(mut ctx: WebSocketContext, mut io: ReaderIo, client: &ClientHandl
                     }
                 }
             }
-            Ok(Message::Binary(_)) | Ok(Message::Ping(_)) | Ok(Message::Pong(_)) | Ok(Message::Frame(_)) => {}
+            Ok(Message::Binary(_))
+            | Ok(Message::Ping(_))
+            | Ok(Message::Pong(_))
+            | Ok(Message::Frame(_)) => {}
             Ok(Message::Close(_)) => {
                 // Our Close acknowledged, or the peer's Close: its reply is in `control`.
                 st.peer_gone = true;
@@ -156,13 +180,22 @@ fn reader_loop(mut ctx: WebSocketContext, mut io: ReaderIo, client: &ClientHandl
             }
             Err(e) => {
                 let (close, reason) = match e {
-                    tungstenite::Error::Capacity(_) => (Some((code::TOO_BIG, "message too big")), EndReason::BadInput),
-                    tungstenite::Error::Utf8(_) => (Some((code::UNSUPPORTED, "invalid UTF-8")), EndReason::BadInput),
+                    tungstenite::Error::Capacity(_) => (
+                        Some((code::TOO_BIG, "message too big")),
+                        EndReason::BadInput,
+                    ),
+                    tungstenite::Error::Utf8(_) => (
+                        Some((code::UNSUPPORTED, "invalid UTF-8")),
+                        EndReason::BadInput,
+                    ),
                     tungstenite::Error::Protocol(p) => {
                         use tungstenite::error::ProtocolError as P;
                         match p {
                             P::ResetWithoutClosingHandshake => (None, EndReason::Normal),
-                            _ => (Some((code::PROTOCOL, "protocol error")), EndReason::BadInput),
+                            _ => (
+                                Some((code::PROTOCOL, "protocol error")),
+                                EndReason::BadInput,
+                            ),
                         }
                     }
                     _ => (None, EndReason::Normal),
@@ -170,7 +203,11 @@ fn reader_loop(mut ctx: WebSocketContext, mut io: ReaderIo, client: &ClientHandl
                 match close {
                     Some((code, reason_text)) if !st.close_sent => {
                         if st.close.is_none() {
-                            st.close = Some(CloseRequest { code, reason: reason_text, drain_until: None });
+                            st.close = Some(CloseRequest {
+                                code,
+                                reason: reason_text,
+                                drain_until: None,
+                            });
                         }
                         drop(st);
                         client.cond.notify_all();
@@ -282,7 +319,9 @@ fn writer_loop(mut sock: TcpStream, client: &ClientHandle, hub: &Hub, ping: Dura
                     // so `send` never waits for the network.
                     let mut bytes = 0;
                     while batch.len() < BATCH_ITEMS && bytes < BATCH_BYTES {
-                        let Some(item) = st.queue.front().cloned() else { break };
+                        let Some(item) = st.queue.front().cloned() else {
+                            break;
+                        };
                         let n = item_wire_len(&item);
                         let done = st.queue.advance(n);
                         debug_assert_eq!(done.items, 1, "item_wire_len disagrees with the queue");
@@ -296,7 +335,11 @@ fn writer_loop(mut sock: TcpStream, client: &ClientHandle, hub: &Hub, ping: Dura
                     // No pong or other input for three intervals: the peer is gone.
                     if now.duration_since(st.last_inbound) > ping * 3 {
                         st.close_sent = true;
-                        break Job::Close(CloseRequest { code: code::GOING_AWAY, reason: "keepalive timeout", drain_until: None });
+                        break Job::Close(CloseRequest {
+                            code: code::GOING_AWAY,
+                            reason: "keepalive timeout",
+                            drain_until: None,
+                        });
                     }
                     break Job::Ping;
                 }
@@ -355,8 +398,15 @@ fn writer_loop(mut sock: TcpStream, client: &ClientHandle, hub: &Hub, ping: Dura
             Err(e) => {
                 let _ = sock.shutdown(Shutdown::Both);
                 mark_done(client);
-                let stalled = matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut);
-                return if stalled { EndReason::Stall } else { EndReason::Normal };
+                let stalled = matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                );
+                return if stalled {
+                    EndReason::Stall
+                } else {
+                    EndReason::Normal
+                };
             }
         }
     }
@@ -379,7 +429,11 @@ fn wait_for_peer_close(client: &ClientHandle) {
             return;
         }
         st.writer_waiting = true;
-        st = client.cond.wait_timeout(st, left).map(|(g, _)| g).unwrap_or_else(|p| p.into_inner().0);
+        st = client
+            .cond
+            .wait_timeout(st, left)
+            .map(|(g, _)| g)
+            .unwrap_or_else(|p| p.into_inner().0);
         st.writer_waiting = false;
     }
 }

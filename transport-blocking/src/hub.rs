@@ -139,7 +139,10 @@ impl Hub {
     pub(crate) fn new(config: ServerConfig) -> Hub {
         Hub {
             config,
-            reg: Mutex::new(Registry { clients: HashMap::new(), conns: HashMap::new() }),
+            reg: Mutex::new(Registry {
+                clients: HashMap::new(),
+                conns: HashMap::new(),
+            }),
             changed: Condvar::new(),
             next_generation: AtomicU64::new(1),
             shut_down: AtomicBool::new(false),
@@ -233,7 +236,11 @@ impl Hub {
     /// with the same id), and counts its end.
     pub(crate) fn remove(&self, client: &ClientHandle, reason: EndReason) {
         let mut reg = self.reg();
-        if reg.clients.get(&client.id).is_some_and(|c| c.generation == client.generation) {
+        if reg
+            .clients
+            .get(&client.id)
+            .is_some_and(|c| c.generation == client.generation)
+        {
             reg.clients.remove(&client.id);
         }
         drop(reg);
@@ -260,16 +267,21 @@ impl Hub {
     }
 
     /// Calls `f` for each client `target` names, under the registry lock (pushes are short).
-    fn for_targets(&self, target: &Target, mut f: impl FnMut(&ClientHandle)) -> Result<(), SinkError> {
+    fn for_targets(
+        &self,
+        target: &Target,
+        mut f: impl FnMut(&ClientHandle),
+    ) -> Result<(), SinkError> {
         if self.is_shut_down() {
             return Err(SinkError::ShutDown);
         }
         let reg = self.reg();
         match target {
             Target::All => reg.clients.values().for_each(|c| f(c)),
-            Target::Client(id) => {
-                f(reg.clients.get(id).ok_or_else(|| SinkError::NoSuchClient(id.to_string()))?)
-            }
+            Target::Client(id) => f(reg
+                .clients
+                .get(id)
+                .ok_or_else(|| SinkError::NoSuchClient(id.to_string()))?),
         }
         Ok(())
     }
@@ -320,12 +332,17 @@ impl Hub {
 
     pub(crate) fn send_image(&self, target: &Target, frame: &WireFrame) -> Result<(), SinkError> {
         self.for_targets(target, |client| {
-            self.push(client, |metadata| Outgoing::Image { frame: frame.clone(), metadata })
+            self.push(client, |metadata| Outgoing::Image {
+                frame: frame.clone(),
+                metadata,
+            })
         })
     }
 
     pub(crate) fn send_text(&self, target: &Target, text: Arc<str>) -> Result<(), SinkError> {
-        self.for_targets(target, |client| self.push(client, |_| Outgoing::Text(Arc::clone(&text))))
+        self.for_targets(target, |client| {
+            self.push(client, |_| Outgoing::Text(Arc::clone(&text)))
+        })
     }
 
     pub(crate) fn stats(&self) -> SinkStats {
@@ -386,6 +403,8 @@ impl Hub {
     pub(crate) fn wait_change(&self, until: Instant) {
         let reg = self.reg();
         let left = until.saturating_duration_since(Instant::now());
-        let _ = self.changed.wait_timeout(reg, left.min(std::time::Duration::from_millis(50)));
+        let _ = self
+            .changed
+            .wait_timeout(reg, left.min(std::time::Duration::from_millis(50)));
     }
 }

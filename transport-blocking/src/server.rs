@@ -65,7 +65,9 @@ pub struct Server {
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server").field("local_addr", &self.local_addr).finish_non_exhaustive()
+        f.debug_struct("Server")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
     }
 }
 
@@ -75,11 +77,17 @@ pub(crate) const THREAD_STACK: usize = 128 * 1024;
 impl Server {
     /// Validates `config`, binds its address and starts the accept thread.
     pub fn bind(config: ServerConfig) -> Result<Server, Error> {
-        config.validate().map_err(|e| Error::Config(e.to_string()))?;
-        let listener =
-            TcpListener::bind(config.addr).map_err(|source| Error::Bind { addr: config.addr, source })?;
-        let local_addr =
-            listener.local_addr().map_err(|source| Error::Bind { addr: config.addr, source })?;
+        config
+            .validate()
+            .map_err(|e| Error::Config(e.to_string()))?;
+        let listener = TcpListener::bind(config.addr).map_err(|source| Error::Bind {
+            addr: config.addr,
+            source,
+        })?;
+        let local_addr = listener.local_addr().map_err(|source| Error::Bind {
+            addr: config.addr,
+            source,
+        })?;
         let shared = Arc::new(Shared {
             hub: Arc::new(Hub::new(config.clone())),
             config,
@@ -91,7 +99,11 @@ impl Server {
             .stack_size(THREAD_STACK)
             .spawn(move || accept_loop(&listener, &accept_shared))
             .map_err(Error::Thread)?;
-        Ok(Server { shared, local_addr, accept: Mutex::new(Some(accept)) })
+        Ok(Server {
+            shared,
+            local_addr,
+            accept: Mutex::new(Some(accept)),
+        })
     }
 
     /// The address the server listens on (with the real port when the config asked for port 0).
@@ -140,7 +152,13 @@ fn join_connections(shared: &Shared, until: Instant) {
         shared.hub.wait_change(until);
     }
     shared.hub.cut_all();
-    let handles = std::mem::take(&mut *shared.threads.handles.lock().unwrap_or_else(|p| p.into_inner()));
+    let handles = std::mem::take(
+        &mut *shared
+            .threads
+            .handles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()),
+    );
     for h in handles {
         let _ = h.join();
     }
@@ -165,7 +183,9 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
                     return;
                 }
                 // EMFILE and friends: back off instead of spinning; ECONNABORTED: go on.
-                if e.kind() != io::ErrorKind::ConnectionAborted && e.kind() != io::ErrorKind::Interrupted {
+                if e.kind() != io::ErrorKind::ConnectionAborted
+                    && e.kind() != io::ErrorKind::Interrupted
+                {
                     thread::sleep(Duration::from_millis(10));
                 }
                 continue;
@@ -177,7 +197,11 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
         reap(shared);
         // Bound the threads an attacker can make us hold: upgraded clients are limited by
         // `max_clients` in the router; connections still in the HTTP stage by this cap.
-        let cap = shared.config.max_clients.saturating_mul(2).saturating_add(64);
+        let cap = shared
+            .config
+            .max_clients
+            .saturating_mul(2)
+            .saturating_add(64);
         if shared.threads.live.load(Ordering::Acquire) >= cap {
             shared.hub.count_refused();
             drop(stream);
@@ -194,7 +218,12 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
                 conn_shared.hub.notify_change();
             });
         match spawned {
-            Ok(h) => shared.threads.handles.lock().unwrap_or_else(|p| p.into_inner()).push(h),
+            Ok(h) => shared
+                .threads
+                .handles
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(h),
             Err(_) => {
                 shared.threads.live.fetch_sub(1, Ordering::AcqRel);
                 shared.hub.count_refused();
@@ -205,7 +234,11 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
 
 /// Joins the connection threads that have finished.
 fn reap(shared: &Shared) {
-    let mut handles = shared.threads.handles.lock().unwrap_or_else(|p| p.into_inner());
+    let mut handles = shared
+        .threads
+        .handles
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
     let mut i = 0;
     while i < handles.len() {
         if handles[i].is_finished() {
