@@ -20,7 +20,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use pngcast_core::http::ServerConfig;
-use pngcast_core::queue::{ClientQueue, Outgoing};
+use pngcast_core::queue::{ClientQueue, Outgoing, MAX_CONTROL_BYTES};
 use pngcast_core::wire::{
     self, ws_frame_header, LEGACY_PREFIX, OPCODE_BINARY, OPCODE_PING, OPCODE_TEXT,
 };
@@ -28,7 +28,7 @@ use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
 use tungstenite::Message;
 
 use crate::handshake::{self, Upgraded};
-use crate::hub::{code, ClientHandle, CloseRequest, EndReason, Hub};
+use crate::hub::{code, ClientHandle, CloseRequest, EndReason, Hub, Refusal};
 use crate::server::THREAD_STACK;
 
 /// How long the writer waits for the peer's answer to our Close before cutting the socket.
@@ -88,11 +88,20 @@ fn run_websocket(
         return;
     };
     let status: Arc<str> = wire::status_message(&up.client_id).into();
-    let Some(client) = hub.register(token, Arc::clone(&up.client_id), &stream, status) else {
-        // Shutting down between the 101 and here: say so.
-        let mut s = &stream;
-        let _ = s.write_all(&wire::close_frame(code::GOING_AWAY, "server shutting down"));
-        return;
+    let client = match hub.register(token, Arc::clone(&up.client_id), &stream, status) {
+        Ok(c) => c,
+        Err(refusal) => {
+            hub.count_refused();
+            let (code, why) = match refusal {
+                Refusal::ShuttingDown => (code::GOING_AWAY, "server shutting down"),
+                Refusal::Full => (code::TRY_AGAIN, "too many clients"),
+            };
+            let mut s = &stream;
+            let _ = s.write_all(&wire::close_frame(code, why));
+            let _ = s.shutdown(Shutdown::Write);
+            drain_until_closed(&stream);
+            return;
+        }
     };
 
     let writer = {
@@ -119,13 +128,20 @@ fn run_websocket(
         out: Vec::new(),
     };
     let reader_reason = reader_loop(ctx, io, &client);
+    if reader_reason == EndReason::BadInput {
+        // The reader has let the peer see our Close (or waited the grace out): a writer still
+        // stuck mid-frame on this misbehaving peer is cut rather than waited for.
+        client.cut();
+    }
 
     let writer_reason = writer.join().unwrap_or(EndReason::Normal);
     client.cut();
     // Whatever is still queued will never go out.
     let left = client.lock().queue.queued_images();
     hub.count_dropped(left as u64);
-    let reason = if writer_reason != EndReason::Normal {
+    let reason = if reader_reason == EndReason::BadInput {
+        reader_reason
+    } else if writer_reason != EndReason::Normal {
         writer_reason
     } else {
         reader_reason
@@ -146,6 +162,22 @@ fn reader_loop(mut ctx: WebSocketContext, mut io: ReaderIo, client: &ClientHandl
             st.control.extend_from_slice(&io.out);
         }
         io.out.clear();
+        if st.control.len() > MAX_CONTROL_BYTES {
+            // Pings flooding in while the writer cannot send the pongs: close this client.
+            st.control.clear();
+            if st.close.is_none() {
+                st.close = Some(CloseRequest {
+                    code: code::POLICY,
+                    reason: "control frame flood",
+                    drain_until: None,
+                });
+            }
+            drop(st);
+            client.cond.notify_all();
+            drain_until_closed(&io.sock);
+            mark_peer_gone(client);
+            return EndReason::BadInput;
+        }
         match result {
             Ok(Message::Text(text)) => {
                 if first_text {
@@ -213,7 +245,8 @@ fn reader_loop(mut ctx: WebSocketContext, mut io: ReaderIo, client: &ClientHandl
                         client.cond.notify_all();
                         // Keep reading (and discarding) so the peer gets our Close before we
                         // close the socket (closing with unread data sends RST).
-                        drain_until_closed(&mut io.sock);
+                        drain_until_closed(&io.sock);
+                        mark_peer_gone(client);
                     }
                     _ => {
                         st.peer_gone = true;
@@ -236,7 +269,8 @@ fn push_reply(queue: &mut ClientQueue, item: Outgoing) {
 }
 
 /// Reads and discards until EOF or an error (the writer cuts the socket after its close grace).
-fn drain_until_closed(sock: &mut TcpStream) {
+fn drain_until_closed(mut sock: &TcpStream) {
+    let _ = sock.set_read_timeout(Some(CLOSE_GRACE));
     let mut buf = [0u8; 4096];
     loop {
         match sock.read(&mut buf) {
@@ -527,4 +561,12 @@ pub(crate) fn write_all_vectored(sock: &mut impl Write, parts: &[&[u8]]) -> io::
         }
     }
     Ok(total)
+}
+
+/// The peer has closed or is past its grace: wake the writer for good.
+fn mark_peer_gone(client: &ClientHandle) {
+    let mut st = client.lock();
+    st.peer_gone = true;
+    drop(st);
+    client.cond.notify_all();
 }

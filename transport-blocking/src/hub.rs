@@ -23,6 +23,7 @@ pub(crate) mod code {
     pub const UNSUPPORTED: u16 = 1003;
     pub const POLICY: u16 = 1008;
     pub const TOO_BIG: u16 = 1009;
+    pub const TRY_AGAIN: u16 = 1013;
 }
 
 /// A Close the writer must send.
@@ -105,6 +106,13 @@ struct Counters {
     closed_bad_input: AtomicU64,
 }
 
+/// Why an upgraded connection could not be registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    ShuttingDown,
+    Full,
+}
+
 /// Why a client ended, for the counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum EndReason {
@@ -183,15 +191,14 @@ impl Hub {
     /// Registers an upgraded client whose first queued message is the status message. A live
     /// client with the same id is replaced: it is closed with 1000 and its cleanup will not
     /// remove the new one (generation check in [`Hub::remove`]).
-    /// `None` when the server is shutting down.
     pub(crate) fn register(
         &self,
         token: u64,
         id: Arc<str>,
         sock: &TcpStream,
         status: Arc<str>,
-    ) -> Option<Arc<ClientHandle>> {
-        let sock = sock.try_clone().ok()?;
+    ) -> Result<Arc<ClientHandle>, Refusal> {
+        let sock = sock.try_clone().map_err(|_| Refusal::Full)?;
         let mut queue = ClientQueue::new(self.config.policy, self.config.queue_bytes);
         let _ = queue.push(Outgoing::Text(status));
         add(&self.stats.texts_queued, 1);
@@ -214,7 +221,12 @@ impl Hub {
         });
         let mut reg = self.reg();
         if self.is_shut_down() {
-            return None;
+            return Err(Refusal::ShuttingDown);
+        }
+        // The router checked the limit before the 101; two upgrades racing past it are caught
+        // here (a replacement does not add a client).
+        if !reg.clients.contains_key(&id) && reg.clients.len() >= self.config.max_clients {
+            return Err(Refusal::Full);
         }
         if let Some(conn) = reg.conns.get_mut(&token) {
             conn.1 = true;
@@ -229,7 +241,7 @@ impl Hub {
             });
         }
         add(&self.stats.clients_accepted, 1);
-        Some(handle)
+        Ok(handle)
     }
 
     /// Removes `client` if the registry still holds this very connection (not a newer one

@@ -48,6 +48,9 @@ pub(crate) struct Shared {
     pub(crate) config: ServerConfig,
     pub(crate) hub: Arc<Hub>,
     threads: Threads,
+    local_addr: SocketAddr,
+    /// The accept thread, taken and joined by the first shutdown.
+    accept: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// pngcast's WebSocket service on blocking threads. See the [crate docs](crate).
@@ -60,7 +63,6 @@ pub(crate) struct Shared {
 pub struct Server {
     shared: Arc<Shared>,
     local_addr: SocketAddr,
-    accept: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -92,6 +94,8 @@ impl Server {
             hub: Arc::new(Hub::new(config.clone())),
             config,
             threads: Threads::default(),
+            local_addr,
+            accept: Mutex::new(None),
         });
         let accept_shared = Arc::clone(&shared);
         let accept = thread::Builder::new()
@@ -99,11 +103,8 @@ impl Server {
             .stack_size(THREAD_STACK)
             .spawn(move || accept_loop(&listener, &accept_shared))
             .map_err(Error::Thread)?;
-        Ok(Server {
-            shared,
-            local_addr,
-            accept: Mutex::new(Some(accept)),
-        })
+        *shared.accept.lock().unwrap_or_else(|p| p.into_inner()) = Some(accept);
+        Ok(Server { shared, local_addr })
     }
 
     /// The address the server listens on (with the real port when the config asked for port 0).
@@ -122,14 +123,6 @@ impl Server {
     /// passed, then cuts what is left, stops accepting and joins every thread. Idempotent.
     pub fn shutdown(&self, deadline: Duration) {
         shutdown_shared(&self.shared, deadline);
-        let accept = self.accept.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(handle) = accept {
-            wake_accept(self.local_addr);
-            let _ = handle.join();
-        }
-        // Connections accepted while we were closing: their threads see the flag and end.
-        let deadline_at = Instant::now() + Duration::from_millis(100);
-        join_connections(&self.shared, deadline_at);
     }
 }
 
@@ -143,6 +136,17 @@ fn shutdown_shared(shared: &Shared, deadline: Duration) {
     let until = Instant::now() + deadline;
     shared.hub.begin_shutdown(until);
     join_connections(shared, until);
+    let accept = shared
+        .accept
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    if let Some(handle) = accept {
+        wake_accept(shared.local_addr);
+        let _ = handle.join();
+    }
+    // Connections accepted while we were closing: their threads see the flag and end.
+    join_connections(shared, Instant::now() + Duration::from_millis(100));
 }
 
 /// Waits until every connection thread is done or `until` has passed; past it, cuts the sockets

@@ -643,3 +643,52 @@ fn frames_are_shared_not_copied() {
         Arc::strong_count(f.png_arc()) == before
     });
 }
+
+#[test]
+fn ping_flood_from_a_non_reader_closes_only_that_client() {
+    let server = start(config().stall_timeout(Duration::from_secs(60)));
+    let mut good = connect(&server, ClientOptions::default().client_id("good"));
+    read_until(&mut good, |e| is_json(e, "status"));
+    let s = never_reading_client(server.local_addr(), "flooder");
+    wait_until("both clients", LIMIT, || server.stats().clients == 2);
+    // Stall its writer first (big frames it never reads), then flood pings whose pongs pile up.
+    for i in 0..40 {
+        server
+            .send_image(&Target::client("flooder"), &big_frame(i, 1 << 20))
+            .unwrap();
+    }
+    let mut w = &s;
+    let ping = {
+        let mask = [9u8, 8, 7, 6];
+        let payload = [0x55u8; 125];
+        let mut f = vec![0x89, 0x80 | 125];
+        f.extend_from_slice(&mask);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        f
+    };
+    for _ in 0..2000 {
+        if w.write_all(&ping).is_err() {
+            break;
+        }
+    }
+    wait_until("flood closed", LIMIT, || {
+        server.stats().closed_bad_input == 1
+    });
+    server
+        .send_json(&Target::client("good"), "ok", &serde_json::json!(1))
+        .unwrap();
+    assert_eq!(read_until(&mut good, |e| is_json(e, "ok")).len(), 1);
+}
+
+#[test]
+fn drop_shuts_the_server_down() {
+    let server = start(config());
+    let addr = server.local_addr();
+    let mut c = connect(&server, ClientOptions::default());
+    read_until(&mut c, |e| is_json(e, "status"));
+    drop(server);
+    while c.next_event().unwrap().is_some() {}
+    assert_eq!(c.close_code(), Some(1001));
+    // The listener is gone.
+    assert!(TcpStream::connect(addr).is_err());
+}
