@@ -15,7 +15,7 @@
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -28,7 +28,7 @@ use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
 use tungstenite::Message;
 
 use crate::handshake::{self, Upgraded};
-use crate::hub::{code, ClientHandle, CloseRequest, EndReason, Hub, Refusal};
+use crate::hub::{code, ClientHandle, ClientState, CloseRequest, EndReason, Hub, Refusal};
 use crate::server::THREAD_STACK;
 
 /// How long the writer waits for the peer's answer to our Close before cutting the socket.
@@ -165,18 +165,7 @@ fn reader_loop(mut ctx: WebSocketContext, mut io: ReaderIo, client: &ClientHandl
         if st.control.len() > MAX_CONTROL_BYTES {
             // Pings flooding in while the writer cannot send the pongs: close this client.
             st.control.clear();
-            if st.close.is_none() {
-                st.close = Some(CloseRequest {
-                    code: code::POLICY,
-                    reason: "control frame flood",
-                    drain_until: None,
-                });
-            }
-            drop(st);
-            client.cond.notify_all();
-            drain_until_closed(&io.sock);
-            mark_peer_gone(client);
-            return EndReason::BadInput;
+            return fail(st, client, &io.sock, code::POLICY, "control frame flood");
         }
         match result {
             Ok(Message::Text(text)) => {
@@ -199,10 +188,17 @@ fn reader_loop(mut ctx: WebSocketContext, mut io: ReaderIo, client: &ClientHandl
                     }
                 }
             }
-            Ok(Message::Binary(_))
-            | Ok(Message::Ping(_))
-            | Ok(Message::Pong(_))
-            | Ok(Message::Frame(_)) => {}
+            Ok(Message::Binary(_)) => {
+                // Clients have nothing binary to say in this protocol (as the mio transport).
+                return fail(
+                    st,
+                    client,
+                    &io.sock,
+                    code::UNSUPPORTED,
+                    "binary messages are not accepted",
+                );
+            }
+            Ok(Message::Ping(_)) | Ok(Message::Pong(_)) | Ok(Message::Frame(_)) => {}
             Ok(Message::Close(_)) => {
                 // Our Close acknowledged, or the peer's Close: its reply is in `control`.
                 st.peer_gone = true;
@@ -211,50 +207,22 @@ fn reader_loop(mut ctx: WebSocketContext, mut io: ReaderIo, client: &ClientHandl
                 return EndReason::Normal;
             }
             Err(e) => {
-                let (close, reason) = match e {
-                    tungstenite::Error::Capacity(_) => (
-                        Some((code::TOO_BIG, "message too big")),
-                        EndReason::BadInput,
-                    ),
-                    tungstenite::Error::Utf8(_) => (
-                        Some((code::UNSUPPORTED, "invalid UTF-8")),
-                        EndReason::BadInput,
-                    ),
-                    tungstenite::Error::Protocol(p) => {
-                        use tungstenite::error::ProtocolError as P;
-                        match p {
-                            P::ResetWithoutClosingHandshake => (None, EndReason::Normal),
-                            _ => (
-                                Some((code::PROTOCOL, "protocol error")),
-                                EndReason::BadInput,
-                            ),
-                        }
-                    }
-                    _ => (None, EndReason::Normal),
+                use tungstenite::error::ProtocolError as P;
+                let (code, why) = match e {
+                    tungstenite::Error::Capacity(_) => (code::TOO_BIG, "message too big"),
+                    tungstenite::Error::Utf8(_) => (code::INVALID_DATA, "invalid UTF-8"),
+                    tungstenite::Error::Protocol(P::ResetWithoutClosingHandshake) => (0, ""),
+                    tungstenite::Error::Protocol(_) => (code::PROTOCOL, "protocol error"),
+                    _ => (0, ""),
                 };
-                match close {
-                    Some((code, reason_text)) if !st.close_sent => {
-                        if st.close.is_none() {
-                            st.close = Some(CloseRequest {
-                                code,
-                                reason: reason_text,
-                                drain_until: None,
-                            });
-                        }
-                        drop(st);
-                        client.cond.notify_all();
-                        // Keep reading (and discarding) so the peer gets our Close before we
-                        // close the socket (closing with unread data sends RST).
-                        drain_until_closed(&io.sock);
-                        mark_peer_gone(client);
-                    }
-                    _ => {
-                        st.peer_gone = true;
-                        drop(st);
-                        client.cond.notify_all();
-                    }
+                if code == 0 || st.close_sent {
+                    // The socket ended (or failed) under us: nothing more to say.
+                    st.peer_gone = true;
+                    drop(st);
+                    client.cond.notify_all();
+                    return EndReason::Normal;
                 }
-                return reason;
+                return fail(st, client, &io.sock, code, why);
             }
         }
         drop(st);
@@ -569,4 +537,27 @@ fn mark_peer_gone(client: &ClientHandle) {
     st.peer_gone = true;
     drop(st);
     client.cond.notify_all();
+}
+
+/// Bad input: ask the writer for a Close with `code`, keep reading (and discarding) so the peer
+/// gets it before the socket closes (closing with unread input sends RST), then let go.
+fn fail(
+    mut st: MutexGuard<'_, ClientState>,
+    client: &ClientHandle,
+    sock: &TcpStream,
+    code: u16,
+    reason: &'static str,
+) -> EndReason {
+    if st.close.is_none() {
+        st.close = Some(CloseRequest {
+            code,
+            reason,
+            drain_until: None,
+        });
+    }
+    drop(st);
+    client.cond.notify_all();
+    drain_until_closed(sock);
+    mark_peer_gone(client);
+    EndReason::BadInput
 }

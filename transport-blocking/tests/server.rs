@@ -454,7 +454,7 @@ fn invalid_utf8_and_protocol_errors_close_that_client() {
         .rposition(|w| w[0] == 0x88)
         .expect("a close frame");
     assert_eq!(&all[close_at + 2..close_at + 4], &1002u16.to_be_bytes());
-    // Invalid UTF-8 in a text message: 1003 (protocol.md: malformed closes with 1003).
+    // Invalid UTF-8 in a text message: 1007 (RFC 6455 section 7.4.1, as the mio transport).
     let mut s = TcpStream::connect(addr).unwrap();
     s.write_all(upgrade_request("/ws", "").as_bytes()).unwrap();
     let mask = [1u8, 2, 3, 4];
@@ -470,9 +470,22 @@ fn invalid_utf8_and_protocol_errors_close_that_client() {
         .windows(2)
         .rposition(|w| w[0] == 0x88)
         .expect("a close frame");
-    assert_eq!(&all[close_at + 2..close_at + 4], &1003u16.to_be_bytes());
+    assert_eq!(&all[close_at + 2..close_at + 4], &1007u16.to_be_bytes());
+    // A binary message: 1003 (unsupported data).
+    let (mut ws, _) = tungstenite::connect(ws_url(&server)).unwrap();
+    let _status = ws.read().unwrap();
+    ws.send(tungstenite::Message::binary(vec![1u8, 2, 3]))
+        .unwrap();
+    let close = loop {
+        match ws.read() {
+            Ok(tungstenite::Message::Close(f)) => break f.map(|f| u16::from(f.code)),
+            Ok(_) => {}
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(close, Some(1003));
     wait_until("bad input counted", LIMIT, || {
-        server.stats().closed_bad_input == 2
+        server.stats().closed_bad_input == 3
     });
 }
 
