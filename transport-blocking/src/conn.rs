@@ -20,7 +20,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use pngcast_core::http::ServerConfig;
-use pngcast_core::queue::{ClientQueue, Outgoing, MAX_CONTROL_BYTES};
+use pngcast_core::queue::{ClientQueue, Outgoing, PushOutcome, MAX_CONTROL_BYTES};
 use pngcast_core::wire::{
     self, ws_frame_header, LEGACY_PREFIX, OPCODE_BINARY, OPCODE_PING, OPCODE_TEXT,
 };
@@ -127,7 +127,7 @@ fn run_websocket(
         sock: stream,
         out: Vec::new(),
     };
-    let reader_reason = reader_loop(ctx, io, &client);
+    let reader_reason = reader_loop(ctx, io, &client, hub);
     if reader_reason == EndReason::BadInput {
         // The reader has let the peer see our Close (or waited the grace out): a writer still
         // stuck mid-frame on this misbehaving peer is cut rather than waited for.
@@ -150,7 +150,12 @@ fn run_websocket(
 }
 
 /// Reads until the peer closes, the socket fails, or bad input; returns why it ended.
-fn reader_loop(mut ctx: WebSocketContext, mut io: ReaderIo, client: &ClientHandle) -> EndReason {
+fn reader_loop(
+    mut ctx: WebSocketContext,
+    mut io: ReaderIo,
+    client: &ClientHandle,
+    hub: &Hub,
+) -> EndReason {
     let mut first_text = true;
     loop {
         let result = ctx.read(&mut io);
@@ -184,7 +189,9 @@ fn reader_loop(mut ctx: WebSocketContext, mut io: ReaderIo, client: &ClientHandl
                             st.metadata = true;
                         }
                         let reply = Outgoing::Text(wire::feature_flags_reply().into());
-                        push_reply(&mut st.queue, reply);
+                        if push_reply(&mut st.queue, reply) {
+                            hub.count_text_queued();
+                        }
                     }
                 }
             }
@@ -230,10 +237,10 @@ fn reader_loop(mut ctx: WebSocketContext, mut io: ReaderIo, client: &ClientHandl
     }
 }
 
-/// Queues the feature-flags reply. It is a small text message; if even that does not fit, the
-/// overflow close will come with the next push.
-fn push_reply(queue: &mut ClientQueue, item: Outgoing) {
-    let _ = queue.push(item);
+/// Queues the feature-flags reply; `true` if queued. It is a small text message early in the
+/// connection; if even that does not fit, the overflow close comes with the next push.
+fn push_reply(queue: &mut ClientQueue, item: Outgoing) -> bool {
+    queue.push(item) != PushOutcome::Overflow
 }
 
 /// Reads and discards until EOF or an error (the writer cuts the socket after its close grace).

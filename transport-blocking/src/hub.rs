@@ -275,6 +275,10 @@ impl Hub {
         add(&self.stats.bytes_sent, bytes);
     }
 
+    pub(crate) fn count_text_queued(&self) {
+        add(&self.stats.texts_queued, 1);
+    }
+
     pub(crate) fn count_dropped(&self, frames: u64) {
         add(&self.stats.frames_dropped, frames);
     }

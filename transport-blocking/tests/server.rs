@@ -201,6 +201,18 @@ fn order_per_client_is_send_order() {
             }
         }
     }
+    // Stats: every image written to both clients, nothing dropped.
+    wait_until("stats settle", LIMIT, || {
+        server.stats().frames_sent == u64::from(2 * n)
+    });
+    let s = server.stats();
+    assert_eq!(
+        (s.frames_queued, s.frames_dropped, s.clients),
+        (u64::from(2 * n), 0, 2),
+        "{s:?}"
+    );
+    // Two status messages, one feature-flags reply, the ticks.
+    assert_eq!(s.texts_queued, u64::from(2 * n) + 3, "{s:?}");
 }
 
 #[test]
