@@ -507,4 +507,6 @@ fn dispatch_is_cached_and_honours_force_scalar() {
             "avx512",
         );
     }
+    #[cfg(target_arch = "aarch64")]
+    assert!(names.contains(&"neon"), "{names:?}");
 }
