@@ -45,7 +45,9 @@ fn naive(src: &[f32], dst: &mut [u8]) {
 /// scheduler ticks of a few ms), or `None` elsewhere.
 fn thread_cpu_time() -> Option<Duration> {
     let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    Some(Duration::from_nanos(s.split_whitespace().next()?.parse().ok()?))
+    Some(Duration::from_nanos(
+        s.split_whitespace().next()?.parse().ok()?,
+    ))
 }
 
 /// Times `f` in CPU time of this thread when the OS tells it (falls back to wall time): on a
@@ -64,7 +66,10 @@ fn iter_cpu(b: &mut criterion::Bencher<'_>, mut f: impl FnMut()) {
     })
 }
 
-fn group<'a>(c: &'a mut Criterion, name: &str) -> criterion::BenchmarkGroup<'a, criterion::measurement::WallTime> {
+fn group<'a>(
+    c: &'a mut Criterion,
+    name: &str,
+) -> criterion::BenchmarkGroup<'a, criterion::measurement::WallTime> {
     let mut g = c.benchmark_group(name);
     g.throughput(Throughput::Elements((W * H) as u64));
     g
@@ -74,7 +79,9 @@ fn f32_to_u8(c: &mut Criterion) {
     let src = input();
     let mut dst = vec![0u8; N];
     let mut g = group(c, "convert_1mp_rgb_f32_u8");
-    g.bench_function("naive_loop", |b| b.iter(|| naive(black_box(&src), &mut dst)));
+    g.bench_function("naive_loop", |b| {
+        b.iter(|| naive(black_box(&src), &mut dst))
+    });
     for &k in kernels::all() {
         g.bench_function(k.name(), |b| {
             b.iter(|| k.f32_to_u8(black_box(&src), &mut dst, Quantize::Truncate))
@@ -86,9 +93,10 @@ fn f32_to_u8(c: &mut Criterion) {
     });
     let img = ImageView::hwc(&src[..], [H, W, C]).unwrap();
     let mut out = Vec::new();
-    g.bench_function(format!("convert_image_{}_threads", rayon::current_num_threads()), |b| {
-        b.iter(|| convert_image(black_box(&img), ConvertOptions::default(), &mut out))
-    });
+    g.bench_function(
+        format!("convert_image_{}_threads", rayon::current_num_threads()),
+        |b| b.iter(|| convert_image(black_box(&img), ConvertOptions::default(), &mut out)),
+    );
     g.finish();
 }
 
@@ -98,10 +106,32 @@ fn f32_to_u8_cpu_time(c: &mut Criterion) {
     let mut dst = vec![0u8; N];
     let mut g = group(c, "convert_1mp_rgb_f32_u8_cpu_time");
     g.sample_size(10);
-    g.bench_function("naive_loop", |b| iter_cpu(b, || naive(black_box(&src), &mut dst)));
+    g.bench_function("naive_loop", |b| {
+        iter_cpu(b, || naive(black_box(&src), &mut dst))
+    });
     for &k in kernels::all() {
         g.bench_function(k.name(), |b| {
-            iter_cpu(b, || k.f32_to_u8(black_box(&src), &mut dst, Quantize::Truncate))
+            iter_cpu(b, || {
+                k.f32_to_u8(black_box(&src), &mut dst, Quantize::Truncate)
+            })
+        });
+    }
+    g.finish();
+    // 64 K samples (256 KiB in, 64 KiB out): in L2, so this shows what the kernel itself costs
+    // when memory is not the limit. Throughput in pixels (samples / 3) as above.
+    let small = &src[..64 * 1024];
+    let mut g = c.benchmark_group("convert_64k_samples_in_cache_f32_u8_cpu_time");
+    g.throughput(Throughput::Elements((small.len() / C) as u64));
+    g.sample_size(10);
+    for &k in kernels::all() {
+        g.bench_function(k.name(), |b| {
+            iter_cpu(b, || {
+                k.f32_to_u8(
+                    black_box(small),
+                    &mut dst[..small.len()],
+                    Quantize::Truncate,
+                )
+            })
         });
     }
     g.finish();
@@ -159,5 +189,12 @@ fn strided(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, f32_to_u8, f32_to_u8_cpu_time, f32_to_u16be, half_to_u8, strided);
+criterion_group!(
+    benches,
+    f32_to_u8,
+    f32_to_u8_cpu_time,
+    f32_to_u16be,
+    half_to_u8,
+    strided
+);
 criterion_main!(benches);
