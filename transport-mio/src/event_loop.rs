@@ -37,6 +37,8 @@ const GEN_BITS: u32 = 16;
 const GEN_MASK: usize = (1 << GEN_BITS) - 1;
 /// How long a closing connection may linger for the peer's EOF.
 const LINGER: Duration = Duration::from_secs(2);
+/// Pending bytes at which a client is written during a command batch rather than after it.
+const WRITE_BATCH: usize = 256 * 1024;
 /// Connections still in the HTTP stage allowed beyond `max_clients`.
 const SPARE_CONNECTIONS: usize = 64;
 
@@ -82,6 +84,8 @@ pub(crate) struct EventLoop {
     spare: Vec<Command>,
     /// Keys of every live WebSocket client, reused for fan-out.
     targets: Vec<Key>,
+    /// Clients with new output from the current command batch.
+    dirty: Vec<Key>,
     shutdown_at: Option<Instant>,
     tick: Duration,
     next_sweep: Instant,
@@ -122,6 +126,7 @@ impl EventLoop {
             again: Vec::new(),
             spare: Vec::new(),
             targets: Vec::new(),
+            dirty: Vec::new(),
             shutdown_at: None,
             tick,
             next_sweep: now + tick,
@@ -459,6 +464,7 @@ impl EventLoop {
             }
         }
         self.spare = commands;
+        self.flush_dirty();
     }
 
     /// Queues an item for each targeted client and writes at once to clients not blocked.
@@ -478,12 +484,37 @@ impl EventLoop {
                     return;
                 }
                 push(ws, &lp.shared.stats);
-                if !ws.blocked {
+                if ws.blocked {
+                    return;
+                }
+                // Small frames are batched into one vectored write after the command batch;
+                // a client with plenty pending is written at once to keep its queue short.
+                if ws.pending_bytes() >= WRITE_BATCH {
                     lp.pump(key, conn, now);
+                } else if !ws.dirty {
+                    ws.dirty = true;
+                    lp.dirty.push(key);
                 }
             });
         }
         self.targets = targets;
+    }
+
+    /// Writes to every client that got something in this command batch.
+    fn flush_dirty(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for &key in &dirty {
+            self.with(key, |lp, conn, now| {
+                if let Phase::Ws(ws) = &mut conn.phase {
+                    ws.dirty = false;
+                    if !ws.blocked {
+                        lp.pump(key, conn, now);
+                    }
+                }
+            });
+        }
+        dirty.clear();
+        self.dirty = dirty;
     }
 
     fn begin_shutdown(&mut self, at: Instant) {

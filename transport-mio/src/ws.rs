@@ -150,6 +150,8 @@ pub(crate) struct Ws {
     read_stopped: bool,
     /// The last write hit `WouldBlock`; we wait for a WRITABLE event.
     pub(crate) blocked: bool,
+    /// Listed in the loop's batch of clients to write after the current commands.
+    pub(crate) dirty: bool,
     /// Since when output has been pending without progress (the stall clock).
     pub(crate) stalled_since: Option<Instant>,
     /// Why we close, once decided (for the counters).
@@ -187,6 +189,7 @@ impl Ws {
             closing: Closing::Open,
             read_stopped: false,
             blocked: false,
+            dirty: false,
             stalled_since: None,
             why: None,
         };
@@ -198,6 +201,11 @@ impl Ws {
     /// True while the client takes new messages.
     pub(crate) fn is_open(&self) -> bool {
         self.closing == Closing::Open
+    }
+
+    /// Bytes waiting to be written.
+    pub(crate) fn pending_bytes(&self) -> usize {
+        self.queue.pending_bytes()
     }
 
     /// Queues an image in the form this client asked for.
