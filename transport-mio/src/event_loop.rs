@@ -309,7 +309,7 @@ impl EventLoop {
             }
             Phase::Ws(ws) => {
                 if readable {
-                    match ws.on_readable(&mut conn.sock, &self.shared.stats) {
+                    match ws.on_readable(&mut conn.sock, &self.shared.stats, now) {
                         Read_::Drained => {}
                         Read_::More => self.again.push(key),
                         Read_::Dead => self.end_ws(key, &mut conn, Phase::Done),
@@ -367,7 +367,15 @@ impl EventLoop {
                 let stats = &self.shared.stats;
                 let queue = ClientQueue::new(self.config.policy, self.config.queue_bytes);
                 let max = self.config.max_message_bytes;
-                let ws = Ws::new(client_id.clone(), response, leftover, queue, max, stats);
+                let ws = Ws::new(
+                    client_id.clone(),
+                    response,
+                    leftover,
+                    queue,
+                    max,
+                    stats,
+                    now,
+                );
                 conn.phase = Phase::Ws(Box::new(ws));
                 Stats::add(&stats.clients_accepted, 1);
                 stats.clients.fetch_add(1, Ordering::Relaxed);
@@ -379,7 +387,6 @@ impl EventLoop {
                         lp.pump(old, old_conn, now);
                     });
                 }
-                let _ = now;
             }
         }
     }
@@ -550,6 +557,11 @@ impl EventLoop {
             self.next_ping = now + self.config.ping_interval;
         }
         let stall = self.config.stall_timeout;
+        let silence = self
+            .config
+            .ping_interval
+            .saturating_mul(3)
+            .saturating_add(stall);
         for idx in 0..self.slots.len() {
             let key = Key {
                 idx,
@@ -565,10 +577,12 @@ impl EventLoop {
                     }
                 }
                 Phase::Ws(ws) => {
-                    if ws
+                    let stalled = ws
                         .stalled_since
-                        .is_some_and(|t| now.duration_since(t) >= stall)
-                    {
+                        .is_some_and(|t| now.duration_since(t) >= stall);
+                    // A peer that answers nothing, not even our pings, is half-open or gone.
+                    let silent = now.duration_since(ws.last_inbound) >= silence;
+                    if stalled || silent {
                         Stats::add(&lp.shared.stats.closed_stall, 1);
                         lp.end_ws(key, conn, Phase::Done);
                         return;

@@ -25,6 +25,8 @@ use crate::shared::Stats;
 pub(crate) const READ_BUDGET: usize = 64;
 /// Slices handed to one `write_vectored` call (Linux takes up to 1024).
 const SLICES: usize = 64;
+/// Bytes of tungstenite output held back while closing (see `take_tap`).
+const HELD_MAX: usize = 1024;
 /// An empty ping frame, unmasked as a server's frames are.
 const PING: [u8; 2] = [0x89, 0x00];
 
@@ -154,6 +156,8 @@ pub(crate) struct Ws {
     pub(crate) dirty: bool,
     /// Since when output has been pending without progress (the stall clock).
     pub(crate) stalled_since: Option<Instant>,
+    /// When the peer last sent a complete message or control frame (pongs included).
+    pub(crate) last_inbound: Instant,
     /// Why we close, once decided (for the counters).
     why: Option<CloseWhy>,
 }
@@ -168,6 +172,7 @@ impl Ws {
         queue: ClientQueue,
         max_message_bytes: usize,
         stats: &Stats,
+        now: Instant,
     ) -> Ws {
         let config = WebSocketConfig::default()
             .read_buffer_size(4096)
@@ -191,6 +196,7 @@ impl Ws {
             blocked: false,
             dirty: false,
             stalled_since: None,
+            last_inbound: now,
             why: None,
         };
         let status: Arc<str> = wire::status_message(&ws.client_id).into();
@@ -282,7 +288,12 @@ impl Ws {
     }
 
     /// Reads and handles inbound messages until `WouldBlock` or the budget runs out.
-    pub(crate) fn on_readable<S: Read>(&mut self, sock: &mut S, stats: &Stats) -> Read_ {
+    pub(crate) fn on_readable<S: Read>(
+        &mut self,
+        sock: &mut S,
+        stats: &Stats,
+        now: Instant,
+    ) -> Read_ {
         if self.read_stopped {
             return discard_input(sock);
         }
@@ -292,7 +303,11 @@ impl Ws {
                 sock: &mut *sock,
                 out: &mut self.tap,
             };
-            match self.ctx.read(&mut tap) {
+            let read = self.ctx.read(&mut tap);
+            if read.is_ok() {
+                self.last_inbound = now;
+            }
+            match read {
                 Ok(Message::Text(text)) => {
                     if !self.seen_text {
                         self.seen_text = true;
@@ -370,7 +385,12 @@ impl Ws {
             }
         } else {
             // Anything after a close decision waits for the queue to drain: a control frame
-            // must not land between an announcement and its image.
+            // must not land between an announcement and its image. Pongs to a ping flood are
+            // not worth keeping while closing: older held bytes give way (the close reply is
+            // always the newest output, and the last).
+            if self.held.len() + self.tap.len() > HELD_MAX {
+                self.held.clear();
+            }
             self.held.extend_from_slice(&self.tap);
         }
         self.tap.clear();

@@ -488,3 +488,42 @@ fn bind_refuses_bad_configs() {
         Err(SinkError::ShutDown)
     );
 }
+
+/// A peer that never answers our pings (half-open, or a dead host) is dropped after three ping
+/// intervals plus the stall timeout; a peer that answers them stays.
+#[test]
+fn silent_peers_are_dropped_and_answering_ones_stay() {
+    let config = config()
+        .ping_interval(Duration::from_millis(50))
+        .stall_timeout(Duration::from_millis(200));
+    let server = start(config);
+    let mut silent = TcpStream::connect(server.local_addr()).unwrap();
+    silent
+        .write_all(&upgrade_request("/ws?clientId=silent", ""))
+        .unwrap();
+    let (mut live, _) = connect(&server, "/ws?clientId=live", false);
+    assert!(wait_for(|| server.stats().clients_accepted == 2));
+    // The live client reads (and so answers pings) until the silent one is gone.
+    let mut pings = 0;
+    while server.stats().clients_closed == 0 {
+        if let Message::Ping(_) = live.read().unwrap() {
+            pings += 1;
+        }
+        assert!(
+            pings < 2000,
+            "the silent peer was never dropped: {:?}",
+            server.stats()
+        );
+    }
+    let st = server.stats();
+    assert_eq!(
+        (st.clients, st.clients_closed, st.closed_stall),
+        (1, 1, 1),
+        "{st:?}"
+    );
+    // The live client is still served.
+    let f = frame(1, 10);
+    server.send_image(&Target::client("live"), &f).unwrap();
+    expect_legacy(&mut live, &f);
+    drop(silent);
+}
