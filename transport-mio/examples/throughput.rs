@@ -10,6 +10,10 @@
 //! library's. The tungstenite peer serves one client from a blocking socket with
 //! `WebSocket::send(Message::Binary(..))` (one copy of prefix + PNG per send, as a plain server does).
 //! Frames are incompressible random bytes of the given size: the transport never looks inside.
+//!
+//! Besides wall-clock rates, each line gives the CPU time the sending thread used per GB
+//! (Linux `schedstat` of the event-loop thread, or of the tungstenite sender thread): on a shared,
+//! loaded machine that figure is steadier than the rates, which then measure the scheduler.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -113,8 +117,35 @@ fn fastrand_like(seed: u64) -> impl FnMut() -> u8 {
     }
 }
 
-/// pngcast-mio: `clients` readers, `count` frames of `size` bytes. Returns seconds.
-fn run_mio(size: usize, count: usize, clients: usize) -> f64 {
+/// CPU nanoseconds a thread has run, from `/proc/<path>/schedstat` (0 where unavailable).
+fn cpu_ns(task: &str) -> u64 {
+    std::fs::read_to_string(format!("{task}/schedstat"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The `/proc` directory of this process's thread named `name`.
+fn find_thread(name: &str) -> Option<String> {
+    std::fs::read_dir("/proc/self/task")
+        .ok()?
+        .flatten()
+        .find_map(|e| {
+            let dir = e.path().to_string_lossy().into_owned();
+            let comm = std::fs::read_to_string(format!("{dir}/comm")).ok()?;
+            (comm.trim_end() == name).then_some(dir)
+        })
+}
+
+/// One measurement: wall seconds and sender CPU seconds.
+#[derive(Clone, Copy)]
+struct Run {
+    secs: f64,
+    cpu: f64,
+}
+
+/// pngcast-mio: `clients` readers, `count` frames of `size` bytes.
+fn run_mio(size: usize, count: usize, clients: usize) -> Run {
     let config = ServerConfig::default()
         .addr("127.0.0.1:0".parse().unwrap())
         .policy(Policy::Reliable)
@@ -128,6 +159,8 @@ fn run_mio(size: usize, count: usize, clients: usize) -> f64 {
     while server.stats().clients < clients {
         std::thread::sleep(Duration::from_millis(1));
     }
+    let task = find_thread("pngcast-mio");
+    let cpu0 = task.as_deref().map_or(0, cpu_ns);
     let start = Instant::now();
     let threads: Vec<_> = readers
         .drain(..)
@@ -140,12 +173,13 @@ fn run_mio(size: usize, count: usize, clients: usize) -> f64 {
         t.join().unwrap();
     }
     let secs = start.elapsed().as_secs_f64();
+    let cpu = task.as_deref().map_or(0, cpu_ns).saturating_sub(cpu0) as f64 / 1e9;
     server.shutdown(Duration::from_secs(1));
-    secs
+    Run { secs, cpu }
 }
 
-/// A plain tungstenite server sending the same binary messages to one client. Returns seconds.
-fn run_tungstenite(size: usize, count: usize) -> f64 {
+/// A plain tungstenite server sending the same binary messages to one client.
+fn run_tungstenite(size: usize, count: usize) -> Run {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let frames = frames(size, count);
@@ -155,11 +189,13 @@ fn run_tungstenite(size: usize, count: usize) -> f64 {
         let mut ws = tungstenite::accept(sock).expect("accept");
         // Wait for the go signal (any message), so the timer and the sends start together.
         let _ = ws.read();
+        let cpu0 = cpu_ns("/proc/thread-self");
         for f in &frames {
             ws.send(Message::Binary(f.binary_message(false).into()))
                 .unwrap();
         }
-        ws
+        let cpu = cpu_ns("/proc/thread-self").saturating_sub(cpu0) as f64 / 1e9;
+        (ws, cpu)
     });
     let mut reader = Reader::connect(addr, "/");
     // The go signal: a masked empty text frame.
@@ -171,23 +207,25 @@ fn run_tungstenite(size: usize, count: usize) -> f64 {
     let start = Instant::now();
     reader.drain(count).expect("drain");
     let secs = start.elapsed().as_secs_f64();
-    drop(server.join().unwrap());
-    secs
+    let (_ws, cpu) = server.join().unwrap();
+    Run { secs, cpu }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
+/// The run with the median wall time.
+fn median(mut v: Vec<Run>) -> Run {
+    v.sort_by(|a, b| a.secs.total_cmp(&b.secs));
     v[v.len() / 2]
 }
 
-fn report(name: &str, size: usize, count: usize, clients: usize, secs: f64) {
+fn report(name: &str, size: usize, count: usize, clients: usize, run: Run) {
     let bytes = (size + 8) as f64 * count as f64 * clients as f64;
+    let gb = bytes / 1e9;
     println!(
-        "{name:<12} {clients:>4} client(s) {:>9} B x {count:>5}: {:>7.3} GB/s {:>10.0} frames/s (per client {:>9.0} frames/s)",
-        size,
-        bytes / secs / 1e9,
-        (count * clients) as f64 / secs,
-        count as f64 / secs,
+        "{name:<12} {clients:>3} client(s) {size:>8} B x {count:>5}: {:>6.3} GB/s {:>8.0} frames/s ({:>7.0} per client) | sender CPU {:>6.3} s/GB",
+        gb / run.secs,
+        (count * clients) as f64 / run.secs,
+        count as f64 / run.secs,
+        run.cpu / gb,
     );
 }
 
