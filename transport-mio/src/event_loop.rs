@@ -334,8 +334,10 @@ impl EventLoop {
 
     /// Reads and routes the request head.
     fn on_head(&mut self, key: Key, conn: &mut Conn, now: Instant) {
-        match conn.read_head(self.config.max_handshake_bytes) {
-            HeadRead::Pending => {}
+        let read = conn.read_head(self.config.max_handshake_bytes);
+        let eof = matches!(read, HeadRead::Eof);
+        match read {
+            HeadRead::Pending | HeadRead::Eof => {}
             HeadRead::Gone => {
                 conn.phase = Phase::Done;
                 return;
@@ -351,7 +353,12 @@ impl EventLoop {
         let (head, used) = match RequestHead::parse_with_limit(buf, self.config.max_handshake_bytes)
         {
             Ok(Some(parsed)) => parsed,
-            Ok(None) => return,
+            Ok(None) => {
+                if eof {
+                    conn.phase = Phase::Done;
+                }
+                return;
+            }
             Err(e) => return self.refuse(conn, e.response()),
         };
         let leftover = buf[used..].to_vec();

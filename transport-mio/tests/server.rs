@@ -324,6 +324,27 @@ fn http_routes_and_refusals() {
 }
 
 #[test]
+fn a_request_followed_by_a_half_close_is_still_answered() {
+    let server = start(config());
+    let mut s = TcpStream::connect(server.local_addr()).unwrap();
+    s.set_read_timeout(Some(HANG_GUARD)).unwrap();
+    s.write_all(b"GET /features HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    assert_eq!(status_of(&out), 200);
+    // A truncated head followed by EOF is just dropped.
+    let mut t = TcpStream::connect(server.local_addr()).unwrap();
+    t.set_read_timeout(Some(HANG_GUARD)).unwrap();
+    t.write_all(b"GET /features HTT").unwrap();
+    t.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut out = Vec::new();
+    let _ = t.read_to_end(&mut out);
+    assert!(out.is_empty());
+}
+
+#[test]
 fn token_is_required_when_configured() {
     let server = start(config().token(Some("s3cret".into())));
     assert_eq!(status_of(&http(&server, &upgrade_request("/ws", ""))), 401);
