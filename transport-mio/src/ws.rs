@@ -505,3 +505,235 @@ pub(crate) fn discard_input<S: Read>(sock: &mut S) -> Read_ {
     }
     Read_::More
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+
+    use pngcast_core::queue::Policy;
+    use pngcast_core::wire::{ImageMeta, WireFrame};
+
+    /// A socket that takes at most `budget` bytes per `pump` and then reports `WouldBlock`.
+    #[derive(Default)]
+    struct Mock {
+        input: VecDeque<u8>,
+        out: Vec<u8>,
+        budget: usize,
+    }
+
+    impl Read for Mock {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.input.is_empty() {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(self.input.len());
+            for (b, x) in buf.iter_mut().zip(self.input.drain(..n)) {
+                *b = x;
+            }
+            Ok(n)
+        }
+    }
+
+    impl Write for Mock {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.write_vectored(&[IoSlice::new(buf)])
+        }
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            if self.budget == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let mut n = 0;
+            for b in bufs {
+                let take = b.len().min(self.budget);
+                self.out.extend_from_slice(&b[..take]);
+                self.budget -= take;
+                n += take;
+                if self.budget == 0 {
+                    break;
+                }
+            }
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A masked client frame.
+    fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+        assert!(payload.len() < 126);
+        let mask = [1u8, 2, 3, 4];
+        let mut v = vec![0x80 | opcode, 0x80 | payload.len() as u8];
+        v.extend_from_slice(&mask);
+        v.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        v
+    }
+
+    /// Splits server output into (opcode, payload) frames, checking every header.
+    fn frames(mut wire: &[u8]) -> Vec<(u8, Vec<u8>)> {
+        let mut out = Vec::new();
+        while !wire.is_empty() {
+            assert_eq!(wire[0] & 0xf0, 0x80, "FIN set, no RSV bits");
+            assert_eq!(wire[1] & 0x80, 0, "server frames are unmasked");
+            let (len, at) = match wire[1] {
+                126 => (u16::from_be_bytes([wire[2], wire[3]]) as usize, 4),
+                127 => (
+                    u64::from_be_bytes(wire[2..10].try_into().unwrap()) as usize,
+                    10,
+                ),
+                n => (n as usize, 2),
+            };
+            out.push((wire[0] & 0x0f, wire[at..at + len].to_vec()));
+            wire = &wire[at + len..];
+        }
+        out
+    }
+
+    fn image(i: u32) -> WireFrame {
+        let meta = ImageMeta {
+            event: "e".into(),
+            index: i,
+            count: 9,
+            width: 1,
+            height: 1,
+            ..Default::default()
+        };
+        WireFrame::new(&meta, Arc::new(vec![i as u8; 3000]), true)
+    }
+
+    fn client(stats: &Stats) -> Ws {
+        let queue = ClientQueue::new(Policy::Reliable, 1 << 20);
+        Ws::new(
+            "id".into(),
+            b"HEAD".to_vec(),
+            Vec::new(),
+            queue,
+            1024,
+            stats,
+            Instant::now(),
+        )
+    }
+
+    /// Pumps in steps of `step` bytes until idle or finished.
+    fn drain(ws: &mut Ws, sock: &mut Mock, stats: &Stats, step: usize) -> Pump {
+        for _ in 0..100_000 {
+            sock.budget = step;
+            match ws.pump(sock, stats, Instant::now()) {
+                Pump::Blocked => {}
+                other => return other,
+            }
+        }
+        panic!("no end");
+    }
+
+    #[test]
+    fn pongs_never_land_inside_a_frame() {
+        for step in [1, 7, 100, 1000, 5000] {
+            let stats = Stats::default();
+            let mut ws = client(&stats);
+            let mut sock = Mock::default();
+            for i in 0..3 {
+                ws.push_image(&image(i), &stats);
+            }
+            // Half of the first image goes out, then a ping arrives.
+            sock.budget = 1500;
+            assert_eq!(ws.pump(&mut sock, &stats, Instant::now()), Pump::Blocked);
+            sock.input.extend(client_frame(0x9, b"p1"));
+            assert_eq!(
+                ws.on_readable(&mut sock, &stats, Instant::now()),
+                Read_::Drained
+            );
+            assert_eq!(drain(&mut ws, &mut sock, &stats, step), Pump::Idle);
+            assert_eq!(&sock.out[..4], b"HEAD");
+            let got = frames(&sock.out[4..]);
+            let ops: Vec<u8> = got.iter().map(|f| f.0).collect();
+            // status, then (announcement, image) x 3, with the pong between two whole frames.
+            let pong = ops.iter().position(|&o| o == 0xA).expect("a pong");
+            assert_eq!(got[pong].1, b"p1");
+            let mut rest = ops.clone();
+            rest.remove(pong);
+            assert_eq!(rest, [1, 1, 2, 1, 2, 1, 2], "step {step}");
+            assert!(pong >= 2, "the pong waited for the frame in flight");
+            assert_eq!(
+                stats.frames_sent.load(std::sync::atomic::Ordering::Relaxed),
+                3
+            );
+        }
+    }
+
+    #[test]
+    fn close_follows_the_frame_in_flight_and_nothing_follows_it() {
+        let stats = Stats::default();
+        let mut ws = client(&stats);
+        let mut sock = Mock::default();
+        for i in 0..3 {
+            ws.push_image(&image(i), &stats);
+        }
+        sock.budget = 200; // inside the first announcement + image pair
+        assert_eq!(ws.pump(&mut sock, &stats, Instant::now()), Pump::Blocked);
+        ws.close(CloseWhy::Overflow, &stats);
+        assert!(!ws.is_open());
+        ws.push_text("late".into(), &stats); // ignored once closing
+        assert_eq!(drain(&mut ws, &mut sock, &stats, 64), Pump::Finished);
+        let got = frames(&sock.out[4..]);
+        let ops: Vec<u8> = got.iter().map(|f| f.0).collect();
+        assert_eq!(ops, [1, 1, 2, 8], "status, the started pair, close");
+        assert_eq!(&got[3].1[..2], &1008u16.to_be_bytes());
+        assert_eq!(
+            stats
+                .frames_dropped
+                .load(std::sync::atomic::Ordering::Relaxed),
+            2
+        );
+    }
+
+    #[test]
+    fn bad_input_closes_with_its_code() {
+        let cases: [(Vec<u8>, u16); 4] = [
+            (client_frame(0x2, b"bin"), 1003),
+            (client_frame(0x1, &[0xff, 0xfe]), 1007),
+            (vec![0x81, 0x02, b'h', b'i'], 1002), // unmasked
+            (
+                {
+                    // A 2000-byte text against a 1024-byte limit.
+                    let mut v = vec![0x81, 0x80 | 126, 0x07, 0xd0, 0, 0, 0, 0];
+                    v.extend(std::iter::repeat_n(b'a', 2000));
+                    v
+                },
+                1009,
+            ),
+        ];
+        for (input, code) in cases {
+            let stats = Stats::default();
+            let mut ws = client(&stats);
+            let mut sock = Mock::default();
+            sock.input.extend(input);
+            let _ = ws.on_readable(&mut sock, &stats, Instant::now());
+            assert_eq!(drain(&mut ws, &mut sock, &stats, 1 << 20), Pump::Finished);
+            let got = frames(&sock.out[4..]);
+            let last = got.last().unwrap();
+            assert_eq!(last.0, 8);
+            assert_eq!(&last.1[..2], &code.to_be_bytes(), "case {code}");
+            assert!(ws.closed_for_bad_input());
+        }
+    }
+
+    #[test]
+    fn peer_close_is_answered_after_the_frame_in_flight() {
+        let stats = Stats::default();
+        let mut ws = client(&stats);
+        let mut sock = Mock::default();
+        ws.push_image(&image(0), &stats);
+        ws.push_image(&image(1), &stats);
+        sock.budget = 300;
+        assert_eq!(ws.pump(&mut sock, &stats, Instant::now()), Pump::Blocked);
+        let mut close = 1000u16.to_be_bytes().to_vec();
+        close.extend_from_slice(b"bye");
+        sock.input.extend(client_frame(0x8, &close));
+        let _ = ws.on_readable(&mut sock, &stats, Instant::now());
+        assert_eq!(drain(&mut ws, &mut sock, &stats, 50), Pump::Finished);
+        let ops: Vec<u8> = frames(&sock.out[4..]).iter().map(|f| f.0).collect();
+        assert_eq!(ops, [1, 1, 2, 8]);
+    }
+}
