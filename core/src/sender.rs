@@ -13,6 +13,22 @@
 //! bytes per frame with two node keys set, for a 150 KB PNG), plus whatever the sink does to
 //! queue it. When every pooled buffer is still held (clients far behind), a new buffer replaces
 //! the oldest pool slot: memory stays bounded by the pool size plus what the clients hold.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use pngcast_core::png::EncodeOptions;
+//! use pngcast_core::sender::{FrameExtra, Sender};
+//! use pngcast_core::sink::{MemorySink, Target};
+//! use pngcast_core::tensor::TensorView;
+//!
+//! let sink = Arc::new(MemorySink::new()); // a transport's server in real use
+//! let mut sender = Sender::new(sink.clone(), EncodeOptions::default()).unwrap();
+//! let pixels = vec![0.25f32; 2 * 8 * 8 * 3]; // two 8x8 RGB images
+//! let batch = TensorView::bhwc(&pixels[..], [2, 8, 8, 3]).unwrap();
+//! let report = sender.send("preview", &batch, &Target::All, &FrameExtra::default()).unwrap();
+//! assert_eq!(report.frames, 2);
+//! assert_eq!(sink.log()[1].1.as_image().unwrap().meta().index, 1);
+//! ```
 
 use std::sync::Arc;
 

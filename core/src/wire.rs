@@ -661,6 +661,30 @@ mod tests {
     }
 
     #[test]
+    fn random_messages_never_panic() {
+        let f = WireFrame::new(&meta(), Arc::new(vec![1, 2, 3]), true);
+        let seeds = [
+            f.binary_message(true),
+            f.binary_message(false),
+            f.announcement().unwrap().as_bytes().to_vec(),
+        ];
+        let mut rng = fastrand::Rng::with_seed(5);
+        for round in 0..20_000 {
+            let mut m = seeds[round % 3].clone();
+            for _ in 0..rng.usize(1..4) {
+                let i = rng.usize(..m.len());
+                m[i] = rng.u8(..);
+            }
+            m.truncate(rng.usize(0..=m.len()));
+            let _ = parse_binary(&m);
+            if let Ok(t) = std::str::from_utf8(&m) {
+                let _ = parse_text(t);
+                let _ = client_wants_metadata(t);
+            }
+        }
+    }
+
+    #[test]
     fn json_event_python_style() {
         let v = serde_json::json!({"a": [1, 2], "b": {"c": "x"}});
         assert_eq!(

@@ -672,15 +672,6 @@ pub fn http_routes<B: Backend>() {
         .0,
         400
     );
-    assert_eq!(
-        ask(
-            addr,
-            &with_host(up("/ws", &format!("Origin: http://{addr}\r\n")))
-        )
-        .0,
-        101
-    );
-    stats_when(&*h.sink(), "the 101 probe is gone", |s| s.clients == 0);
     let _held = h.raw("/ws");
     stats_when(&*h.sink(), "one client", |s| s.clients == 1);
     assert_eq!(
@@ -699,4 +690,120 @@ pub fn http_routes<B: Backend>() {
         ask(addr, &with_host(up("/ws", "Authorization: Bearer tok\r\n"))).0,
         101
     );
+    // The Origin check passes for the server's own page (Origin matching Host).
+    let origin = format!("Origin: http://{addr}\r\nAuthorization: Bearer tok\r\n");
+    assert_eq!(ask(addr, &with_host(up("/ws", &origin))).0, 101);
+}
+
+/// Keepalive: an idle client gets pings at `ping_interval`; answering them keeps it connected.
+pub fn keepalive_pings<B: Backend>() {
+    let h = Net::start::<B>(ServerConfig::default().ping_interval(Duration::from_millis(100)));
+    let sink = h.sink();
+    let mut c = h.raw("/ws?clientId=idle");
+    let mut pings = 0;
+    while pings < 3 {
+        match c.ws.read().expect("connection stays up") {
+            tungstenite::Message::Ping(_) => pings += 1, // tungstenite queues the pong
+            tungstenite::Message::Text(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    sink.send_image(&Target::client("idle"), &test_frame("ev", 3, 1, 10, true))
+        .unwrap();
+    assert_eq!(recv_item(&mut c).test_index(), Some(3));
+}
+
+/// A client whose socket takes nothing for `stall_timeout` is closed; the reader goes on.
+pub fn stall_timeout_closes_stalled_client<B: Backend>() {
+    const SIZE: usize = 256 * 1024;
+    let stall = Duration::from_millis(300);
+    let config = ServerConfig::default()
+        .policy(Policy::LatestWins)
+        .queue_bytes(1 << 30)
+        .stall_timeout(stall)
+        .write_timeout(stall);
+    let h = Net::start::<B>(config);
+    let sink = h.sink();
+    let mut stalled = h.raw("/ws"); // reads its status, then nothing until the end
+    assert!(stalled.recv().text().contains("\"status\""));
+    let mut reader = h.connect(None, false);
+    let frame = test_frame("ev", 1, 1, SIZE, false);
+    let mut sent = 0u32;
+    loop {
+        sink.send_image(&Target::All, &frame).unwrap();
+        assert_eq!(recv_item(&mut *reader).test_index(), Some(1));
+        sent += 1;
+        if sink.stats().clients == 1 {
+            break;
+        }
+        assert!(
+            sent < 20_000,
+            "the stalled client was never closed: {:?}",
+            sink.stats()
+        );
+        if sent > 64 {
+            // Its socket is surely full by now: give the stall timer time to fire.
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let s = sink.stats();
+    assert!(s.closed_stall >= 1, "{s:?}");
+    // The stalled client gets what fit in its socket, then the connection ends.
+    loop {
+        match recv_item(&mut stalled) {
+            Got::Close(_) | Got::Ended(_) => break,
+            g => assert_eq!(g.test_index(), Some(1)),
+        }
+    }
+    sink.send_image(&Target::All, &test_frame("ev", 2, 1, 10, true))
+        .unwrap();
+    assert_eq!(recv_item(&mut *reader).test_index(), Some(2));
+}
+
+/// Handshake limits: silence past `handshake_timeout` and heads over `max_handshake_bytes` are
+/// refused for that connection alone; garbage gets 400.
+pub fn handshake_limits<B: Backend>() {
+    fn answer(mut s: TcpStream) -> String {
+        s.set_read_timeout(Some(super::READ_TIMEOUT)).unwrap();
+        let mut out = Vec::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    let config = ServerConfig::default()
+        .handshake_timeout(Duration::from_millis(300))
+        .max_handshake_bytes(1024);
+    let h = Net::start::<B>(config);
+    let addr = h.addr();
+    // Silent: closed (with or without a 408) once the timeout passes.
+    let silent = TcpStream::connect(addr).unwrap();
+    let got = answer(silent);
+    assert!(got.is_empty() || got.starts_with("HTTP/1.1 408"), "{got}");
+    // Slowloris: a head that trickles in and never ends.
+    let mut slow = TcpStream::connect(addr).unwrap();
+    slow.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let got = answer(slow);
+    assert!(got.is_empty() || got.starts_with("HTTP/1.1 408"), "{got}");
+    // Too large.
+    let mut big = TcpStream::connect(addr).unwrap();
+    let _ = big.write_all(format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(2048)).as_bytes());
+    let got = answer(big);
+    assert!(got.starts_with("HTTP/1.1 431"), "{got}");
+    // Not HTTP.
+    let mut junk = TcpStream::connect(addr).unwrap();
+    junk.write_all(b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03\r\n\r\n")
+        .unwrap();
+    let got = answer(junk);
+    assert!(got.starts_with("HTTP/1.1 400"), "{got}");
+    // The server goes on.
+    let sink = h.sink();
+    let mut c = h.connect(None, false);
+    sink.send_image(&Target::All, &test_frame("ev", 4, 1, 10, true))
+        .unwrap();
+    assert_eq!(recv_item(&mut *c).test_index(), Some(4));
 }

@@ -547,6 +547,18 @@ macro_rules! network_suite {
             fn http_routes() {
                 cases::http_routes::<$b>();
             }
+            #[test]
+            fn keepalive_pings() {
+                cases::keepalive_pings::<$b>();
+            }
+            #[test]
+            fn stall_timeout_closes_stalled_client() {
+                cases::stall_timeout_closes_stalled_client::<$b>();
+            }
+            #[test]
+            fn handshake_limits() {
+                cases::handshake_limits::<$b>();
+            }
         }
     };
 }
