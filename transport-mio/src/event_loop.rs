@@ -142,6 +142,9 @@ impl EventLoop {
         loop {
             let now = Instant::now();
             let mut timeout = self.next_sweep.saturating_duration_since(now);
+            if let Some(at) = self.shutdown_at {
+                timeout = timeout.min(at.saturating_duration_since(now));
+            }
             if !self.again.is_empty() {
                 timeout = Duration::ZERO;
             }
