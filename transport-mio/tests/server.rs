@@ -592,3 +592,19 @@ fn garbage_never_hurts_the_server() {
         server.stats()
     );
 }
+
+/// Shutdown with a client that never reads: the deadline ends the flush and the loop still stops.
+#[test]
+fn shutdown_ends_at_the_deadline_with_a_stuck_client() {
+    let server = start(config());
+    let (_stuck, _) = connect(&server, "/ws", false);
+    for i in 0..64 {
+        server
+            .send_image(&Target::All, &frame(i, 256 * 1024))
+            .unwrap();
+    }
+    server.shutdown(Duration::from_millis(100));
+    let st = server.stats();
+    assert_eq!((st.clients, st.clients_closed), (0, 1), "{st:?}");
+    assert!(st.frames_sent < 64);
+}
