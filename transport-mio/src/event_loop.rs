@@ -37,6 +37,8 @@ const GEN_BITS: u32 = 16;
 const GEN_MASK: usize = (1 << GEN_BITS) - 1;
 /// How long a closing connection may linger for the peer's EOF.
 const LINGER: Duration = Duration::from_secs(2);
+/// Pending bytes at which a client is written during a command batch rather than after it.
+const WRITE_BATCH: usize = 256 * 1024;
 /// Connections still in the HTTP stage allowed beyond `max_clients`.
 const SPARE_CONNECTIONS: usize = 64;
 
@@ -82,7 +84,11 @@ pub(crate) struct EventLoop {
     spare: Vec<Command>,
     /// Keys of every live WebSocket client, reused for fan-out.
     targets: Vec<Key>,
+    /// Clients with new output from the current command batch.
+    dirty: Vec<Key>,
     shutdown_at: Option<Instant>,
+    /// Accepting failed for lack of resources: retry at the next sweep.
+    accept_retry: bool,
     tick: Duration,
     next_sweep: Instant,
     next_ping: Instant,
@@ -122,7 +128,9 @@ impl EventLoop {
             again: Vec::new(),
             spare: Vec::new(),
             targets: Vec::new(),
+            dirty: Vec::new(),
             shutdown_at: None,
+            accept_retry: false,
             tick,
             next_sweep: now + tick,
         })
@@ -134,6 +142,9 @@ impl EventLoop {
         loop {
             let now = Instant::now();
             let mut timeout = self.next_sweep.saturating_duration_since(now);
+            if let Some(at) = self.shutdown_at {
+                timeout = timeout.min(at.saturating_duration_since(now));
+            }
             if !self.again.is_empty() {
                 timeout = Duration::ZERO;
             }
@@ -197,9 +208,19 @@ impl EventLoop {
                     self.insert(sock);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // Out of descriptors or a connection reset before accept: try again next event.
-                Err(_) => return,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted
+                            | io::ErrorKind::ConnectionAborted
+                            | io::ErrorKind::ConnectionReset
+                    ) => {}
+                // Out of descriptors (EMFILE/ENFILE) or memory: the backlog stays unread and no
+                // new readiness edge may come, so the sweep retries.
+                Err(_) => {
+                    self.accept_retry = true;
+                    return;
+                }
             }
         }
     }
@@ -304,7 +325,7 @@ impl EventLoop {
             }
             Phase::Ws(ws) => {
                 if readable {
-                    match ws.on_readable(&mut conn.sock, &self.shared.stats) {
+                    match ws.on_readable(&mut conn.sock, &self.shared.stats, now) {
                         Read_::Drained => {}
                         Read_::More => self.again.push(key),
                         Read_::Dead => self.end_ws(key, &mut conn, Phase::Done),
@@ -329,8 +350,10 @@ impl EventLoop {
 
     /// Reads and routes the request head.
     fn on_head(&mut self, key: Key, conn: &mut Conn, now: Instant) {
-        match conn.read_head(self.config.max_handshake_bytes) {
-            HeadRead::Pending => {}
+        let read = conn.read_head(self.config.max_handshake_bytes);
+        let eof = matches!(read, HeadRead::Eof);
+        match read {
+            HeadRead::Pending | HeadRead::Eof => {}
             HeadRead::Gone => {
                 conn.phase = Phase::Done;
                 return;
@@ -346,7 +369,12 @@ impl EventLoop {
         let (head, used) = match RequestHead::parse_with_limit(buf, self.config.max_handshake_bytes)
         {
             Ok(Some(parsed)) => parsed,
-            Ok(None) => return,
+            Ok(None) => {
+                if eof {
+                    conn.phase = Phase::Done;
+                }
+                return;
+            }
             Err(e) => return self.refuse(conn, e.response()),
         };
         let leftover = buf[used..].to_vec();
@@ -362,7 +390,15 @@ impl EventLoop {
                 let stats = &self.shared.stats;
                 let queue = ClientQueue::new(self.config.policy, self.config.queue_bytes);
                 let max = self.config.max_message_bytes;
-                let ws = Ws::new(client_id.clone(), response, leftover, queue, max, stats);
+                let ws = Ws::new(
+                    client_id.clone(),
+                    response,
+                    leftover,
+                    queue,
+                    max,
+                    stats,
+                    now,
+                );
                 conn.phase = Phase::Ws(Box::new(ws));
                 Stats::add(&stats.clients_accepted, 1);
                 stats.clients.fetch_add(1, Ordering::Relaxed);
@@ -374,7 +410,6 @@ impl EventLoop {
                         lp.pump(old, old_conn, now);
                     });
                 }
-                let _ = now;
             }
         }
     }
@@ -459,6 +494,7 @@ impl EventLoop {
             }
         }
         self.spare = commands;
+        self.flush_dirty();
     }
 
     /// Queues an item for each targeted client and writes at once to clients not blocked.
@@ -478,12 +514,37 @@ impl EventLoop {
                     return;
                 }
                 push(ws, &lp.shared.stats);
-                if !ws.blocked {
+                if ws.blocked {
+                    return;
+                }
+                // Small frames are batched into one vectored write after the command batch;
+                // a client with plenty pending is written at once to keep its queue short.
+                if ws.pending_bytes() >= WRITE_BATCH {
                     lp.pump(key, conn, now);
+                } else if !ws.dirty {
+                    ws.dirty = true;
+                    lp.dirty.push(key);
                 }
             });
         }
         self.targets = targets;
+    }
+
+    /// Writes to every client that got something in this command batch.
+    fn flush_dirty(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for &key in &dirty {
+            self.with(key, |lp, conn, now| {
+                if let Phase::Ws(ws) = &mut conn.phase {
+                    ws.dirty = false;
+                    if !ws.blocked {
+                        lp.pump(key, conn, now);
+                    }
+                }
+            });
+        }
+        dirty.clear();
+        self.dirty = dirty;
     }
 
     fn begin_shutdown(&mut self, at: Instant) {
@@ -514,11 +575,19 @@ impl EventLoop {
 
     /// Checks every connection's timers: handshake and linger deadlines, stalls, pings.
     fn sweep(&mut self, now: Instant) {
+        if std::mem::take(&mut self.accept_retry) {
+            self.accept_all();
+        }
         let ping = !self.config.ping_interval.is_zero() && now >= self.next_ping;
         if ping {
             self.next_ping = now + self.config.ping_interval;
         }
         let stall = self.config.stall_timeout;
+        let silence = self
+            .config
+            .ping_interval
+            .saturating_mul(3)
+            .saturating_add(stall);
         for idx in 0..self.slots.len() {
             let key = Key {
                 idx,
@@ -534,12 +603,14 @@ impl EventLoop {
                     }
                 }
                 Phase::Ws(ws) => {
-                    if ws
+                    let stalled = ws
                         .stalled_since
-                        .is_some_and(|t| now.duration_since(t) >= stall)
-                    {
-                        Stats::add(&lp.shared.stats.closed_stall, 1);
+                        .is_some_and(|t| now.duration_since(t) >= stall);
+                    // A peer that answers nothing, not even our pings, is half-open or gone.
+                    let silent = now.duration_since(ws.last_inbound) >= silence;
+                    if stalled || silent {
                         lp.end_ws(key, conn, Phase::Done);
+                        lp.shared.stats.closed_stall.fetch_add(1, Ordering::Release);
                         return;
                     }
                     if ping {
@@ -556,13 +627,16 @@ impl EventLoop {
 }
 
 /// Counts a WebSocket client's end: one fewer client, one more closed, its queue discarded.
+///
+/// The gauge moves first and the reason counters last, so a reader that sees a reason counted
+/// also sees the client gone.
 fn finish_ws_counts(stats: &Stats, phase: Phase) {
     if let Phase::Ws(mut ws) = phase {
+        stats.clients.fetch_sub(1, Ordering::Release);
         ws.discard(stats);
-        if ws.closed_for_bad_input() {
-            Stats::add(&stats.closed_bad_input, 1);
-        }
-        stats.clients.fetch_sub(1, Ordering::Relaxed);
         Stats::add(&stats.clients_closed, 1);
+        if ws.closed_for_bad_input() {
+            stats.closed_bad_input.fetch_add(1, Ordering::Release);
+        }
     }
 }
