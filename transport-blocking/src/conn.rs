@@ -379,8 +379,25 @@ fn writer_loop(mut sock: TcpStream, client: &ClientHandle, hub: &Hub, ping: Dura
                 let n = ws_frame_header(OPCODE_PING, 0, &mut hdr);
                 sock.write_all(&hdr[..n]).map(|_| (0, n))
             }
-            Job::Items => write_batch(&mut sock, &batch)
-                .map(|n| (batch.iter().filter(|i| i.is_image()).count() as u64, n)),
+            Job::Items => match write_batch(&mut sock, &batch) {
+                Ok(n) => Ok((batch.iter().filter(|i| i.is_image()).count() as u64, n)),
+                Err((e, done)) => {
+                    // Account for the batch: items wholly written were sent, the rest dropped.
+                    let (mut off, mut sent) = (0usize, 0u64);
+                    let mut lost = 0u64;
+                    for item in &batch {
+                        off += item_wire_len(item);
+                        if off <= done {
+                            sent += u64::from(item.is_image());
+                        } else {
+                            lost += u64::from(item.is_image());
+                        }
+                    }
+                    hub.count_sent(sent, done as u64);
+                    hub.count_dropped(lost);
+                    Err(e)
+                }
+            },
             Job::Close(req) => {
                 let bytes = wire::close_frame(req.code, req.reason);
                 let _ = sock.write_all(&bytes);
@@ -453,7 +470,7 @@ const MAX_PARTS: usize = BATCH_ITEMS * 5;
 
 /// Writes a batch of queue items as their WebSocket frames, straight from the shared buffers
 /// (headers live on the stack). Returns the bytes written.
-fn write_batch(sock: &mut TcpStream, batch: &[Outgoing]) -> io::Result<usize> {
+fn write_batch(sock: &mut TcpStream, batch: &[Outgoing]) -> Result<usize, (io::Error, usize)> {
     let mut headers = [[0u8; 10]; BATCH_ITEMS * 2];
     let mut lens = [0usize; BATCH_ITEMS * 2];
     for (i, item) in batch.iter().enumerate() {
@@ -494,8 +511,11 @@ fn write_batch(sock: &mut TcpStream, batch: &[Outgoing]) -> io::Result<usize> {
 }
 
 /// `write_all` over several buffers with `write_vectored`: the kernel gathers them, nothing is
-/// copied here. Returns the total written.
-pub(crate) fn write_all_vectored(sock: &mut impl Write, parts: &[&[u8]]) -> io::Result<usize> {
+/// copied here. Returns the total written, or the error with the bytes written before it.
+pub(crate) fn write_all_vectored(
+    sock: &mut impl Write,
+    parts: &[&[u8]],
+) -> Result<usize, (io::Error, usize)> {
     let total: usize = parts.iter().map(|p| p.len()).sum();
     let mut done = 0usize;
     let mut first = 0usize; // index of the first part not completely written
@@ -511,7 +531,7 @@ pub(crate) fn write_all_vectored(sock: &mut impl Write, parts: &[&[u8]]) -> io::
             n += 1;
         }
         match sock.write_vectored(&slices[..n]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(0) => return Err((io::ErrorKind::WriteZero.into(), done)),
             Ok(mut k) => {
                 done += k;
                 // Advance (first, skip) past the k bytes written.
@@ -532,7 +552,7 @@ pub(crate) fn write_all_vectored(sock: &mut impl Write, parts: &[&[u8]]) -> io::
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+            Err(e) => return Err((e, done)),
         }
     }
     Ok(total)

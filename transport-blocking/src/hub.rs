@@ -310,10 +310,8 @@ impl Hub {
         let item = make(st.metadata);
         let image = item.is_image();
         if st.writer_done || st.close.is_some_and(|c| c.drain_until.is_none()) {
-            // The connection is ending: nothing more goes out.
-            if image {
-                add(&self.stats.frames_dropped, 1);
-            }
+            // The connection is ending: nothing more is accepted (and, never queued, nothing
+            // is counted: frames_queued = frames_sent + frames_dropped holds per client).
             return;
         }
         match st.queue.push(item) {
@@ -327,9 +325,8 @@ impl Hub {
                         drain_until: None,
                     });
                 }
-                if image {
-                    add(&self.stats.frames_dropped, 1);
-                }
+                // The item was not queued; the writer closes with 1008 and counts the rest of
+                // the queue as dropped.
                 drop(st);
                 client.cond.notify_all();
                 return;
