@@ -1,4 +1,5 @@
-//! Loopback throughput of the blocking transport beside a plain tungstenite sender, same run.
+//! Loopback throughput of the blocking transport beside the mio transport and a plain
+//! tungstenite sender, same run.
 //!
 //! For 16 KiB, 1.3 MB and 5 MB frames sent to one client: GB/s (payload bytes on the wire) and
 //! frames/s, median of repeated runs. The receiver is the same for both: a raw socket that does
@@ -8,6 +9,7 @@
 //! - `pngcast-blocking`: `Server::send_image` of one shared frame N times (Reliable policy, queue
 //!   large enough for all of them: the PNG is shared, so this costs N small queue entries);
 //!   the writer thread does `write_vectored([ws header][prefix][png])`.
+//! - `pngcast-mio`: the same through the event-loop transport.
 //! - tungstenite: `WebSocket::send(Message::Binary(bytes))` of the same prefix+PNG payload, on a
 //!   blocking socket, as a straightforward server would do it.
 //!
@@ -58,19 +60,32 @@ fn receiver(addr: SocketAddr, expect: usize) -> thread::JoinHandle<Instant> {
     })
 }
 
-/// pngcast-blocking: seconds to deliver `n` frames of `png_len` bytes.
-fn run_ours(png: &Arc<Vec<u8>>, n: usize) -> f64 {
+/// A pngcast transport under test: its address and sink (the server lives as long as the box).
+type Started = (SocketAddr, Arc<dyn FrameSink>, Box<dyn std::any::Any>);
+
+fn start_blocking(config: ServerConfig) -> Started {
+    let server = Server::bind(config).unwrap();
+    (server.local_addr(), server.sink(), Box::new(server))
+}
+
+fn start_mio(config: ServerConfig) -> Started {
+    let server = pngcast_mio::Server::bind(config).unwrap();
+    (server.local_addr(), server.sink(), Box::new(server))
+}
+
+/// A pngcast transport: seconds to deliver `n` frames of `png_len` bytes.
+fn run_ours(start: fn(ServerConfig) -> Started, png: &Arc<Vec<u8>>, n: usize) -> f64 {
     let config = ServerConfig::default()
         .addr(SocketAddr::from(([127, 0, 0, 1], 0)))
         .policy(Policy::Reliable)
         .queue_bytes(usize::MAX / 4)
         .announce(false);
-    let server = Server::bind(config).unwrap();
+    let (addr, server, _guard) = start(config);
     let status = wire::status_message("bench");
     let mut h = [0u8; 10];
     let status_len = wire::ws_frame_header(OPCODE_TEXT, status.len() as u64, &mut h) + status.len();
     let expect = status_len + n * ws_len(LEGACY_PREFIX.len() + png.len());
-    let rx = receiver(server.local_addr(), expect);
+    let rx = receiver(addr, expect);
     while server.stats().clients == 0 {
         thread::sleep(Duration::from_millis(1));
     }
@@ -153,15 +168,18 @@ fn main() {
                 .collect(),
         );
         let bytes = (n * (len + LEGACY_PREFIX.len())) as f64;
-        let mut ours = Vec::new();
+        let mut blocking = Vec::new();
+        let mut mio = Vec::new();
         let mut tung = Vec::new();
         for _ in 0..reps {
-            // Interleaved so both see the same machine load.
-            ours.push(run_ours(&png, n));
+            // Interleaved so all three see the same machine load.
+            blocking.push(run_ours(start_blocking, &png, n));
+            mio.push(run_ours(start_mio, &png, n));
             tung.push(run_tungstenite(&png, n));
         }
         for (name, secs) in [
-            ("pngcast-blocking", median(ours)),
+            ("pngcast-blocking", median(blocking)),
+            ("pngcast-mio", median(mio)),
             ("tungstenite send", median(tung)),
         ] {
             println!(
