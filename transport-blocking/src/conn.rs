@@ -8,10 +8,13 @@
 //! which sends them between two data frames. So a control frame can never land inside a data
 //! frame, and the reader never blocks on a write.
 //!
-//! The writer takes the front item of the client's queue out under the lock (a few `Arc`
-//! clones), writes `[ws header][prefix][png]` with vectored writes straight from the shared
-//! buffers, and takes the lock again only to pick the next item. The socket's write timeout is
-//! the stall timeout: a write that makes no progress for that long closes the client.
+//! The writer takes a batch of items (up to 32, or 4 MiB) out of the client's queue under the
+//! lock (a few `Arc` clones), writes them as `[ws header][prefix][png]...` with one gathering
+//! `write_vectored` loop straight from the shared buffers, and takes the lock again only to pick
+//! the next batch; a `send` never waits for the network. The socket's write timeout is the
+//! stall timeout: a write that makes no progress for that long closes the client. The writer
+//! also owns the timers: keepalive pings when idle, and the close of a peer that answers no ping
+//! for two intervals.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -303,6 +306,8 @@ const BATCH_BYTES: usize = 4 << 20;
 fn writer_loop(mut sock: TcpStream, client: &ClientHandle, hub: &Hub, ping: Duration) -> EndReason {
     let mut next_ping = Instant::now() + ping;
     let keepalive = !ping.is_zero();
+    // When the oldest ping not yet followed by any input went out.
+    let mut unanswered_ping: Option<Instant> = None;
     // Reused across batches: steady state allocates nothing.
     let mut batch: Vec<Outgoing> = Vec::with_capacity(BATCH_ITEMS);
     loop {
@@ -341,14 +346,19 @@ fn writer_loop(mut sock: TcpStream, client: &ClientHandle, hub: &Hub, ping: Dura
                 }
                 let now = Instant::now();
                 if keepalive && now >= next_ping {
-                    // No pong or other input for three intervals: the peer is gone.
-                    if now.duration_since(st.last_inbound) > ping * 3 {
-                        st.close_sent = true;
-                        break Job::Close(CloseRequest {
-                            code: code::GOING_AWAY,
-                            reason: "keepalive timeout",
-                            drain_until: None,
-                        });
+                    if let Some(sent) = unanswered_ping {
+                        if st.last_inbound >= sent {
+                            unanswered_ping = None;
+                        } else if now.duration_since(sent) > ping * 2 {
+                            // Nothing at all (no pong) for two intervals after a ping: the
+                            // peer is gone without a FIN.
+                            st.close_sent = true;
+                            break Job::Close(CloseRequest {
+                                code: code::GOING_AWAY,
+                                reason: "keepalive timeout",
+                                drain_until: None,
+                            });
+                        }
                     }
                     break Job::Ping;
                 }
@@ -374,7 +384,9 @@ fn writer_loop(mut sock: TcpStream, client: &ClientHandle, hub: &Hub, ping: Dura
             }
             Job::Control(bytes) => sock.write_all(&bytes).map(|_| (0, bytes.len())),
             Job::Ping => {
-                next_ping = Instant::now() + ping;
+                let now = Instant::now();
+                next_ping = now + ping;
+                unanswered_ping.get_or_insert(now);
                 let mut hdr = [0u8; 10];
                 let n = ws_frame_header(OPCODE_PING, 0, &mut hdr);
                 sock.write_all(&hdr[..n]).map(|_| (0, n))

@@ -717,3 +717,28 @@ fn drop_shuts_the_server_down() {
     // The listener is gone.
     assert!(TcpStream::connect(addr).is_err());
 }
+
+#[test]
+fn peer_that_never_answers_pings_is_closed() {
+    let server = start(config().ping_interval(Duration::from_millis(50)));
+    let _silent = never_reading_client(server.local_addr(), "silent");
+    let mut alive = connect(&server, ClientOptions::default().client_id("alive"));
+    wait_until("two clients", LIMIT, || server.stats().clients == 2);
+    // The client answers pings while it reads; the raw socket never does.
+    alive
+        .set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    wait_until("silent peer closed", LIMIT, || {
+        let _ = alive.next_event();
+        server.stats().clients == 1
+    });
+    server
+        .send_json(&Target::client("alive"), "still", &serde_json::json!(1))
+        .unwrap();
+    alive.set_read_timeout(None).unwrap();
+    let got = read_until(&mut alive, |e| is_json(e, "still"));
+    assert!(
+        got.iter().all(|e| matches!(e, Event::Json { .. })),
+        "{got:?}"
+    );
+}
