@@ -22,7 +22,7 @@ use std::sync::{Arc, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use pngcast_core::http::ServerConfig;
+use pngcast_core::http::{self, ServerConfig};
 use pngcast_core::queue::{ClientQueue, Outgoing, PushOutcome, MAX_CONTROL_BYTES};
 use pngcast_core::wire::{
     self, ws_frame_header, LEGACY_PREFIX, OPCODE_BINARY, OPCODE_PING, OPCODE_TEXT,
@@ -78,31 +78,40 @@ fn run_websocket(
     config: &ServerConfig,
     hub: &Arc<Hub>,
 ) {
-    // After the upgrade: reads block (the writer owns the timers), writes time out after the
-    // stall timeout (or the blocking transport's own `write_timeout`, if shorter).
-    let write_timeout = config.stall_timeout.min(config.write_timeout);
-    if stream.set_read_timeout(None).is_err()
-        || stream.set_write_timeout(Some(write_timeout)).is_err()
-        || stream.set_nodelay(true).is_err()
-    {
-        return;
-    }
-    let Ok(write_sock) = stream.try_clone() else {
-        return;
-    };
     let status: Arc<str> = wire::status_message(&up.client_id).into();
     let client = match hub.register(token, Arc::clone(&up.client_id), &stream, status) {
         Ok(c) => c,
         Err(refusal) => {
-            hub.count_refused();
-            let (code, why) = match refusal {
-                Refusal::ShuttingDown => (code::GOING_AWAY, "server shutting down"),
-                Refusal::Full => (code::TRY_AGAIN, "too many clients"),
+            // `refuse_with` counts the refusal.
+            let why = match refusal {
+                Refusal::ShuttingDown => "server shutting down",
+                Refusal::Full => "too many clients",
             };
-            let mut s = &stream;
-            let _ = s.write_all(&wire::close_frame(code, why));
-            let _ = s.shutdown(Shutdown::Write);
-            drain_until_closed(&stream);
+            handshake::refuse_with(&stream, &http::refusal_response(503, why), hub);
+            return;
+        }
+    };
+    // Registered (so counted and targetable, with the status first in its queue): now the 101.
+    let mut s = &stream;
+    let _ = stream.set_write_timeout(Some(config.handshake_timeout));
+    if s.write_all(&up.response).is_err() {
+        client.cut();
+        hub.remove(&client, EndReason::Normal);
+        return;
+    }
+    // After the upgrade: reads block (the writer owns the timers), writes time out after the
+    // stall timeout (or the blocking transport's own `write_timeout`, if shorter).
+    let write_timeout = config.stall_timeout.min(config.write_timeout);
+    let write_sock = match (
+        stream.set_read_timeout(None),
+        stream.set_write_timeout(Some(write_timeout)),
+        stream.set_nodelay(true),
+        stream.try_clone(),
+    ) {
+        (Ok(()), Ok(()), Ok(()), Ok(w)) => w,
+        _ => {
+            client.cut();
+            hub.remove(&client, EndReason::Normal);
             return;
         }
     };

@@ -24,7 +24,6 @@ pub(crate) mod code {
     pub const INVALID_DATA: u16 = 1007;
     pub const POLICY: u16 = 1008;
     pub const TOO_BIG: u16 = 1009;
-    pub const TRY_AGAIN: u16 = 1013;
 }
 
 /// A Close the writer must send.
@@ -224,8 +223,8 @@ impl Hub {
         if self.is_shut_down() {
             return Err(Refusal::ShuttingDown);
         }
-        // The router checked the limit before the 101; two upgrades racing past it are caught
-        // here (a replacement does not add a client).
+        // The router checked the limit; two upgrades racing past it are caught here, before
+        // their 101 (a replacement does not add a client).
         if !reg.clients.contains_key(&id) && reg.clients.len() >= self.config.max_clients {
             return Err(Refusal::Full);
         }
