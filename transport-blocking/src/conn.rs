@@ -31,7 +31,7 @@ use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
 use tungstenite::Message;
 
 use crate::handshake::{self, Upgraded};
-use crate::hub::{code, ClientHandle, ClientState, CloseRequest, EndReason, Hub, Refusal};
+use crate::hub::{after, code, ClientHandle, ClientState, CloseRequest, EndReason, Hub, Refusal};
 use crate::server::THREAD_STACK;
 
 /// How long the writer waits for the peer's answer to our Close before cutting the socket.
@@ -313,7 +313,7 @@ const BATCH_ITEMS: usize = 32;
 const BATCH_BYTES: usize = 4 << 20;
 
 fn writer_loop(mut sock: TcpStream, client: &ClientHandle, hub: &Hub, ping: Duration) -> EndReason {
-    let mut next_ping = Instant::now() + ping;
+    let mut next_ping = after(ping);
     let keepalive = !ping.is_zero();
     // When the oldest ping not yet followed by any input went out.
     let mut unanswered_ping: Option<Instant> = None;
@@ -358,7 +358,7 @@ fn writer_loop(mut sock: TcpStream, client: &ClientHandle, hub: &Hub, ping: Dura
                     if let Some(sent) = unanswered_ping {
                         if st.last_inbound >= sent {
                             unanswered_ping = None;
-                        } else if now.duration_since(sent) > ping * 2 {
+                        } else if now.duration_since(sent) > ping.saturating_mul(2) {
                             // Nothing at all (no pong) for two intervals after a ping: the
                             // peer is gone without a FIN.
                             st.close_sent = true;
@@ -394,7 +394,7 @@ fn writer_loop(mut sock: TcpStream, client: &ClientHandle, hub: &Hub, ping: Dura
             Job::Control(bytes) => sock.write_all(&bytes).map(|_| (0, bytes.len())),
             Job::Ping => {
                 let now = Instant::now();
-                next_ping = now + ping;
+                next_ping = after(ping);
                 unanswered_ping.get_or_insert(now);
                 let mut hdr = [0u8; 10];
                 let n = ws_frame_header(OPCODE_PING, 0, &mut hdr);

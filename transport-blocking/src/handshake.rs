@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use pngcast_core::http::{self, RequestHead, Route, ServerConfig};
 
-use crate::hub::Hub;
+use crate::hub::{after, Hub};
 
 /// A connection that answered `101`.
 pub(crate) struct Upgraded {
@@ -25,7 +25,7 @@ pub(crate) struct Upgraded {
 /// Serves the HTTP part. `Some` when the connection is now a WebSocket; `None` when it was
 /// answered (or dropped) and is done.
 pub(crate) fn serve_http(stream: &TcpStream, config: &ServerConfig, hub: &Hub) -> Option<Upgraded> {
-    let deadline = Instant::now() + config.handshake_timeout;
+    let deadline = after(config.handshake_timeout);
     let limit = config.max_handshake_bytes;
     let mut buf = Vec::with_capacity(1024.min(limit));
     let mut chunk = [0u8; 2048];

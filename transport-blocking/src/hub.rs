@@ -8,12 +8,19 @@ use std::collections::HashMap;
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use pngcast_core::http::ServerConfig;
 use pngcast_core::queue::{ClientQueue, Outgoing, PushOutcome};
 use pngcast_core::sink::{SinkError, SinkStats, Target};
 use pngcast_core::wire::WireFrame;
+
+/// `now + d`, saturating far in the future instead of panicking on huge user-given durations.
+pub(crate) fn after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
+}
 
 /// Close codes this transport sends.
 pub(crate) mod code {

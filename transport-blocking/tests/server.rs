@@ -742,3 +742,23 @@ fn peer_that_never_answers_pings_is_closed() {
         "{got:?}"
     );
 }
+
+#[test]
+fn huge_durations_do_not_panic() {
+    let server = start(
+        config()
+            .ping_interval(Duration::MAX)
+            .handshake_timeout(Duration::MAX)
+            .stall_timeout(Duration::MAX)
+            .write_timeout(Duration::MAX),
+    );
+    let mut c = connect(&server, ClientOptions::default());
+    read_until(&mut c, |e| is_json(e, "status"));
+    server
+        .send_image(&Target::All, &frame("e", 0, 1, true))
+        .unwrap();
+    assert!(matches!(c.next_event().unwrap(), Some(Event::Image { .. })));
+    server.shutdown(Duration::MAX);
+    while c.next_event().unwrap().is_some() {}
+    assert_eq!(c.close_code(), Some(1001));
+}
