@@ -1,2 +1,3 @@
 //! The `pngcast` command line.
+mod source;
 fn main() {}
