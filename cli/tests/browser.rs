@@ -21,7 +21,11 @@ fn driver_smoke_file_url() {
     let scratch = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let mut b = Browser::launch(&exe, &url, 800, 600, &scratch).unwrap();
     std::thread::sleep(std::time::Duration::from_secs(2));
-    eprintln!("{}", b.eval("document.body.dataset.state + ' ' + document.title").unwrap());
+    eprintln!(
+        "{}",
+        b.eval("document.body.dataset.state + ' ' + document.title")
+            .unwrap()
+    );
     let png = b.screenshot().unwrap();
     std::fs::write("/tmp/viewer-file.png", png).unwrap();
 }

@@ -24,7 +24,12 @@ pub fn find_chromium() -> Option<PathBuf> {
     }
     let path = std::env::var_os("PATH")?;
     for dir in std::env::split_paths(&path) {
-        for name in ["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"] {
+        for name in [
+            "chromium",
+            "chromium-browser",
+            "google-chrome",
+            "google-chrome-stable",
+        ] {
             let p = dir.join(name);
             if p.is_file() {
                 return Some(p);
@@ -47,7 +52,13 @@ type Error = Box<dyn std::error::Error>;
 impl Browser {
     /// Starts `exe` showing `url` in a `width` x `height` window; `scratch` is a directory the
     /// profile is created under.
-    pub fn launch(exe: &Path, url: &str, width: u32, height: u32, scratch: &Path) -> Result<Self, Error> {
+    pub fn launch(
+        exe: &Path,
+        url: &str,
+        width: u32,
+        height: u32,
+        scratch: &Path,
+    ) -> Result<Self, Error> {
         let profile = scratch.join(format!(
             "chromium-profile-{}-{}",
             std::process::id(),
@@ -81,10 +92,16 @@ impl Browser {
         let page = page_ws_url(port, Duration::from_secs(30))?;
         let stream = TcpStream::connect(("127.0.0.1", port))?;
         stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-        let (ws, _) = tungstenite::client(page.as_str(), stream).map_err(|e| format!("CDP handshake: {e}"))?;
+        let (ws, _) = tungstenite::client(page.as_str(), stream)
+            .map_err(|e| format!("CDP handshake: {e}"))?;
         let child = guard.0.take().expect("guard holds the child");
         guard.1 = None;
-        Ok(Self { child, profile, ws, next_id: 1 })
+        Ok(Self {
+            child,
+            profile,
+            ws,
+            next_id: 1,
+        })
     }
 
     /// Sends one CDP command and waits for its answer, skipping events.
@@ -95,7 +112,9 @@ impl Browser {
         self.ws.send(tungstenite::Message::text(msg.to_string()))?;
         loop {
             let reply = self.ws.read()?;
-            let tungstenite::Message::Text(text) = reply else { continue };
+            let tungstenite::Message::Text(text) = reply else {
+                continue;
+            };
             let v: Value = serde_json::from_str(text.as_str())?;
             if v["id"].as_u64() != Some(id) {
                 continue;
@@ -109,7 +128,10 @@ impl Browser {
 
     /// Evaluates a JavaScript expression in the page and returns its JSON value.
     pub fn eval(&mut self, expr: &str) -> Result<Value, Error> {
-        let r = self.call("Runtime.evaluate", json!({ "expression": expr, "returnByValue": true }))?;
+        let r = self.call(
+            "Runtime.evaluate",
+            json!({ "expression": expr, "returnByValue": true }),
+        )?;
         if let Some(ex) = r.get("exceptionDetails") {
             return Err(format!("page threw: {ex}").into());
         }
@@ -194,7 +216,10 @@ fn page_ws_url(port: u16, limit: Duration) -> Result<String, Error> {
 fn http_get(port: u16, path: &str) -> Result<String, Error> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n")?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )?;
     // DevTools keeps the connection open: read the head, then exactly Content-Length bytes.
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -222,5 +247,7 @@ fn http_get(port: u16, path: &str) -> Result<String, Error> {
         }
         buf.extend_from_slice(&chunk[..n]);
     }
-    Ok(String::from_utf8(buf[head_len..head_len + body_len].to_vec())?)
+    Ok(String::from_utf8(
+        buf[head_len..head_len + body_len].to_vec(),
+    )?)
 }
