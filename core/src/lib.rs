@@ -18,7 +18,12 @@
 
 pub mod convert;
 pub mod error;
+pub mod http;
 pub mod png;
+pub mod queue;
+pub mod sender;
+pub mod sink;
 pub mod tensor;
+pub mod wire;
 
 pub use error::{Error, Result};

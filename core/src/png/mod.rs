@@ -144,7 +144,12 @@ impl Encoder {
 
     /// Encodes tightly packed sample rows (8-bit, or 16-bit big-endian) into a complete PNG,
     /// replacing the contents of `out` (its capacity is reused).
-    pub fn encode_into(&mut self, info: &ImageInfo, pixels: &[u8], out: &mut Vec<u8>) -> Result<()> {
+    pub fn encode_into(
+        &mut self,
+        info: &ImageInfo,
+        pixels: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
         let _ = (info, pixels, out);
         unimplemented!("skeleton: implemented by the PNG writer work")
     }
