@@ -1,0 +1,418 @@
+#![forbid(unsafe_code)]
+//! One connection: the HTTP stage (in [`crate::handshake`]), then a reader (this thread) and a
+//! writer thread sharing the socket.
+//!
+//! Only the writer writes to the socket after the upgrade. The reader parses inbound frames with
+//! tungstenite through [`ReaderIo`], whose write side is a buffer: the pongs and close replies
+//! tungstenite produces land there as complete frames, and the reader hands them to the writer,
+//! which sends them between two data frames. So a control frame can never land inside a data
+//! frame, and the reader never blocks on a write.
+//!
+//! The writer takes the front item of the client's queue out under the lock (a few `Arc`
+//! clones), writes `[ws header][prefix][png]` with vectored writes straight from the shared
+//! buffers, and takes the lock again only to pick the next item. The socket's write timeout is
+//! the stall timeout: a write that makes no progress for that long closes the client.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use pngcast_core::http::ServerConfig;
+use pngcast_core::queue::{ClientQueue, Outgoing};
+use pngcast_core::wire::{
+    self, ws_frame_header, LEGACY_PREFIX, OPCODE_BINARY, OPCODE_PING, OPCODE_TEXT,
+};
+use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
+use tungstenite::Message;
+
+use crate::handshake::{self, Upgraded};
+use crate::hub::{code, ClientHandle, CloseRequest, EndReason, Hub};
+use crate::server::THREAD_STACK;
+
+/// How long the writer waits for the peer's answer to our Close before cutting the socket.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// Runs a connection from accept to close.
+pub(crate) fn run(stream: TcpStream, config: &ServerConfig, hub: &Arc<Hub>) {
+    let Some(token) = hub.track(&stream) else {
+        return;
+    };
+    if let Some(up) = handshake::serve_http(&stream, config, hub) {
+        run_websocket(stream, up, token, config, hub);
+    }
+    hub.untrack(token);
+}
+
+/// The socket as tungstenite sees it on the reader side: reads come from the socket, writes
+/// (pongs, close replies) go to `out` for the writer thread.
+struct ReaderIo {
+    sock: TcpStream,
+    out: Vec<u8>,
+}
+
+impl Read for ReaderIo {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.sock.read(buf)
+    }
+}
+
+impl Write for ReaderIo {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn run_websocket(stream: TcpStream, up: Upgraded, token: u64, config: &ServerConfig, hub: &Arc<Hub>) {
+    // After the upgrade: reads block (the writer owns the timers), writes time out after the
+    // stall timeout (or the blocking transport's own `write_timeout`, if shorter).
+    let write_timeout = config.stall_timeout.min(config.write_timeout);
+    if stream.set_read_timeout(None).is_err()
+        || stream.set_write_timeout(Some(write_timeout)).is_err()
+        || stream.set_nodelay(true).is_err()
+    {
+        return;
+    }
+    let Ok(write_sock) = stream.try_clone() else { return };
+    let status: Arc<str> = wire::status_message(&up.client_id).into();
+    let Some(client) = hub.register(token, Arc::clone(&up.client_id), &stream, status) else {
+        // Shutting down between the 101 and here: say so.
+        let mut s = &stream;
+        let _ = s.write_all(&wire::close_frame(code::GOING_AWAY, "server shutting down"));
+        return;
+    };
+
+    let writer = {
+        let client = Arc::clone(&client);
+        let hub = Arc::clone(hub);
+        let ping = config.ping_interval;
+        thread::Builder::new()
+            .name("pngcast-writer".into())
+            .stack_size(THREAD_STACK)
+            .spawn(move || writer_loop(write_sock, &client, &hub, ping))
+    };
+    let Ok(writer) = writer else {
+        client.cut();
+        hub.remove(&client, EndReason::Normal);
+        return;
+    };
+
+    let ws_config = WebSocketConfig::default()
+        .max_message_size(Some(config.max_message_bytes))
+        .max_frame_size(Some(config.max_message_bytes));
+    let ctx = WebSocketContext::from_partially_read(up.leftover, Role::Server, Some(ws_config));
+    let io = ReaderIo { sock: stream, out: Vec::new() };
+    let reader_reason = reader_loop(ctx, io, &client);
+
+    let writer_reason = writer.join().unwrap_or(EndReason::Normal);
+    client.cut();
+    // Whatever is still queued will never go out.
+    let left = client.lock().queue.queued_images();
+    hub.count_dropped(left as u64);
+    let reason = if writer_reason != EndReason::Normal { writer_reason } else { reader_reason };
+    hub.remove(&client, reason);
+}
+
+/// Reads until the peer closes, the socket fails, or bad input; returns why it ended.
+fn reader_loop(mut ctx: WebSocketContext, mut io: ReaderIo, client: &ClientHandle) -> EndReason {
+    let mut first_text = true;
+    loop {
+        let result = ctx.read(&mut io);
+        // Pongs and close replies tungstenite queued: render them into `io.out` now.
+        let _ = ctx.flush(&mut io);
+        let mut st = client.lock();
+        st.last_inbound = Instant::now();
+        if !io.out.is_empty() && !st.close_sent {
+            st.control.extend_from_slice(&io.out);
+        }
+        io.out.clear();
+        match result {
+            Ok(Message::Text(text)) => {
+                if first_text {
+                    first_text = false;
+                    // Only the first text message counts (protocol.md section 3); anything
+                    // else, malformed JSON included, is ignored as ComfyUI does.
+                    if let Ok(wire::TextMessage::FeatureFlags { data }) = wire::parse_text(text.as_str()) {
+                        if data.get("supports_preview_metadata").and_then(|b| b.as_bool()) == Some(true) {
+                            st.metadata = true;
+                        }
+                        let reply = Outgoing::Text(wire::feature_flags_reply().into());
+                        push_reply(&mut st.queue, reply);
+                    }
+                }
+            }
+            Ok(Message::Binary(_)) | Ok(Message::Ping(_)) | Ok(Message::Pong(_)) | Ok(Message::Frame(_)) => {}
+            Ok(Message::Close(_)) => {
+                // Our Close acknowledged, or the peer's Close: its reply is in `control`.
+                st.peer_gone = true;
+                drop(st);
+                client.cond.notify_all();
+                return EndReason::Normal;
+            }
+            Err(e) => {
+                let (close, reason) = match e {
+                    tungstenite::Error::Capacity(_) => (Some((code::TOO_BIG, "message too big")), EndReason::BadInput),
+                    tungstenite::Error::Utf8(_) => (Some((code::UNSUPPORTED, "invalid UTF-8")), EndReason::BadInput),
+                    tungstenite::Error::Protocol(p) => {
+                        use tungstenite::error::ProtocolError as P;
+                        match p {
+                            P::ResetWithoutClosingHandshake => (None, EndReason::Normal),
+                            _ => (Some((code::PROTOCOL, "protocol error")), EndReason::BadInput),
+                        }
+                    }
+                    _ => (None, EndReason::Normal),
+                };
+                match close {
+                    Some((code, reason_text)) if !st.close_sent => {
+                        if st.close.is_none() {
+                            st.close = Some(CloseRequest { code, reason: reason_text, drain_until: None });
+                        }
+                        drop(st);
+                        client.cond.notify_all();
+                        // Keep reading (and discarding) so the peer gets our Close before we
+                        // close the socket (closing with unread data sends RST).
+                        drain_until_closed(&mut io.sock);
+                    }
+                    _ => {
+                        st.peer_gone = true;
+                        drop(st);
+                        client.cond.notify_all();
+                    }
+                }
+                return reason;
+            }
+        }
+        drop(st);
+        client.cond.notify_all();
+    }
+}
+
+/// Queues the feature-flags reply. It is a small text message; if even that does not fit, the
+/// overflow close will come with the next push.
+fn push_reply(queue: &mut ClientQueue, item: Outgoing) {
+    let _ = queue.push(item);
+}
+
+/// Reads and discards until EOF or an error (the writer cuts the socket after its close grace).
+fn drain_until_closed(sock: &mut TcpStream) {
+    let mut buf = [0u8; 4096];
+    loop {
+        match sock.read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// What the writer does next, decided under the lock.
+enum Job {
+    /// Control bytes from the reader (pong, close reply).
+    Control(Vec<u8>),
+    /// The front queue item, taken out of the queue.
+    Item(Outgoing),
+    /// Our Close frame; the connection ends after it.
+    Close(CloseRequest),
+    /// A keepalive ping.
+    Ping,
+    /// The peer is gone: stop.
+    Stop,
+}
+
+/// Bytes of `item` on the wire, headers included (what [`ClientQueue`] counts for it).
+fn item_wire_len(item: &Outgoing) -> usize {
+    fn hdr(len: usize) -> usize {
+        if len < 126 {
+            2
+        } else if len <= usize::from(u16::MAX) {
+            4
+        } else {
+            10
+        }
+    }
+    match item {
+        Outgoing::Text(t) => hdr(t.len()) + t.len(),
+        Outgoing::Image { frame, metadata } => {
+            let bin = frame.binary_len(*metadata);
+            let first = match (frame.announcement(), metadata) {
+                (Some(a), false) => hdr(a.len()) + a.len(),
+                _ => 0,
+            };
+            first + hdr(bin) + bin
+        }
+    }
+}
+
+fn writer_loop(mut sock: TcpStream, client: &ClientHandle, hub: &Hub, ping: Duration) -> EndReason {
+    let mut next_ping = Instant::now() + ping;
+    let keepalive = !ping.is_zero();
+    loop {
+        let job = {
+            let mut st = client.lock();
+            loop {
+                if !st.control.is_empty() {
+                    break Job::Control(std::mem::take(&mut st.control));
+                }
+                if st.peer_gone {
+                    break Job::Stop;
+                }
+                if let Some(req) = st.close {
+                    let draining = req.drain_until.is_some_and(|t| Instant::now() < t);
+                    if !draining || st.queue.is_empty() {
+                        st.close_sent = true;
+                        break Job::Close(req);
+                    }
+                }
+                if let Some(item) = st.queue.front().cloned() {
+                    let n = item_wire_len(&item);
+                    let done = st.queue.advance(n);
+                    debug_assert_eq!(done.items, 1, "item_wire_len disagrees with the queue");
+                    break Job::Item(item);
+                }
+                let now = Instant::now();
+                if keepalive && now >= next_ping {
+                    // No pong or other input for three intervals: the peer is gone.
+                    if now.duration_since(st.last_inbound) > ping * 3 {
+                        st.close_sent = true;
+                        break Job::Close(CloseRequest { code: code::GOING_AWAY, reason: "keepalive timeout", drain_until: None });
+                    }
+                    break Job::Ping;
+                }
+                let wait = match st.close.and_then(|c| c.drain_until) {
+                    Some(t) => t.saturating_duration_since(now),
+                    None if keepalive => next_ping.saturating_duration_since(now),
+                    None => Duration::from_secs(3600),
+                };
+                st = client.cond.wait_timeout(st, wait.max(Duration::from_millis(1))).map(|(g, _)| g).unwrap_or_else(|p| p.into_inner().0);
+            }
+        };
+        let result = match job {
+            Job::Stop => {
+                let _ = sock.shutdown(Shutdown::Write);
+                mark_done(client);
+                return EndReason::Normal;
+            }
+            Job::Control(bytes) => sock.write_all(&bytes).map(|_| (0, bytes.len())),
+            Job::Ping => {
+                next_ping = Instant::now() + ping;
+                let mut hdr = [0u8; 10];
+                let n = ws_frame_header(OPCODE_PING, 0, &mut hdr);
+                sock.write_all(&hdr[..n]).map(|_| (0, n))
+            }
+            Job::Item(item) => write_item(&mut sock, &item).map(|n| (u64::from(item.is_image()), n)),
+            Job::Close(req) => {
+                let bytes = wire::close_frame(req.code, req.reason);
+                let _ = sock.write_all(&bytes);
+                hub.count_sent(0, bytes.len() as u64);
+                let reason = match req.code {
+                    code::POLICY => EndReason::Overflow,
+                    _ => EndReason::Normal,
+                };
+                {
+                    let mut st = client.lock();
+                    let dropped = st.queue.queued_images();
+                    st.queue.clear_unstarted();
+                    drop(st);
+                    hub.count_dropped(dropped as u64);
+                }
+                wait_for_peer_close(client);
+                let _ = sock.shutdown(Shutdown::Both);
+                mark_done(client);
+                return reason;
+            }
+        };
+        match result {
+            Ok((images, bytes)) => hub.count_sent(images, bytes as u64),
+            Err(e) => {
+                let _ = sock.shutdown(Shutdown::Both);
+                mark_done(client);
+                let stalled = matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut);
+                return if stalled { EndReason::Stall } else { EndReason::Normal };
+            }
+        }
+    }
+}
+
+fn mark_done(client: &ClientHandle) {
+    let mut st = client.lock();
+    st.writer_done = true;
+    drop(st);
+    client.cond.notify_all();
+}
+
+/// After our Close: wait (bounded) for the peer's answer, seen by the reader.
+fn wait_for_peer_close(client: &ClientHandle) {
+    let until = Instant::now() + CLOSE_GRACE;
+    let mut st = client.lock();
+    while !st.peer_gone {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        st = client.cond.wait_timeout(st, left).map(|(g, _)| g).unwrap_or_else(|p| p.into_inner().0);
+    }
+}
+
+/// Writes one queue item as its WebSocket frame(s), straight from the shared buffers.
+/// Returns the bytes written.
+fn write_item(sock: &mut TcpStream, item: &Outgoing) -> io::Result<usize> {
+    let mut h1 = [0u8; 10];
+    let mut h2 = [0u8; 10];
+    match item {
+        Outgoing::Text(t) => {
+            let n = ws_frame_header(OPCODE_TEXT, t.len() as u64, &mut h1);
+            write_all_vectored(sock, &[&h1[..n], t.as_bytes()])
+        }
+        Outgoing::Image { frame, metadata } => {
+            let bin = frame.binary_len(*metadata) as u64;
+            match (frame.announcement(), metadata) {
+                (Some(a), false) => {
+                    let n1 = ws_frame_header(OPCODE_TEXT, a.len() as u64, &mut h1);
+                    let n2 = ws_frame_header(OPCODE_BINARY, bin, &mut h2);
+                    write_all_vectored(sock, &[&h1[..n1], a.as_bytes(), &h2[..n2], &LEGACY_PREFIX, frame.png()])
+                }
+                _ => {
+                    let n = ws_frame_header(OPCODE_BINARY, bin, &mut h1);
+                    write_all_vectored(sock, &[&h1[..n], frame.prefix(*metadata), frame.png()])
+                }
+            }
+        }
+    }
+}
+
+/// `write_all` over several buffers with `write_vectored`: the kernel gathers them, nothing is
+/// copied here. Returns the total written.
+pub(crate) fn write_all_vectored(sock: &mut impl Write, parts: &[&[u8]]) -> io::Result<usize> {
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    let mut done = 0usize;
+    let mut slices: [IoSlice<'_>; 6] = [IoSlice::new(&[]); 6];
+    while done < total {
+        // Rebuild the slice list from the first unwritten byte.
+        let mut n = 0;
+        let mut skip = done;
+        for p in parts {
+            if skip >= p.len() {
+                skip -= p.len();
+                continue;
+            }
+            if n < slices.len() {
+                slices[n] = IoSlice::new(&p[skip..]);
+                n += 1;
+            }
+            skip = 0;
+        }
+        match sock.write_vectored(&slices[..n]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(k) => done += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(total)
+}
