@@ -101,6 +101,7 @@ impl Demo {
     }
 
     /// Renders rows on the calling thread only (for tests that count allocations per thread).
+    #[cfg(test)]
     pub fn sequential(mut self) -> Self {
         self.parallel = false;
         self
