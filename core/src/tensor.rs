@@ -383,7 +383,7 @@ mod tests {
             Err(Error::ImageTooLarge { .. })
         ));
         assert!(matches!(
-            TensorView::strided(&buf[..], [2, 3, 4, 3], [usize::MAX / 2, 1, 1, 1]),
+            TensorView::strided(&buf[..], [2, 3, 4, 3], [1, usize::MAX / 2, 1, 1]),
             Err(Error::SizeOverflow(_))
         ));
         assert_eq!(
