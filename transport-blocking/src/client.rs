@@ -302,12 +302,13 @@ impl Client {
         };
 
         // protocol.md: the server's first message is the status with the sid.
-        let first = client.read_timed(start, options.connect_timeout)?;
-        let Some(first) = first else {
-            return Err(ClientError::Protocol("connection closed before the status message".into()));
-        };
-        match &first {
-            Event::Json { kind, data } if kind == "status" => {
+        while client.pending.is_empty() {
+            if !client.fill_timed(start, options.connect_timeout)? {
+                return Err(ClientError::Protocol("connection closed before the status message".into()));
+            }
+        }
+        match client.pending.front() {
+            Some(Event::Json { kind, data }) if kind == "status" => {
                 client.sid = data
                     .get("sid")
                     .and_then(|s| s.as_str())
@@ -320,24 +321,14 @@ impl Client {
                 ))
             }
         }
-        client.pending.push_back(first);
 
         if options.metadata {
             client.ws.send(Message::text(FEATURE_FLAGS_REQUEST))?;
-            loop {
-                match client.read_timed(start, options.connect_timeout)? {
-                    None => {
-                        return Err(ClientError::Protocol(
-                            "connection closed before the feature_flags answer".into(),
-                        ))
-                    }
-                    Some(ev) => {
-                        let done = matches!(&ev, Event::Json { kind, .. } if kind == "feature_flags");
-                        client.pending.push_back(ev);
-                        if done {
-                            break;
-                        }
-                    }
+            while !client.pending.iter().any(|ev| matches!(ev, Event::Json { kind, .. } if kind == "feature_flags")) {
+                if !client.fill_timed(start, options.connect_timeout)? {
+                    return Err(ClientError::Protocol(
+                        "connection closed before the feature_flags answer".into(),
+                    ));
                 }
             }
         }
@@ -394,10 +385,11 @@ impl Client {
         self.read_event()
     }
 
-    fn read_timed(&mut self, start: Instant, limit: Duration) -> Result<Option<Event>, ClientError> {
+    /// [`Self::fill`] with what is left of the connect timeout.
+    fn fill_timed(&mut self, start: Instant, limit: Duration) -> Result<bool, ClientError> {
         let left = remaining(start, limit)?;
         self.ws.get_mut().set_read_timeout(Some(left))?;
-        self.read_event().map_err(map_timeout)
+        self.fill().map_err(map_timeout)
     }
 
     fn read_event(&mut self) -> Result<Option<Event>, ClientError> {
@@ -405,32 +397,41 @@ impl Client {
             if let Some(ev) = self.pending.pop_front() {
                 return Ok(Some(ev));
             }
-            if self.finished {
+            if !self.fill()? {
                 return Ok(self.announced.take().map(|(_, kind, data)| Event::Json { kind, data }));
             }
-            let msg = match self.ws.read() {
-                Ok(m) => m,
-                Err(tungstenite::Error::ConnectionClosed) | Err(tungstenite::Error::AlreadyClosed) => {
-                    self.finished = true;
-                    continue;
-                }
-                Err(e) => {
-                    if !matches!(&e, tungstenite::Error::Io(io) if is_timeout(io)) {
-                        self.finished = true;
-                    }
-                    return Err(e.into());
-                }
-            };
-            match msg {
-                Message::Text(text) => self.on_text(text.as_str())?,
-                Message::Binary(bytes) => self.on_binary(&bytes)?,
-                Message::Close(frame) => {
-                    self.close_code = Some(frame.map(|f| u16::from(f.code)).unwrap_or(1005));
-                    // tungstenite answers the Close on the next read, which then ends.
-                }
-                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
-            }
         }
+    }
+
+    /// Reads one WebSocket message and turns it into events in `pending` (zero, one or two).
+    /// `Ok(false)` once the connection has ended.
+    fn fill(&mut self) -> Result<bool, ClientError> {
+        if self.finished {
+            return Ok(false);
+        }
+        let msg = match self.ws.read() {
+            Ok(m) => m,
+            Err(tungstenite::Error::ConnectionClosed) | Err(tungstenite::Error::AlreadyClosed) => {
+                self.finished = true;
+                return Ok(false);
+            }
+            Err(e) => {
+                if !matches!(&e, tungstenite::Error::Io(io) if is_timeout(io)) {
+                    self.finished = true;
+                }
+                return Err(e.into());
+            }
+        };
+        match msg {
+            Message::Text(text) => self.on_text(text.as_str())?,
+            Message::Binary(bytes) => self.on_binary(&bytes)?,
+            Message::Close(frame) => {
+                self.close_code = Some(frame.map(|f| u16::from(f.code)).unwrap_or(1005));
+                // tungstenite answers the Close on the next read, which then ends.
+            }
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+        }
+        Ok(true)
     }
 
     /// Flushes a held announcement that no type-1 frame followed as a plain JSON event.
