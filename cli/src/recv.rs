@@ -71,7 +71,13 @@ fn normalise_url(url: &str) -> String {
 fn file_stem(event: &str) -> String {
     let mut s: String = event
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(MAX_NAME)
         .collect();
     if s.starts_with('.') {
@@ -116,7 +122,10 @@ pub fn run(args: RecvArgs) -> Result<(), CliError> {
     let path = args.out.join("events.jsonl");
     let file = File::create(&path)
         .map_err(|e| CliError::new(format!("cannot create {}: {e}", path.display())))?;
-    let mut log = Log { out: BufWriter::new(file), path };
+    let mut log = Log {
+        out: BufWriter::new(file),
+        path,
+    };
     eprintln!("pngcast: connected to {url} as {}", client.sid());
 
     let mut saved = 0u64;
@@ -126,7 +135,9 @@ pub fn run(args: RecvArgs) -> Result<(), CliError> {
             .map_err(|e| CliError::new(format!("connection to {url} failed: {e}")))?;
         match event {
             None => {
-                let code = client.close_code().map_or("none".to_owned(), |c| c.to_string());
+                let code = client
+                    .close_code()
+                    .map_or("none".to_owned(), |c| c.to_string());
                 return match args.count {
                     Some(n) => Err(CliError::new(format!(
                         "server closed the connection (code {code}) after {saved} of {n} images"
@@ -138,13 +149,20 @@ pub fn run(args: RecvArgs) -> Result<(), CliError> {
                 };
             }
             Some(Event::Json { kind, data }) => log.line(&json!({ "type": kind, "data": data }))?,
-            Some(Event::Image { event, index, metadata, png }) => {
+            Some(Event::Image {
+                event,
+                index,
+                metadata,
+                png,
+            }) => {
                 let name = event.as_deref().unwrap_or("image");
                 let file = format!("{}_{}_{saved:06}.png", file_stem(name), index.unwrap_or(0));
                 let dest = args.out.join(&file);
                 save(&dest, &png)?;
                 let meta = metadata
-                    .map(|m| serde_json::from_str::<Value>(&m.metadata_json()).unwrap_or(Value::Null))
+                    .map(|m| {
+                        serde_json::from_str::<Value>(&m.metadata_json()).unwrap_or(Value::Null)
+                    })
                     .unwrap_or(Value::Null);
                 log.line(&json!({
                     "type": "pngcast.image",

@@ -134,7 +134,9 @@ impl Running {
         };
         let err = |e: &dyn std::fmt::Display| CliError::new(format!("{e}{hint}"));
         Ok(match transport {
-            TransportArg::Mio => Running::Mio(pngcast_mio::Server::bind(config).map_err(|e| err(&e))?),
+            TransportArg::Mio => {
+                Running::Mio(pngcast_mio::Server::bind(config).map_err(|e| err(&e))?)
+            }
             TransportArg::Blocking => {
                 Running::Blocking(pngcast_blocking::Server::bind(config).map_err(|e| err(&e))?)
             }
@@ -197,7 +199,10 @@ impl Window {
         self.scratch.clear();
         self.scratch.extend_from_slice(&self.ms);
         self.scratch.sort_by(f64::total_cmp);
-        self.scratch.get(self.scratch.len() / 2).copied().unwrap_or(0.0)
+        self.scratch
+            .get(self.scratch.len() / 2)
+            .copied()
+            .unwrap_or(0.0)
     }
 }
 

@@ -27,8 +27,13 @@ fn chromium_or_skip() -> Option<PathBuf> {
     let exe = find_chromium();
     if exe.is_none() {
         let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-        assert!(!ci, "CI=true but no chromium found: install it (apt-get install -y chromium)");
-        eprintln!("note: chromium not found; skipping the viewer test (set CHROMIUM or install it)");
+        assert!(
+            !ci,
+            "CI=true but no chromium found: install it (apt-get install -y chromium)"
+        );
+        eprintln!(
+            "note: chromium not found; skipping the viewer test (set CHROMIUM or install it)"
+        );
     }
     exe
 }
@@ -42,7 +47,10 @@ fn wait_for(b: &mut Browser, what: &str, done: impl Fn(&Value) -> bool) -> Value
         if done(&report) {
             return report;
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "{what}; the page says {report}");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{what}; the page says {report}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -57,12 +65,17 @@ fn frames_of(report: &Value, event: &str) -> u64 {
 
 fn target_dir() -> PathBuf {
     // CARGO_TARGET_TMPDIR is <target>/tmp.
-    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().to_path_buf()
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 #[test]
 fn viewer_shows_decoded_frames() {
-    let Some(exe) = chromium_or_skip() else { return };
+    let Some(exe) = chromium_or_skip() else {
+        return;
+    };
     let scratch = common::scratch("browser");
     for transport in ["mio", "blocking"] {
         let serve = Serve::start(&[
@@ -85,13 +98,23 @@ fn viewer_shows_decoded_frames() {
         });
         assert_eq!(report["state"], "open", "{transport}: {report}");
         let panels = report["panels"].as_array().unwrap();
-        assert_eq!(panels.len(), 1, "{transport}: one panel per event: {report}");
+        assert_eq!(
+            panels.len(),
+            1,
+            "{transport}: one panel per event: {report}"
+        );
         let p = &panels[0];
         assert_eq!(p["width"], "256", "{transport}: {report}");
         assert_eq!(p["height"], "192", "{transport}: {report}");
-        assert!(p.get("errors").is_none(), "{transport}: decode errors: {report}");
+        assert!(
+            p.get("errors").is_none(),
+            "{transport}: decode errors: {report}"
+        );
         let bytes: u64 = p["bytes"].as_str().unwrap().parse().unwrap();
-        assert!(bytes > 1000, "{transport}: a 256x192 photo-like PNG is not {bytes} bytes");
+        assert!(
+            bytes > 1000,
+            "{transport}: a 256x192 photo-like PNG is not {bytes} bytes"
+        );
 
         // The canvas really holds the picture: its pixels are not one flat colour.
         let distinct = b
@@ -102,11 +125,16 @@ fn viewer_shows_decoded_frames() {
                  return s.size; })()",
             )
             .unwrap();
-        assert!(distinct.as_u64().unwrap() > 50, "{transport}: canvas looks flat: {distinct}");
+        assert!(
+            distinct.as_u64().unwrap() > 50,
+            "{transport}: canvas looks flat: {distinct}"
+        );
 
         // Frames keep coming, and the fps readout follows them.
         let before = frames_of(&report, "preview");
-        let later = wait_for(&mut b, "more frames", |r| frames_of(r, "preview") >= before + 5);
+        let later = wait_for(&mut b, "more frames", |r| {
+            frames_of(r, "preview") >= before + 5
+        });
         let fps: f64 = later["panels"][0]["fps"].as_str().unwrap().parse().unwrap();
         assert!(fps > 0.0, "{transport}: {later}");
 
@@ -126,11 +154,22 @@ fn viewer_shows_decoded_frames() {
         // up a new server on the same address.
         let addr = serve.addr;
         drop(serve);
-        wait_for(&mut b, "the page to notice the server left", |r| r["state"] == "closed");
+        wait_for(&mut b, "the page to notice the server left", |r| {
+            r["state"] == "closed"
+        });
         let seen = frames_of(&wait_for(&mut b, "report", |_| true), "preview");
         let again = Serve::start_at(
             &addr.to_string(),
-            &["--transport", transport, "--size", "256x192", "--fps", "15", "--token", "viewer-token"],
+            &[
+                "--transport",
+                transport,
+                "--size",
+                "256x192",
+                "--fps",
+                "15",
+                "--token",
+                "viewer-token",
+            ],
         );
         wait_for(&mut b, "frames after reconnecting", |r| {
             r["state"] == "open" && frames_of(r, "preview") >= seen + 3
@@ -142,8 +181,12 @@ fn viewer_shows_decoded_frames() {
 /// Writes the README screenshot: a larger demo in a wide window. Runs only when asked.
 #[test]
 fn docs_screenshot() {
-    let Some(dest) = std::env::var_os("PNGCAST_DOCS_SCREENSHOT") else { return };
-    let Some(exe) = chromium_or_skip() else { return };
+    let Some(dest) = std::env::var_os("PNGCAST_DOCS_SCREENSHOT") else {
+        return;
+    };
+    let Some(exe) = chromium_or_skip() else {
+        return;
+    };
     let serve = Serve::start(&["--source", "demo", "--size", "640x480", "--fps", "10"]);
     let url = format!("http://{}/", serve.addr);
     let mut b = Browser::launch(&exe, &url, 1100, 760, &common::scratch("docs-shot")).unwrap();

@@ -54,27 +54,54 @@ fn demo_roundtrip(transport: &str, metadata: bool) {
     ]);
     assert!(serve.line.contains("demo 96x64"), "{}", serve.line);
     let out = scratch(&format!("recv-{transport}-{metadata}"));
-    let flags: &[&str] = if metadata { &["--count", "3", "--metadata"] } else { &["--count", "3"] };
+    let flags: &[&str] = if metadata {
+        &["--count", "3", "--metadata"]
+    } else {
+        &["--count", "3"]
+    };
     let r = recv(&serve.ws_url(), &out, flags);
-    assert!(r.status.success(), "recv failed: {}", String::from_utf8_lossy(&r.stderr));
+    assert!(
+        r.status.success(),
+        "recv failed: {}",
+        String::from_utf8_lossy(&r.stderr)
+    );
 
     let names = pngs(&out);
-    assert_eq!(names, ["preview_0_000000.png", "preview_0_000001.png", "preview_0_000002.png"]);
+    assert_eq!(
+        names,
+        [
+            "preview_0_000000.png",
+            "preview_0_000001.png",
+            "preview_0_000002.png"
+        ]
+    );
     let printed = String::from_utf8(r.stdout).unwrap();
     assert_eq!(printed.lines().count(), 3, "{printed}");
     for n in &names {
         let (w, h, color, depth, pixels) = decode_png(&out.join(n));
-        assert_eq!((w, h, color, depth), (96, 64, png::ColorType::Rgb, png::BitDepth::Eight));
+        assert_eq!(
+            (w, h, color, depth),
+            (96, 64, png::ColorType::Rgb, png::BitDepth::Eight)
+        );
         // The scene is not flat: sky above, ground below.
         assert_ne!(pixels[..3], pixels[pixels.len() - 3..]);
     }
 
     let log = events(&out);
     assert_eq!(log[0]["type"], "status", "{log:?}");
-    assert!(log[0]["data"]["sid"].as_str().is_some_and(|s| !s.is_empty()));
+    assert!(log[0]["data"]["sid"]
+        .as_str()
+        .is_some_and(|s| !s.is_empty()));
     let flags = log.iter().filter(|l| l["type"] == "feature_flags").count();
-    assert_eq!(flags, usize::from(metadata), "feature_flags answer only when asked: {log:?}");
-    let images: Vec<&Value> = log.iter().filter(|l| l["type"] == "pngcast.image").collect();
+    assert_eq!(
+        flags,
+        usize::from(metadata),
+        "feature_flags answer only when asked: {log:?}"
+    );
+    let images: Vec<&Value> = log
+        .iter()
+        .filter(|l| l["type"] == "pngcast.image")
+        .collect();
     assert_eq!(images.len(), 3);
     for (img, name) in images.iter().zip(&names) {
         let d = &img["data"];
@@ -111,9 +138,12 @@ fn recv_with_metadata_from_each_transport() {
 fn file_source_pixels_arrive_exactly() {
     let dir = scratch("npy-source");
     let (b, h, w, c) = (2usize, 5usize, 7usize, 3usize);
-    let values: Vec<f32> = (0..b * h * w * c).map(|i| (i % 256) as f32 / 255.5).collect();
+    let values: Vec<f32> = (0..b * h * w * c)
+        .map(|i| (i % 256) as f32 / 255.5)
+        .collect();
     let mut npy = Vec::new();
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({b}, {h}, {w}, {c}), }}");
+    let mut header =
+        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({b}, {h}, {w}, {c}), }}");
     while (10 + header.len() + 1) % 64 != 0 {
         header.push(' ');
     }
@@ -164,7 +194,10 @@ fn file_source_pixels_arrive_exactly() {
             let which = (0..b).find(|&i| pixels == item(i));
             seen[which.unwrap_or_else(|| panic!("{t}: {name} matches no batch item"))] += 1;
         }
-        assert!(seen.iter().all(|&n| n >= 1), "{t}: both batch items arrive: {seen:?}");
+        assert!(
+            seen.iter().all(|&n| n >= 1),
+            "{t}: both batch items arrive: {seen:?}"
+        );
         let (status, stderr) = serve.wait();
         assert!(status.success(), "{stderr}");
     }
@@ -173,14 +206,27 @@ fn file_source_pixels_arrive_exactly() {
 #[test]
 fn token_is_required_when_set() {
     for t in TRANSPORTS {
-        let serve = Serve::start(&["--transport", t, "--size", "16x16", "--token", "s3cret", "--fps", "20"]);
+        let serve = Serve::start(&[
+            "--transport",
+            t,
+            "--size",
+            "16x16",
+            "--token",
+            "s3cret",
+            "--fps",
+            "20",
+        ]);
         assert!(serve.line.contains("?token=s3cret"), "{}", serve.line);
         let out = scratch(&format!("token-{t}"));
         let r = recv(&serve.ws_url(), &out, &["--count", "1"]);
         assert_eq!(r.status.code(), Some(2));
         let err = String::from_utf8_lossy(&r.stderr);
         assert!(err.contains("401") && err.lines().count() == 1, "{err}");
-        let r = recv(&serve.ws_url(), &out, &["--count", "1", "--token", "s3cret"]);
+        let r = recv(
+            &serve.ws_url(),
+            &out,
+            &["--count", "1", "--token", "s3cret"],
+        );
         assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
         assert_eq!(pngs(&out).len(), 1);
     }
@@ -203,30 +249,74 @@ fn bad_arguments_exit_2() {
     fails(&["serve", "--size", "0x5"], "size");
     fails(&["serve", "--size", "100000x100000"], "limit");
     fails(&["serve", "--fps=-1"], "frame rate");
-    fails(&["serve", "--transport", "carrier-pigeon"], "carrier-pigeon");
+    fails(
+        &["serve", "--transport", "carrier-pigeon"],
+        "carrier-pigeon",
+    );
     fails(&["serve", "--policy", "maybe"], "maybe");
-    fails(&["serve", "--source", "/nonexistent/dir"], "/nonexistent/dir");
-    fails(&["serve", "--source", "/nonexistent.npy", "--size", "8x8"], "--size");
+    fails(
+        &["serve", "--source", "/nonexistent/dir"],
+        "/nonexistent/dir",
+    );
+    fails(
+        &["serve", "--source", "/nonexistent.npy", "--size", "8x8"],
+        "--size",
+    );
     fails(&["serve", "--compression", "zstd"], "zstd");
     fails(&["recv", "ws://127.0.0.1:9/ws"], "--out");
-    fails(&["recv", "ws://127.0.0.1:1/ws", "--out", "/tmp/pngcast-never"], "cannot connect");
-    fails(&["recv", "not a url at all", "--out", "/tmp/pngcast-never"], "cannot connect");
-    fails(&["recv", "ws://127.0.0.1:1/ws", "--out", "/tmp/x", "--count", "0"], "count");
+    fails(
+        &["recv", "ws://127.0.0.1:1/ws", "--out", "/tmp/pngcast-never"],
+        "cannot connect",
+    );
+    fails(
+        &["recv", "not a url at all", "--out", "/tmp/pngcast-never"],
+        "cannot connect",
+    );
+    fails(
+        &[
+            "recv",
+            "ws://127.0.0.1:1/ws",
+            "--out",
+            "/tmp/x",
+            "--count",
+            "0",
+        ],
+        "count",
+    );
 
     // A port already taken by another server is a clean error too.
     let first = Serve::start(&["--size", "8x8"]);
-    fails(&["serve", "--size", "8x8", "--addr", &first.addr.to_string()], &first.addr.to_string());
+    fails(
+        &["serve", "--size", "8x8", "--addr", &first.addr.to_string()],
+        &first.addr.to_string(),
+    );
 }
 
 #[test]
 fn insecure_allows_a_wildcard_bind() {
     let out = run_bounded(
-        pngcast().args(["serve", "--addr", "0.0.0.0:0", "--insecure", "--size", "8x8", "--frames", "1"]),
+        pngcast().args([
+            "serve",
+            "--addr",
+            "0.0.0.0:0",
+            "--insecure",
+            "--size",
+            "8x8",
+            "--frames",
+            "1",
+        ]),
         "pngcast serve",
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.starts_with("pngcast: serving demo 8x8 on http://0.0.0.0:"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with("pngcast: serving demo 8x8 on http://0.0.0.0:"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -235,7 +325,12 @@ fn serve_serves_the_viewer_page() {
     for t in TRANSPORTS {
         let serve = Serve::start(&["--transport", t, "--size", "8x8", "--fps", "5"]);
         let mut s = std::net::TcpStream::connect(serve.addr).unwrap();
-        write!(s, "GET / HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", serve.addr).unwrap();
+        write!(
+            s,
+            "GET / HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            serve.addr
+        )
+        .unwrap();
         let mut page = String::new();
         s.read_to_string(&mut page).unwrap();
         assert!(page.starts_with("HTTP/1.1 200"), "{t}: {page:.200}");

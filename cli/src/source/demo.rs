@@ -420,9 +420,9 @@ impl Scene {
         }
     }
 
-    /// Film grain: one hash per pixel, three signed 8-bit values, about +-1.5% of full scale.
+    /// Film grain: one hash per pixel, three signed 8-bit values, about +-1% of full scale.
     fn grain(&self, y: u32, row: &mut [f32]) {
-        const AMP: f32 = 0.015 / 128.0;
+        const AMP: f32 = 0.010 / 128.0;
         for (x, px) in row.chunks_exact_mut(3).enumerate() {
             let h = hash(x as u32, y, self.frame);
             let luma = ((h & 0xFF) as f32 - 127.5) * AMP;

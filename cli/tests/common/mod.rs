@@ -20,8 +20,8 @@ pub const LIVENESS: Duration = Duration::from_secs(120);
 
 /// A fresh, empty scratch directory under the target dir.
 pub fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("{name}-{}", std::process::id()));
+    let dir =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -66,7 +66,12 @@ impl Serve {
                 );
             }
         };
-        Serve { child, addr, line, stdout }
+        Serve {
+            child,
+            addr,
+            line,
+            stdout,
+        }
     }
 
     /// `ws://ADDR/ws`.
@@ -142,15 +147,27 @@ pub fn run_bounded(cmd: &mut Command, what: &str) -> Output {
         v
     });
     let status = wait_bounded(&mut child, what);
-    Output { status, stdout: t_out.join().unwrap(), stderr: t_err.join().unwrap() }
+    Output {
+        status,
+        stdout: t_out.join().unwrap(),
+        stderr: t_err.join().unwrap(),
+    }
 }
 
 /// Decodes a PNG file with the `png` crate: (width, height, color type, bit depth, pixels).
 pub fn decode_png(path: &Path) -> (u32, u32, png::ColorType, png::BitDepth, Vec<u8>) {
     let bytes = std::fs::read(path).unwrap();
-    let mut reader = png::Decoder::new(std::io::Cursor::new(bytes)).read_info().unwrap();
+    let mut reader = png::Decoder::new(std::io::Cursor::new(bytes))
+        .read_info()
+        .unwrap();
     let mut buf = vec![0; reader.output_buffer_size().unwrap()];
     let info = reader.next_frame(&mut buf).unwrap();
     buf.truncate(info.buffer_size());
-    (info.width, info.height, info.color_type, info.bit_depth, buf)
+    (
+        info.width,
+        info.height,
+        info.color_type,
+        info.bit_depth,
+        buf,
+    )
 }
