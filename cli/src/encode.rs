@@ -5,6 +5,7 @@
 //! image (and one `--repeat` round) to the next; outputs are staged and renamed into place only
 //! once every image succeeded (see [`crate::output`]).
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -179,7 +180,12 @@ pub fn run(args: EncodeArgs) -> Result<(), CliError> {
     check_output_path(&args.output)?;
     let input = Input::read(&args.input)?;
     let (tensor, source_bits) = match &input {
-        Input::Npy(a) => (a.view(args.layout)?, 8),
+        Input::Npy(a) => {
+            let view = a
+                .view(args.layout)
+                .map_err(|e| CliError::new(format!("{}: {e}", args.input.display())))?;
+            (view, 8)
+        }
         Input::Png(p) => {
             if args.layout.is_some() {
                 return Err(CliError::new("--layout applies to .npy input only"));
@@ -213,6 +219,10 @@ pub fn run(args: EncodeArgs) -> Result<(), CliError> {
             .collect(),
     };
 
+    for (_, path) in &jobs {
+        check_output_path(path)?;
+    }
+
     let pool = match args.threads {
         Some(n) => Some(Arc::new(
             rayon::ThreadPoolBuilder::new()
@@ -234,29 +244,50 @@ pub fn run(args: EncodeArgs) -> Result<(), CliError> {
     }
     let mut encoder = Encoder::new(options)?;
 
-    let repeat = args.repeat.unwrap_or(1);
+    let mut work = || match args.repeat {
+        None => encode_once(&tensor, &jobs, convert, &mut encoder).map(|s| (s, None)),
+        Some(n) => {
+            encode_timed(&tensor, &jobs, convert, &mut encoder, n).map(|(s, t)| (s, Some(t)))
+        }
+    };
     let (staging, stats) = match &pool {
-        Some(p) => p.install(|| encode_all(&tensor, &jobs, convert, &mut encoder, repeat))?,
-        None => encode_all(&tensor, &jobs, convert, &mut encoder, repeat)?,
+        Some(p) => p.install(work)?,
+        None => work()?,
     };
     staging.commit()?;
-    if args.repeat.is_some() {
+    if let Some(stats) = stats {
         let [w, h, c] = [tensor.width(), tensor.height(), tensor.channels()];
-        println!(
-            "{}",
-            serde_json::json!({
-                "convert_ms": stats.convert_ms,
-                "encode_ms": stats.encode_ms,
-                "bytes": stats.bytes,
-                "images": jobs.len(),
-                "width": w,
-                "height": h,
-                "channels": c,
-                "repeat": repeat,
-            })
-        );
+        let line = serde_json::json!({
+            "convert_ms": stats.convert_ms,
+            "encode_ms": stats.encode_ms,
+            "bytes": stats.bytes,
+            "images": jobs.len(),
+            "width": w,
+            "height": h,
+            "channels": c,
+            "repeat": args.repeat,
+        });
+        writeln!(std::io::stdout().lock(), "{line}")
+            .map_err(|e| CliError::new(format!("cannot write to stdout: {e}")))?;
     }
     Ok(())
+}
+
+/// Converts and encodes every selected image once, on the encoder's fastest path (conversion
+/// fused into the stripes where the encoder does that), staging each PNG.
+fn encode_once(
+    tensor: &TensorView<'_>,
+    jobs: &[(usize, PathBuf)],
+    convert: ConvertOptions,
+    encoder: &mut Encoder,
+) -> Result<Staging, CliError> {
+    let mut staging = Staging::default();
+    let mut png = Vec::new();
+    for (index, path) in jobs {
+        encoder.encode_image_into(&tensor.image(*index)?, convert, &mut png)?;
+        staging.write(path, &png)?;
+    }
+    Ok(staging)
 }
 
 /// Medians over the `--repeat` rounds; each round converts and encodes every selected image.
@@ -267,7 +298,9 @@ struct Stats {
     bytes: usize,
 }
 
-fn encode_all(
+/// `--repeat`: converts ([`convert_image`]) and then encodes ([`Encoder::encode_into`]) every
+/// selected image `repeat` times, timing the two steps apart; the last round's PNGs are staged.
+fn encode_timed(
     tensor: &TensorView<'_>,
     jobs: &[(usize, PathBuf)],
     convert: ConvertOptions,
