@@ -380,7 +380,8 @@ impl Client {
     }
 
     /// Blocks until the next event. `Ok(None)` once the server closed the connection (its close
-    /// code is then in [`Client::close_code`]).
+    /// code is then in [`Client::close_code`]). A malformed message gives one
+    /// [`ClientError::Protocol`] and the client stays usable; I/O and WebSocket errors end it.
     pub fn next_event(&mut self) -> Result<Option<Event>, ClientError> {
         self.read_event()
     }
@@ -505,8 +506,9 @@ impl Client {
 impl Iterator for Client {
     type Item = Result<Event, ClientError>;
 
-    /// [`Client::next_event`] as an iterator: ends when the server closes; an error is yielded
-    /// once, then the iterator ends.
+    /// [`Client::next_event`] as an iterator: ends when the connection ends. A
+    /// [`ClientError::Protocol`] (one malformed message) is yielded and iteration goes on; after
+    /// an I/O or WebSocket error the connection is over and the iterator ends.
     fn next(&mut self) -> Option<Self::Item> {
         if self.finished && self.pending.is_empty() && self.announced.is_none() {
             return None;
