@@ -20,7 +20,9 @@ use common::Serve;
 use serde_json::Value;
 
 /// What the page reports about its panels (the viewer writes these data attributes).
-const PANELS_JS: &str = "JSON.stringify({ state: document.body.dataset.state, \
+/// Before the page has loaded (the tab starts on about:blank) it reports state `loading`.
+const PANELS_JS: &str = "JSON.stringify({ \
+     state: (document.body && document.body.dataset.state) || 'loading', \
      panels: [...document.querySelectorAll('.panel')].map(p => ({ ...p.dataset })) })";
 
 fn chromium_or_skip() -> Option<PathBuf> {
@@ -39,11 +41,15 @@ fn chromium_or_skip() -> Option<PathBuf> {
 }
 
 /// Polls the page until `done` holds for its panel report, for at most a minute (liveness).
+/// `PNGCAST_TRACE=1` prints every report.
 fn wait_for(b: &mut Browser, what: &str, done: impl Fn(&Value) -> bool) -> Value {
     let start = Instant::now();
     loop {
         let raw = b.eval(PANELS_JS).unwrap();
         let report: Value = serde_json::from_str(raw.as_str().unwrap()).unwrap();
+        if std::env::var_os("PNGCAST_TRACE").is_some() {
+            eprintln!("{:?} {report}", start.elapsed());
+        }
         if done(&report) {
             return report;
         }

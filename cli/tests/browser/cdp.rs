@@ -77,6 +77,9 @@ impl Browser {
                 "--disable-quic",
                 "--disable-sync",
                 "--hide-scrollbars",
+                "--disable-background-timer-throttling",
+                "--disable-renderer-backgrounding",
+                "--disable-backgrounding-occluded-windows",
                 "--remote-debugging-port=0",
             ])
             .arg(format!("--user-data-dir={}", profile.display()))

@@ -43,7 +43,12 @@ impl Serve {
 
     /// Starts `pngcast serve --addr ADDR ARGS...` and waits for its start-up line.
     pub fn start_at(addr: &str, args: &[&str]) -> Serve {
-        let mut child = pngcast()
+        Serve::start_bin(Path::new(env!("CARGO_BIN_EXE_pngcast")), addr, args)
+    }
+
+    /// Starts `BIN serve --addr ADDR ARGS...` and waits for its start-up line.
+    pub fn start_bin(bin: &Path, addr: &str, args: &[&str]) -> Serve {
+        let mut child = Command::new(bin)
             .arg("serve")
             .args(["--addr", addr])
             .args(args)
