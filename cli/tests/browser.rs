@@ -184,7 +184,9 @@ fn viewer_shows_decoded_frames() {
     }
 }
 
-/// Writes the README screenshot: a larger demo in a wide window. Runs only when asked.
+/// Writes the README screenshot: a larger demo in a wide window. Runs only when asked
+/// (`PNGCAST_DOCS_SCREENSHOT=path`); `PNGCAST_DOCS_BIN` may name a release build of pngcast, so
+/// that the figures on the page are release figures.
 #[test]
 fn docs_screenshot() {
     let Some(dest) = std::env::var_os("PNGCAST_DOCS_SCREENSHOT") else {
@@ -193,9 +195,14 @@ fn docs_screenshot() {
     let Some(exe) = chromium_or_skip() else {
         return;
     };
-    let serve = Serve::start(&["--source", "demo", "--size", "640x480", "--fps", "10"]);
+    let bin = std::env::var_os("PNGCAST_DOCS_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_pngcast")),
+        PathBuf::from,
+    );
+    let args = ["--source", "demo", "--size", "640x480", "--fps", "10"];
+    let serve = Serve::start_bin(&bin, "127.0.0.1:0", &args);
     let url = format!("http://{}/", serve.addr);
     let mut b = Browser::launch(&exe, &url, 1100, 760, &common::scratch("docs-shot")).unwrap();
-    wait_for(&mut b, "frames", |r| frames_of(r, "preview") >= 25);
+    wait_for(&mut b, "frames", |r| frames_of(r, "preview") >= 40);
     std::fs::write(dest, b.screenshot().unwrap()).unwrap();
 }
