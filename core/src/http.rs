@@ -845,6 +845,45 @@ mod tests {
     }
 
     #[test]
+    fn random_bytes_never_panic() {
+        // Mutations of a valid upgrade and plain noise: parse and route either answer or refuse.
+        let valid = format!(
+            "GET /ws?clientId=a&token=t HTTP/1.1\r\nHost: h\r\nOrigin: http://h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {KEY}\r\n\r\n"
+        )
+        .into_bytes();
+        let config = ServerConfig::default().token(Some("t".into()));
+        let mut rng = fastrand::Rng::with_seed(11);
+        for round in 0..20_000 {
+            let mut buf = if round % 4 == 0 {
+                (0..rng.usize(0..300))
+                    .map(|_| rng.u8(..))
+                    .collect::<Vec<u8>>()
+            } else {
+                valid.clone()
+            };
+            for _ in 0..rng.usize(0..4) {
+                if buf.is_empty() {
+                    break;
+                }
+                let i = rng.usize(..buf.len());
+                match rng.u8(0..3) {
+                    0 => buf[i] = rng.u8(..),
+                    1 => {
+                        buf.remove(i);
+                    }
+                    _ => buf.insert(i, b"%\r\n:=&?\xff "[rng.usize(0..9)]),
+                }
+            }
+            let cut = rng.usize(0..=buf.len());
+            if let Ok(Some((head, n))) = RequestHead::parse_with_limit(&buf[..cut], 512) {
+                assert!(n <= cut);
+                let _ = route(&head, &config, rng.usize(0..300));
+                let _ = head.query("clientId");
+            }
+        }
+    }
+
+    #[test]
     fn config_validation() {
         let c = ServerConfig::default();
         c.validate().unwrap();

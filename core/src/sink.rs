@@ -50,6 +50,11 @@ pub enum SinkError {
 /// Counters of a sink, all since it started. Counts are per client: a frame broadcast to three
 /// clients counts three times in `frames_queued`.
 ///
+/// Image accounting is closed: every frame counted in `frames_queued` ends up in exactly one of
+/// `frames_sent` and `frames_dropped`, so once every queue is empty
+/// `frames_sent + frames_dropped == frames_queued`. A frame that is never queued (the client is
+/// already closing, or its push overflowed under `Reliable`) is in none of them.
+///
 /// `#[non_exhaustive]`: build with `SinkStats::default()` and assign fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]

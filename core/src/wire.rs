@@ -21,7 +21,9 @@
 //! boundaries only. [`crate::queue::ClientQueue`] tracks those boundaries and splices control-frame
 //! bytes produced by tungstenite in between whole frames.
 
+use std::cell::RefCell;
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
@@ -84,44 +86,49 @@ impl ImageMeta {
 
     /// The metadata JSON `J` of a type-4 message (Python separators, fixed key order).
     pub fn metadata_json(&self) -> String {
-        let mut j = String::with_capacity(160);
-        j.push_str("{\"event\": ");
-        push_json_str(&mut j, &self.event);
+        let mut j = Vec::with_capacity(160);
+        self.write_metadata_json(&mut j);
+        String::from_utf8(j).expect("JSON is UTF-8")
+    }
+
+    /// Appends `J` to `out` (no allocation beyond `out`'s growth).
+    pub fn write_metadata_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"event\": ");
+        write_json_str(out, &self.event);
+        self.write_common(out);
+        out.push(b'}');
+    }
+
+    /// The legacy announcement text sent right before a type-1 binary message.
+    pub fn announcement(&self, png_len: usize) -> String {
+        let mut a = Vec::with_capacity(192);
+        self.write_announcement(png_len, &mut a);
+        String::from_utf8(a).expect("JSON is UTF-8")
+    }
+
+    /// Appends the announcement to `out` (no allocation beyond `out`'s growth).
+    pub fn write_announcement(&self, png_len: usize, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"type\": ");
+        write_json_str(out, &self.event);
+        out.extend_from_slice(b", \"data\": {\"event\": ");
+        write_json_str(out, &self.event);
+        self.write_common(out);
+        let _ = write!(out, ", \"bytes\": {png_len}}}}}");
+    }
+
+    /// The keys after `event` shared by `J` and the announcement.
+    fn write_common(&self, out: &mut Vec<u8>) {
         let _ = write!(
-            j,
+            out,
             ", \"index\": {}, \"count\": {}, \"width\": {}, \"height\": {}, \"image_type\": \"image/png\"",
             self.index, self.count, self.width, self.height
         );
         for (key, value) in self.node_keys() {
             if let Some(v) = value {
-                let _ = write!(j, ", \"{key}\": ");
-                push_json_str(&mut j, v);
+                let _ = write!(out, ", \"{key}\": ");
+                write_json_str(out, v);
             }
         }
-        j.push('}');
-        j
-    }
-
-    /// The legacy announcement text sent right before a type-1 binary message.
-    pub fn announcement(&self, png_len: usize) -> String {
-        let mut a = String::with_capacity(192);
-        a.push_str("{\"type\": ");
-        push_json_str(&mut a, &self.event);
-        a.push_str(", \"data\": {\"event\": ");
-        push_json_str(&mut a, &self.event);
-        let _ = write!(
-            a,
-            ", \"index\": {}, \"count\": {}, \"width\": {}, \"height\": {}, \"image_type\": \"image/png\", \"bytes\": {}",
-            self.index, self.count, self.width, self.height, png_len
-        );
-        for (key, value) in self.node_keys() {
-            if let Some(v) = value {
-                let _ = write!(a, ", \"{key}\": ");
-                push_json_str(&mut a, v);
-            }
-        }
-        a.push_str("}}");
-        a
     }
 
     fn from_json(v: &serde_json::Value) -> Result<Self> {
@@ -149,6 +156,11 @@ impl ImageMeta {
     }
 }
 
+/// Appends `s` as a JSON string literal (quotes and escapes) to `out`, without allocating.
+fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    serde_json::to_writer(out, s).expect("writing a str into a Vec cannot fail");
+}
+
 /// Appends `s` as a JSON string literal (quotes and escapes) to `out`.
 fn push_json_str(out: &mut String, s: &str) {
     // serde_json's escaping is the reference; writing into a String cannot fail.
@@ -167,8 +179,9 @@ struct FrameInner {
 /// One encoded image, ready for every client: the PNG, the legacy announcement and the type-4
 /// prefix, all shared. `Clone` is one atomic increment; the PNG is never copied per client.
 ///
-/// Building one costs three small allocations (the shared header, the announcement text and the
-/// type-4 prefix) plus formatting about 300 bytes of JSON; the PNG itself is taken by `Arc`.
+/// Building one costs a few small allocations (the shared header, the copy of the metadata with
+/// its strings, the announcement text and the type-4 prefix) plus formatting about 300 bytes of
+/// JSON; the PNG itself is taken by `Arc`.
 #[derive(Debug, Clone)]
 pub struct WireFrame {
     inner: Arc<FrameInner>,
@@ -178,21 +191,33 @@ impl WireFrame {
     /// Builds the frame for `meta` and `png`. `announce = false` switches the legacy announcement
     /// off (exactly what ComfyUI's `SaveImageWebsocket` emits).
     pub fn new(meta: &ImageMeta, png: Arc<Vec<u8>>, announce: bool) -> WireFrame {
-        let announcement = announce.then(|| Arc::<str>::from(meta.announcement(png.len())));
-        let j = meta.metadata_json();
-        let mut prefix = Vec::with_capacity(8 + j.len());
-        prefix.extend_from_slice(&TYPE_PREVIEW_IMAGE_WITH_METADATA.to_be_bytes());
-        let jlen = u32::try_from(j.len()).expect("metadata JSON under 4 GiB");
-        prefix.extend_from_slice(&jlen.to_be_bytes());
-        prefix.extend_from_slice(j.as_bytes());
-        WireFrame {
-            inner: Arc::new(FrameInner {
-                meta: meta.clone(),
-                png,
-                announcement,
-                meta_prefix: prefix.into(),
-            }),
+        // The JSON is formatted into a per-thread scratch buffer and copied once into its shared
+        // home, so a frame costs one allocation per text instead of one per formatted piece.
+        thread_local! {
+            static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
         }
+        SCRATCH.with(|scratch| {
+            let mut buf = scratch.borrow_mut();
+            let announcement = announce.then(|| {
+                buf.clear();
+                meta.write_announcement(png.len(), &mut buf);
+                Arc::<str>::from(std::str::from_utf8(&buf).expect("JSON is UTF-8"))
+            });
+            buf.clear();
+            buf.extend_from_slice(&TYPE_PREVIEW_IMAGE_WITH_METADATA.to_be_bytes());
+            buf.extend_from_slice(&[0; 4]);
+            meta.write_metadata_json(&mut buf);
+            let jlen = u32::try_from(buf.len() - 8).expect("metadata JSON under 4 GiB");
+            buf[4..8].copy_from_slice(&jlen.to_be_bytes());
+            WireFrame {
+                inner: Arc::new(FrameInner {
+                    meta: meta.clone(),
+                    png,
+                    announcement,
+                    meta_prefix: Arc::from(&buf[..]),
+                }),
+            }
+        })
     }
 
     /// The image description.
@@ -632,6 +657,30 @@ mod tests {
                 assert_eq!(data["value"], 3);
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn random_messages_never_panic() {
+        let f = WireFrame::new(&meta(), Arc::new(vec![1, 2, 3]), true);
+        let seeds = [
+            f.binary_message(true),
+            f.binary_message(false),
+            f.announcement().unwrap().as_bytes().to_vec(),
+        ];
+        let mut rng = fastrand::Rng::with_seed(5);
+        for round in 0..20_000 {
+            let mut m = seeds[round % 3].clone();
+            for _ in 0..rng.usize(1..4) {
+                let i = rng.usize(..m.len());
+                m[i] = rng.u8(..);
+            }
+            m.truncate(rng.usize(0..=m.len()));
+            let _ = parse_binary(&m);
+            if let Ok(t) = std::str::from_utf8(&m) {
+                let _ = parse_text(t);
+                let _ = client_wants_metadata(t);
+            }
         }
     }
 

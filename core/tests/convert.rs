@@ -176,7 +176,10 @@ fn scalar_oracle_follows_the_rule() {
         for (i, &x) in values.iter().enumerate() {
             let (got, max) = match depth {
                 BitDepth::Eight => (u32::from(out[i]), 255.0),
-                BitDepth::Sixteen => (u32::from(u16::from_be_bytes([out[2 * i], out[2 * i + 1]])), 65535.0),
+                BitDepth::Sixteen => (
+                    u32::from(u16::from_be_bytes([out[2 * i], out[2 * i + 1]])),
+                    65535.0,
+                ),
             };
             assert_eq!(got, rule(x, max, q), "{x:e} {depth:?} {q:?}");
         }
@@ -205,16 +208,37 @@ fn golden_vectors_from_protocol() {
     convert::f32_to_u8(&src, &mut out, Quantize::Truncate);
     assert_eq!(out, want, "dispatched kernel {}", convert::kernel_name());
     for &k in kernels() {
-        assert_eq!(run_f32(k, &src, BitDepth::Eight, Quantize::Truncate, 0), want, "{}", k.name());
+        assert_eq!(
+            run_f32(k, &src, BitDepth::Eight, Quantize::Truncate, 0),
+            want,
+            "{}",
+            k.name()
+        );
         // Round: 0.5 -> 127.5 -> 128 (half to even), 0.9961 -> 254.0055 -> 254.
-        let r = run_f32(k, &[0.5, 0.9961, 0.00392, 0.0019], BitDepth::Eight, Quantize::Round, 0);
+        let r = run_f32(
+            k,
+            &[0.5, 0.9961, 0.00392, 0.0019],
+            BitDepth::Eight,
+            Quantize::Round,
+            0,
+        );
         assert_eq!(r, [128, 254, 1, 0], "{}", k.name());
         // 16 bits, big-endian: 1.0 -> 65535, 0.5 -> 32767 (trunc) / 32768 (round), NaN -> 0.
         let src16 = [1.0, 0.5, f32::NAN, 2.0, -1.0];
         let t = run_f32(k, &src16, BitDepth::Sixteen, Quantize::Truncate, 0);
-        assert_eq!(t, [0xff, 0xff, 0x7f, 0xff, 0, 0, 0xff, 0xff, 0, 0], "{}", k.name());
+        assert_eq!(
+            t,
+            [0xff, 0xff, 0x7f, 0xff, 0, 0, 0xff, 0xff, 0, 0],
+            "{}",
+            k.name()
+        );
         let r = run_f32(k, &src16, BitDepth::Sixteen, Quantize::Round, 0);
-        assert_eq!(r, [0xff, 0xff, 0x80, 0x00, 0, 0, 0xff, 0xff, 0, 0], "{}", k.name());
+        assert_eq!(
+            r,
+            [0xff, 0xff, 0x80, 0x00, 0, 0, 0xff, 0xff, 0, 0],
+            "{}",
+            k.name()
+        );
     }
 }
 
@@ -250,7 +274,10 @@ fn kernels_match_scalar_over_lengths_and_offsets() {
             v[i] = specials[rng.usize(..specials.len())];
         }
         for start in 0..=3 {
-            assert_all_match(&v[start..start + len], &format!("random len {len} start {start}"));
+            assert_all_match(
+                &v[start..start + len],
+                &format!("random len {len} start {start}"),
+            );
         }
     }
 }
@@ -264,7 +291,11 @@ fn f16_widening_is_exact_for_every_bit_pattern() {
             let mut out = vec![0f32; all.len() - start];
             k.f16_to_f32(&all[start..], &mut out);
             let got: Vec<u32> = out.iter().map(|x| x.to_bits()).collect();
-            assert!(got == want[start..], "{} f16 widening differs at start {start}", k.name());
+            assert!(
+                got == want[start..],
+                "{} f16 widening differs at start {start}",
+                k.name()
+            );
         }
     }
     let mut out = vec![0f32; all.len()];
@@ -281,7 +312,11 @@ fn bf16_widening_is_exact_for_every_bit_pattern() {
             let mut out = vec![0f32; all.len() - start];
             k.bf16_to_f32(&all[start..], &mut out);
             let got: Vec<u32> = out.iter().map(|x| x.to_bits()).collect();
-            assert!(got == want[start..], "{} bf16 widening differs at start {start}", k.name());
+            assert!(
+                got == want[start..],
+                "{} bf16 widening differs at start {start}",
+                k.name()
+            );
         }
     }
     let mut out = vec![0f32; all.len()];
@@ -299,8 +334,16 @@ fn half_inputs_equal_widening_then_f32_conversion() {
         let want16 = run_f32(Kernel::scalar(), &wide16, depth, q, 0);
         let wantb = run_f32(Kernel::scalar(), &wideb, depth, q, 0);
         for &k in kernels() {
-            assert!(run_f16(k, &f16s, depth, q) == want16, "{} f16 {depth:?} {q:?}", k.name());
-            assert!(run_bf16(k, &bf16s, depth, q) == wantb, "{} bf16 {depth:?} {q:?}", k.name());
+            assert!(
+                run_f16(k, &f16s, depth, q) == want16,
+                "{} f16 {depth:?} {q:?}",
+                k.name()
+            );
+            assert!(
+                run_bf16(k, &bf16s, depth, q) == wantb,
+                "{} bf16 {depth:?} {q:?}",
+                k.name()
+            );
             // Short and unaligned runs take the tail path.
             for len in [0, 1, 7, 17, 63, 65] {
                 let b = depth.bytes();
@@ -332,7 +375,13 @@ fn samples(n: usize, seed: u64) -> Vec<f32> {
     let mut rng = fastrand::Rng::with_seed(seed);
     let sp = specials();
     (0..n)
-        .map(|i| if i % 97 == 5 { sp[i % sp.len()] } else { rng.f32() * 2.0 - 0.5 })
+        .map(|i| {
+            if i % 97 == 5 {
+                sp[i % sp.len()]
+            } else {
+                rng.f32() * 2.0 - 0.5
+            }
+        })
         .collect()
 }
 
@@ -365,7 +414,13 @@ fn planar<T: Copy>(hwc: &[T], h: usize, w: usize, c: usize) -> Vec<T> {
 
 #[test]
 fn strided_views_equal_their_contiguous_copy() {
-    for &(h, w, c) in &[(1, 1, 1), (7, 13, 3), (3, 1000, 4), (5, 300, 2), (2, 700, 3)] {
+    for &(h, w, c) in &[
+        (1, 1, 1),
+        (7, 13, 3),
+        (3, 1000, 4),
+        (5, 300, 2),
+        (2, 700, 3),
+    ] {
         let n = h * w * c;
         let f = samples(n, (h * 1000 + w) as u64);
         let halfs: Vec<f16> = f.iter().map(|&x| f16::from_f32(x)).collect();
@@ -385,7 +440,8 @@ fn strided_views_equal_their_contiguous_copy() {
                 let pad = w * c + 5;
                 let mut padded = vec![buf[0]; h * pad];
                 for y in 0..h {
-                    padded[y * pad..y * pad + w * c].copy_from_slice(&buf[y * w * c..(y + 1) * w * c]);
+                    padded[y * pad..y * pad + w * c]
+                        .copy_from_slice(&buf[y * w * c..(y + 1) * w * c]);
                 }
                 let rows = TensorView::strided(&padded[..], [1, h, w, c], [h * pad, pad, c, 1])
                     .unwrap()
@@ -396,7 +452,11 @@ fn strided_views_equal_their_contiguous_copy() {
                     let want = reference(&dense, opts);
                     let size = want.len();
                     for &k in kernels() {
-                        for (name, view) in [("dense", &dense), ("channels-first", &strided), ("padded", &rows)] {
+                        for (name, view) in [
+                            ("dense", &dense),
+                            ("channels-first", &strided),
+                            ("padded", &rows),
+                        ] {
                             let mut got = vec![0xAA; size];
                             convert_rows_with(k, view, opts, 0, &mut got);
                             assert!(got == want, "{} {name} {h}x{w}x{c} {opts:?}", k.name());
@@ -404,7 +464,10 @@ fn strided_views_equal_their_contiguous_copy() {
                     }
                     let mut out = Vec::new();
                     convert_image(&strided, opts, &mut out);
-                    assert!(out == want, "convert_image channels-first {h}x{w}x{c} {opts:?}");
+                    assert!(
+                        out == want,
+                        "convert_image channels-first {h}x{w}x{c} {opts:?}"
+                    );
                 }
             }};
         }
@@ -423,10 +486,21 @@ fn u8_passes_through_and_scales_by_257() {
     convert_image(&img, ConvertOptions::default(), &mut out);
     assert_eq!(out, px);
     // Quantize is irrelevant for u8 input.
-    convert_image(&img, ConvertOptions::default().quantize(Quantize::Round), &mut out);
+    convert_image(
+        &img,
+        ConvertOptions::default().quantize(Quantize::Round),
+        &mut out,
+    );
     assert_eq!(out, px);
-    convert_image(&img, ConvertOptions::default().bit_depth(BitDepth::Sixteen), &mut out);
-    let want: Vec<u8> = px.iter().flat_map(|&v| (u16::from(v) * 257).to_be_bytes()).collect();
+    convert_image(
+        &img,
+        ConvertOptions::default().bit_depth(BitDepth::Sixteen),
+        &mut out,
+    );
+    let want: Vec<u8> = px
+        .iter()
+        .flat_map(|&v| (u16::from(v) * 257).to_be_bytes())
+        .collect();
     assert_eq!(out, want);
     assert_eq!(&out[..4], [0, 0, 1, 1]);
     assert_eq!(&out[510..], [0xff, 0xff]);
@@ -443,7 +517,11 @@ fn row_ranges_are_slices_of_the_whole() {
         for (y0, rows) in [(0, 1), (5, 10), (36, 1), (0, 37), (20, 17), (3, 0)] {
             let mut got = vec![0u8; rows * rb];
             convert_rows(&img, opts, y0, &mut got);
-            assert_eq!(got, want[y0 * rb..(y0 + rows) * rb], "rows {y0}+{rows} {opts:?}");
+            assert_eq!(
+                got,
+                want[y0 * rb..(y0 + rows) * rb],
+                "rows {y0}+{rows} {opts:?}"
+            );
         }
     }
 }
@@ -451,7 +529,7 @@ fn row_ranges_are_slices_of_the_whole() {
 #[test]
 #[should_panic(expected = "run past the image")]
 fn rows_past_the_end_are_a_programmer_error() {
-    let f = vec![0.5f32; 4 * 4 * 3];
+    let f = [0.5f32; 4 * 4 * 3];
     let img = ImageView::hwc(&f[..], [4, 4, 3]).unwrap();
     convert_rows(&img, ConvertOptions::default(), 3, &mut [0u8; 2 * 4 * 3]);
 }
@@ -462,7 +540,10 @@ fn large_images_convert_in_parallel_identically() {
     let (h, w, c) = (600, 500, 3);
     let f = samples(h * w * c, 11);
     let img = ImageView::hwc(&f[..], [h, w, c]).unwrap();
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(3)
+        .build()
+        .unwrap();
     for opts in all_opts() {
         let want = reference(&img, opts);
         let mut out = Vec::new();
@@ -501,10 +582,15 @@ fn dispatch_is_cached_and_honours_force_scalar() {
         // Each kernel is listed exactly when the CPU has what it needs.
         let has = |f: bool, n: &str| assert_eq!(f, names.contains(&n), "{n}");
         has(is_x86_feature_detected!("sse4.1"), "sse4.1");
-        has(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("f16c"), "avx2");
+        has(
+            is_x86_feature_detected!("avx2") && is_x86_feature_detected!("f16c"),
+            "avx2",
+        );
         has(
             is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw"),
             "avx512",
         );
     }
+    #[cfg(target_arch = "aarch64")]
+    assert!(names.contains(&"neon"), "{names:?}");
 }

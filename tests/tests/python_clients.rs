@@ -39,7 +39,11 @@ fn make_image(width: u32, height: u32, channels: usize, noise: bool, seed: u64) 
     for y in 0..height {
         for x in 0..width {
             for c in 0..channels {
-                let v = if noise { rng.u8(..) } else { (x * 5 + y * 3 + c as u32 * 70 + seed as u32) as u8 };
+                let v = if noise {
+                    rng.u8(..)
+                } else {
+                    (x * 5 + y * 3 + c as u32 * 70 + seed as u32) as u8
+                };
                 raw.push(v);
             }
         }
@@ -58,7 +62,13 @@ fn make_image(width: u32, height: u32, channels: usize, noise: bool, seed: u64) 
         let mut w = enc.write_header().unwrap();
         w.write_image_data(&raw).unwrap();
     }
-    TestImage { width, height, mode, raw, png: png_bytes }
+    TestImage {
+        width,
+        height,
+        mode,
+        raw,
+        png: png_bytes,
+    }
 }
 
 fn images() -> Vec<TestImage> {
@@ -74,7 +84,10 @@ fn images() -> Vec<TestImage> {
 
 fn python_ready() -> Result<(), String> {
     let out = Command::new("python3")
-        .args(["-c", "import websocket, websockets, PIL, numpy; from websockets.sync.client import connect"])
+        .args([
+            "-c",
+            "import websocket, websockets, PIL, numpy; from websockets.sync.client import connect",
+        ])
         .output()
         .map_err(|e| format!("cannot run python3: {e}"))?;
     if out.status.success() {
@@ -139,7 +152,13 @@ fn run_script(script: &str, tag: &str, addr: SocketAddr, sink: &dyn FrameSink, a
     let client_id = format!("py-{tag}");
     let mut child = Command::new("python3")
         .arg(scripts_dir().join(script))
-        .args(["--server", &addr.to_string(), "--client-id", &client_id, "--expect"])
+        .args([
+            "--server",
+            &addr.to_string(),
+            "--client-id",
+            &client_id,
+            "--expect",
+        ])
         .arg(&expect)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -165,7 +184,12 @@ fn run_script(script: &str, tag: &str, addr: SocketAddr, sink: &dyn FrameSink, a
 
     // What ComfyUI sends around a SaveImageWebsocket node, with our frames in the middle.
     let target = Target::client(client_id.as_str());
-    sink.send_json(&target, "executing", &json!({ "node": NODE, "prompt_id": PROMPT })).unwrap();
+    sink.send_json(
+        &target,
+        "executing",
+        &json!({ "node": NODE, "prompt_id": PROMPT }),
+    )
+    .unwrap();
     let count = imgs.len() as u32;
     for (i, img) in imgs.iter().enumerate() {
         let meta = ImageMeta {
@@ -178,9 +202,18 @@ fn run_script(script: &str, tag: &str, addr: SocketAddr, sink: &dyn FrameSink, a
             node_id: Some(NODE.into()),
             ..Default::default()
         };
-        sink.send_image(&target, &WireFrame::new(&meta, Arc::new(img.png.clone()), announce)).unwrap();
+        sink.send_image(
+            &target,
+            &WireFrame::new(&meta, Arc::new(img.png.clone()), announce),
+        )
+        .unwrap();
     }
-    sink.send_json(&target, "executing", &json!({ "node": null, "prompt_id": PROMPT })).unwrap();
+    sink.send_json(
+        &target,
+        "executing",
+        &json!({ "node": null, "prompt_id": PROMPT }),
+    )
+    .unwrap();
 
     let mut rest = String::new();
     stdout.read_to_string(&mut rest).unwrap();
@@ -194,7 +227,9 @@ fn run_script(script: &str, tag: &str, addr: SocketAddr, sink: &dyn FrameSink, a
 }
 
 fn config(announce: bool) -> ServerConfig {
-    ServerConfig::default().addr(SocketAddr::from(([127, 0, 0, 1], 0))).announce(announce)
+    ServerConfig::default()
+        .addr(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .announce(announce)
 }
 
 #[test]
@@ -205,7 +240,13 @@ fn comfy_example_client_blocking() {
     for announce in [true, false] {
         let server = pngcast_blocking::Server::bind(config(announce)).unwrap();
         let tag = format!("comfy-blocking-{announce}");
-        run_script("comfy_example_client.py", &tag, server.local_addr(), &*server.sink(), announce);
+        run_script(
+            "comfy_example_client.py",
+            &tag,
+            server.local_addr(),
+            &*server.sink(),
+            announce,
+        );
     }
 }
 
@@ -215,7 +256,13 @@ fn metadata_client_blocking() {
         return;
     }
     let server = pngcast_blocking::Server::bind(config(true)).unwrap();
-    run_script("metadata_client.py", "meta-blocking", server.local_addr(), &*server.sink(), true);
+    run_script(
+        "metadata_client.py",
+        "meta-blocking",
+        server.local_addr(),
+        &*server.sink(),
+        true,
+    );
 }
 
 #[test]
@@ -226,7 +273,13 @@ fn comfy_example_client_mio() {
     for announce in [true, false] {
         let server = pngcast_mio::Server::bind(config(announce)).unwrap();
         let tag = format!("comfy-mio-{announce}");
-        run_script("comfy_example_client.py", &tag, server.local_addr(), &*server.sink(), announce);
+        run_script(
+            "comfy_example_client.py",
+            &tag,
+            server.local_addr(),
+            &*server.sink(),
+            announce,
+        );
     }
 }
 
@@ -236,5 +289,11 @@ fn metadata_client_mio() {
         return;
     }
     let server = pngcast_mio::Server::bind(config(true)).unwrap();
-    run_script("metadata_client.py", "meta-mio", server.local_addr(), &*server.sink(), true);
+    run_script(
+        "metadata_client.py",
+        "meta-mio",
+        server.local_addr(),
+        &*server.sink(),
+        true,
+    );
 }

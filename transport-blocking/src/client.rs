@@ -30,7 +30,8 @@ use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{ClientRequestBuilder, Message, WebSocket};
 
 /// What a client that wants type-4 frames sends first (protocol.md section 3).
-const FEATURE_FLAGS_REQUEST: &str = r#"{"type": "feature_flags", "data": {"supports_preview_metadata": true}}"#;
+const FEATURE_FLAGS_REQUEST: &str =
+    r#"{"type": "feature_flags", "data": {"supports_preview_metadata": true}}"#;
 
 /// Options for [`Client::connect`].
 #[derive(Debug, Clone)]
@@ -178,7 +179,9 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("sid", &self.sid).finish_non_exhaustive()
+        f.debug_struct("Client")
+            .field("sid", &self.sid)
+            .finish_non_exhaustive()
     }
 }
 
@@ -190,7 +193,10 @@ struct WsUrl {
 }
 
 fn parse_url(url: &str) -> Result<WsUrl, ClientError> {
-    let bad = |reason| ClientError::BadUrl { url: url.to_string(), reason };
+    let bad = |reason| ClientError::BadUrl {
+        url: url.to_string(),
+        reason,
+    };
     let rest = url.strip_prefix("ws://").ok_or_else(|| {
         bad(if url.starts_with("wss://") {
             "wss:// is not supported (pngcast has no TLS; use a TLS-terminating proxy)"
@@ -202,7 +208,11 @@ fn parse_url(url: &str) -> Result<WsUrl, ClientError> {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let path = if path.starts_with('?') { format!("/{path}") } else { path.to_string() };
+    let path = if path.starts_with('?') {
+        format!("/{path}")
+    } else {
+        path.to_string()
+    };
     if authority.is_empty() || authority.contains('@') {
         return Err(bad("missing host or unsupported user info"));
     }
@@ -222,7 +232,11 @@ fn parse_url(url: &str) -> Result<WsUrl, ClientError> {
             None => (authority.to_string(), 80),
         }
     };
-    Ok(WsUrl { host, port, path_and_query: path })
+    Ok(WsUrl {
+        host,
+        port,
+        path_and_query: path,
+    })
 }
 
 /// Percent-encodes a query value (RFC 3986 unreserved characters pass through).
@@ -258,15 +272,21 @@ impl Client {
         } else {
             format!("{}:{}", parsed.host, parsed.port)
         };
-        let uri: tungstenite::http::Uri = format!("ws://{host_header}{path}")
-            .parse()
-            .map_err(|_| ClientError::BadUrl { url: url.to_string(), reason: "not a valid URI" })?;
+        let uri: tungstenite::http::Uri =
+            format!("ws://{host_header}{path}")
+                .parse()
+                .map_err(|_| ClientError::BadUrl {
+                    url: url.to_string(),
+                    reason: "not a valid URI",
+                })?;
         let mut request = ClientRequestBuilder::new(uri);
         if let Some(token) = &options.token {
             request = request.with_header("Authorization", format!("Bearer {token}"));
         }
 
-        let addrs: Vec<_> = (parsed.host.as_str(), parsed.port).to_socket_addrs()?.collect();
+        let addrs: Vec<_> = (parsed.host.as_str(), parsed.port)
+            .to_socket_addrs()?
+            .collect();
         let mut last_err = io::Error::new(io::ErrorKind::NotFound, "host resolved to no address");
         let mut stream = None;
         for addr in addrs {
@@ -287,11 +307,13 @@ impl Client {
         let config = WebSocketConfig::default()
             .max_message_size(Some(options.max_message_bytes))
             .max_frame_size(Some(options.max_message_bytes));
-        let (ws, _response) = tungstenite::client::client_with_config(request, stream, Some(config))
-            .map_err(|e| match e {
-                tungstenite::HandshakeError::Failure(e) => map_timeout(ClientError::from(e)),
-                tungstenite::HandshakeError::Interrupted(_) => ClientError::Timeout,
-            })?;
+        let (ws, _response) =
+            tungstenite::client::client_with_config(request, stream, Some(config)).map_err(
+                |e| match e {
+                    tungstenite::HandshakeError::Failure(e) => map_timeout(ClientError::from(e)),
+                    tungstenite::HandshakeError::Interrupted(_) => ClientError::Timeout,
+                },
+            )?;
         let mut client = Client {
             ws,
             sid: String::new(),
@@ -304,7 +326,9 @@ impl Client {
         // protocol.md: the server's first message is the status with the sid.
         while client.pending.is_empty() {
             if !client.fill_timed(start, options.connect_timeout)? {
-                return Err(ClientError::Protocol("connection closed before the status message".into()));
+                return Err(ClientError::Protocol(
+                    "connection closed before the status message".into(),
+                ));
             }
         }
         match client.pending.front() {
@@ -324,7 +348,11 @@ impl Client {
 
         if options.metadata {
             client.ws.send(Message::text(FEATURE_FLAGS_REQUEST))?;
-            while !client.pending.iter().any(|ev| matches!(ev, Event::Json { kind, .. } if kind == "feature_flags")) {
+            while !client
+                .pending
+                .iter()
+                .any(|ev| matches!(ev, Event::Json { kind, .. } if kind == "feature_flags"))
+            {
                 if !client.fill_timed(start, options.connect_timeout)? {
                     return Err(ClientError::Protocol(
                         "connection closed before the feature_flags answer".into(),
@@ -371,9 +399,8 @@ impl Client {
         loop {
             match self.ws.read() {
                 Ok(_) => {}
-                Err(tungstenite::Error::ConnectionClosed) | Err(tungstenite::Error::AlreadyClosed) => {
-                    return Ok(())
-                }
+                Err(tungstenite::Error::ConnectionClosed)
+                | Err(tungstenite::Error::AlreadyClosed) => return Ok(()),
                 Err(e) => return Err(e.into()),
             }
         }
@@ -399,7 +426,10 @@ impl Client {
                 return Ok(Some(ev));
             }
             if !self.fill()? {
-                return Ok(self.announced.take().map(|(_, kind, data)| Event::Json { kind, data }));
+                return Ok(self
+                    .announced
+                    .take()
+                    .map(|(_, kind, data)| Event::Json { kind, data }));
             }
         }
     }
@@ -444,13 +474,17 @@ impl Client {
 
     fn on_text(&mut self, text: &str) -> Result<(), ClientError> {
         let bad = |e: String| ClientError::Protocol(format!("bad text message: {e}"));
-        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
         let kind = value
             .get("type")
             .and_then(|t| t.as_str())
             .ok_or_else(|| bad("no string `type`".into()))?
             .to_owned();
-        let data = value.get("data").cloned().unwrap_or(serde_json::Value::Null);
+        let data = value
+            .get("data")
+            .cloned()
+            .unwrap_or(serde_json::Value::Null);
         let parsed = wire::parse_text(text).map_err(|e| bad(e.to_string()))?;
         self.flush_announcement();
         match parsed {
@@ -461,9 +495,16 @@ impl Client {
     }
 
     fn on_binary(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
-        let word = |at: usize| bytes.get(at..at + 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+        let word = |at: usize| {
+            bytes
+                .get(at..at + 4)
+                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        };
         let Some(kind) = word(0) else {
-            return Err(ClientError::Protocol(format!("binary message of {} bytes", bytes.len())));
+            return Err(ClientError::Protocol(format!(
+                "binary message of {} bytes",
+                bytes.len()
+            )));
         };
         let is_png = match kind {
             wire::TYPE_PREVIEW_IMAGE => word(4) == Some(2),
@@ -473,7 +514,10 @@ impl Client {
         if !is_png {
             // Other ComfyUI binary types (3: text, 1 with format 1: JPEG preview, ...).
             self.flush_announcement();
-            self.pending.push_back(Event::Other { kind, bytes: bytes.to_vec() });
+            self.pending.push_back(Event::Other {
+                kind,
+                bytes: bytes.to_vec(),
+            });
             return Ok(());
         }
         let parsed = wire::parse_binary(bytes)
@@ -486,7 +530,12 @@ impl Client {
                     metadata: Some(meta),
                     png: png.to_vec(),
                 },
-                None => Event::Image { event: None, index: None, metadata: None, png: png.to_vec() },
+                None => Event::Image {
+                    event: None,
+                    index: None,
+                    metadata: None,
+                    png: png.to_vec(),
+                },
             },
             BinaryMessage::WithMetadata { meta, png, .. } => {
                 self.flush_announcement();
@@ -518,7 +567,10 @@ impl Iterator for Client {
 }
 
 fn is_timeout(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }
 
 fn map_timeout(e: ClientError) -> ClientError {
@@ -542,15 +594,31 @@ mod tests {
     #[test]
     fn url_parsing() {
         let u = parse_url("ws://127.0.0.1:8188/ws?clientId=a").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.path_and_query.as_str()), ("127.0.0.1", 8188, "/ws?clientId=a"));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path_and_query.as_str()),
+            ("127.0.0.1", 8188, "/ws?clientId=a")
+        );
         let u = parse_url("ws://localhost/ws").unwrap();
         assert_eq!((u.host.as_str(), u.port), ("localhost", 80));
         let u = parse_url("ws://[::1]:9/api/ws").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.path_and_query.as_str()), ("::1", 9, "/api/ws"));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path_and_query.as_str()),
+            ("::1", 9, "/api/ws")
+        );
         let u = parse_url("ws://h:1?x=1").unwrap();
         assert_eq!(u.path_and_query, "/?x=1");
-        for bad in ["http://h/ws", "wss://h/ws", "ws://", "ws://h:99999/ws", "ws://u@h/ws", "ws://[::1/ws"] {
-            assert!(matches!(parse_url(bad), Err(ClientError::BadUrl { .. })), "{bad}");
+        for bad in [
+            "http://h/ws",
+            "wss://h/ws",
+            "ws://",
+            "ws://h:99999/ws",
+            "ws://u@h/ws",
+            "ws://[::1/ws",
+        ] {
+            assert!(
+                matches!(parse_url(bad), Err(ClientError::BadUrl { .. })),
+                "{bad}"
+            );
         }
     }
 

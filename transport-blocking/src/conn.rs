@@ -15,12 +15,12 @@
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use pngcast_core::http::ServerConfig;
-use pngcast_core::queue::{ClientQueue, Outgoing};
+use pngcast_core::queue::{ClientQueue, Outgoing, PushOutcome, MAX_CONTROL_BYTES};
 use pngcast_core::wire::{
     self, ws_frame_header, LEGACY_PREFIX, OPCODE_BINARY, OPCODE_PING, OPCODE_TEXT,
 };
@@ -28,7 +28,7 @@ use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
 use tungstenite::Message;
 
 use crate::handshake::{self, Upgraded};
-use crate::hub::{code, ClientHandle, CloseRequest, EndReason, Hub};
+use crate::hub::{code, ClientHandle, ClientState, CloseRequest, EndReason, Hub, Refusal};
 use crate::server::THREAD_STACK;
 
 /// How long the writer waits for the peer's answer to our Close before cutting the socket.
@@ -68,7 +68,13 @@ impl Write for ReaderIo {
     }
 }
 
-fn run_websocket(stream: TcpStream, up: Upgraded, token: u64, config: &ServerConfig, hub: &Arc<Hub>) {
+fn run_websocket(
+    stream: TcpStream,
+    up: Upgraded,
+    token: u64,
+    config: &ServerConfig,
+    hub: &Arc<Hub>,
+) {
     // After the upgrade: reads block (the writer owns the timers), writes time out after the
     // stall timeout (or the blocking transport's own `write_timeout`, if shorter).
     let write_timeout = config.stall_timeout.min(config.write_timeout);
@@ -78,13 +84,24 @@ fn run_websocket(stream: TcpStream, up: Upgraded, token: u64, config: &ServerCon
     {
         return;
     }
-    let Ok(write_sock) = stream.try_clone() else { return };
-    let status: Arc<str> = wire::status_message(&up.client_id).into();
-    let Some(client) = hub.register(token, Arc::clone(&up.client_id), &stream, status) else {
-        // Shutting down between the 101 and here: say so.
-        let mut s = &stream;
-        let _ = s.write_all(&wire::close_frame(code::GOING_AWAY, "server shutting down"));
+    let Ok(write_sock) = stream.try_clone() else {
         return;
+    };
+    let status: Arc<str> = wire::status_message(&up.client_id).into();
+    let client = match hub.register(token, Arc::clone(&up.client_id), &stream, status) {
+        Ok(c) => c,
+        Err(refusal) => {
+            hub.count_refused();
+            let (code, why) = match refusal {
+                Refusal::ShuttingDown => (code::GOING_AWAY, "server shutting down"),
+                Refusal::Full => (code::TRY_AGAIN, "too many clients"),
+            };
+            let mut s = &stream;
+            let _ = s.write_all(&wire::close_frame(code, why));
+            let _ = s.shutdown(Shutdown::Write);
+            drain_until_closed(&stream);
+            return;
+        }
     };
 
     let writer = {
@@ -106,20 +123,39 @@ fn run_websocket(stream: TcpStream, up: Upgraded, token: u64, config: &ServerCon
         .max_message_size(Some(config.max_message_bytes))
         .max_frame_size(Some(config.max_message_bytes));
     let ctx = WebSocketContext::from_partially_read(up.leftover, Role::Server, Some(ws_config));
-    let io = ReaderIo { sock: stream, out: Vec::new() };
-    let reader_reason = reader_loop(ctx, io, &client);
+    let io = ReaderIo {
+        sock: stream,
+        out: Vec::new(),
+    };
+    let reader_reason = reader_loop(ctx, io, &client, hub);
+    if reader_reason == EndReason::BadInput {
+        // The reader has let the peer see our Close (or waited the grace out): a writer still
+        // stuck mid-frame on this misbehaving peer is cut rather than waited for.
+        client.cut();
+    }
 
     let writer_reason = writer.join().unwrap_or(EndReason::Normal);
     client.cut();
     // Whatever is still queued will never go out.
     let left = client.lock().queue.queued_images();
     hub.count_dropped(left as u64);
-    let reason = if writer_reason != EndReason::Normal { writer_reason } else { reader_reason };
+    let reason = if reader_reason == EndReason::BadInput {
+        reader_reason
+    } else if writer_reason != EndReason::Normal {
+        writer_reason
+    } else {
+        reader_reason
+    };
     hub.remove(&client, reason);
 }
 
 /// Reads until the peer closes, the socket fails, or bad input; returns why it ended.
-fn reader_loop(mut ctx: WebSocketContext, mut io: ReaderIo, client: &ClientHandle) -> EndReason {
+fn reader_loop(
+    mut ctx: WebSocketContext,
+    mut io: ReaderIo,
+    client: &ClientHandle,
+    hub: &Hub,
+) -> EndReason {
     let mut first_text = true;
     loop {
         let result = ctx.read(&mut io);
@@ -131,22 +167,45 @@ fn reader_loop(mut ctx: WebSocketContext, mut io: ReaderIo, client: &ClientHandl
             st.control.extend_from_slice(&io.out);
         }
         io.out.clear();
+        if st.control.len() > MAX_CONTROL_BYTES {
+            // Pings flooding in while the writer cannot send the pongs: close this client.
+            st.control.clear();
+            return fail(st, client, &io.sock, code::POLICY, "control frame flood");
+        }
         match result {
             Ok(Message::Text(text)) => {
                 if first_text {
                     first_text = false;
                     // Only the first text message counts (protocol.md section 3); anything
                     // else, malformed JSON included, is ignored as ComfyUI does.
-                    if let Ok(wire::TextMessage::FeatureFlags { data }) = wire::parse_text(text.as_str()) {
-                        if data.get("supports_preview_metadata").and_then(|b| b.as_bool()) == Some(true) {
+                    if let Ok(wire::TextMessage::FeatureFlags { data }) =
+                        wire::parse_text(text.as_str())
+                    {
+                        if data
+                            .get("supports_preview_metadata")
+                            .and_then(|b| b.as_bool())
+                            == Some(true)
+                        {
                             st.metadata = true;
                         }
                         let reply = Outgoing::Text(wire::feature_flags_reply().into());
-                        push_reply(&mut st.queue, reply);
+                        if push_reply(&mut st.queue, reply) {
+                            hub.count_text_queued();
+                        }
                     }
                 }
             }
-            Ok(Message::Binary(_)) | Ok(Message::Ping(_)) | Ok(Message::Pong(_)) | Ok(Message::Frame(_)) => {}
+            Ok(Message::Binary(_)) => {
+                // Clients have nothing binary to say in this protocol (as the mio transport).
+                return fail(
+                    st,
+                    client,
+                    &io.sock,
+                    code::UNSUPPORTED,
+                    "binary messages are not accepted",
+                );
+            }
+            Ok(Message::Ping(_)) | Ok(Message::Pong(_)) | Ok(Message::Frame(_)) => {}
             Ok(Message::Close(_)) => {
                 // Our Close acknowledged, or the peer's Close: its reply is in `control`.
                 st.peer_gone = true;
@@ -155,36 +214,22 @@ fn reader_loop(mut ctx: WebSocketContext, mut io: ReaderIo, client: &ClientHandl
                 return EndReason::Normal;
             }
             Err(e) => {
-                let (close, reason) = match e {
-                    tungstenite::Error::Capacity(_) => (Some((code::TOO_BIG, "message too big")), EndReason::BadInput),
-                    tungstenite::Error::Utf8(_) => (Some((code::UNSUPPORTED, "invalid UTF-8")), EndReason::BadInput),
-                    tungstenite::Error::Protocol(p) => {
-                        use tungstenite::error::ProtocolError as P;
-                        match p {
-                            P::ResetWithoutClosingHandshake => (None, EndReason::Normal),
-                            _ => (Some((code::PROTOCOL, "protocol error")), EndReason::BadInput),
-                        }
-                    }
-                    _ => (None, EndReason::Normal),
+                use tungstenite::error::ProtocolError as P;
+                let (code, why) = match e {
+                    tungstenite::Error::Capacity(_) => (code::TOO_BIG, "message too big"),
+                    tungstenite::Error::Utf8(_) => (code::INVALID_DATA, "invalid UTF-8"),
+                    tungstenite::Error::Protocol(P::ResetWithoutClosingHandshake) => (0, ""),
+                    tungstenite::Error::Protocol(_) => (code::PROTOCOL, "protocol error"),
+                    _ => (0, ""),
                 };
-                match close {
-                    Some((code, reason_text)) if !st.close_sent => {
-                        if st.close.is_none() {
-                            st.close = Some(CloseRequest { code, reason: reason_text, drain_until: None });
-                        }
-                        drop(st);
-                        client.cond.notify_all();
-                        // Keep reading (and discarding) so the peer gets our Close before we
-                        // close the socket (closing with unread data sends RST).
-                        drain_until_closed(&mut io.sock);
-                    }
-                    _ => {
-                        st.peer_gone = true;
-                        drop(st);
-                        client.cond.notify_all();
-                    }
+                if code == 0 || st.close_sent {
+                    // The socket ended (or failed) under us: nothing more to say.
+                    st.peer_gone = true;
+                    drop(st);
+                    client.cond.notify_all();
+                    return EndReason::Normal;
                 }
-                return reason;
+                return fail(st, client, &io.sock, code, why);
             }
         }
         drop(st);
@@ -192,14 +237,15 @@ fn reader_loop(mut ctx: WebSocketContext, mut io: ReaderIo, client: &ClientHandl
     }
 }
 
-/// Queues the feature-flags reply. It is a small text message; if even that does not fit, the
-/// overflow close will come with the next push.
-fn push_reply(queue: &mut ClientQueue, item: Outgoing) {
-    let _ = queue.push(item);
+/// Queues the feature-flags reply; `true` if queued. It is a small text message early in the
+/// connection; if even that does not fit, the overflow close comes with the next push.
+fn push_reply(queue: &mut ClientQueue, item: Outgoing) -> bool {
+    queue.push(item) != PushOutcome::Overflow
 }
 
 /// Reads and discards until EOF or an error (the writer cuts the socket after its close grace).
-fn drain_until_closed(sock: &mut TcpStream) {
+fn drain_until_closed(mut sock: &TcpStream) {
+    let _ = sock.set_read_timeout(Some(CLOSE_GRACE));
     let mut buf = [0u8; 4096];
     loop {
         match sock.read(&mut buf) {
@@ -215,8 +261,8 @@ fn drain_until_closed(sock: &mut TcpStream) {
 enum Job {
     /// Control bytes from the reader (pong, close reply).
     Control(Vec<u8>),
-    /// The front queue item, taken out of the queue.
-    Item(Outgoing),
+    /// Queue items taken out of the queue into the writer's batch.
+    Items,
     /// Our Close frame; the connection ends after it.
     Close(CloseRequest),
     /// A keepalive ping.
@@ -249,10 +295,18 @@ fn item_wire_len(item: &Outgoing) -> usize {
     }
 }
 
+/// Most items the writer takes per batch (one `write_vectored` gathers them all).
+const BATCH_ITEMS: usize = 32;
+/// The writer stops adding items to a batch past this many bytes.
+const BATCH_BYTES: usize = 4 << 20;
+
 fn writer_loop(mut sock: TcpStream, client: &ClientHandle, hub: &Hub, ping: Duration) -> EndReason {
     let mut next_ping = Instant::now() + ping;
     let keepalive = !ping.is_zero();
+    // Reused across batches: steady state allocates nothing.
+    let mut batch: Vec<Outgoing> = Vec::with_capacity(BATCH_ITEMS);
     loop {
+        batch.clear();
         let job = {
             let mut st = client.lock();
             loop {
@@ -269,18 +323,32 @@ fn writer_loop(mut sock: TcpStream, client: &ClientHandle, hub: &Hub, ping: Dura
                         break Job::Close(req);
                     }
                 }
-                if let Some(item) = st.queue.front().cloned() {
-                    let n = item_wire_len(&item);
-                    let done = st.queue.advance(n);
-                    debug_assert_eq!(done.items, 1, "item_wire_len disagrees with the queue");
-                    break Job::Item(item);
+                if st.queue.front().is_some() {
+                    // Take a batch out (a few Arc clones); the lock is not held while writing,
+                    // so `send` never waits for the network.
+                    let mut bytes = 0;
+                    while batch.len() < BATCH_ITEMS && bytes < BATCH_BYTES {
+                        let Some(item) = st.queue.front().cloned() else {
+                            break;
+                        };
+                        let n = item_wire_len(&item);
+                        let done = st.queue.advance(n);
+                        debug_assert_eq!(done.items, 1, "item_wire_len disagrees with the queue");
+                        bytes += n;
+                        batch.push(item);
+                    }
+                    break Job::Items;
                 }
                 let now = Instant::now();
                 if keepalive && now >= next_ping {
                     // No pong or other input for three intervals: the peer is gone.
                     if now.duration_since(st.last_inbound) > ping * 3 {
                         st.close_sent = true;
-                        break Job::Close(CloseRequest { code: code::GOING_AWAY, reason: "keepalive timeout", drain_until: None });
+                        break Job::Close(CloseRequest {
+                            code: code::GOING_AWAY,
+                            reason: "keepalive timeout",
+                            drain_until: None,
+                        });
                     }
                     break Job::Ping;
                 }
@@ -289,7 +357,13 @@ fn writer_loop(mut sock: TcpStream, client: &ClientHandle, hub: &Hub, ping: Dura
                     None if keepalive => next_ping.saturating_duration_since(now),
                     None => Duration::from_secs(3600),
                 };
-                st = client.cond.wait_timeout(st, wait.max(Duration::from_millis(1))).map(|(g, _)| g).unwrap_or_else(|p| p.into_inner().0);
+                st.writer_waiting = true;
+                st = client
+                    .cond
+                    .wait_timeout(st, wait.max(Duration::from_millis(1)))
+                    .map(|(g, _)| g)
+                    .unwrap_or_else(|p| p.into_inner().0);
+                st.writer_waiting = false;
             }
         };
         let result = match job {
@@ -305,7 +379,8 @@ fn writer_loop(mut sock: TcpStream, client: &ClientHandle, hub: &Hub, ping: Dura
                 let n = ws_frame_header(OPCODE_PING, 0, &mut hdr);
                 sock.write_all(&hdr[..n]).map(|_| (0, n))
             }
-            Job::Item(item) => write_item(&mut sock, &item).map(|n| (u64::from(item.is_image()), n)),
+            Job::Items => write_batch(&mut sock, &batch)
+                .map(|n| (batch.iter().filter(|i| i.is_image()).count() as u64, n)),
             Job::Close(req) => {
                 let bytes = wire::close_frame(req.code, req.reason);
                 let _ = sock.write_all(&bytes);
@@ -332,8 +407,15 @@ fn writer_loop(mut sock: TcpStream, client: &ClientHandle, hub: &Hub, ping: Dura
             Err(e) => {
                 let _ = sock.shutdown(Shutdown::Both);
                 mark_done(client);
-                let stalled = matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut);
-                return if stalled { EndReason::Stall } else { EndReason::Normal };
+                let stalled = matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                );
+                return if stalled {
+                    EndReason::Stall
+                } else {
+                    EndReason::Normal
+                };
             }
         }
     }
@@ -355,35 +437,60 @@ fn wait_for_peer_close(client: &ClientHandle) {
         if left.is_zero() {
             return;
         }
-        st = client.cond.wait_timeout(st, left).map(|(g, _)| g).unwrap_or_else(|p| p.into_inner().0);
+        st.writer_waiting = true;
+        st = client
+            .cond
+            .wait_timeout(st, left)
+            .map(|(g, _)| g)
+            .unwrap_or_else(|p| p.into_inner().0);
+        st.writer_waiting = false;
     }
 }
 
-/// Writes one queue item as its WebSocket frame(s), straight from the shared buffers.
-/// Returns the bytes written.
-fn write_item(sock: &mut TcpStream, item: &Outgoing) -> io::Result<usize> {
-    let mut h1 = [0u8; 10];
-    let mut h2 = [0u8; 10];
-    match item {
-        Outgoing::Text(t) => {
-            let n = ws_frame_header(OPCODE_TEXT, t.len() as u64, &mut h1);
-            write_all_vectored(sock, &[&h1[..n], t.as_bytes()])
-        }
-        Outgoing::Image { frame, metadata } => {
-            let bin = frame.binary_len(*metadata) as u64;
-            match (frame.announcement(), metadata) {
-                (Some(a), false) => {
-                    let n1 = ws_frame_header(OPCODE_TEXT, a.len() as u64, &mut h1);
-                    let n2 = ws_frame_header(OPCODE_BINARY, bin, &mut h2);
-                    write_all_vectored(sock, &[&h1[..n1], a.as_bytes(), &h2[..n2], &LEGACY_PREFIX, frame.png()])
-                }
-                _ => {
-                    let n = ws_frame_header(OPCODE_BINARY, bin, &mut h1);
-                    write_all_vectored(sock, &[&h1[..n], frame.prefix(*metadata), frame.png()])
+/// Most slices one batch can need: five per item (text header, announcement, binary header,
+/// prefix, PNG).
+const MAX_PARTS: usize = BATCH_ITEMS * 5;
+
+/// Writes a batch of queue items as their WebSocket frames, straight from the shared buffers
+/// (headers live on the stack). Returns the bytes written.
+fn write_batch(sock: &mut TcpStream, batch: &[Outgoing]) -> io::Result<usize> {
+    let mut headers = [[0u8; 10]; BATCH_ITEMS * 2];
+    let mut lens = [0usize; BATCH_ITEMS * 2];
+    for (i, item) in batch.iter().enumerate() {
+        let (h1, h2) = headers[2 * i..].split_at_mut(1);
+        let (l1, l2) = lens[2 * i..].split_at_mut(1);
+        match item {
+            Outgoing::Text(t) => l1[0] = ws_frame_header(OPCODE_TEXT, t.len() as u64, &mut h1[0]),
+            Outgoing::Image { frame, metadata } => {
+                let bin = frame.binary_len(*metadata) as u64;
+                match (frame.announcement(), metadata) {
+                    (Some(a), false) => {
+                        l1[0] = ws_frame_header(OPCODE_TEXT, a.len() as u64, &mut h1[0]);
+                        l2[0] = ws_frame_header(OPCODE_BINARY, bin, &mut h2[0]);
+                    }
+                    _ => l1[0] = ws_frame_header(OPCODE_BINARY, bin, &mut h1[0]),
                 }
             }
         }
     }
+    let mut parts: [&[u8]; MAX_PARTS] = [&[]; MAX_PARTS];
+    let mut n = 0;
+    for (i, item) in batch.iter().enumerate() {
+        let h1 = &headers[2 * i][..lens[2 * i]];
+        let h2 = &headers[2 * i + 1][..lens[2 * i + 1]];
+        let segs: [&[u8]; 5] = match item {
+            Outgoing::Text(t) => [h1, t.as_bytes(), &[], &[], &[]],
+            Outgoing::Image { frame, metadata } => match (frame.announcement(), metadata) {
+                (Some(a), false) => [h1, a.as_bytes(), h2, &LEGACY_PREFIX, frame.png()],
+                _ => [h1, frame.prefix(*metadata), frame.png(), &[], &[]],
+            },
+        };
+        for seg in segs.into_iter().filter(|s| !s.is_empty()) {
+            parts[n] = seg;
+            n += 1;
+        }
+    }
+    write_all_vectored(sock, &parts[..n])
 }
 
 /// `write_all` over several buffers with `write_vectored`: the kernel gathers them, nothing is
@@ -391,28 +498,73 @@ fn write_item(sock: &mut TcpStream, item: &Outgoing) -> io::Result<usize> {
 pub(crate) fn write_all_vectored(sock: &mut impl Write, parts: &[&[u8]]) -> io::Result<usize> {
     let total: usize = parts.iter().map(|p| p.len()).sum();
     let mut done = 0usize;
-    let mut slices: [IoSlice<'_>; 6] = [IoSlice::new(&[]); 6];
+    let mut first = 0usize; // index of the first part not completely written
+    let mut skip = 0usize; // bytes of parts[first] already written
+    let mut slices: [IoSlice<'_>; 64] = [IoSlice::new(&[]); 64];
     while done < total {
-        // Rebuild the slice list from the first unwritten byte.
         let mut n = 0;
-        let mut skip = done;
-        for p in parts {
-            if skip >= p.len() {
-                skip -= p.len();
-                continue;
+        for (i, p) in parts[first..].iter().enumerate() {
+            if n == slices.len() {
+                break;
             }
-            if n < slices.len() {
-                slices[n] = IoSlice::new(&p[skip..]);
-                n += 1;
-            }
-            skip = 0;
+            slices[n] = IoSlice::new(if i == 0 { &p[skip..] } else { p });
+            n += 1;
         }
         match sock.write_vectored(&slices[..n]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(k) => done += k,
+            Ok(mut k) => {
+                done += k;
+                // Advance (first, skip) past the k bytes written.
+                while k > 0 {
+                    let left = parts[first].len() - skip;
+                    if k >= left {
+                        k -= left;
+                        first += 1;
+                        skip = 0;
+                    } else {
+                        skip += k;
+                        k = 0;
+                    }
+                }
+                while first < parts.len() && parts[first].len() == skip {
+                    first += 1;
+                    skip = 0;
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
     Ok(total)
+}
+
+/// The peer has closed or is past its grace: wake the writer for good.
+fn mark_peer_gone(client: &ClientHandle) {
+    let mut st = client.lock();
+    st.peer_gone = true;
+    drop(st);
+    client.cond.notify_all();
+}
+
+/// Bad input: ask the writer for a Close with `code`, keep reading (and discarding) so the peer
+/// gets it before the socket closes (closing with unread input sends RST), then let go.
+fn fail(
+    mut st: MutexGuard<'_, ClientState>,
+    client: &ClientHandle,
+    sock: &TcpStream,
+    code: u16,
+    reason: &'static str,
+) -> EndReason {
+    if st.close.is_none() {
+        st.close = Some(CloseRequest {
+            code,
+            reason,
+            drain_until: None,
+        });
+    }
+    drop(st);
+    client.cond.notify_all();
+    drain_until_closed(sock);
+    mark_peer_gone(client);
+    EndReason::BadInput
 }

@@ -39,7 +39,11 @@ pub(crate) fn serve_http(stream: &TcpStream, config: &ServerConfig, hub: &Hub) -
         // Time left for the whole head: a slow sender cannot stretch it byte by byte.
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() || sock.set_read_timeout(Some(left)).is_err() {
-            refuse_with(sock, &http::refusal_response(408, "request head not received in time"), hub);
+            refuse_with(
+                sock,
+                &http::refusal_response(408, "request head not received in time"),
+                hub,
+            );
             return None;
         }
         // Never read past the limit (plus one byte, to tell "too large" from "complete").
@@ -51,8 +55,17 @@ pub(crate) fn serve_http(stream: &TcpStream, config: &ServerConfig, hub: &Hub) -
             }
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-                refuse_with(sock, &http::refusal_response(408, "request head not received in time"), hub);
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                refuse_with(
+                    sock,
+                    &http::refusal_response(408, "request head not received in time"),
+                    hub,
+                );
                 return None;
             }
             Err(_) => {
@@ -85,7 +98,11 @@ pub(crate) fn serve_http(stream: &TcpStream, config: &ServerConfig, hub: &Hub) -
         }
         Route::Upgrade { client_id } => {
             if hub.is_shut_down() {
-                refuse_with(sock, &http::refusal_response(503, "server shutting down"), hub);
+                refuse_with(
+                    sock,
+                    &http::refusal_response(503, "server shutting down"),
+                    hub,
+                );
                 return None;
             }
             let _ = sock.set_write_timeout(Some(config.handshake_timeout));
@@ -93,7 +110,10 @@ pub(crate) fn serve_http(stream: &TcpStream, config: &ServerConfig, hub: &Hub) -
                 hub.count_refused();
                 return None;
             }
-            Some(Upgraded { client_id: client_id.into(), leftover: buf[consumed..].to_vec() })
+            Some(Upgraded {
+                client_id: client_id.into(),
+                leftover: buf[consumed..].to_vec(),
+            })
         }
     }
 }

@@ -21,8 +21,10 @@ pub(crate) mod code {
     pub const GOING_AWAY: u16 = 1001;
     pub const PROTOCOL: u16 = 1002;
     pub const UNSUPPORTED: u16 = 1003;
+    pub const INVALID_DATA: u16 = 1007;
     pub const POLICY: u16 = 1008;
     pub const TOO_BIG: u16 = 1009;
+    pub const TRY_AGAIN: u16 = 1013;
 }
 
 /// A Close the writer must send.
@@ -53,6 +55,8 @@ pub(crate) struct ClientState {
     pub close_sent: bool,
     /// Last time anything arrived from the client (keepalive).
     pub last_inbound: Instant,
+    /// The writer is waiting on the condvar: pushes wake it only then (a wake is a syscall).
+    pub writer_waiting: bool,
 }
 
 /// One connected client.
@@ -103,6 +107,13 @@ struct Counters {
     closed_bad_input: AtomicU64,
 }
 
+/// Why an upgraded connection could not be registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    ShuttingDown,
+    Full,
+}
+
 /// Why a client ended, for the counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum EndReason {
@@ -137,7 +148,10 @@ impl Hub {
     pub(crate) fn new(config: ServerConfig) -> Hub {
         Hub {
             config,
-            reg: Mutex::new(Registry { clients: HashMap::new(), conns: HashMap::new() }),
+            reg: Mutex::new(Registry {
+                clients: HashMap::new(),
+                conns: HashMap::new(),
+            }),
             changed: Condvar::new(),
             next_generation: AtomicU64::new(1),
             shut_down: AtomicBool::new(false),
@@ -178,15 +192,14 @@ impl Hub {
     /// Registers an upgraded client whose first queued message is the status message. A live
     /// client with the same id is replaced: it is closed with 1000 and its cleanup will not
     /// remove the new one (generation check in [`Hub::remove`]).
-    /// `None` when the server is shutting down.
     pub(crate) fn register(
         &self,
         token: u64,
         id: Arc<str>,
         sock: &TcpStream,
         status: Arc<str>,
-    ) -> Option<Arc<ClientHandle>> {
-        let sock = sock.try_clone().ok()?;
+    ) -> Result<Arc<ClientHandle>, Refusal> {
+        let sock = sock.try_clone().map_err(|_| Refusal::Full)?;
         let mut queue = ClientQueue::new(self.config.policy, self.config.queue_bytes);
         let _ = queue.push(Outgoing::Text(status));
         add(&self.stats.texts_queued, 1);
@@ -202,13 +215,19 @@ impl Hub {
                 writer_done: false,
                 close_sent: false,
                 last_inbound: Instant::now(),
+                writer_waiting: false,
             }),
             cond: Condvar::new(),
             sock,
         });
         let mut reg = self.reg();
         if self.is_shut_down() {
-            return None;
+            return Err(Refusal::ShuttingDown);
+        }
+        // The router checked the limit before the 101; two upgrades racing past it are caught
+        // here (a replacement does not add a client).
+        if !reg.clients.contains_key(&id) && reg.clients.len() >= self.config.max_clients {
+            return Err(Refusal::Full);
         }
         if let Some(conn) = reg.conns.get_mut(&token) {
             conn.1 = true;
@@ -223,14 +242,18 @@ impl Hub {
             });
         }
         add(&self.stats.clients_accepted, 1);
-        Some(handle)
+        Ok(handle)
     }
 
     /// Removes `client` if the registry still holds this very connection (not a newer one
     /// with the same id), and counts its end.
     pub(crate) fn remove(&self, client: &ClientHandle, reason: EndReason) {
         let mut reg = self.reg();
-        if reg.clients.get(&client.id).is_some_and(|c| c.generation == client.generation) {
+        if reg
+            .clients
+            .get(&client.id)
+            .is_some_and(|c| c.generation == client.generation)
+        {
             reg.clients.remove(&client.id);
         }
         drop(reg);
@@ -252,23 +275,32 @@ impl Hub {
         add(&self.stats.bytes_sent, bytes);
     }
 
+    pub(crate) fn count_text_queued(&self) {
+        add(&self.stats.texts_queued, 1);
+    }
+
     pub(crate) fn count_dropped(&self, frames: u64) {
         add(&self.stats.frames_dropped, frames);
     }
 
-    fn targets(&self, target: &Target) -> Result<Vec<Arc<ClientHandle>>, SinkError> {
+    /// Calls `f` for each client `target` names, under the registry lock (pushes are short).
+    fn for_targets(
+        &self,
+        target: &Target,
+        mut f: impl FnMut(&ClientHandle),
+    ) -> Result<(), SinkError> {
         if self.is_shut_down() {
             return Err(SinkError::ShutDown);
         }
         let reg = self.reg();
         match target {
-            Target::All => Ok(reg.clients.values().cloned().collect()),
-            Target::Client(id) => reg
+            Target::All => reg.clients.values().for_each(|c| f(c)),
+            Target::Client(id) => f(reg
                 .clients
                 .get(id)
-                .map(|c| vec![Arc::clone(c)])
-                .ok_or_else(|| SinkError::NoSuchClient(id.to_string())),
+                .ok_or_else(|| SinkError::NoSuchClient(id.to_string()))?),
         }
+        Ok(())
     }
 
     /// Pushes an item into one client's queue and applies the policy's outcome. `make` builds
@@ -308,22 +340,26 @@ impl Hub {
         } else {
             add(&self.stats.texts_queued, 1);
         }
+        let wake = st.writer_waiting;
         drop(st);
-        client.cond.notify_all();
+        if wake {
+            client.cond.notify_all();
+        }
     }
 
     pub(crate) fn send_image(&self, target: &Target, frame: &WireFrame) -> Result<(), SinkError> {
-        for client in self.targets(target)? {
-            self.push(&client, |metadata| Outgoing::Image { frame: frame.clone(), metadata });
-        }
-        Ok(())
+        self.for_targets(target, |client| {
+            self.push(client, |metadata| Outgoing::Image {
+                frame: frame.clone(),
+                metadata,
+            })
+        })
     }
 
     pub(crate) fn send_text(&self, target: &Target, text: Arc<str>) -> Result<(), SinkError> {
-        for client in self.targets(target)? {
-            self.push(&client, |_| Outgoing::Text(Arc::clone(&text)));
-        }
-        Ok(())
+        self.for_targets(target, |client| {
+            self.push(client, |_| Outgoing::Text(Arc::clone(&text)))
+        })
     }
 
     pub(crate) fn stats(&self) -> SinkStats {
@@ -384,6 +420,8 @@ impl Hub {
     pub(crate) fn wait_change(&self, until: Instant) {
         let reg = self.reg();
         let left = until.saturating_duration_since(Instant::now());
-        let _ = self.changed.wait_timeout(reg, left.min(std::time::Duration::from_millis(50)));
+        let _ = self
+            .changed
+            .wait_timeout(reg, left.min(std::time::Duration::from_millis(50)));
     }
 }

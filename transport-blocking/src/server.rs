@@ -48,6 +48,9 @@ pub(crate) struct Shared {
     pub(crate) config: ServerConfig,
     pub(crate) hub: Arc<Hub>,
     threads: Threads,
+    local_addr: SocketAddr,
+    /// The accept thread, taken and joined by the first shutdown.
+    accept: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// pngcast's WebSocket service on blocking threads. See the [crate docs](crate).
@@ -60,12 +63,13 @@ pub(crate) struct Shared {
 pub struct Server {
     shared: Arc<Shared>,
     local_addr: SocketAddr,
-    accept: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server").field("local_addr", &self.local_addr).finish_non_exhaustive()
+        f.debug_struct("Server")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
     }
 }
 
@@ -75,15 +79,23 @@ pub(crate) const THREAD_STACK: usize = 128 * 1024;
 impl Server {
     /// Validates `config`, binds its address and starts the accept thread.
     pub fn bind(config: ServerConfig) -> Result<Server, Error> {
-        config.validate().map_err(|e| Error::Config(e.to_string()))?;
-        let listener =
-            TcpListener::bind(config.addr).map_err(|source| Error::Bind { addr: config.addr, source })?;
-        let local_addr =
-            listener.local_addr().map_err(|source| Error::Bind { addr: config.addr, source })?;
+        config
+            .validate()
+            .map_err(|e| Error::Config(e.to_string()))?;
+        let listener = TcpListener::bind(config.addr).map_err(|source| Error::Bind {
+            addr: config.addr,
+            source,
+        })?;
+        let local_addr = listener.local_addr().map_err(|source| Error::Bind {
+            addr: config.addr,
+            source,
+        })?;
         let shared = Arc::new(Shared {
             hub: Arc::new(Hub::new(config.clone())),
             config,
             threads: Threads::default(),
+            local_addr,
+            accept: Mutex::new(None),
         });
         let accept_shared = Arc::clone(&shared);
         let accept = thread::Builder::new()
@@ -91,7 +103,8 @@ impl Server {
             .stack_size(THREAD_STACK)
             .spawn(move || accept_loop(&listener, &accept_shared))
             .map_err(Error::Thread)?;
-        Ok(Server { shared, local_addr, accept: Mutex::new(Some(accept)) })
+        *shared.accept.lock().unwrap_or_else(|p| p.into_inner()) = Some(accept);
+        Ok(Server { shared, local_addr })
     }
 
     /// The address the server listens on (with the real port when the config asked for port 0).
@@ -110,14 +123,6 @@ impl Server {
     /// passed, then cuts what is left, stops accepting and joins every thread. Idempotent.
     pub fn shutdown(&self, deadline: Duration) {
         shutdown_shared(&self.shared, deadline);
-        let accept = self.accept.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(handle) = accept {
-            wake_accept(self.local_addr);
-            let _ = handle.join();
-        }
-        // Connections accepted while we were closing: their threads see the flag and end.
-        let deadline_at = Instant::now() + Duration::from_millis(100);
-        join_connections(&self.shared, deadline_at);
     }
 }
 
@@ -131,6 +136,17 @@ fn shutdown_shared(shared: &Shared, deadline: Duration) {
     let until = Instant::now() + deadline;
     shared.hub.begin_shutdown(until);
     join_connections(shared, until);
+    let accept = shared
+        .accept
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    if let Some(handle) = accept {
+        wake_accept(shared.local_addr);
+        let _ = handle.join();
+    }
+    // Connections accepted while we were closing: their threads see the flag and end.
+    join_connections(shared, Instant::now() + Duration::from_millis(100));
 }
 
 /// Waits until every connection thread is done or `until` has passed; past it, cuts the sockets
@@ -140,7 +156,13 @@ fn join_connections(shared: &Shared, until: Instant) {
         shared.hub.wait_change(until);
     }
     shared.hub.cut_all();
-    let handles = std::mem::take(&mut *shared.threads.handles.lock().unwrap_or_else(|p| p.into_inner()));
+    let handles = std::mem::take(
+        &mut *shared
+            .threads
+            .handles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()),
+    );
     for h in handles {
         let _ = h.join();
     }
@@ -165,7 +187,9 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
                     return;
                 }
                 // EMFILE and friends: back off instead of spinning; ECONNABORTED: go on.
-                if e.kind() != io::ErrorKind::ConnectionAborted && e.kind() != io::ErrorKind::Interrupted {
+                if e.kind() != io::ErrorKind::ConnectionAborted
+                    && e.kind() != io::ErrorKind::Interrupted
+                {
                     thread::sleep(Duration::from_millis(10));
                 }
                 continue;
@@ -177,7 +201,11 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
         reap(shared);
         // Bound the threads an attacker can make us hold: upgraded clients are limited by
         // `max_clients` in the router; connections still in the HTTP stage by this cap.
-        let cap = shared.config.max_clients.saturating_mul(2).saturating_add(64);
+        let cap = shared
+            .config
+            .max_clients
+            .saturating_mul(2)
+            .saturating_add(64);
         if shared.threads.live.load(Ordering::Acquire) >= cap {
             shared.hub.count_refused();
             drop(stream);
@@ -194,7 +222,12 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
                 conn_shared.hub.notify_change();
             });
         match spawned {
-            Ok(h) => shared.threads.handles.lock().unwrap_or_else(|p| p.into_inner()).push(h),
+            Ok(h) => shared
+                .threads
+                .handles
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(h),
             Err(_) => {
                 shared.threads.live.fetch_sub(1, Ordering::AcqRel);
                 shared.hub.count_refused();
@@ -205,7 +238,11 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
 
 /// Joins the connection threads that have finished.
 fn reap(shared: &Shared) {
-    let mut handles = shared.threads.handles.lock().unwrap_or_else(|p| p.into_inner());
+    let mut handles = shared
+        .threads
+        .handles
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
     let mut i = 0;
     while i < handles.len() {
         if handles[i].is_finished() {

@@ -19,7 +19,8 @@ fn fake_server(script: Vec<Message>) -> (String, JoinHandle<Vec<String>>) {
     let url = format!("ws://{}/ws", listener.local_addr().unwrap());
     let handle = thread::spawn(move || {
         let (sock, _) = listener.accept().unwrap();
-        sock.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
         let mut ws = tungstenite::accept(sock).unwrap();
         let mut received = Vec::new();
         for m in script {
@@ -34,7 +35,10 @@ fn fake_server(script: Vec<Message>) -> (String, JoinHandle<Vec<String>>) {
                 return received;
             }
         }
-        let _ = ws.close(Some(CloseFrame { code: CloseCode::Away, reason: "bye".into() }));
+        let _ = ws.close(Some(CloseFrame {
+            code: CloseCode::Away,
+            reason: "bye".into(),
+        }));
         loop {
             match ws.read() {
                 Ok(Message::Text(t)) => received.push(t.as_str().to_owned()),
@@ -63,7 +67,9 @@ fn every_message_kind_and_malformed_ones() {
         // A bare type-1 frame (ComfyUI's SaveImageWebsocket).
         bin(&[&be(1), &be(2), &png]),
         // Announcement + type 1: folded into one image.
-        Message::text(r#"{"type": "ev1", "data": {"event": "ev1", "index": 1, "count": 2, "width": 2, "height": 1, "image_type": "image/png", "bytes": 9}}"#),
+        Message::text(
+            r#"{"type": "ev1", "data": {"event": "ev1", "index": 1, "count": 2, "width": 2, "height": 1, "image_type": "image/png", "bytes": 9}}"#,
+        ),
         bin(&[&be(1), &be(2), &png]),
         // Type 4.
         bin(&[&be(4), &be(j.len() as u32), j, &png]),
@@ -71,7 +77,9 @@ fn every_message_kind_and_malformed_ones() {
         bin(&[&be(3), &be(4), b"node", b"hello"]),
         bin(&[&be(1), &be(1), b"\xff\xd8jpeg"]),
         // An announcement that no frame follows: surfaced as JSON.
-        Message::text(r#"{"type": "ev9", "data": {"event": "ev9", "index": 0, "count": 1, "width": 1, "height": 1, "image_type": "image/png", "bytes": 1}}"#),
+        Message::text(
+            r#"{"type": "ev9", "data": {"event": "ev9", "index": 0, "count": 1, "width": 1, "height": 1, "image_type": "image/png", "bytes": 1}}"#,
+        ),
         Message::text(r#"{"type": "progress", "data": {"value": 1, "max": 2}}"#),
         // Malformed: each is one error, and the client reads on.
         Message::text("not json"),
@@ -99,9 +107,22 @@ fn every_message_kind_and_malformed_ones() {
     assert_eq!(errors, 6, "{events:#?}");
     let mut it = events.into_iter();
     assert!(matches!(it.next(), Some(Event::Json { kind, .. }) if kind == "status"));
-    assert_eq!(it.next(), Some(Event::Image { event: None, index: None, metadata: None, png: png.clone() }));
+    assert_eq!(
+        it.next(),
+        Some(Event::Image {
+            event: None,
+            index: None,
+            metadata: None,
+            png: png.clone()
+        })
+    );
     match it.next() {
-        Some(Event::Image { event, index, metadata, png: p }) => {
+        Some(Event::Image {
+            event,
+            index,
+            metadata,
+            png: p,
+        }) => {
             assert_eq!(event.as_deref(), Some("ev1"));
             assert_eq!(index, Some(1));
             assert_eq!(metadata.unwrap().count, 2);
@@ -110,7 +131,12 @@ fn every_message_kind_and_malformed_ones() {
         other => panic!("{other:?}"),
     }
     match it.next() {
-        Some(Event::Image { event, index, metadata, png: p }) => {
+        Some(Event::Image {
+            event,
+            index,
+            metadata,
+            png: p,
+        }) => {
             assert_eq!(event.as_deref(), Some("ev4"));
             assert_eq!(index, Some(3));
             assert_eq!(metadata.unwrap().width, 2);
@@ -154,10 +180,16 @@ fn metadata_client_sends_flags_and_waits_for_the_answer() {
         Message::text(STATUS),
         Message::text(r#"{"type": "feature_flags", "data": {"supports_preview_metadata": true}}"#),
     ]);
-    let c = Client::connect(&url, ClientOptions::default().metadata(true).client_id("me")).unwrap();
+    let c = Client::connect(
+        &url,
+        ClientOptions::default().metadata(true).client_id("me"),
+    )
+    .unwrap();
     let events: Vec<Event> = c.map(|r| r.unwrap()).collect();
     assert_eq!(events.len(), 2);
-    assert!(matches!(&events[1], Event::Json { kind, data } if kind == "feature_flags" && data["supports_preview_metadata"] == true));
+    assert!(
+        matches!(&events[1], Event::Json { kind, data } if kind == "feature_flags" && data["supports_preview_metadata"] == true)
+    );
     let sent = server.join().unwrap();
     assert_eq!(sent.len(), 1);
     let v: serde_json::Value = serde_json::from_str(&sent[0]).unwrap();
@@ -167,7 +199,10 @@ fn metadata_client_sends_flags_and_waits_for_the_answer() {
 
 #[test]
 fn oversized_server_message_is_an_error_not_a_panic() {
-    let (url, server) = fake_server(vec![Message::text(STATUS), Message::binary(vec![0u8; 4096])]);
+    let (url, server) = fake_server(vec![
+        Message::text(STATUS),
+        Message::binary(vec![0u8; 4096]),
+    ]);
     let mut c = Client::connect(&url, ClientOptions::default().max_message_bytes(1024)).unwrap();
     assert!(matches!(c.next_event(), Ok(Some(Event::Json { .. }))));
     assert!(matches!(c.next_event(), Err(ClientError::WebSocket(_))));
@@ -178,13 +213,31 @@ fn oversized_server_message_is_an_error_not_a_panic() {
 
 #[test]
 fn bad_urls_and_refused_connections() {
-    for url in ["http://127.0.0.1/ws", "wss://127.0.0.1/ws", "ws://", "ws://h:notaport/"] {
-        assert!(matches!(Client::connect(url, ClientOptions::default()), Err(ClientError::BadUrl { .. })), "{url}");
+    for url in [
+        "http://127.0.0.1/ws",
+        "wss://127.0.0.1/ws",
+        "ws://",
+        "ws://h:notaport/",
+    ] {
+        assert!(
+            matches!(
+                Client::connect(url, ClientOptions::default()),
+                Err(ClientError::BadUrl { .. })
+            ),
+            "{url}"
+        );
     }
     // Nothing listens on this port (bound, then closed).
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     assert!(matches!(
-        Client::connect(&format!("ws://127.0.0.1:{port}/ws"), ClientOptions::default()),
+        Client::connect(
+            &format!("ws://127.0.0.1:{port}/ws"),
+            ClientOptions::default()
+        ),
         Err(ClientError::Io(_))
     ));
 }
@@ -194,6 +247,9 @@ fn connect_times_out_against_a_silent_server() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("ws://{}/ws", listener.local_addr().unwrap());
     let opts = ClientOptions::default().connect_timeout(Duration::from_millis(300));
-    assert!(matches!(Client::connect(&url, opts), Err(ClientError::Timeout)));
+    assert!(matches!(
+        Client::connect(&url, opts),
+        Err(ClientError::Timeout)
+    ));
     drop(listener);
 }

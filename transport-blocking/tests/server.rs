@@ -25,7 +25,10 @@ fn connect(server: &pngcast_blocking::Server, opts: ClientOptions) -> Client {
 fn read_until(client: &mut Client, mut done: impl FnMut(&Event) -> bool) -> Vec<Event> {
     let mut out = Vec::new();
     loop {
-        let ev = client.next_event().expect("read").expect("connection ended early");
+        let ev = client
+            .next_event()
+            .expect("read")
+            .expect("connection ended early");
         let stop = done(&ev);
         out.push(ev);
         if stop {
@@ -53,7 +56,10 @@ fn status_first_with_requested_or_generated_sid() {
     }
     let c2 = connect(&server, ClientOptions::default());
     assert_eq!(c2.sid().len(), 32);
-    assert!(c2.sid().bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+    assert!(c2
+        .sid()
+        .bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
     wait_until("two clients", LIMIT, || server.stats().clients == 2);
 }
 
@@ -91,7 +97,12 @@ fn legacy_client_gets_announcement_then_type1() {
     read_until(&mut c, |e| is_json(e, "status"));
     server.send_image(&Target::All, &f).unwrap();
     match c.next_event().unwrap().unwrap() {
-        Event::Image { event, index, metadata, png } => {
+        Event::Image {
+            event,
+            index,
+            metadata,
+            png,
+        } => {
             assert_eq!(event.as_deref(), Some("preview"));
             assert_eq!(index, Some(2));
             assert_eq!(metadata.unwrap().count, 5);
@@ -125,7 +136,12 @@ fn flagged_client_gets_type4_with_event() {
     let f = frame("my_event", 1, 3, true);
     server.send_image(&Target::All, &f).unwrap();
     match c.next_event().unwrap().unwrap() {
-        Event::Image { event, index, metadata, png } => {
+        Event::Image {
+            event,
+            index,
+            metadata,
+            png,
+        } => {
             assert_eq!(event.as_deref(), Some("my_event"));
             assert_eq!(index, Some(1));
             let m = metadata.unwrap();
@@ -138,8 +154,10 @@ fn flagged_client_gets_type4_with_event() {
     // Raw bytes: 00000004 <len J> J PNG, and no announcement before it.
     let (mut ws, _) = tungstenite::connect(ws_url(&server)).unwrap();
     let _status = ws.read().unwrap();
-    ws.send(tungstenite::Message::text(r#"{"type": "feature_flags", "data": {"supports_preview_metadata": true}}"#))
-        .unwrap();
+    ws.send(tungstenite::Message::text(
+        r#"{"type": "feature_flags", "data": {"supports_preview_metadata": true}}"#,
+    ))
+    .unwrap();
     let reply = ws.read().unwrap().into_text().unwrap();
     assert!(reply.contains("feature_flags"), "{reply}");
     server.send_image(&Target::All, &f).unwrap();
@@ -161,8 +179,12 @@ fn order_per_client_is_send_order() {
     read_until(&mut b, |e| is_json(e, "feature_flags"));
     let n = 60u32;
     for i in 0..n {
-        server.send_image(&Target::All, &frame("ev", i, n, true)).unwrap();
-        server.send_json(&Target::All, "tick", &serde_json::json!({ "i": i })).unwrap();
+        server
+            .send_image(&Target::All, &frame("ev", i, n, true))
+            .unwrap();
+        server
+            .send_json(&Target::All, "tick", &serde_json::json!({ "i": i }))
+            .unwrap();
     }
     for c in [&mut a, &mut b] {
         for i in 0..n {
@@ -179,6 +201,18 @@ fn order_per_client_is_send_order() {
             }
         }
     }
+    // Stats: every image written to both clients, nothing dropped.
+    wait_until("stats settle", LIMIT, || {
+        server.stats().frames_sent == u64::from(2 * n)
+    });
+    let s = server.stats();
+    assert_eq!(
+        (s.frames_queued, s.frames_dropped, s.clients),
+        (u64::from(2 * n), 0, 2),
+        "{s:?}"
+    );
+    // Two status messages, one feature-flags reply, the ticks.
+    assert_eq!(s.texts_queued, u64::from(2 * n) + 3, "{s:?}");
 }
 
 #[test]
@@ -188,9 +222,15 @@ fn targeting_one_client_and_broadcast() {
     let mut b = connect(&server, ClientOptions::default().client_id("b"));
     read_until(&mut a, |e| is_json(e, "status"));
     read_until(&mut b, |e| is_json(e, "status"));
-    server.send_json(&Target::client("a"), "only_a", &serde_json::json!(1)).unwrap();
-    server.send_image(&Target::client("b"), &frame("only_b", 0, 1, true)).unwrap();
-    server.send_json(&Target::All, "everyone", &serde_json::json!(2)).unwrap();
+    server
+        .send_json(&Target::client("a"), "only_a", &serde_json::json!(1))
+        .unwrap();
+    server
+        .send_image(&Target::client("b"), &frame("only_b", 0, 1, true))
+        .unwrap();
+    server
+        .send_json(&Target::All, "everyone", &serde_json::json!(2))
+        .unwrap();
     let ea = read_until(&mut a, |e| is_json(e, "everyone"));
     let eb = read_until(&mut b, |e| is_json(e, "everyone"));
     assert_eq!(ea.len(), 2);
@@ -214,9 +254,13 @@ fn reconnect_replaces_old_socket_and_keeps_new_one() {
     while old.next_event().unwrap().is_some() {}
     assert_eq!(old.close_code(), Some(1000));
     // ...and its cleanup (done by now: the old reader saw the close) did not remove the new one.
-    wait_until("old connection counted closed", LIMIT, || server.stats().clients_closed == 1);
+    wait_until("old connection counted closed", LIMIT, || {
+        server.stats().clients_closed == 1
+    });
     assert_eq!(server.stats().clients, 1);
-    server.send_json(&Target::client("same"), "hello", &serde_json::json!("new")).unwrap();
+    server
+        .send_json(&Target::client("same"), "hello", &serde_json::json!("new"))
+        .unwrap();
     let got = read_until(&mut new, |e| is_json(e, "hello"));
     assert_eq!(got.len(), 1);
 }
@@ -228,11 +272,17 @@ fn slow_reader_does_not_slow_others() {
     // at most 8 frames ahead of the fast client (flow control by the test), so the fast client
     // never needs to drop, while the stuck one falls behind without bound and drops.
     fn run(with_stuck: bool) -> (usize, u64) {
-        let server = start(config().queue_bytes(4 << 20).stall_timeout(Duration::from_secs(60)));
+        let server = start(
+            config()
+                .queue_bytes(4 << 20)
+                .stall_timeout(Duration::from_secs(60)),
+        );
         let _stuck = with_stuck.then(|| never_reading_client(server.local_addr(), "stuck"));
         let mut fast = connect(&server, ClientOptions::default().client_id("fast"));
         read_until(&mut fast, |e| is_json(e, "status"));
-        wait_until("clients", LIMIT, || server.stats().clients == 1 + usize::from(with_stuck));
+        wait_until("clients", LIMIT, || {
+            server.stats().clients == 1 + usize::from(with_stuck)
+        });
         let n = 200u32;
         let received = Arc::new(AtomicUsize::new(0));
         let seen = Arc::clone(&received);
@@ -253,9 +303,13 @@ fn slow_reader_does_not_slow_others() {
             wait_until("fast client keeps up", Duration::from_secs(60), || {
                 received.load(Ordering::Acquire) + 8 > i as usize
             });
-            server.send_image(&Target::All, &big_frame(i, 128 << 10)).unwrap();
+            server
+                .send_image(&Target::All, &big_frame(i, 128 << 10))
+                .unwrap();
         }
-        server.send_json(&Target::client("fast"), "done", &serde_json::json!(null)).unwrap();
+        server
+            .send_json(&Target::client("fast"), "done", &serde_json::json!(null))
+            .unwrap();
         let images = reader.join().unwrap();
         (images, server.stats().frames_dropped)
     }
@@ -263,18 +317,30 @@ fn slow_reader_does_not_slow_others() {
     let (beside_stuck, dropped) = run(true);
     assert_eq!(alone, 200);
     assert_eq!(dropped_alone, 0);
-    assert_eq!(beside_stuck, alone, "the stuck client changed what the fast one received");
-    assert!(dropped > 0, "the stuck client's queue never filled (its drops are counted)");
+    assert_eq!(
+        beside_stuck, alone,
+        "the stuck client changed what the fast one received"
+    );
+    assert!(
+        dropped > 0,
+        "the stuck client's queue never filled (its drops are counted)"
+    );
 }
 
 #[test]
 fn latest_wins_drops_are_counted() {
-    let server = start(config().queue_bytes(1 << 20).stall_timeout(Duration::from_secs(60)));
+    let server = start(
+        config()
+            .queue_bytes(1 << 20)
+            .stall_timeout(Duration::from_secs(60)),
+    );
     let _stuck = never_reading_client(server.local_addr(), "stuck");
     wait_until("client", LIMIT, || server.stats().clients == 1);
     let n = 200u32;
     for i in 0..n {
-        server.send_image(&Target::All, &big_frame(i, 128 << 10)).unwrap();
+        server
+            .send_image(&Target::All, &big_frame(i, 128 << 10))
+            .unwrap();
     }
     let s = server.stats();
     assert!(s.frames_dropped > 0, "{s:?}");
@@ -284,14 +350,22 @@ fn latest_wins_drops_are_counted() {
 
 #[test]
 fn latest_wins_reader_sees_newest_frame_in_order() {
-    let server = start(config().queue_bytes(600 << 10).stall_timeout(Duration::from_secs(30)));
+    let server = start(
+        config()
+            .queue_bytes(600 << 10)
+            .stall_timeout(Duration::from_secs(30)),
+    );
     let mut c = connect(&server, ClientOptions::default().client_id("late"));
     read_until(&mut c, |e| is_json(e, "status"));
     let n = 300u32;
     for i in 0..n {
-        server.send_image(&Target::All, &big_frame(i, 100 << 10)).unwrap();
+        server
+            .send_image(&Target::All, &big_frame(i, 100 << 10))
+            .unwrap();
     }
-    server.send_json(&Target::All, "done", &serde_json::json!(null)).unwrap();
+    server
+        .send_json(&Target::All, "done", &serde_json::json!(null))
+        .unwrap();
     let events = read_until(&mut c, |e| is_json(e, "done"));
     let indices: Vec<u32> = events
         .iter()
@@ -300,10 +374,21 @@ fn latest_wins_reader_sees_newest_frame_in_order() {
             _ => None,
         })
         .collect();
-    assert!(indices.windows(2).all(|w| w[0] < w[1]), "out of order: {indices:?}");
-    assert_eq!(indices.last(), Some(&(n - 1)), "the newest frame must arrive");
+    assert!(
+        indices.windows(2).all(|w| w[0] < w[1]),
+        "out of order: {indices:?}"
+    );
+    assert_eq!(
+        indices.last(),
+        Some(&(n - 1)),
+        "the newest frame must arrive"
+    );
     let s = server.stats();
-    assert_eq!(indices.len() as u64 + s.frames_dropped, u64::from(n), "{s:?}");
+    assert_eq!(
+        indices.len() as u64 + s.frames_dropped,
+        u64::from(n),
+        "{s:?}"
+    );
 }
 
 #[test]
@@ -320,7 +405,9 @@ fn reliable_overflow_closes_with_1008_and_others_go_on() {
         server.send_image(&Target::client("lazy"), &f).unwrap();
         server.send_image(&Target::client("stuck"), &f).unwrap();
     }
-    wait_until("overflow closes", LIMIT, || server.stats().closed_overflow >= 1);
+    wait_until("overflow closes", LIMIT, || {
+        server.stats().closed_overflow >= 1
+    });
     // "lazy" now reads: everything it got is in order, then Close 1008.
     let mut last = None;
     while let Some(ev) = lazy.next_event().unwrap() {
@@ -331,7 +418,13 @@ fn reliable_overflow_closes_with_1008_and_others_go_on() {
     }
     assert_eq!(lazy.close_code(), Some(1008));
     // The good client is untouched.
-    server.send_json(&Target::client("good"), "still_here", &serde_json::json!(true)).unwrap();
+    server
+        .send_json(
+            &Target::client("good"),
+            "still_here",
+            &serde_json::json!(true),
+        )
+        .unwrap();
     assert_eq!(read_until(&mut good, |e| is_json(e, "still_here")).len(), 1);
 }
 
@@ -344,10 +437,14 @@ fn oversized_inbound_closes_1009_for_that_client_only() {
     bad.send_text(&"x".repeat(4096)).unwrap();
     while bad.next_event().unwrap().is_some() {}
     assert_eq!(bad.close_code(), Some(1009));
-    server.send_image(&Target::All, &frame("after", 0, 1, true)).unwrap();
+    server
+        .send_image(&Target::All, &frame("after", 0, 1, true))
+        .unwrap();
     let got = read_until(&mut good, |e| matches!(e, Event::Image { .. }));
     assert_eq!(got.len(), 1);
-    wait_until("bad input counted", LIMIT, || server.stats().closed_bad_input == 1);
+    wait_until("bad input counted", LIMIT, || {
+        server.stats().closed_bad_input == 1
+    });
 }
 
 #[test]
@@ -364,9 +461,12 @@ fn invalid_utf8_and_protocol_errors_close_that_client() {
     let text = String::from_utf8_lossy(&all);
     assert!(text.starts_with("HTTP/1.1 101"), "{text}");
     // Last frame: Close with code 1002.
-    let close_at = all.windows(2).rposition(|w| w[0] == 0x88).expect("a close frame");
+    let close_at = all
+        .windows(2)
+        .rposition(|w| w[0] == 0x88)
+        .expect("a close frame");
     assert_eq!(&all[close_at + 2..close_at + 4], &1002u16.to_be_bytes());
-    // Invalid UTF-8 in a text message: 1003 (protocol.md: malformed closes with 1003).
+    // Invalid UTF-8 in a text message: 1007 (RFC 6455 section 7.4.1, as the mio transport).
     let mut s = TcpStream::connect(addr).unwrap();
     s.write_all(upgrade_request("/ws", "").as_bytes()).unwrap();
     let mask = [1u8, 2, 3, 4];
@@ -378,9 +478,27 @@ fn invalid_utf8_and_protocol_errors_close_that_client() {
     s.set_read_timeout(Some(LIMIT)).unwrap();
     let mut all = Vec::new();
     let _ = s.read_to_end(&mut all);
-    let close_at = all.windows(2).rposition(|w| w[0] == 0x88).expect("a close frame");
-    assert_eq!(&all[close_at + 2..close_at + 4], &1003u16.to_be_bytes());
-    wait_until("bad input counted", LIMIT, || server.stats().closed_bad_input == 2);
+    let close_at = all
+        .windows(2)
+        .rposition(|w| w[0] == 0x88)
+        .expect("a close frame");
+    assert_eq!(&all[close_at + 2..close_at + 4], &1007u16.to_be_bytes());
+    // A binary message: 1003 (unsupported data).
+    let (mut ws, _) = tungstenite::connect(ws_url(&server)).unwrap();
+    let _status = ws.read().unwrap();
+    ws.send(tungstenite::Message::binary(vec![1u8, 2, 3]))
+        .unwrap();
+    let close = loop {
+        match ws.read() {
+            Ok(tungstenite::Message::Close(f)) => break f.map(|f| u16::from(f.code)),
+            Ok(_) => {}
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(close, Some(1003));
+    wait_until("bad input counted", LIMIT, || {
+        server.stats().closed_bad_input == 3
+    });
 }
 
 #[test]
@@ -388,14 +506,20 @@ fn pings_get_pongs_and_later_texts_are_ignored() {
     let server = start(config());
     let (mut ws, _) = tungstenite::connect(ws_url(&server)).unwrap();
     let _status = ws.read().unwrap();
-    ws.send(tungstenite::Message::text("not json at all")).unwrap();
-    ws.send(tungstenite::Message::text(r#"{"type": "feature_flags", "data": {"supports_preview_metadata": true}}"#))
+    ws.send(tungstenite::Message::text("not json at all"))
         .unwrap();
-    ws.send(tungstenite::Message::Ping(b"p1".to_vec().into())).unwrap();
+    ws.send(tungstenite::Message::text(
+        r#"{"type": "feature_flags", "data": {"supports_preview_metadata": true}}"#,
+    ))
+    .unwrap();
+    ws.send(tungstenite::Message::Ping(b"p1".to_vec().into()))
+        .unwrap();
     let pong = ws.read().unwrap();
     assert_eq!(pong, tungstenite::Message::Pong(b"p1".to_vec().into()));
     // The late feature_flags was ignored: images still come as legacy.
-    server.send_image(&Target::All, &frame("e", 0, 1, false)).unwrap();
+    server
+        .send_image(&Target::All, &frame("e", 0, 1, false))
+        .unwrap();
     let bin = ws.read().unwrap().into_data();
     assert_eq!(&bin[..4], &[0, 0, 0, 1]);
 }
@@ -414,7 +538,10 @@ fn plain_routes_and_refusals() {
     let server = start(config().max_clients(1).token(Some("s3cret".into())));
     let addr = server.local_addr();
     let get = |target: &str, extra: &str| {
-        raw_http(addr, &format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}\r\n"))
+        raw_http(
+            addr,
+            &format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}\r\n"),
+        )
     };
     let viewer = get("/", "");
     assert!(viewer.starts_with("HTTP/1.1 200"), "{viewer}");
@@ -425,11 +552,18 @@ fn plain_routes_and_refusals() {
     let flags: serde_json::Value = serde_json::from_str(body).unwrap();
     assert_eq!(flags["supports_preview_metadata"], true);
     assert!(status_line(&get("/nope", "")).contains("404"));
-    assert!(status_line(&raw_http(addr, "POST /ws HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")).contains("405"));
+    assert!(status_line(&raw_http(
+        addr,
+        "POST /ws HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+    ))
+    .contains("405"));
     assert!(status_line(&get("/ws", "")).contains("401"), "no token");
     assert!(status_line(&raw_http(addr, &upgrade_request("/ws?token=wrong", ""))).contains("401"));
-    assert!(status_line(&raw_http(addr, &upgrade_request("/ws?token=s3cret", "Origin: http://evil.example\r\n")))
-        .contains("403"));
+    assert!(status_line(&raw_http(
+        addr,
+        &upgrade_request("/ws?token=s3cret", "Origin: http://evil.example\r\n")
+    ))
+    .contains("403"));
     assert!(status_line(&raw_http(
         addr,
         "GET /ws?token=s3cret HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
@@ -445,7 +579,11 @@ fn plain_routes_and_refusals() {
         Err(ClientError::Refused(503)) => {}
         other => panic!("{other:?}"),
     }
-    assert!(server.stats().handshakes_refused >= 9, "{:?}", server.stats());
+    assert!(
+        server.stats().handshakes_refused >= 9,
+        "{:?}",
+        server.stats()
+    );
 }
 
 #[test]
@@ -467,7 +605,8 @@ fn shutdown_sends_close_1001_and_later_sends_fail() {
     let mut c = connect(&server, ClientOptions::default());
     read_until(&mut c, |e| is_json(e, "status"));
     let sink = server.sink();
-    sink.send_image(&Target::All, &frame("last", 0, 1, true)).unwrap();
+    sink.send_image(&Target::All, &frame("last", 0, 1, true))
+        .unwrap();
     let reader = thread::spawn(move || {
         let mut events = Vec::new();
         while let Some(ev) = c.next_event().unwrap() {
@@ -478,8 +617,14 @@ fn shutdown_sends_close_1001_and_later_sends_fail() {
     server.shutdown(Duration::from_secs(5));
     let (events, code) = reader.join().unwrap();
     assert_eq!(code, Some(1001));
-    assert!(matches!(events.last(), Some(Event::Image { .. })), "queued frame flushed first: {events:?}");
-    assert_eq!(sink.send_text(&Target::All, json_event("x", &serde_json::json!(0))), Err(SinkError::ShutDown));
+    assert!(
+        matches!(events.last(), Some(Event::Image { .. })),
+        "queued frame flushed first: {events:?}"
+    );
+    assert_eq!(
+        sink.send_text(&Target::All, json_event("x", &serde_json::json!(0))),
+        Err(SinkError::ShutDown)
+    );
     assert_eq!(server.stats().clients, 0);
     // New connections are refused.
     assert!(TcpStream::connect(server.local_addr())
@@ -494,12 +639,18 @@ fn shutdown_sends_close_1001_and_later_sends_fail() {
 
 #[test]
 fn stalled_client_is_closed_after_the_stall_timeout() {
-    let server = start(config().stall_timeout(Duration::from_millis(300)).queue_bytes(64 << 20));
+    let server = start(
+        config()
+            .stall_timeout(Duration::from_millis(300))
+            .queue_bytes(64 << 20),
+    );
     let _stuck = never_reading_client(server.local_addr(), "stuck");
     wait_until("client", LIMIT, || server.stats().clients == 1);
     // Enough to fill the kernel buffers on both sides.
     for i in 0..64 {
-        server.send_image(&Target::All, &big_frame(i, 512 << 10)).unwrap();
+        server
+            .send_image(&Target::All, &big_frame(i, 512 << 10))
+            .unwrap();
     }
     wait_until("stall close", LIMIT, || server.stats().closed_stall == 1);
     wait_until("client gone", LIMIT, || server.stats().clients == 0);
@@ -513,5 +664,56 @@ fn frames_are_shared_not_copied() {
     let before = Arc::strong_count(f.png_arc());
     server.send_image(&Target::All, &f).unwrap();
     wait_until("frame written", LIMIT, || server.stats().frames_sent == 1);
-    wait_until("queue let go of the frame", LIMIT, || Arc::strong_count(f.png_arc()) == before);
+    wait_until("queue let go of the frame", LIMIT, || {
+        Arc::strong_count(f.png_arc()) == before
+    });
+}
+
+#[test]
+fn ping_flood_from_a_non_reader_closes_only_that_client() {
+    let server = start(config().stall_timeout(Duration::from_secs(60)));
+    let mut good = connect(&server, ClientOptions::default().client_id("good"));
+    read_until(&mut good, |e| is_json(e, "status"));
+    let s = never_reading_client(server.local_addr(), "flooder");
+    wait_until("both clients", LIMIT, || server.stats().clients == 2);
+    // Stall its writer first (big frames it never reads), then flood pings whose pongs pile up.
+    for i in 0..40 {
+        server
+            .send_image(&Target::client("flooder"), &big_frame(i, 1 << 20))
+            .unwrap();
+    }
+    let mut w = &s;
+    let ping = {
+        let mask = [9u8, 8, 7, 6];
+        let payload = [0x55u8; 125];
+        let mut f = vec![0x89, 0x80 | 125];
+        f.extend_from_slice(&mask);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        f
+    };
+    for _ in 0..2000 {
+        if w.write_all(&ping).is_err() {
+            break;
+        }
+    }
+    wait_until("flood closed", LIMIT, || {
+        server.stats().closed_bad_input == 1
+    });
+    server
+        .send_json(&Target::client("good"), "ok", &serde_json::json!(1))
+        .unwrap();
+    assert_eq!(read_until(&mut good, |e| is_json(e, "ok")).len(), 1);
+}
+
+#[test]
+fn drop_shuts_the_server_down() {
+    let server = start(config());
+    let addr = server.local_addr();
+    let mut c = connect(&server, ClientOptions::default());
+    read_until(&mut c, |e| is_json(e, "status"));
+    drop(server);
+    while c.next_event().unwrap().is_some() {}
+    assert_eq!(c.close_code(), Some(1001));
+    // The listener is gone.
+    assert!(TcpStream::connect(addr).is_err());
 }

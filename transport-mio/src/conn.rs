@@ -60,7 +60,9 @@ pub(crate) enum HeadRead {
 impl Conn {
     /// Reads request-head bytes until `WouldBlock`, keeping at most `max` bytes (plus one read).
     pub(crate) fn read_head(&mut self, max: usize) -> HeadRead {
-        let Phase::Head(buf) = &mut self.phase else { return HeadRead::Pending };
+        let Phase::Head(buf) = &mut self.phase else {
+            return HeadRead::Pending;
+        };
         let mut chunk = [0u8; 2048];
         loop {
             if buf.len() > max {
@@ -79,7 +81,9 @@ impl Conn {
     /// Writes what is left of a plain HTTP reply; true once all of it is out.
     /// An I/O error ends the connection.
     pub(crate) fn write_reply(&mut self) -> io::Result<bool> {
-        let Phase::Reply(reply) = &mut self.phase else { return Ok(true) };
+        let Phase::Reply(reply) = &mut self.phase else {
+            return Ok(true);
+        };
         while reply.pos < reply.out.len() {
             match self.sock.write(&reply.out[reply.pos..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),

@@ -52,7 +52,10 @@ impl Key {
         Token((self.idx << GEN_BITS) | (self.gen & GEN_MASK))
     }
     fn from_token(t: Token) -> Key {
-        Key { idx: t.0 >> GEN_BITS, gen: t.0 & GEN_MASK }
+        Key {
+            idx: t.0 >> GEN_BITS,
+            gen: t.0 & GEN_MASK,
+        }
     }
 }
 
@@ -93,12 +96,17 @@ impl EventLoop {
         shared: Arc<Shared>,
         config: ServerConfig,
     ) -> io::Result<EventLoop> {
-        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
-        let shortest = [config.handshake_timeout, config.stall_timeout, config.ping_interval]
-            .into_iter()
-            .filter(|d| !d.is_zero())
-            .min()
-            .unwrap_or(Duration::from_secs(1));
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let shortest = [
+            config.handshake_timeout,
+            config.stall_timeout,
+            config.ping_interval,
+        ]
+        .into_iter()
+        .filter(|d| !d.is_zero())
+        .min()
+        .unwrap_or(Duration::from_secs(1));
         let tick = (shortest / 4).clamp(Duration::from_millis(5), Duration::from_millis(250));
         let now = Instant::now();
         Ok(EventLoop {
@@ -140,8 +148,10 @@ impl EventLoop {
                     LISTENER => self.accept_all(),
                     WAKER => {}
                     token => {
-                        let readable = event.is_readable() || event.is_read_closed() || event.is_error();
-                        let writable = event.is_writable() || event.is_write_closed() || event.is_error();
+                        let readable =
+                            event.is_readable() || event.is_read_closed() || event.is_error();
+                        let writable =
+                            event.is_writable() || event.is_write_closed() || event.is_error();
                         self.on_event(Key::from_token(token), readable, writable);
                     }
                 }
@@ -172,7 +182,9 @@ impl EventLoop {
 
     fn accept_all(&mut self) {
         loop {
-            let Some(listener) = &self.listener else { return };
+            let Some(listener) = &self.listener else {
+                return;
+            };
             match listener.accept() {
                 Ok((sock, _addr)) => {
                     if self.conns >= self.config.max_clients.saturating_add(SPARE_CONNECTIONS) {
@@ -197,14 +209,26 @@ impl EventLoop {
             self.slots.push(Slot { gen: 0, conn: None });
             self.slots.len() - 1
         });
-        let key = Key { idx, gen: self.slots[idx].gen };
-        if self.poll.registry().register(&mut sock, key.token(), Interest::READABLE).is_err() {
+        let key = Key {
+            idx,
+            gen: self.slots[idx].gen,
+        };
+        if self
+            .poll
+            .registry()
+            .register(&mut sock, key.token(), Interest::READABLE)
+            .is_err()
+        {
             self.free.push(idx);
             return;
         }
         let deadline = Instant::now() + self.config.handshake_timeout;
-        self.slots[idx].conn =
-            Some(Conn { sock, phase: Phase::Head(Vec::new()), deadline, writable_registered: false });
+        self.slots[idx].conn = Some(Conn {
+            sock,
+            phase: Phase::Head(Vec::new()),
+            deadline,
+            writable_registered: false,
+        });
         self.conns += 1;
     }
 
@@ -229,8 +253,18 @@ impl EventLoop {
         }
         let want = conn.wants_writable();
         if want != conn.writable_registered {
-            let interest = if want { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
-            if self.poll.registry().reregister(&mut conn.sock, key.token(), interest).is_err() {
+            let interest = if want {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            if self
+                .poll
+                .registry()
+                .reregister(&mut conn.sock, key.token(), interest)
+                .is_err()
+            {
+                self.end_ws(key, &mut conn, Phase::Done);
                 conn.phase = Phase::Done;
                 return self.settle(key, conn);
             }
@@ -240,20 +274,25 @@ impl EventLoop {
     }
 
     fn on_event(&mut self, key: Key, readable: bool, writable: bool) {
-        let Some(mut conn) = self.take(key) else { return };
+        let Some(mut conn) = self.take(key) else {
+            return;
+        };
         let now = Instant::now();
-        match &mut conn.phase {
-            Phase::Head(_) => {
-                if readable {
-                    self.on_head(key, &mut conn, now);
-                }
-                if matches!(conn.phase, Phase::Reply(_)) {
-                    self.write_reply(&mut conn, now);
-                }
-                if let Phase::Ws(_) = conn.phase {
-                    self.pump(key, &mut conn, now);
-                }
+        // Bytes that followed the request head (a client may pipeline its first frames) sit in
+        // tungstenite's buffer with no readiness edge to come: a fresh client is read at once.
+        let mut readable = readable;
+        if let Phase::Head(_) = conn.phase {
+            if readable {
+                self.on_head(key, &mut conn, now);
             }
+            match conn.phase {
+                Phase::Reply(_) => self.write_reply(&mut conn, now),
+                Phase::Ws(_) => readable = true,
+                _ => {}
+            }
+        }
+        match &mut conn.phase {
+            Phase::Head(_) => {}
             Phase::Reply(_) => {
                 if writable {
                     self.write_reply(&mut conn, now);
@@ -301,8 +340,11 @@ impl EventLoop {
                 return self.refuse(conn, HttpError::TooLarge { limit }.response());
             }
         }
-        let Phase::Head(buf) = &conn.phase else { return };
-        let (head, used) = match RequestHead::parse_with_limit(buf, self.config.max_handshake_bytes) {
+        let Phase::Head(buf) = &conn.phase else {
+            return;
+        };
+        let (head, used) = match RequestHead::parse_with_limit(buf, self.config.max_handshake_bytes)
+        {
             Ok(Some(parsed)) => parsed,
             Ok(None) => return,
             Err(e) => return self.refuse(conn, e.response()),
@@ -311,7 +353,9 @@ impl EventLoop {
         match http::route(&head, &self.config, self.by_id.len()) {
             Route::Viewer => self.reply(conn, http::viewer_response()),
             Route::Features => self.reply(conn, http::features_response()),
-            Route::Refuse { status, reason } => self.refuse(conn, http::refusal_response(status, reason)),
+            Route::Refuse { status, reason } => {
+                self.refuse(conn, http::refusal_response(status, reason))
+            }
             Route::Upgrade { client_id } => {
                 let response = http::switching_protocols(&head);
                 let client_id: Arc<str> = client_id.into();
@@ -359,7 +403,9 @@ impl EventLoop {
 
     /// Writes a WebSocket client's pending output and acts on the outcome.
     fn pump(&mut self, key: Key, conn: &mut Conn, now: Instant) {
-        let Phase::Ws(ws) = &mut conn.phase else { return };
+        let Phase::Ws(ws) = &mut conn.phase else {
+            return;
+        };
         match ws.pump(&mut conn.sock, &self.shared.stats, now) {
             Pump::Idle | Pump::Blocked => {}
             Pump::Finished => {
@@ -375,7 +421,9 @@ impl EventLoop {
 
     /// A WebSocket client stops being one: counters, clientId map, queue.
     fn end_ws(&mut self, key: Key, conn: &mut Conn, next: Phase) {
-        let Phase::Ws(ws) = std::mem::replace(&mut conn.phase, next) else { return };
+        let Phase::Ws(ws) = std::mem::replace(&mut conn.phase, next) else {
+            return;
+        };
         if self.by_id.get(&ws.client_id) == Some(&key) {
             self.by_id.remove(&ws.client_id);
         }
@@ -423,7 +471,9 @@ impl EventLoop {
         }
         for &key in &targets {
             self.with(key, |lp, conn, now| {
-                let Phase::Ws(ws) = &mut conn.phase else { return };
+                let Phase::Ws(ws) = &mut conn.phase else {
+                    return;
+                };
                 if !ws.is_open() {
                     return;
                 }
@@ -445,7 +495,10 @@ impl EventLoop {
             let _ = self.poll.registry().deregister(&mut listener);
         }
         for idx in 0..self.slots.len() {
-            let key = Key { idx, gen: self.slots[idx].gen & GEN_MASK };
+            let key = Key {
+                idx,
+                gen: self.slots[idx].gen & GEN_MASK,
+            };
             self.with(key, |lp, conn, now| match &mut conn.phase {
                 Phase::Head(_) => conn.phase = Phase::Done,
                 Phase::Ws(ws) => {
@@ -467,7 +520,10 @@ impl EventLoop {
         }
         let stall = self.config.stall_timeout;
         for idx in 0..self.slots.len() {
-            let key = Key { idx, gen: self.slots[idx].gen & GEN_MASK };
+            let key = Key {
+                idx,
+                gen: self.slots[idx].gen & GEN_MASK,
+            };
             self.with(key, |lp, conn, now| match &mut conn.phase {
                 Phase::Head(_) | Phase::Reply(_) | Phase::Linger => {
                     if now >= conn.deadline {
@@ -478,7 +534,10 @@ impl EventLoop {
                     }
                 }
                 Phase::Ws(ws) => {
-                    if ws.stalled_since.is_some_and(|t| now.duration_since(t) >= stall) {
+                    if ws
+                        .stalled_since
+                        .is_some_and(|t| now.duration_since(t) >= stall)
+                    {
                         Stats::add(&lp.shared.stats.closed_stall, 1);
                         lp.end_ws(key, conn, Phase::Done);
                         return;

@@ -102,7 +102,10 @@ impl Server {
             .spawn(move || event_loop.run())
             .map_err(Error::Setup)?;
         *shared.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(thread);
-        Ok(Server { handle: Arc::new(MioSink { shared }), local_addr })
+        Ok(Server {
+            handle: Arc::new(MioSink { shared }),
+            local_addr,
+        })
     }
 
     /// The bound address (useful after binding port 0).
@@ -140,7 +143,10 @@ impl Drop for Server {
 
 impl FrameSink for MioSink {
     fn send_image(&self, target: &Target, frame: &WireFrame) -> Result<(), SinkError> {
-        if self.shared.push(Command::Image(target.clone(), frame.clone())) {
+        if self
+            .shared
+            .push(Command::Image(target.clone(), frame.clone()))
+        {
             Ok(())
         } else {
             Err(SinkError::ShutDown)
@@ -170,7 +176,12 @@ impl FrameSink for MioSink {
         }
         // If the loop is gone the wake fails harmlessly.
         let _ = self.shared.waker.wake();
-        let thread = self.shared.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let thread = self
+            .shared
+            .thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         if let Some(thread) = thread {
             // The loop thread does not panic by design; if it did, there is nothing to recover.
             let _ = thread.join();

@@ -80,11 +80,17 @@ impl CloseWhy {
             CloseWhy::BadUtf8 => (CloseCode::Invalid, "invalid UTF-8"),
             CloseWhy::Protocol => (CloseCode::Protocol, "protocol error"),
         };
-        CloseFrame { code, reason: reason.into() }
+        CloseFrame {
+            code,
+            reason: reason.into(),
+        }
     }
 
     fn is_bad_input(self) -> bool {
-        matches!(self, CloseWhy::TooBig | CloseWhy::Unsupported | CloseWhy::BadUtf8 | CloseWhy::Protocol)
+        matches!(
+            self,
+            CloseWhy::TooBig | CloseWhy::Unsupported | CloseWhy::BadUtf8 | CloseWhy::Protocol
+        )
     }
 }
 
@@ -196,7 +202,10 @@ impl Ws {
 
     /// Queues an image in the form this client asked for.
     pub(crate) fn push_image(&mut self, frame: &wire::WireFrame, stats: &Stats) {
-        let item = Outgoing::Image { frame: frame.clone(), metadata: self.metadata };
+        let item = Outgoing::Image {
+            frame: frame.clone(),
+            metadata: self.metadata,
+        };
         self.push(item, stats);
     }
 
@@ -212,14 +221,23 @@ impl Ws {
         let image = item.is_image();
         match self.queue.push(item) {
             PushOutcome::Queued => {}
-            PushOutcome::DroppedOldest { frames } => Stats::add(&stats.frames_dropped, frames as u64),
+            PushOutcome::DroppedOldest { frames } => {
+                Stats::add(&stats.frames_dropped, frames as u64)
+            }
             PushOutcome::Overflow => {
                 Stats::add(&stats.closed_overflow, 1);
                 self.close(CloseWhy::Overflow, stats);
                 return;
             }
         }
-        Stats::add(if image { &stats.frames_queued } else { &stats.texts_queued }, 1);
+        Stats::add(
+            if image {
+                &stats.frames_queued
+            } else {
+                &stats.texts_queued
+            },
+            1,
+        );
     }
 
     /// Starts closing with `why`; the close frame follows the frame in flight (and, for a
@@ -238,7 +256,8 @@ impl Ws {
 
     /// Queues a keepalive ping for the next frame boundary.
     pub(crate) fn ping(&mut self, stats: &Stats) {
-        if self.closing == Closing::Open && self.queue.push_control(&PING) == PushOutcome::Overflow {
+        if self.closing == Closing::Open && self.queue.push_control(&PING) == PushOutcome::Overflow
+        {
             Stats::add(&stats.closed_overflow, 1);
             self.close(CloseWhy::Overflow, stats);
         }
@@ -261,7 +280,10 @@ impl Ws {
         }
         let mut outcome = Read_::More;
         for _ in 0..READ_BUDGET {
-            let mut tap = Tap { sock: &mut *sock, out: &mut self.tap };
+            let mut tap = Tap {
+                sock: &mut *sock,
+                out: &mut self.tap,
+            };
             match self.ctx.read(&mut tap) {
                 Ok(Message::Text(text)) => {
                     if !self.seen_text {
@@ -274,7 +296,8 @@ impl Ws {
                 }
                 Ok(Message::Close(_)) => {
                     self.read_stopped = true;
-                    if self.closing == Closing::Open || matches!(self.closing, Closing::Pending(_)) {
+                    if self.closing == Closing::Open || matches!(self.closing, Closing::Pending(_))
+                    {
                         self.closing = Closing::ByPeer;
                         let dropped = self.queue.clear_unstarted();
                         Stats::add(&stats.frames_dropped, dropped as u64);
@@ -287,7 +310,9 @@ impl Ws {
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(WsError::Capacity(_)) => self.fail(CloseWhy::TooBig, stats),
                 Err(WsError::Utf8(_)) => self.fail(CloseWhy::BadUtf8, stats),
-                Err(WsError::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake)) => {
+                Err(WsError::Protocol(
+                    tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+                )) => {
                     outcome = Read_::Dead;
                 }
                 Err(WsError::Protocol(_)) => self.fail(CloseWhy::Protocol, stats),
@@ -298,7 +323,10 @@ impl Ws {
             }
         }
         // Pull out a pending pong or close reply, then hand it to the queue.
-        let mut tap = Tap { sock: &mut *sock, out: &mut self.tap };
+        let mut tap = Tap {
+            sock: &mut *sock,
+            out: &mut self.tap,
+        };
         let _ = self.ctx.flush(&mut tap);
         self.take_tap(stats);
         if outcome == Read_::Dead {
@@ -313,7 +341,10 @@ impl Ws {
     /// The client's first text: feature flags decide the image form and get a reply.
     fn on_first_text(&mut self, text: &str, stats: &Stats) {
         if let Ok(wire::TextMessage::FeatureFlags { data }) = wire::parse_text(text) {
-            self.metadata = data.get("supports_preview_metadata").and_then(|b| b.as_bool()) == Some(true);
+            self.metadata = data
+                .get("supports_preview_metadata")
+                .and_then(|b| b.as_bool())
+                == Some(true);
             self.push_text(wire::feature_flags_reply().into(), stats);
         }
     }
@@ -345,7 +376,12 @@ impl Ws {
     }
 
     /// Writes until the socket is full or nothing is left.
-    pub(crate) fn pump<S: Read + Write>(&mut self, sock: &mut S, stats: &Stats, now: Instant) -> Pump {
+    pub(crate) fn pump<S: Read + Write>(
+        &mut self,
+        sock: &mut S,
+        stats: &Stats,
+        now: Instant,
+    ) -> Pump {
         let mut progress = false;
         let result = self.pump_inner(sock, stats, &mut progress);
         if result == Pump::Blocked {
@@ -360,7 +396,12 @@ impl Ws {
         result
     }
 
-    fn pump_inner<S: Read + Write>(&mut self, sock: &mut S, stats: &Stats, progress: &mut bool) -> Pump {
+    fn pump_inner<S: Read + Write>(
+        &mut self,
+        sock: &mut S,
+        stats: &Stats,
+        progress: &mut bool,
+    ) -> Pump {
         loop {
             if self.head_pos < self.head.len() {
                 match sock.write(&self.head[self.head_pos..]) {
@@ -389,7 +430,10 @@ impl Ws {
                     Closing::Pending(why) => {
                         self.closing = Closing::Queued;
                         self.held.clear();
-                        let mut tap = Tap { sock: &mut *sock, out: &mut self.tap };
+                        let mut tap = Tap {
+                            sock: &mut *sock,
+                            out: &mut self.tap,
+                        };
                         // Into a buffer: this cannot fail for I/O reasons.
                         let _ = self.ctx.close(&mut tap, Some(why.frame()));
                         let _ = self.queue.push_control(&self.tap);

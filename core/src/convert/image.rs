@@ -66,7 +66,12 @@ fn gather_row<T: Copy + Default>(
                 j += 1;
             }
         }
-        convert_slice(k, (&buf[..j]).into(), &mut dst[x * c * out..(x + n) * c * out], opts);
+        convert_slice(
+            k,
+            (&buf[..j]).into(),
+            &mut dst[x * c * out..(x + n) * c * out],
+            opts,
+        );
         x += n;
     }
 }
@@ -82,7 +87,7 @@ pub(crate) fn convert_rows(
     let row_len = img.row_len();
     let row_bytes = row_len * opts.bit_depth.bytes();
     assert!(
-        dst.len() % row_bytes == 0,
+        dst.len().is_multiple_of(row_bytes),
         "convert_rows: {} bytes is not a whole number of {row_bytes}-byte rows",
         dst.len()
     );

@@ -204,3 +204,54 @@ pub fn best() -> Kernel {
 pub fn by_name(name: &str) -> Option<Kernel> {
     all().iter().copied().find(|k| k.name == name)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The raw table functions are sound for any slice lengths: they convert the common prefix
+    /// and never write past `dst` (the safe methods assert equal lengths before calling them).
+    #[test]
+    fn raw_functions_convert_only_the_common_prefix() {
+        let src: Vec<f32> = (0..200).map(|i| i as f32 / 199.0).collect();
+        for k in all() {
+            for (s_len, d_len) in [(200, 37), (37, 200), (0, 5), (5, 0), (130, 129)] {
+                let mut want = vec![0xAAu8; d_len + 8];
+                let n = s_len.min(d_len);
+                Kernel::scalar().f32_to_u8(&src[..n], &mut want[..n], Quantize::Truncate);
+                let mut got = vec![0xAAu8; d_len + 8];
+                // SAFETY: `k` came from `all()`, so the CPU has its features.
+                unsafe { (k.table.f32.u8[0])(&src[..s_len], &mut got[..d_len]) };
+                assert_eq!(got, want, "{} u8 {s_len}/{d_len}", k.name());
+
+                let mut got16 = vec![0xAAu8; 2 * d_len + 8];
+                let mut want16 = vec![0xAAu8; 2 * d_len + 8];
+                Kernel::scalar().f32_to_u16be(&src[..n], &mut want16[..2 * n], Quantize::Round);
+                // SAFETY: as above.
+                unsafe { (k.table.f32.u16be[1])(&src[..s_len], &mut got16[..2 * d_len + 1]) };
+                assert_eq!(got16, want16, "{} u16 {s_len}/{d_len}", k.name());
+
+                let h: Vec<f16> = src[..s_len].iter().map(|&x| f16::from_f32(x)).collect();
+                let mut wide = vec![-1f32; d_len + 4];
+                // SAFETY: as above.
+                unsafe { (k.table.widen_f16)(&h, &mut wide[..d_len]) };
+                assert!(wide[..n].iter().zip(&h).all(|(w, h)| *w == h.to_f32()));
+                assert!(
+                    wide[n..].iter().all(|&w| w == -1.0),
+                    "{} widen overran",
+                    k.name()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn kernel_names_are_unique_and_debug_prints_them() {
+        let names: Vec<&str> = all().iter().map(Kernel::name).collect();
+        let mut dedup = names.clone();
+        dedup.sort_unstable();
+        dedup.dedup();
+        assert_eq!(dedup.len(), names.len());
+        assert_eq!(format!("{:?}", Kernel::scalar()), "Kernel(\"scalar\")");
+    }
+}

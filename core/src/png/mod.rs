@@ -366,6 +366,11 @@ impl Encoder {
             convert_bytes,
         );
 
+        // Room for the worst case (incompressible data) up front: a frame that compresses worse
+        // than the last one must not reallocate.
+        let bound = self.head.len() + self.stripes.idat_bound() + chunk::CHUNK_OVERHEAD;
+        out.reserve(bound.saturating_sub(out.len()));
+
         let header = zlib_header(compression);
         let (filter, row_bytes, bpp) = (opts.filter, geom.row_bytes, geom.bpp);
         let code = move |i: usize, scratch: &mut stripe::StripeScratch, data: &mut Vec<u8>| {

@@ -165,7 +165,9 @@ impl Stripes {
             let (y0, y1) = plan.rows(i, height);
             slot.filtered_len = ((y1 - y0) * (row_bytes + 1)) as u64;
             slot.data.clear();
-            slot.data.reserve(deflate_bound(slot.filtered_len as usize));
+            // + 2 for the zlib header (first slot), + 4 for the trailer (last slot).
+            slot.data
+                .reserve(deflate_bound(slot.filtered_len as usize) + 6);
         }
         let stripe_bytes = plan.rows_per * (row_bytes + 1);
         let list = self
@@ -180,10 +182,23 @@ impl Stripes {
         list.reserve(want);
         for s in list.iter_mut() {
             s.reserve(compression, row_bytes, stripe_bytes);
-            if let Some(rows) = convert_bytes {
-                s.convert.reserve(rows);
+            if let Some(bytes) = convert_bytes {
+                // `reserve` counts from the current length: ask for the difference.
+                s.convert.reserve(bytes.saturating_sub(s.convert.len()));
             }
         }
+    }
+
+    /// Worst-case bytes of all IDAT chunks for the current plan (see [`deflate_bound`]), so the
+    /// caller can size the output once and never grow it when a frame compresses worse.
+    pub(crate) fn idat_bound(&self) -> usize {
+        self.slots
+            .iter()
+            .map(|s| {
+                let n = deflate_bound(s.filtered_len as usize) + 6;
+                n + CHUNK_OVERHEAD * n.div_ceil(MAX_CHUNK_DATA)
+            })
+            .sum()
     }
 
     /// Codes every stripe: `code(i, scratch, out)` appends stripe `i`'s raw deflate to `out` and

@@ -37,7 +37,12 @@ pub fn decode(png_bytes: &[u8]) -> Decoded {
         let kind: [u8; 4] = png_bytes[pos + 4..pos + 8].try_into().unwrap();
         let data = &png_bytes[pos + 8..pos + 8 + len];
         let crc = u32::from_be_bytes(png_bytes[pos + 8 + len..pos + 12 + len].try_into().unwrap());
-        assert_eq!(crc, crc32fast::hash(&png_bytes[pos + 4..pos + 8 + len]), "CRC of {:?}", std::str::from_utf8(&kind));
+        assert_eq!(
+            crc,
+            crc32fast::hash(&png_bytes[pos + 4..pos + 8 + len]),
+            "CRC of {:?}",
+            std::str::from_utf8(&kind)
+        );
         if &kind == b"IDAT" {
             zlib.extend_from_slice(data);
         }
@@ -50,8 +55,14 @@ pub fn decode(png_bytes: &[u8]) -> Decoded {
     let idats = kinds.iter().filter(|k| *k == b"IDAT").count();
     assert!(idats >= 1);
     let first_idat = kinds.iter().position(|k| k == b"IDAT").unwrap();
-    assert!(kinds[first_idat..first_idat + idats].iter().all(|k| k == b"IDAT"), "IDATs not consecutive");
-    let inflated = miniz_oxide::inflate::decompress_to_vec_zlib(&zlib).expect("miniz_oxide inflates the zlib stream (Adler-32 checked)");
+    assert!(
+        kinds[first_idat..first_idat + idats]
+            .iter()
+            .all(|k| k == b"IDAT"),
+        "IDATs not consecutive"
+    );
+    let inflated = miniz_oxide::inflate::decompress_to_vec_zlib(&zlib)
+        .expect("miniz_oxide inflates the zlib stream (Adler-32 checked)");
 
     let mut opts = png::DecodeOptions::default();
     opts.set_ignore_adler32(false);
@@ -59,7 +70,9 @@ pub fn decode(png_bytes: &[u8]) -> Decoded {
     let decoder = png::Decoder::new_with_options(Cursor::new(png_bytes), opts);
     let mut reader = decoder.read_info().expect("png reads the header");
     let mut pixels = vec![0; reader.output_buffer_size().expect("sane size")];
-    let frame = reader.next_frame(&mut pixels).expect("png decodes the frame");
+    let frame = reader
+        .next_frame(&mut pixels)
+        .expect("png decodes the frame");
     pixels.truncate(frame.buffer_size());
     let info = reader.info();
     let channels = match info.color_type {
@@ -76,22 +89,42 @@ pub fn decode(png_bytes: &[u8]) -> Decoded {
     };
     assert_eq!(info.interlaced, false);
     let row_bytes = info.width as usize * channels as usize * bit_depth.bytes();
-    assert_eq!(inflated.len(), (row_bytes + 1) * info.height as usize, "inflated size");
+    assert_eq!(
+        inflated.len(),
+        (row_bytes + 1) * info.height as usize,
+        "inflated size"
+    );
     let text = info
         .uncompressed_latin1_text
         .iter()
         .map(|t| (t.keyword.clone(), t.text.clone()))
         .collect();
-    Decoded { width: info.width, height: info.height, channels, bit_depth, pixels, text, idats }
+    Decoded {
+        width: info.width,
+        height: info.height,
+        channels,
+        bit_depth,
+        pixels,
+        text,
+        idats,
+    }
 }
 
 /// Asserts that `png_bytes` decodes to exactly `pixels` with the geometry of `info`.
 pub fn assert_decodes_to(png_bytes: &[u8], info: &ImageInfo, pixels: &[u8], what: &str) {
     let d = decode(png_bytes);
-    assert_eq!((d.width, d.height, d.channels, d.bit_depth), (info.width, info.height, info.channels, info.bit_depth), "{what}: header");
+    assert_eq!(
+        (d.width, d.height, d.channels, d.bit_depth),
+        (info.width, info.height, info.channels, info.bit_depth),
+        "{what}: header"
+    );
     if d.pixels != pixels {
         let first = d.pixels.iter().zip(pixels).position(|(a, b)| a != b);
-        panic!("{what}: pixels differ (first at byte {first:?}, lengths {} vs {})", d.pixels.len(), pixels.len());
+        panic!(
+            "{what}: pixels differ (first at byte {first:?}, lengths {} vs {})",
+            d.pixels.len(),
+            pixels.len()
+        );
     }
 }
 
@@ -132,7 +165,9 @@ pub fn corpus_files() -> Vec<PathBuf> {
 }
 
 fn collect_pngs(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let p = e.path();
         if p.is_dir() {
@@ -154,8 +189,20 @@ pub fn load_png(path: &Path) -> (ImageInfo, Vec<u8>) {
     let frame = reader.next_frame(&mut buf).unwrap();
     buf.truncate(frame.buffer_size());
     let channels = frame.color_type.samples() as u8;
-    let bit_depth = if frame.bit_depth == png::BitDepth::Sixteen { BitDepth::Sixteen } else { BitDepth::Eight };
-    (ImageInfo { width: frame.width, height: frame.height, channels, bit_depth }, buf)
+    let bit_depth = if frame.bit_depth == png::BitDepth::Sixteen {
+        BitDepth::Sixteen
+    } else {
+        BitDepth::Eight
+    };
+    (
+        ImageInfo {
+            width: frame.width,
+            height: frame.height,
+            channels,
+            bit_depth,
+        },
+        buf,
+    )
 }
 
 /// Runs `pngcheck -q` on `png_bytes` if pngcheck is installed; returns false (and prints a note)
@@ -165,7 +212,10 @@ pub fn pngcheck(png_bytes: &[u8], name: &str) -> bool {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(format!("{name}.png"));
     std::fs::write(&path, png_bytes).unwrap();
-    let result = std::process::Command::new("pngcheck").arg("-v").arg(&path).output();
+    let result = std::process::Command::new("pngcheck")
+        .arg("-v")
+        .arg(&path)
+        .output();
     let _ = std::fs::remove_file(&path);
     match result {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -175,7 +225,11 @@ pub fn pngcheck(png_bytes: &[u8], name: &str) -> bool {
         Err(e) => panic!("cannot run pngcheck: {e}"),
         Ok(o) => {
             let text = String::from_utf8_lossy(&o.stdout);
-            assert!(o.status.success() && text.contains("No errors detected"), "pngcheck on {name}:\n{text}{}", String::from_utf8_lossy(&o.stderr));
+            assert!(
+                o.status.success() && text.contains("No errors detected"),
+                "pngcheck on {name}:\n{text}{}",
+                String::from_utf8_lossy(&o.stderr)
+            );
             true
         }
     }

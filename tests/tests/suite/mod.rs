@@ -74,7 +74,11 @@ impl Msg {
     pub fn describe(&self) -> String {
         match self {
             Msg::Text(t) => format!("text {t:.200}"),
-            Msg::Binary(b) => format!("binary of {} bytes starting {:?}", b.len(), &b[..b.len().min(12)]),
+            Msg::Binary(b) => format!(
+                "binary of {} bytes starting {:?}",
+                b.len(),
+                &b[..b.len().min(12)]
+            ),
             Msg::Close(c) => format!("close {c:?}"),
             Msg::Ended(e) => format!("end of stream ({e})"),
         }
@@ -121,7 +125,10 @@ impl Net {
     /// Starts backend `B` with `config` bound to `127.0.0.1:0`.
     pub fn start<B: Backend>(config: ServerConfig) -> Net {
         let config = config.addr(SocketAddr::from(([127, 0, 0, 1], 0)));
-        Net { name: B::NAME, server: B::start(config) }
+        Net {
+            name: B::NAME,
+            server: B::start(config),
+        }
     }
     /// The server's address.
     pub fn addr(&self) -> SocketAddr {
@@ -155,16 +162,26 @@ impl Harness for Net {
         let first = c.recv();
         let sid = match wire::parse_text(first.text()) {
             Ok(TextMessage::Status { sid: Some(sid), .. }) => sid,
-            other => panic!("{}: first message is not a status with sid: {other:?}", self.name),
+            other => panic!(
+                "{}: first message is not a status with sid: {other:?}",
+                self.name
+            ),
         };
         if let Some(id) = client_id {
             assert_eq!(sid, id, "{}: status sid", self.name);
         }
         c.id = sid;
         if metadata {
-            c.send_text(r#"{"type": "feature_flags", "data": {"supports_preview_metadata": true}}"#);
+            c.send_text(
+                r#"{"type": "feature_flags", "data": {"supports_preview_metadata": true}}"#,
+            );
             let reply = c.recv();
-            assert_eq!(reply.text(), wire::feature_flags_reply(), "{}: feature flags reply", self.name);
+            assert_eq!(
+                reply.text(),
+                wire::feature_flags_reply(),
+                "{}: feature flags reply",
+                self.name
+            );
         }
         Box::new(c)
     }
@@ -190,7 +207,10 @@ impl NetClient {
         let url = format!("ws://{addr}{path_and_query}");
         let (ws, _resp) = tungstenite::client::client(url.as_str(), stream)
             .unwrap_or_else(|e| panic!("upgrade to {url} failed: {e}"));
-        NetClient { id: String::new(), ws }
+        NetClient {
+            id: String::new(),
+            ws,
+        }
     }
 }
 
@@ -207,7 +227,10 @@ impl Client for NetClient {
                 Ok(Message::Close(c)) => return Msg::Close(c.map(|c| u16::from(c.code))),
                 Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => continue,
                 Err(Error::Io(e))
-                    if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) =>
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
                 {
                     panic!("no message within {READ_TIMEOUT:?}")
                 }
@@ -216,10 +239,14 @@ impl Client for NetClient {
         }
     }
     fn send_text(&mut self, text: &str) {
-        self.ws.send(tungstenite::Message::Text(text.into())).expect("send text");
+        self.ws
+            .send(tungstenite::Message::Text(text.into()))
+            .expect("send text");
     }
     fn send_binary(&mut self, data: &[u8]) {
-        self.ws.send(tungstenite::Message::Binary(data.to_vec().into())).expect("send binary");
+        self.ws
+            .send(tungstenite::Message::Binary(data.to_vec().into()))
+            .expect("send binary");
     }
 }
 
@@ -234,7 +261,9 @@ pub struct Memory {
 impl Memory {
     /// A fresh sink.
     pub fn new() -> Memory {
-        Memory { sink: Arc::new(MemorySink::new()) }
+        Memory {
+            sink: Arc::new(MemorySink::new()),
+        }
     }
     /// The underlying sink.
     pub fn memory(&self) -> &Arc<MemorySink> {
@@ -252,7 +281,12 @@ impl Harness for Memory {
     fn connect(&self, client_id: Option<&str>, metadata: bool) -> Box<dyn Client> {
         let id = client_id.map_or_else(pngcast_core::http::generate_client_id, str::to_owned);
         self.sink.add_client(&id, metadata);
-        Box::new(MemoryClient { sink: self.sink.clone(), id, taken: 0, pending: Default::default() })
+        Box::new(MemoryClient {
+            sink: self.sink.clone(),
+            id,
+            taken: 0,
+            pending: Default::default(),
+        })
     }
 }
 
@@ -270,7 +304,10 @@ impl Client for MemoryClient {
     }
     fn recv(&mut self) -> Msg {
         if self.pending.is_empty() {
-            let all = self.sink.client_messages(&self.id).expect("client registered");
+            let all = self
+                .sink
+                .client_messages(&self.id)
+                .expect("client registered");
             let mut q = ClientQueue::new(Policy::Reliable, usize::MAX);
             for item in &all[self.taken..] {
                 q.push(item.clone());
@@ -289,7 +326,9 @@ impl Client for MemoryClient {
             }
             self.pending.extend(parse_server_frames(&bytes));
         }
-        self.pending.pop_front().expect("memory client: nothing was sent to it")
+        self.pending
+            .pop_front()
+            .expect("memory client: nothing was sent to it")
     }
     fn send_text(&mut self, _text: &str) {}
     fn send_binary(&mut self, _data: &[u8]) {}
@@ -304,7 +343,10 @@ pub fn parse_server_frames(mut wire: &[u8]) -> Vec<Msg> {
         let op = wire[0] & 0x0f;
         let (len, hl) = match wire[1] & 0x7f {
             126 => (u16::from_be_bytes([wire[2], wire[3]]) as usize, 4),
-            127 => (u64::from_be_bytes(wire[2..10].try_into().unwrap()) as usize, 10),
+            127 => (
+                u64::from_be_bytes(wire[2..10].try_into().unwrap()) as usize,
+                10,
+            ),
             l => (l as usize, 2),
         };
         let payload = &wire[hl..hl + len];
@@ -374,7 +416,8 @@ impl Got {
     }
     /// The index encoded by [`test_frame`] in the PNG's first four bytes.
     pub fn test_index(&self) -> Option<u32> {
-        self.png().map(|p| u32::from_be_bytes(p[..4].try_into().unwrap()))
+        self.png()
+            .map(|p| u32::from_be_bytes(p[..4].try_into().unwrap()))
     }
 }
 
@@ -382,28 +425,42 @@ impl Got {
 /// (which must follow immediately).
 pub fn recv_item(c: &mut dyn Client) -> Got {
     match c.recv() {
-        Msg::Text(t) => match wire::parse_text(&t).unwrap_or_else(|e| panic!("bad text {t}: {e}")) {
-            TextMessage::Announcement(meta) => match c.recv() {
-                Msg::Binary(b) => match wire::parse_binary(&b).expect("binary after announcement") {
-                    BinaryMessage::Legacy { png } => {
-                        assert_eq!(
-                            t.contains(&format!("\"bytes\": {}", png.len())),
-                            true,
-                            "announcement bytes match the PNG"
-                        );
-                        Got::Legacy { announced: Some(meta), png: png.to_vec() }
+        Msg::Text(t) => {
+            match wire::parse_text(&t).unwrap_or_else(|e| panic!("bad text {t}: {e}")) {
+                TextMessage::Announcement(meta) => match c.recv() {
+                    Msg::Binary(b) => {
+                        match wire::parse_binary(&b).expect("binary after announcement") {
+                            BinaryMessage::Legacy { png } => {
+                                assert!(
+                                    t.contains(&format!("\"bytes\": {}", png.len())),
+                                    "announcement bytes match the PNG"
+                                );
+                                Got::Legacy {
+                                    announced: Some(meta),
+                                    png: png.to_vec(),
+                                }
+                            }
+                            other => panic!("announcement followed by {other:?}"),
+                        }
                     }
-                    other => panic!("announcement followed by {other:?}"),
+                    other => panic!("announcement followed by {}", other.describe()),
                 },
-                other => panic!("announcement followed by {}", other.describe()),
-            },
-            TextMessage::Event { event, data } => Got::Event(event, data),
-            other => panic!("unexpected text message {other:?}"),
-        },
-        Msg::Binary(b) => match wire::parse_binary(&b).unwrap_or_else(|e| panic!("bad binary: {e}")) {
-            BinaryMessage::Legacy { png } => Got::Legacy { announced: None, png: png.to_vec() },
-            BinaryMessage::WithMetadata { meta, png, .. } => Got::Meta { meta, png: png.to_vec() },
-        },
+                TextMessage::Event { event, data } => Got::Event(event, data),
+                other => panic!("unexpected text message {other:?}"),
+            }
+        }
+        Msg::Binary(b) => {
+            match wire::parse_binary(&b).unwrap_or_else(|e| panic!("bad binary: {e}")) {
+                BinaryMessage::Legacy { png } => Got::Legacy {
+                    announced: None,
+                    png: png.to_vec(),
+                },
+                BinaryMessage::WithMetadata { meta, png, .. } => Got::Meta {
+                    meta,
+                    png: png.to_vec(),
+                },
+            }
+        }
         Msg::Close(c) => Got::Close(c),
         Msg::Ended(e) => Got::Ended(e),
     }
@@ -415,7 +472,10 @@ pub fn recv_until(c: &mut dyn Client, marker: &str) -> Vec<Got> {
     loop {
         match recv_item(c) {
             Got::Event(e, _) if e == marker => return out,
-            g @ (Got::Close(_) | Got::Ended(_)) => panic!("connection ended before `{marker}`: {g:?} after {} items", out.len()),
+            g @ (Got::Close(_) | Got::Ended(_)) => panic!(
+                "connection ended before `{marker}`: {g:?} after {} items",
+                out.len()
+            ),
             g => out.push(g),
         }
     }
@@ -486,6 +546,18 @@ macro_rules! network_suite {
             #[test]
             fn http_routes() {
                 cases::http_routes::<$b>();
+            }
+            #[test]
+            fn keepalive_pings() {
+                cases::keepalive_pings::<$b>();
+            }
+            #[test]
+            fn stall_timeout_closes_stalled_client() {
+                cases::stall_timeout_closes_stalled_client::<$b>();
+            }
+            #[test]
+            fn handshake_limits() {
+                cases::handshake_limits::<$b>();
             }
         }
     };

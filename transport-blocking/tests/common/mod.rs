@@ -49,12 +49,26 @@ pub fn png_bytes(w: u32, h: u32, seed: u32) -> Vec<u8> {
 /// nobody decodes the PNG).
 pub fn frame(event: &str, index: u32, count: u32, announce: bool) -> WireFrame {
     let png = png_bytes(8, 6, index);
-    let meta = ImageMeta { event: event.into(), index, count, width: 8, height: 6, ..Default::default() };
+    let meta = ImageMeta {
+        event: event.into(),
+        index,
+        count,
+        width: 8,
+        height: 6,
+        ..Default::default()
+    };
     WireFrame::new(&meta, Arc::new(png), announce)
 }
 
 pub fn big_frame(index: u32, len: usize) -> WireFrame {
-    let meta = ImageMeta { event: "big".into(), index, count: 1, width: 1, height: 1, ..Default::default() };
+    let meta = ImageMeta {
+        event: "big".into(),
+        index,
+        count: 1,
+        width: 1,
+        height: 1,
+        ..Default::default()
+    };
     WireFrame::new(&meta, Arc::new(vec![index as u8; len]), true)
 }
 
@@ -96,7 +110,8 @@ pub fn upgrade_request(target: &str, extra: &str) -> String {
 pub fn never_reading_client(addr: SocketAddr, client_id: &str) -> TcpStream {
     let s = TcpStream::connect(addr).unwrap();
     let mut w = &s;
-    w.write_all(upgrade_request(&format!("/ws?clientId={client_id}"), "").as_bytes()).unwrap();
+    w.write_all(upgrade_request(&format!("/ws?clientId={client_id}"), "").as_bytes())
+        .unwrap();
     // Read exactly the 101 head, byte by byte, and nothing of the frames.
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
@@ -105,6 +120,10 @@ pub fn never_reading_client(addr: SocketAddr, client_id: &str) -> TcpStream {
         r.read_exact(&mut byte).unwrap();
         head.push(byte[0]);
     }
-    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
     s
 }

@@ -84,7 +84,12 @@ impl Isa for Avx512 {
             let x = _mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(_mm256_loadu_si256(p.cast())));
             let magnitude = _mm512_and_si512(x, _mm512_set1_epi32(0x7fff_ffff));
             let nan = _mm512_cmpgt_epi32_mask(magnitude, _mm512_set1_epi32(0x7f80_0000));
-            _mm512_castsi512_ps(_mm512_mask_or_epi32(x, nan, x, _mm512_set1_epi32(0x0040_0000)))
+            _mm512_castsi512_ps(_mm512_mask_or_epi32(
+                x,
+                nan,
+                x,
+                _mm512_set1_epi32(0x0040_0000),
+            ))
         }
     }
 

@@ -115,7 +115,10 @@ impl Isa for Sse41 {
             let x = _mm_slli_epi32::<16>(_mm_cvtepu16_epi32(_mm_loadl_epi64(p.cast())));
             let magnitude = _mm_and_si128(x, _mm_set1_epi32(0x7fff_ffff));
             let nan = _mm_cmpgt_epi32(magnitude, _mm_set1_epi32(0x7f80_0000));
-            _mm_castsi128_ps(_mm_or_si128(x, _mm_and_si128(nan, _mm_set1_epi32(0x0040_0000))))
+            _mm_castsi128_ps(_mm_or_si128(
+                x,
+                _mm_and_si128(nan, _mm_set1_epi32(0x0040_0000)),
+            ))
         }
     }
 
