@@ -51,7 +51,10 @@ pub(crate) struct Conn {
 pub(crate) enum HeadRead {
     /// More bytes needed.
     Pending,
-    /// The peer closed or the socket failed.
+    /// The peer finished sending (EOF): what was read is all there is. HTTP/1.1 allows a
+    /// client to half-close after its request; it still gets the answer.
+    Eof,
+    /// The socket failed.
     Gone,
     /// The head is larger than the limit.
     TooLarge,
@@ -69,7 +72,7 @@ impl Conn {
                 return HeadRead::TooLarge;
             }
             match self.sock.read(&mut chunk) {
-                Ok(0) => return HeadRead::Gone,
+                Ok(0) => return HeadRead::Eof,
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return HeadRead::Pending,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -37,6 +37,8 @@ const GEN_BITS: u32 = 16;
 const GEN_MASK: usize = (1 << GEN_BITS) - 1;
 /// How long a closing connection may linger for the peer's EOF.
 const LINGER: Duration = Duration::from_secs(2);
+/// Pending bytes at which a client is written during a command batch rather than after it.
+const WRITE_BATCH: usize = 256 * 1024;
 /// Connections still in the HTTP stage allowed beyond `max_clients`.
 const SPARE_CONNECTIONS: usize = 64;
 
@@ -82,6 +84,8 @@ pub(crate) struct EventLoop {
     spare: Vec<Command>,
     /// Keys of every live WebSocket client, reused for fan-out.
     targets: Vec<Key>,
+    /// Clients with new output from the current command batch.
+    dirty: Vec<Key>,
     shutdown_at: Option<Instant>,
     tick: Duration,
     next_sweep: Instant,
@@ -122,6 +126,7 @@ impl EventLoop {
             again: Vec::new(),
             spare: Vec::new(),
             targets: Vec::new(),
+            dirty: Vec::new(),
             shutdown_at: None,
             tick,
             next_sweep: now + tick,
@@ -304,7 +309,7 @@ impl EventLoop {
             }
             Phase::Ws(ws) => {
                 if readable {
-                    match ws.on_readable(&mut conn.sock, &self.shared.stats) {
+                    match ws.on_readable(&mut conn.sock, &self.shared.stats, now) {
                         Read_::Drained => {}
                         Read_::More => self.again.push(key),
                         Read_::Dead => self.end_ws(key, &mut conn, Phase::Done),
@@ -329,8 +334,10 @@ impl EventLoop {
 
     /// Reads and routes the request head.
     fn on_head(&mut self, key: Key, conn: &mut Conn, now: Instant) {
-        match conn.read_head(self.config.max_handshake_bytes) {
-            HeadRead::Pending => {}
+        let read = conn.read_head(self.config.max_handshake_bytes);
+        let eof = matches!(read, HeadRead::Eof);
+        match read {
+            HeadRead::Pending | HeadRead::Eof => {}
             HeadRead::Gone => {
                 conn.phase = Phase::Done;
                 return;
@@ -346,7 +353,12 @@ impl EventLoop {
         let (head, used) = match RequestHead::parse_with_limit(buf, self.config.max_handshake_bytes)
         {
             Ok(Some(parsed)) => parsed,
-            Ok(None) => return,
+            Ok(None) => {
+                if eof {
+                    conn.phase = Phase::Done;
+                }
+                return;
+            }
             Err(e) => return self.refuse(conn, e.response()),
         };
         let leftover = buf[used..].to_vec();
@@ -362,7 +374,15 @@ impl EventLoop {
                 let stats = &self.shared.stats;
                 let queue = ClientQueue::new(self.config.policy, self.config.queue_bytes);
                 let max = self.config.max_message_bytes;
-                let ws = Ws::new(client_id.clone(), response, leftover, queue, max, stats);
+                let ws = Ws::new(
+                    client_id.clone(),
+                    response,
+                    leftover,
+                    queue,
+                    max,
+                    stats,
+                    now,
+                );
                 conn.phase = Phase::Ws(Box::new(ws));
                 Stats::add(&stats.clients_accepted, 1);
                 stats.clients.fetch_add(1, Ordering::Relaxed);
@@ -374,7 +394,6 @@ impl EventLoop {
                         lp.pump(old, old_conn, now);
                     });
                 }
-                let _ = now;
             }
         }
     }
@@ -459,6 +478,7 @@ impl EventLoop {
             }
         }
         self.spare = commands;
+        self.flush_dirty();
     }
 
     /// Queues an item for each targeted client and writes at once to clients not blocked.
@@ -478,12 +498,37 @@ impl EventLoop {
                     return;
                 }
                 push(ws, &lp.shared.stats);
-                if !ws.blocked {
+                if ws.blocked {
+                    return;
+                }
+                // Small frames are batched into one vectored write after the command batch;
+                // a client with plenty pending is written at once to keep its queue short.
+                if ws.pending_bytes() >= WRITE_BATCH {
                     lp.pump(key, conn, now);
+                } else if !ws.dirty {
+                    ws.dirty = true;
+                    lp.dirty.push(key);
                 }
             });
         }
         self.targets = targets;
+    }
+
+    /// Writes to every client that got something in this command batch.
+    fn flush_dirty(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for &key in &dirty {
+            self.with(key, |lp, conn, now| {
+                if let Phase::Ws(ws) = &mut conn.phase {
+                    ws.dirty = false;
+                    if !ws.blocked {
+                        lp.pump(key, conn, now);
+                    }
+                }
+            });
+        }
+        dirty.clear();
+        self.dirty = dirty;
     }
 
     fn begin_shutdown(&mut self, at: Instant) {
@@ -519,6 +564,11 @@ impl EventLoop {
             self.next_ping = now + self.config.ping_interval;
         }
         let stall = self.config.stall_timeout;
+        let silence = self
+            .config
+            .ping_interval
+            .saturating_mul(3)
+            .saturating_add(stall);
         for idx in 0..self.slots.len() {
             let key = Key {
                 idx,
@@ -534,10 +584,12 @@ impl EventLoop {
                     }
                 }
                 Phase::Ws(ws) => {
-                    if ws
+                    let stalled = ws
                         .stalled_since
-                        .is_some_and(|t| now.duration_since(t) >= stall)
-                    {
+                        .is_some_and(|t| now.duration_since(t) >= stall);
+                    // A peer that answers nothing, not even our pings, is half-open or gone.
+                    let silent = now.duration_since(ws.last_inbound) >= silence;
+                    if stalled || silent {
                         Stats::add(&lp.shared.stats.closed_stall, 1);
                         lp.end_ws(key, conn, Phase::Done);
                         return;

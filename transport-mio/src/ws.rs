@@ -25,6 +25,8 @@ use crate::shared::Stats;
 pub(crate) const READ_BUDGET: usize = 64;
 /// Slices handed to one `write_vectored` call (Linux takes up to 1024).
 const SLICES: usize = 64;
+/// Bytes of tungstenite output held back while closing (see `take_tap`).
+const HELD_MAX: usize = 1024;
 /// An empty ping frame, unmasked as a server's frames are.
 const PING: [u8; 2] = [0x89, 0x00];
 
@@ -150,8 +152,12 @@ pub(crate) struct Ws {
     read_stopped: bool,
     /// The last write hit `WouldBlock`; we wait for a WRITABLE event.
     pub(crate) blocked: bool,
+    /// Listed in the loop's batch of clients to write after the current commands.
+    pub(crate) dirty: bool,
     /// Since when output has been pending without progress (the stall clock).
     pub(crate) stalled_since: Option<Instant>,
+    /// When the peer last sent a complete message or control frame (pongs included).
+    pub(crate) last_inbound: Instant,
     /// Why we close, once decided (for the counters).
     why: Option<CloseWhy>,
 }
@@ -166,6 +172,7 @@ impl Ws {
         queue: ClientQueue,
         max_message_bytes: usize,
         stats: &Stats,
+        now: Instant,
     ) -> Ws {
         let config = WebSocketConfig::default()
             .read_buffer_size(4096)
@@ -187,7 +194,9 @@ impl Ws {
             closing: Closing::Open,
             read_stopped: false,
             blocked: false,
+            dirty: false,
             stalled_since: None,
+            last_inbound: now,
             why: None,
         };
         let status: Arc<str> = wire::status_message(&ws.client_id).into();
@@ -198,6 +207,11 @@ impl Ws {
     /// True while the client takes new messages.
     pub(crate) fn is_open(&self) -> bool {
         self.closing == Closing::Open
+    }
+
+    /// Bytes waiting to be written.
+    pub(crate) fn pending_bytes(&self) -> usize {
+        self.queue.pending_bytes()
     }
 
     /// Queues an image in the form this client asked for.
@@ -274,7 +288,12 @@ impl Ws {
     }
 
     /// Reads and handles inbound messages until `WouldBlock` or the budget runs out.
-    pub(crate) fn on_readable<S: Read>(&mut self, sock: &mut S, stats: &Stats) -> Read_ {
+    pub(crate) fn on_readable<S: Read>(
+        &mut self,
+        sock: &mut S,
+        stats: &Stats,
+        now: Instant,
+    ) -> Read_ {
         if self.read_stopped {
             return discard_input(sock);
         }
@@ -284,7 +303,11 @@ impl Ws {
                 sock: &mut *sock,
                 out: &mut self.tap,
             };
-            match self.ctx.read(&mut tap) {
+            let read = self.ctx.read(&mut tap);
+            if read.is_ok() {
+                self.last_inbound = now;
+            }
+            match read {
                 Ok(Message::Text(text)) => {
                     if !self.seen_text {
                         self.seen_text = true;
@@ -362,7 +385,12 @@ impl Ws {
             }
         } else {
             // Anything after a close decision waits for the queue to drain: a control frame
-            // must not land between an announcement and its image.
+            // must not land between an announcement and its image. Pongs to a ping flood are
+            // not worth keeping while closing: older held bytes give way (the close reply is
+            // always the newest output, and the last).
+            if self.held.len() + self.tap.len() > HELD_MAX {
+                self.held.clear();
+            }
             self.held.extend_from_slice(&self.tap);
         }
         self.tap.clear();
@@ -476,4 +504,236 @@ pub(crate) fn discard_input<S: Read>(sock: &mut S) -> Read_ {
         }
     }
     Read_::More
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+
+    use pngcast_core::queue::Policy;
+    use pngcast_core::wire::{ImageMeta, WireFrame};
+
+    /// A socket that takes at most `budget` bytes per `pump` and then reports `WouldBlock`.
+    #[derive(Default)]
+    struct Mock {
+        input: VecDeque<u8>,
+        out: Vec<u8>,
+        budget: usize,
+    }
+
+    impl Read for Mock {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.input.is_empty() {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(self.input.len());
+            for (b, x) in buf.iter_mut().zip(self.input.drain(..n)) {
+                *b = x;
+            }
+            Ok(n)
+        }
+    }
+
+    impl Write for Mock {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.write_vectored(&[IoSlice::new(buf)])
+        }
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            if self.budget == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let mut n = 0;
+            for b in bufs {
+                let take = b.len().min(self.budget);
+                self.out.extend_from_slice(&b[..take]);
+                self.budget -= take;
+                n += take;
+                if self.budget == 0 {
+                    break;
+                }
+            }
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A masked client frame.
+    fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+        assert!(payload.len() < 126);
+        let mask = [1u8, 2, 3, 4];
+        let mut v = vec![0x80 | opcode, 0x80 | payload.len() as u8];
+        v.extend_from_slice(&mask);
+        v.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        v
+    }
+
+    /// Splits server output into (opcode, payload) frames, checking every header.
+    fn frames(mut wire: &[u8]) -> Vec<(u8, Vec<u8>)> {
+        let mut out = Vec::new();
+        while !wire.is_empty() {
+            assert_eq!(wire[0] & 0xf0, 0x80, "FIN set, no RSV bits");
+            assert_eq!(wire[1] & 0x80, 0, "server frames are unmasked");
+            let (len, at) = match wire[1] {
+                126 => (u16::from_be_bytes([wire[2], wire[3]]) as usize, 4),
+                127 => (
+                    u64::from_be_bytes(wire[2..10].try_into().unwrap()) as usize,
+                    10,
+                ),
+                n => (n as usize, 2),
+            };
+            out.push((wire[0] & 0x0f, wire[at..at + len].to_vec()));
+            wire = &wire[at + len..];
+        }
+        out
+    }
+
+    fn image(i: u32) -> WireFrame {
+        let meta = ImageMeta {
+            event: "e".into(),
+            index: i,
+            count: 9,
+            width: 1,
+            height: 1,
+            ..Default::default()
+        };
+        WireFrame::new(&meta, Arc::new(vec![i as u8; 3000]), true)
+    }
+
+    fn client(stats: &Stats) -> Ws {
+        let queue = ClientQueue::new(Policy::Reliable, 1 << 20);
+        Ws::new(
+            "id".into(),
+            b"HEAD".to_vec(),
+            Vec::new(),
+            queue,
+            1024,
+            stats,
+            Instant::now(),
+        )
+    }
+
+    /// Pumps in steps of `step` bytes until idle or finished.
+    fn drain(ws: &mut Ws, sock: &mut Mock, stats: &Stats, step: usize) -> Pump {
+        for _ in 0..100_000 {
+            sock.budget = step;
+            match ws.pump(sock, stats, Instant::now()) {
+                Pump::Blocked => {}
+                other => return other,
+            }
+        }
+        panic!("no end");
+    }
+
+    #[test]
+    fn pongs_never_land_inside_a_frame() {
+        for step in [1, 7, 100, 1000, 5000] {
+            let stats = Stats::default();
+            let mut ws = client(&stats);
+            let mut sock = Mock::default();
+            for i in 0..3 {
+                ws.push_image(&image(i), &stats);
+            }
+            // Half of the first image goes out, then a ping arrives.
+            sock.budget = 1500;
+            assert_eq!(ws.pump(&mut sock, &stats, Instant::now()), Pump::Blocked);
+            sock.input.extend(client_frame(0x9, b"p1"));
+            assert_eq!(
+                ws.on_readable(&mut sock, &stats, Instant::now()),
+                Read_::Drained
+            );
+            assert_eq!(drain(&mut ws, &mut sock, &stats, step), Pump::Idle);
+            assert_eq!(&sock.out[..4], b"HEAD");
+            let got = frames(&sock.out[4..]);
+            let ops: Vec<u8> = got.iter().map(|f| f.0).collect();
+            // status, then (announcement, image) x 3, with the pong between two whole frames.
+            let pong = ops.iter().position(|&o| o == 0xA).expect("a pong");
+            assert_eq!(got[pong].1, b"p1");
+            let mut rest = ops.clone();
+            rest.remove(pong);
+            assert_eq!(rest, [1, 1, 2, 1, 2, 1, 2], "step {step}");
+            assert!(pong >= 2, "the pong waited for the frame in flight");
+            assert_eq!(
+                stats.frames_sent.load(std::sync::atomic::Ordering::Relaxed),
+                3
+            );
+        }
+    }
+
+    #[test]
+    fn close_follows_the_frame_in_flight_and_nothing_follows_it() {
+        let stats = Stats::default();
+        let mut ws = client(&stats);
+        let mut sock = Mock::default();
+        for i in 0..3 {
+            ws.push_image(&image(i), &stats);
+        }
+        sock.budget = 200; // inside the first announcement + image pair
+        assert_eq!(ws.pump(&mut sock, &stats, Instant::now()), Pump::Blocked);
+        ws.close(CloseWhy::Overflow, &stats);
+        assert!(!ws.is_open());
+        ws.push_text("late".into(), &stats); // ignored once closing
+        assert_eq!(drain(&mut ws, &mut sock, &stats, 64), Pump::Finished);
+        let got = frames(&sock.out[4..]);
+        let ops: Vec<u8> = got.iter().map(|f| f.0).collect();
+        assert_eq!(ops, [1, 1, 2, 8], "status, the started pair, close");
+        assert_eq!(&got[3].1[..2], &1008u16.to_be_bytes());
+        assert_eq!(
+            stats
+                .frames_dropped
+                .load(std::sync::atomic::Ordering::Relaxed),
+            2
+        );
+    }
+
+    #[test]
+    fn bad_input_closes_with_its_code() {
+        let cases: [(Vec<u8>, u16); 4] = [
+            (client_frame(0x2, b"bin"), 1003),
+            (client_frame(0x1, &[0xff, 0xfe]), 1007),
+            (vec![0x81, 0x02, b'h', b'i'], 1002), // unmasked
+            (
+                {
+                    // A 2000-byte text against a 1024-byte limit.
+                    let mut v = vec![0x81, 0x80 | 126, 0x07, 0xd0, 0, 0, 0, 0];
+                    v.extend(std::iter::repeat_n(b'a', 2000));
+                    v
+                },
+                1009,
+            ),
+        ];
+        for (input, code) in cases {
+            let stats = Stats::default();
+            let mut ws = client(&stats);
+            let mut sock = Mock::default();
+            sock.input.extend(input);
+            let _ = ws.on_readable(&mut sock, &stats, Instant::now());
+            assert_eq!(drain(&mut ws, &mut sock, &stats, 1 << 20), Pump::Finished);
+            let got = frames(&sock.out[4..]);
+            let last = got.last().unwrap();
+            assert_eq!(last.0, 8);
+            assert_eq!(&last.1[..2], &code.to_be_bytes(), "case {code}");
+            assert!(ws.closed_for_bad_input());
+        }
+    }
+
+    #[test]
+    fn peer_close_is_answered_after_the_frame_in_flight() {
+        let stats = Stats::default();
+        let mut ws = client(&stats);
+        let mut sock = Mock::default();
+        ws.push_image(&image(0), &stats);
+        ws.push_image(&image(1), &stats);
+        sock.budget = 300;
+        assert_eq!(ws.pump(&mut sock, &stats, Instant::now()), Pump::Blocked);
+        let mut close = 1000u16.to_be_bytes().to_vec();
+        close.extend_from_slice(b"bye");
+        sock.input.extend(client_frame(0x8, &close));
+        let _ = ws.on_readable(&mut sock, &stats, Instant::now());
+        assert_eq!(drain(&mut ws, &mut sock, &stats, 50), Pump::Finished);
+        let ops: Vec<u8> = frames(&sock.out[4..]).iter().map(|f| f.0).collect();
+        assert_eq!(ops, [1, 1, 2, 8]);
+    }
 }

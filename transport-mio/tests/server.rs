@@ -324,6 +324,27 @@ fn http_routes_and_refusals() {
 }
 
 #[test]
+fn a_request_followed_by_a_half_close_is_still_answered() {
+    let server = start(config());
+    let mut s = TcpStream::connect(server.local_addr()).unwrap();
+    s.set_read_timeout(Some(HANG_GUARD)).unwrap();
+    s.write_all(b"GET /features HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    assert_eq!(status_of(&out), 200);
+    // A truncated head followed by EOF is just dropped.
+    let mut t = TcpStream::connect(server.local_addr()).unwrap();
+    t.set_read_timeout(Some(HANG_GUARD)).unwrap();
+    t.write_all(b"GET /features HTT").unwrap();
+    t.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut out = Vec::new();
+    let _ = t.read_to_end(&mut out);
+    assert!(out.is_empty());
+}
+
+#[test]
 fn token_is_required_when_configured() {
     let server = start(config().token(Some("s3cret".into())));
     assert_eq!(status_of(&http(&server, &upgrade_request("/ws", ""))), 401);
@@ -487,4 +508,43 @@ fn bind_refuses_bad_configs() {
         sink.send_text(&Target::All, "x".into()),
         Err(SinkError::ShutDown)
     );
+}
+
+/// A peer that never answers our pings (half-open, or a dead host) is dropped after three ping
+/// intervals plus the stall timeout; a peer that answers them stays.
+#[test]
+fn silent_peers_are_dropped_and_answering_ones_stay() {
+    let config = config()
+        .ping_interval(Duration::from_millis(50))
+        .stall_timeout(Duration::from_millis(200));
+    let server = start(config);
+    let mut silent = TcpStream::connect(server.local_addr()).unwrap();
+    silent
+        .write_all(&upgrade_request("/ws?clientId=silent", ""))
+        .unwrap();
+    let (mut live, _) = connect(&server, "/ws?clientId=live", false);
+    assert!(wait_for(|| server.stats().clients_accepted == 2));
+    // The live client reads (and so answers pings) until the silent one is gone.
+    let mut pings = 0;
+    while server.stats().clients_closed == 0 {
+        if let Message::Ping(_) = live.read().unwrap() {
+            pings += 1;
+        }
+        assert!(
+            pings < 2000,
+            "the silent peer was never dropped: {:?}",
+            server.stats()
+        );
+    }
+    let st = server.stats();
+    assert_eq!(
+        (st.clients, st.clients_closed, st.closed_stall),
+        (1, 1, 1),
+        "{st:?}"
+    );
+    // The live client is still served.
+    let f = frame(1, 10);
+    server.send_image(&Target::client("live"), &f).unwrap();
+    expect_legacy(&mut live, &f);
+    drop(silent);
 }
