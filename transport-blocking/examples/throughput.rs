@@ -1,13 +1,16 @@
-//! Loopback throughput of the blocking transport beside a plain tungstenite sender, same run.
+//! Loopback throughput of the blocking transport beside the mio transport and a plain
+//! tungstenite sender, same run.
 //!
 //! For 16 KiB, 1.3 MB and 5 MB frames sent to one client: GB/s (payload bytes on the wire) and
-//! frames/s, median of repeated runs. The receiver is the same for both: a raw socket that does
+//! frames/s, median of repeated runs. Then the fan-out rate: 200 clients each receiving every
+//! 64 KiB frame (frames/s per client, and the aggregate GB/s), for both transports. The receiver is the same for both: a raw socket that does
 //! the upgrade by hand and then reads and discards bytes until it has seen every frame, so what
 //! is measured is the sender.
 //!
 //! - `pngcast-blocking`: `Server::send_image` of one shared frame N times (Reliable policy, queue
 //!   large enough for all of them: the PNG is shared, so this costs N small queue entries);
 //!   the writer thread does `write_vectored([ws header][prefix][png])`.
+//! - `pngcast-mio`: the same through the event-loop transport.
 //! - tungstenite: `WebSocket::send(Message::Binary(bytes))` of the same prefix+PNG payload, on a
 //!   blocking socket, as a straightforward server would do it.
 //!
@@ -32,11 +35,15 @@ fn ws_len(payload: usize) -> usize {
 
 /// Upgrades by hand, then reads and discards until `expect` bytes of frames have arrived.
 /// Returns when the last byte arrived.
-fn receiver(addr: SocketAddr, expect: usize) -> thread::JoinHandle<Instant> {
+fn receiver(addr: SocketAddr, id: &str, expect: usize) -> thread::JoinHandle<Instant> {
     let mut s = TcpStream::connect(addr).unwrap();
     s.write_all(
-        b"GET /ws?clientId=bench HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        format!(
+            "GET /ws?clientId={id} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\n\r\n"
+        )
+        .as_bytes(),
     )
     .unwrap();
     let mut head = Vec::new();
@@ -58,19 +65,32 @@ fn receiver(addr: SocketAddr, expect: usize) -> thread::JoinHandle<Instant> {
     })
 }
 
-/// pngcast-blocking: seconds to deliver `n` frames of `png_len` bytes.
-fn run_ours(png: &Arc<Vec<u8>>, n: usize) -> f64 {
+/// A pngcast transport under test: its address and sink (the server lives as long as the box).
+type Started = (SocketAddr, Arc<dyn FrameSink>, Box<dyn std::any::Any>);
+
+fn start_blocking(config: ServerConfig) -> Started {
+    let server = Server::bind(config).unwrap();
+    (server.local_addr(), server.sink(), Box::new(server))
+}
+
+fn start_mio(config: ServerConfig) -> Started {
+    let server = pngcast_mio::Server::bind(config).unwrap();
+    (server.local_addr(), server.sink(), Box::new(server))
+}
+
+/// A pngcast transport: seconds to deliver `n` frames of `png_len` bytes.
+fn run_ours(start: fn(ServerConfig) -> Started, png: &Arc<Vec<u8>>, n: usize) -> f64 {
     let config = ServerConfig::default()
         .addr(SocketAddr::from(([127, 0, 0, 1], 0)))
         .policy(Policy::Reliable)
         .queue_bytes(usize::MAX / 4)
         .announce(false);
-    let server = Server::bind(config).unwrap();
+    let (addr, server, _guard) = start(config);
     let status = wire::status_message("bench");
     let mut h = [0u8; 10];
     let status_len = wire::ws_frame_header(OPCODE_TEXT, status.len() as u64, &mut h) + status.len();
     let expect = status_len + n * ws_len(LEGACY_PREFIX.len() + png.len());
-    let rx = receiver(server.local_addr(), expect);
+    let rx = receiver(addr, "bench", expect);
     while server.stats().clients == 0 {
         thread::sleep(Duration::from_millis(1));
     }
@@ -109,9 +129,53 @@ fn run_tungstenite(png: &Arc<Vec<u8>>, n: usize) -> f64 {
         }
         (start, ws)
     });
-    let rx = receiver(addr, expect);
+    let rx = receiver(addr, "bench", expect);
     let end = rx.join().unwrap();
     let (start, _ws) = sender.join().unwrap();
+    end.duration_since(start).as_secs_f64()
+}
+
+/// Fan-out: seconds until each of `clients` receivers has all `n` frames.
+fn run_fanout(
+    start: fn(ServerConfig) -> Started,
+    png: &Arc<Vec<u8>>,
+    n: usize,
+    clients: usize,
+) -> f64 {
+    let config = ServerConfig::default()
+        .addr(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .policy(Policy::Reliable)
+        .queue_bytes(usize::MAX / 4)
+        .max_clients(clients + 8)
+        .announce(false);
+    let (addr, server, _guard) = start(config);
+    let frames = n * ws_len(LEGACY_PREFIX.len() + png.len());
+    let rxs: Vec<_> = (0..clients)
+        .map(|i| {
+            let id = format!("c{i:04}");
+            let status = wire::status_message(&id);
+            let mut h = [0u8; 10];
+            let status_len =
+                wire::ws_frame_header(OPCODE_TEXT, status.len() as u64, &mut h) + status.len();
+            receiver(addr, &id, status_len + frames)
+        })
+        .collect();
+    while server.stats().clients < clients {
+        thread::sleep(Duration::from_millis(1));
+    }
+    let meta = ImageMeta {
+        event: "bench".into(),
+        count: 1,
+        width: 1,
+        height: 1,
+        ..Default::default()
+    };
+    let frame = WireFrame::new(&meta, Arc::clone(png), false);
+    let start = Instant::now();
+    for _ in 0..n {
+        server.send_image(&Target::All, &frame).unwrap();
+    }
+    let end = rxs.into_iter().map(|rx| rx.join().unwrap()).max().unwrap();
     end.duration_since(start).as_secs_f64()
 }
 
@@ -153,15 +217,18 @@ fn main() {
                 .collect(),
         );
         let bytes = (n * (len + LEGACY_PREFIX.len())) as f64;
-        let mut ours = Vec::new();
+        let mut blocking = Vec::new();
+        let mut mio = Vec::new();
         let mut tung = Vec::new();
         for _ in 0..reps {
-            // Interleaved so both see the same machine load.
-            ours.push(run_ours(&png, n));
+            // Interleaved so all three see the same machine load.
+            blocking.push(run_ours(start_blocking, &png, n));
+            mio.push(run_ours(start_mio, &png, n));
             tung.push(run_tungstenite(&png, n));
         }
         for (name, secs) in [
-            ("pngcast-blocking", median(ours)),
+            ("pngcast-blocking", median(blocking)),
+            ("pngcast-mio", median(mio)),
             ("tungstenite send", median(tung)),
         ] {
             println!(
@@ -170,5 +237,33 @@ fn main() {
                 n as f64 / secs
             );
         }
+    }
+
+    // Fan-out: 200 clients, 64 KiB frames (every client gets every frame).
+    let (clients, len, n) = (200usize, 64 << 10, 200usize);
+    let png: Arc<Vec<u8>> = Arc::new((0..len).map(|i| (i * 31 % 251) as u8).collect());
+    let fan_reps = reps.min(3);
+    println!();
+    println!("fan-out: {clients} clients, 64 KiB frames, {n} frames, median of {fan_reps} runs");
+    println!(
+        "{:<18} {:>14} {:>18}",
+        "transport", "frames/s", "aggregate GB/s"
+    );
+    let mut blocking = Vec::new();
+    let mut mio = Vec::new();
+    for _ in 0..fan_reps {
+        blocking.push(run_fanout(start_blocking, &png, n, clients));
+        mio.push(run_fanout(start_mio, &png, n, clients));
+    }
+    for (name, secs) in [
+        ("pngcast-blocking", median(blocking)),
+        ("pngcast-mio", median(mio)),
+    ] {
+        let total = (clients * n * (len + LEGACY_PREFIX.len())) as f64;
+        println!(
+            "{name:<18} {:>14.0} {:>18.2}",
+            n as f64 / secs,
+            total / secs / 1e9
+        );
     }
 }

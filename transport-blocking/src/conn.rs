@@ -8,10 +8,13 @@
 //! which sends them between two data frames. So a control frame can never land inside a data
 //! frame, and the reader never blocks on a write.
 //!
-//! The writer takes the front item of the client's queue out under the lock (a few `Arc`
-//! clones), writes `[ws header][prefix][png]` with vectored writes straight from the shared
-//! buffers, and takes the lock again only to pick the next item. The socket's write timeout is
-//! the stall timeout: a write that makes no progress for that long closes the client.
+//! The writer takes a batch of items (up to 32, or 4 MiB) out of the client's queue under the
+//! lock (a few `Arc` clones), writes them as `[ws header][prefix][png]...` with one gathering
+//! `write_vectored` loop straight from the shared buffers, and takes the lock again only to pick
+//! the next batch; a `send` never waits for the network. The socket's write timeout is the
+//! stall timeout: a write that makes no progress for that long closes the client. The writer
+//! also owns the timers: keepalive pings when idle, and the close of a peer that answers no ping
+//! for two intervals.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -19,7 +22,7 @@ use std::sync::{Arc, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use pngcast_core::http::ServerConfig;
+use pngcast_core::http::{self, ServerConfig};
 use pngcast_core::queue::{ClientQueue, Outgoing, PushOutcome, MAX_CONTROL_BYTES};
 use pngcast_core::wire::{
     self, ws_frame_header, LEGACY_PREFIX, OPCODE_BINARY, OPCODE_PING, OPCODE_TEXT,
@@ -28,7 +31,7 @@ use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
 use tungstenite::Message;
 
 use crate::handshake::{self, Upgraded};
-use crate::hub::{code, ClientHandle, ClientState, CloseRequest, EndReason, Hub, Refusal};
+use crate::hub::{after, code, ClientHandle, ClientState, CloseRequest, EndReason, Hub, Refusal};
 use crate::server::THREAD_STACK;
 
 /// How long the writer waits for the peer's answer to our Close before cutting the socket.
@@ -75,31 +78,40 @@ fn run_websocket(
     config: &ServerConfig,
     hub: &Arc<Hub>,
 ) {
-    // After the upgrade: reads block (the writer owns the timers), writes time out after the
-    // stall timeout (or the blocking transport's own `write_timeout`, if shorter).
-    let write_timeout = config.stall_timeout.min(config.write_timeout);
-    if stream.set_read_timeout(None).is_err()
-        || stream.set_write_timeout(Some(write_timeout)).is_err()
-        || stream.set_nodelay(true).is_err()
-    {
-        return;
-    }
-    let Ok(write_sock) = stream.try_clone() else {
-        return;
-    };
     let status: Arc<str> = wire::status_message(&up.client_id).into();
     let client = match hub.register(token, Arc::clone(&up.client_id), &stream, status) {
         Ok(c) => c,
         Err(refusal) => {
-            hub.count_refused();
-            let (code, why) = match refusal {
-                Refusal::ShuttingDown => (code::GOING_AWAY, "server shutting down"),
-                Refusal::Full => (code::TRY_AGAIN, "too many clients"),
+            // `refuse_with` counts the refusal.
+            let why = match refusal {
+                Refusal::ShuttingDown => "server shutting down",
+                Refusal::Full => "too many clients",
             };
-            let mut s = &stream;
-            let _ = s.write_all(&wire::close_frame(code, why));
-            let _ = s.shutdown(Shutdown::Write);
-            drain_until_closed(&stream);
+            handshake::refuse_with(&stream, &http::refusal_response(503, why), hub);
+            return;
+        }
+    };
+    // Registered (so counted and targetable, with the status first in its queue): now the 101.
+    let mut s = &stream;
+    let _ = stream.set_write_timeout(Some(config.handshake_timeout));
+    if s.write_all(&up.response).is_err() {
+        client.cut();
+        hub.remove(&client, EndReason::Normal);
+        return;
+    }
+    // After the upgrade: reads block (the writer owns the timers), writes time out after the
+    // stall timeout (or the blocking transport's own `write_timeout`, if shorter).
+    let write_timeout = config.stall_timeout.min(config.write_timeout);
+    let write_sock = match (
+        stream.set_read_timeout(None),
+        stream.set_write_timeout(Some(write_timeout)),
+        stream.set_nodelay(true),
+        stream.try_clone(),
+    ) {
+        (Ok(()), Ok(()), Ok(()), Ok(w)) => w,
+        _ => {
+            client.cut();
+            hub.remove(&client, EndReason::Normal);
             return;
         }
     };
@@ -301,8 +313,10 @@ const BATCH_ITEMS: usize = 32;
 const BATCH_BYTES: usize = 4 << 20;
 
 fn writer_loop(mut sock: TcpStream, client: &ClientHandle, hub: &Hub, ping: Duration) -> EndReason {
-    let mut next_ping = Instant::now() + ping;
+    let mut next_ping = after(ping);
     let keepalive = !ping.is_zero();
+    // When the oldest ping not yet followed by any input went out.
+    let mut unanswered_ping: Option<Instant> = None;
     // Reused across batches: steady state allocates nothing.
     let mut batch: Vec<Outgoing> = Vec::with_capacity(BATCH_ITEMS);
     loop {
@@ -341,14 +355,19 @@ fn writer_loop(mut sock: TcpStream, client: &ClientHandle, hub: &Hub, ping: Dura
                 }
                 let now = Instant::now();
                 if keepalive && now >= next_ping {
-                    // No pong or other input for three intervals: the peer is gone.
-                    if now.duration_since(st.last_inbound) > ping * 3 {
-                        st.close_sent = true;
-                        break Job::Close(CloseRequest {
-                            code: code::GOING_AWAY,
-                            reason: "keepalive timeout",
-                            drain_until: None,
-                        });
+                    if let Some(sent) = unanswered_ping {
+                        if st.last_inbound >= sent {
+                            unanswered_ping = None;
+                        } else if now.duration_since(sent) > ping.saturating_mul(2) {
+                            // Nothing at all (no pong) for two intervals after a ping: the
+                            // peer is gone without a FIN.
+                            st.close_sent = true;
+                            break Job::Close(CloseRequest {
+                                code: code::GOING_AWAY,
+                                reason: "keepalive timeout",
+                                drain_until: None,
+                            });
+                        }
                     }
                     break Job::Ping;
                 }
@@ -374,13 +393,32 @@ fn writer_loop(mut sock: TcpStream, client: &ClientHandle, hub: &Hub, ping: Dura
             }
             Job::Control(bytes) => sock.write_all(&bytes).map(|_| (0, bytes.len())),
             Job::Ping => {
-                next_ping = Instant::now() + ping;
+                let now = Instant::now();
+                next_ping = after(ping);
+                unanswered_ping.get_or_insert(now);
                 let mut hdr = [0u8; 10];
                 let n = ws_frame_header(OPCODE_PING, 0, &mut hdr);
                 sock.write_all(&hdr[..n]).map(|_| (0, n))
             }
-            Job::Items => write_batch(&mut sock, &batch)
-                .map(|n| (batch.iter().filter(|i| i.is_image()).count() as u64, n)),
+            Job::Items => match write_batch(&mut sock, &batch) {
+                Ok(n) => Ok((batch.iter().filter(|i| i.is_image()).count() as u64, n)),
+                Err((e, done)) => {
+                    // Account for the batch: items wholly written were sent, the rest dropped.
+                    let (mut off, mut sent) = (0usize, 0u64);
+                    let mut lost = 0u64;
+                    for item in &batch {
+                        off += item_wire_len(item);
+                        if off <= done {
+                            sent += u64::from(item.is_image());
+                        } else {
+                            lost += u64::from(item.is_image());
+                        }
+                    }
+                    hub.count_sent(sent, done as u64);
+                    hub.count_dropped(lost);
+                    Err(e)
+                }
+            },
             Job::Close(req) => {
                 let bytes = wire::close_frame(req.code, req.reason);
                 let _ = sock.write_all(&bytes);
@@ -453,7 +491,7 @@ const MAX_PARTS: usize = BATCH_ITEMS * 5;
 
 /// Writes a batch of queue items as their WebSocket frames, straight from the shared buffers
 /// (headers live on the stack). Returns the bytes written.
-fn write_batch(sock: &mut TcpStream, batch: &[Outgoing]) -> io::Result<usize> {
+fn write_batch(sock: &mut TcpStream, batch: &[Outgoing]) -> Result<usize, (io::Error, usize)> {
     let mut headers = [[0u8; 10]; BATCH_ITEMS * 2];
     let mut lens = [0usize; BATCH_ITEMS * 2];
     for (i, item) in batch.iter().enumerate() {
@@ -494,8 +532,11 @@ fn write_batch(sock: &mut TcpStream, batch: &[Outgoing]) -> io::Result<usize> {
 }
 
 /// `write_all` over several buffers with `write_vectored`: the kernel gathers them, nothing is
-/// copied here. Returns the total written.
-pub(crate) fn write_all_vectored(sock: &mut impl Write, parts: &[&[u8]]) -> io::Result<usize> {
+/// copied here. Returns the total written, or the error with the bytes written before it.
+pub(crate) fn write_all_vectored(
+    sock: &mut impl Write,
+    parts: &[&[u8]],
+) -> Result<usize, (io::Error, usize)> {
     let total: usize = parts.iter().map(|p| p.len()).sum();
     let mut done = 0usize;
     let mut first = 0usize; // index of the first part not completely written
@@ -511,7 +552,7 @@ pub(crate) fn write_all_vectored(sock: &mut impl Write, parts: &[&[u8]]) -> io::
             n += 1;
         }
         match sock.write_vectored(&slices[..n]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(0) => return Err((io::ErrorKind::WriteZero.into(), done)),
             Ok(mut k) => {
                 done += k;
                 // Advance (first, skip) past the k bytes written.
@@ -532,7 +573,7 @@ pub(crate) fn write_all_vectored(sock: &mut impl Write, parts: &[&[u8]]) -> io::
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+            Err(e) => return Err((e, done)),
         }
     }
     Ok(total)

@@ -1,7 +1,8 @@
 #![forbid(unsafe_code)]
 //! The HTTP stage of a connection: read the request head within the handshake time and size
 //! limits, route it with `pngcast_core::http`, answer plain requests and refusals (then close),
-//! or answer `101` and hand the socket to the WebSocket stage.
+//! or hand the upgrade (with its `101` answer, written once the client is registered) to the
+//! WebSocket stage.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -10,19 +11,21 @@ use std::time::Instant;
 
 use pngcast_core::http::{self, RequestHead, Route, ServerConfig};
 
-use crate::hub::Hub;
+use crate::hub::{after, Hub};
 
 /// A connection that answered `101`.
 pub(crate) struct Upgraded {
     pub client_id: Arc<str>,
     /// Bytes the client sent after its request head (the start of its first frames).
     pub leftover: Vec<u8>,
+    /// The `101 Switching Protocols` answer, to write once the client is registered.
+    pub response: Vec<u8>,
 }
 
 /// Serves the HTTP part. `Some` when the connection is now a WebSocket; `None` when it was
 /// answered (or dropped) and is done.
 pub(crate) fn serve_http(stream: &TcpStream, config: &ServerConfig, hub: &Hub) -> Option<Upgraded> {
-    let deadline = Instant::now() + config.handshake_timeout;
+    let deadline = after(config.handshake_timeout);
     let limit = config.max_handshake_bytes;
     let mut buf = Vec::with_capacity(1024.min(limit));
     let mut chunk = [0u8; 2048];
@@ -105,21 +108,19 @@ pub(crate) fn serve_http(stream: &TcpStream, config: &ServerConfig, hub: &Hub) -
                 );
                 return None;
             }
-            let _ = sock.set_write_timeout(Some(config.handshake_timeout));
-            if sock.write_all(&http::switching_protocols(&head)).is_err() {
-                hub.count_refused();
-                return None;
-            }
+            // The 101 goes out once the client is registered (see `conn`), so that a client
+            // that saw its 101 is already counted and targetable.
             Some(Upgraded {
                 client_id: client_id.into(),
                 leftover: buf[consumed..].to_vec(),
+                response: http::switching_protocols(&head),
             })
         }
     }
 }
 
 /// Sends a refusal, counts it and closes cleanly.
-fn refuse_with(sock: &TcpStream, response: &[u8], hub: &Hub) {
+pub(crate) fn refuse_with(sock: &TcpStream, response: &[u8], hub: &Hub) {
     hub.count_refused();
     let mut s = sock;
     let _ = s.set_write_timeout(Some(std::time::Duration::from_secs(1)));

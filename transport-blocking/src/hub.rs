@@ -8,12 +8,19 @@ use std::collections::HashMap;
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use pngcast_core::http::ServerConfig;
 use pngcast_core::queue::{ClientQueue, Outgoing, PushOutcome};
 use pngcast_core::sink::{SinkError, SinkStats, Target};
 use pngcast_core::wire::WireFrame;
+
+/// `now + d`, saturating far in the future instead of panicking on huge user-given durations.
+pub(crate) fn after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
+}
 
 /// Close codes this transport sends.
 pub(crate) mod code {
@@ -24,7 +31,6 @@ pub(crate) mod code {
     pub const INVALID_DATA: u16 = 1007;
     pub const POLICY: u16 = 1008;
     pub const TOO_BIG: u16 = 1009;
-    pub const TRY_AGAIN: u16 = 1013;
 }
 
 /// A Close the writer must send.
@@ -224,8 +230,8 @@ impl Hub {
         if self.is_shut_down() {
             return Err(Refusal::ShuttingDown);
         }
-        // The router checked the limit before the 101; two upgrades racing past it are caught
-        // here (a replacement does not add a client).
+        // The router checked the limit; two upgrades racing past it are caught here, before
+        // their 101 (a replacement does not add a client).
         if !reg.clients.contains_key(&id) && reg.clients.len() >= self.config.max_clients {
             return Err(Refusal::Full);
         }
@@ -310,10 +316,8 @@ impl Hub {
         let item = make(st.metadata);
         let image = item.is_image();
         if st.writer_done || st.close.is_some_and(|c| c.drain_until.is_none()) {
-            // The connection is ending: nothing more goes out.
-            if image {
-                add(&self.stats.frames_dropped, 1);
-            }
+            // The connection is ending: nothing more is accepted (and, never queued, nothing
+            // is counted: frames_queued = frames_sent + frames_dropped holds per client).
             return;
         }
         match st.queue.push(item) {
@@ -327,9 +331,8 @@ impl Hub {
                         drain_until: None,
                     });
                 }
-                if image {
-                    add(&self.stats.frames_dropped, 1);
-                }
+                // The item was not queued; the writer closes with 1008 and counts the rest of
+                // the queue as dropped.
                 drop(st);
                 client.cond.notify_all();
                 return;

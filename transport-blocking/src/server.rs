@@ -12,7 +12,7 @@ use pngcast_core::sink::{FrameSink, SinkError, SinkStats, Target};
 use pngcast_core::wire::WireFrame;
 
 use crate::conn;
-use crate::hub::Hub;
+use crate::hub::{after, Hub};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -133,7 +133,7 @@ impl Drop for Server {
 }
 
 fn shutdown_shared(shared: &Shared, deadline: Duration) {
-    let until = Instant::now() + deadline;
+    let until = after(deadline);
     shared.hub.begin_shutdown(until);
     join_connections(shared, until);
     let accept = shared

@@ -717,3 +717,48 @@ fn drop_shuts_the_server_down() {
     // The listener is gone.
     assert!(TcpStream::connect(addr).is_err());
 }
+
+#[test]
+fn peer_that_never_answers_pings_is_closed() {
+    let server = start(config().ping_interval(Duration::from_millis(50)));
+    let _silent = never_reading_client(server.local_addr(), "silent");
+    let mut alive = connect(&server, ClientOptions::default().client_id("alive"));
+    wait_until("two clients", LIMIT, || server.stats().clients == 2);
+    // The client answers pings while it reads; the raw socket never does.
+    alive
+        .set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    wait_until("silent peer closed", LIMIT, || {
+        let _ = alive.next_event();
+        server.stats().clients == 1
+    });
+    server
+        .send_json(&Target::client("alive"), "still", &serde_json::json!(1))
+        .unwrap();
+    alive.set_read_timeout(None).unwrap();
+    let got = read_until(&mut alive, |e| is_json(e, "still"));
+    assert!(
+        got.iter().all(|e| matches!(e, Event::Json { .. })),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn huge_durations_do_not_panic() {
+    let server = start(
+        config()
+            .ping_interval(Duration::MAX)
+            .handshake_timeout(Duration::MAX)
+            .stall_timeout(Duration::MAX)
+            .write_timeout(Duration::MAX),
+    );
+    let mut c = connect(&server, ClientOptions::default());
+    read_until(&mut c, |e| is_json(e, "status"));
+    server
+        .send_image(&Target::All, &frame("e", 0, 1, true))
+        .unwrap();
+    assert!(matches!(c.next_event().unwrap(), Some(Event::Image { .. })));
+    server.shutdown(Duration::MAX);
+    while c.next_event().unwrap().is_some() {}
+    assert_eq!(c.close_code(), Some(1001));
+}
