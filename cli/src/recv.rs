@@ -129,7 +129,7 @@ pub fn run(args: RecvArgs) -> Result<(), CliError> {
     eprintln!("pngcast: connected to {url} as {}", client.sid());
 
     let mut saved = 0u64;
-    while args.count.map_or(true, |n| saved < n) {
+    while args.count.is_none_or(|n| saved < n) {
         let event = client
             .next_event()
             .map_err(|e| CliError::new(format!("connection to {url} failed: {e}")))?;

@@ -262,7 +262,7 @@ fn stream(args: &ServeArgs, source: &mut Source, sender: &mut Sender) -> Result<
     let (mut sent, mut bytes) = (0u64, 0u64);
     let mut next_tick = Instant::now();
     let mut last_report = (Instant::now(), 0u64);
-    while args.frames.map_or(true, |n| sent < n) {
+    while args.frames.is_none_or(|n| sent < n) {
         let t0 = Instant::now();
         let tensor = source.next_frame()?;
         let t1 = Instant::now();

@@ -144,7 +144,7 @@ fn file_source_pixels_arrive_exactly() {
     let mut npy = Vec::new();
     let mut header =
         format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({b}, {h}, {w}, {c}), }}");
-    while (10 + header.len() + 1) % 64 != 0 {
+    while !(10 + header.len() + 1).is_multiple_of(64) {
         header.push(' ');
     }
     header.push('\n');

@@ -143,7 +143,7 @@ mod tests {
         let mut npy = Vec::new();
         let header = "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 2, 3, 3), }";
         let mut h = header.to_string();
-        while (10 + h.len() + 1) % 64 != 0 {
+        while !(10 + h.len() + 1).is_multiple_of(64) {
             h.push(' ');
         }
         h.push('\n');
