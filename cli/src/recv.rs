@@ -108,8 +108,6 @@ impl Log {
 /// Runs `pngcast recv`.
 pub fn run(args: RecvArgs) -> Result<(), CliError> {
     let url = normalise_url(&args.url);
-    std::fs::create_dir_all(&args.out)
-        .map_err(|e| CliError::new(format!("cannot create {}: {e}", args.out.display())))?;
     let mut options = ClientOptions::default().metadata(args.metadata);
     if let Some(id) = &args.client_id {
         options = options.client_id(id.clone());
@@ -119,6 +117,9 @@ pub fn run(args: RecvArgs) -> Result<(), CliError> {
     }
     let mut client = Client::connect(&url, options)
         .map_err(|e| CliError::new(format!("cannot connect to {url}: {e}")))?;
+    // Created only once connected, so a failed connection leaves no empty directory behind.
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| CliError::new(format!("cannot create {}: {e}", args.out.display())))?;
     let path = args.out.join("events.jsonl");
     let file = File::create(&path)
         .map_err(|e| CliError::new(format!("cannot create {}: {e}", path.display())))?;
