@@ -116,6 +116,27 @@ fn f32_to_u8_cpu_time(c: &mut Criterion) {
             })
         });
     }
+    // The other inputs and outputs, best kernel only.
+    let best = kernels::best();
+    let h: Vec<f16> = src.iter().map(|&x| f16::from_f32(x)).collect();
+    g.bench_function(format!("{}_f16_input", best.name()), |b| {
+        iter_cpu(b, || {
+            best.f16_to_u8(black_box(&h), &mut dst, Quantize::Truncate)
+        })
+    });
+    let mut dst16 = vec![0u8; 2 * N];
+    g.bench_function(format!("{}_u16be_output", best.name()), |b| {
+        iter_cpu(b, || {
+            best.f32_to_u16be(black_box(&src), &mut dst16, Quantize::Truncate)
+        })
+    });
+    let planar = channels_first(&src);
+    let img = planar_view(&planar);
+    g.bench_function(format!("{}_channels_first_rows", best.name()), |b| {
+        iter_cpu(b, || {
+            convert_rows(black_box(&img), ConvertOptions::default(), 0, &mut dst)
+        })
+    });
     g.finish();
     // 64 K samples (256 KiB in, 64 KiB out): in L2, so this shows what the kernel itself costs
     // when memory is not the limit. Throughput in pixels (samples / 3) as above.
@@ -169,18 +190,27 @@ fn half_to_u8(c: &mut Criterion) {
     g.finish();
 }
 
-fn strided(c: &mut Criterion) {
-    // The same image stored channels-first ([C,H,W]) and viewed as [H,W,C].
-    let src = input();
+/// The image stored channels-first (`[C,H,W]`).
+fn channels_first(src: &[f32]) -> Vec<f32> {
     let mut planar = vec![0f32; N];
     for (i, &x) in src.iter().enumerate() {
         let (p, ch) = (i / C, i % C);
         planar[ch * W * H + p] = x;
     }
-    let img = TensorView::strided(&planar[..], [1, H, W, C], [N, W, 1, W * H])
+    planar
+}
+
+/// A channels-first buffer viewed as `[H,W,C]`.
+fn planar_view(planar: &[f32]) -> ImageView<'_> {
+    TensorView::strided(planar, [1, H, W, C], [N, W, 1, W * H])
         .unwrap()
         .image(0)
-        .unwrap();
+        .unwrap()
+}
+
+fn strided(c: &mut Criterion) {
+    let planar = channels_first(&input());
+    let img = planar_view(&planar);
     let mut dst = vec![0u8; N];
     let mut g = group(c, "convert_1mp_rgb_f32_u8_channels_first");
     g.bench_function(format!("convert_rows_{}", kernels::best().name()), |b| {

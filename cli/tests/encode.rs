@@ -797,6 +797,16 @@ fn bad_inputs_are_refused_cleanly() {
     );
     assert_refused(
         &dir,
+        &[&"encode", &good, &"-o", &out, &"--text", &" lead=x"],
+        "tEXt",
+    );
+    assert_refused(
+        &dir,
+        &[&"encode", &good, &"-o", &out, &"--text", &"k=\u{2603}"],
+        "Latin-1",
+    );
+    assert_refused(
+        &dir,
         &[&"encode", &good, &"-o", &out, &"--quantize", &"up"],
         "quantize",
     );

@@ -419,7 +419,7 @@ fn strided_views_equal_their_contiguous_copy() {
         (7, 13, 3),
         (3, 1000, 4),
         (5, 300, 2),
-        (2, 700, 3),
+        (2, 1500, 3),
     ] {
         let n = h * w * c;
         let f = samples(n, (h * 1000 + w) as u64);
@@ -436,6 +436,21 @@ fn strided_views_equal_their_contiguous_copy() {
                     .image(0)
                     .unwrap();
                 assert!(c == 1 || !strided.rows_contiguous());
+                // Channels-last but column-major ([W,H,C] storage): no dense run anywhere
+                // (w > 1), so elements are gathered one by one.
+                let mut colmajor = vec![buf[0]; n];
+                for y in 0..h {
+                    for x in 0..w {
+                        for ch in 0..c {
+                            colmajor[(x * h + y) * c + ch] = buf[(y * w + x) * c + ch];
+                        }
+                    }
+                }
+                let gathered = TensorView::strided(&colmajor[..], [1, h, w, c], [n, c, h * c, 1])
+                    .unwrap()
+                    .image(0)
+                    .unwrap();
+                assert!((h == 1 && w == 1) || !gathered.rows_contiguous());
                 // Rows padded by 5 elements: rows contiguous, image not.
                 let pad = w * c + 5;
                 let mut padded = vec![buf[0]; h * pad];
@@ -456,6 +471,7 @@ fn strided_views_equal_their_contiguous_copy() {
                             ("dense", &dense),
                             ("channels-first", &strided),
                             ("padded", &rows),
+                            ("column-major", &gathered),
                         ] {
                             let mut got = vec![0xAA; size];
                             convert_rows_with(k, view, opts, 0, &mut got);

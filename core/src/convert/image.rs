@@ -16,6 +16,11 @@ const PARALLEL_MIN_SAMPLES: usize = 256 * 1024;
 const JOB_SAMPLES: usize = 64 * 1024;
 /// Samples gathered per step on the strided path (a 4 KiB stack block for f32).
 const GATHER_SAMPLES: usize = 1024;
+/// Pixels per step on the planar path (4 channel blocks of up to 2 KiB on the stack).
+const PLANAR_PIXELS: usize = 1024;
+
+/// One stack block per channel for the planar path.
+type Planes = [[u8; 2 * PLANAR_PIXELS]; 4];
 
 /// Converts a dense run of samples (any element type) into `dst`.
 fn convert_slice(k: Kernel, src: TensorData<'_>, dst: &mut [u8], opts: ConvertOptions) {
@@ -33,6 +38,60 @@ fn convert_slice(k: Kernel, src: TensorData<'_>, dst: &mut [u8], opts: ConvertOp
             for (d, &v) in dst.chunks_exact_mut(2).zip(s) {
                 d.copy_from_slice(&(u16::from(v) * 257).to_be_bytes());
             }
+        }
+    }
+}
+
+/// Converts row `y` of a planar image (each channel's row is a dense run: width stride 1, as in
+/// a channels-first tensor): each channel's run goes through the kernel into a stack block, then
+/// the blocks are interleaved into pixels. Much cheaper than gathering single elements.
+fn planar_row<T: Copy>(
+    k: Kernel,
+    data: &[T],
+    img: &ImageView<'_>,
+    y: usize,
+    dst: &mut [u8],
+    opts: ConvertOptions,
+    planes: &mut Planes,
+) where
+    for<'a> &'a [T]: Into<TensorData<'a>>,
+{
+    let [sh, _, sc] = img.strides();
+    let (w, c) = (img.width(), img.channels());
+    let ob = opts.bit_depth.bytes();
+    let mut x = 0;
+    while x < w {
+        let n = PLANAR_PIXELS.min(w - x);
+        for (ch, plane) in planes.iter_mut().enumerate().take(c) {
+            let start = y * sh + ch * sc + x;
+            convert_slice(
+                k,
+                (&data[start..start + n]).into(),
+                &mut plane[..n * ob],
+                opts,
+            );
+        }
+        let out = &mut dst[x * c * ob..(x + n) * c * ob];
+        match (c, ob) {
+            (1, 1) => interleave::<1, 1>(planes, out),
+            (2, 1) => interleave::<2, 1>(planes, out),
+            (3, 1) => interleave::<3, 1>(planes, out),
+            (4, 1) => interleave::<4, 1>(planes, out),
+            (1, _) => interleave::<1, 2>(planes, out),
+            (2, _) => interleave::<2, 2>(planes, out),
+            (3, _) => interleave::<3, 2>(planes, out),
+            _ => interleave::<4, 2>(planes, out),
+        }
+        x += n;
+    }
+}
+
+/// Interleaves `C` planes of `OB`-byte samples into pixels (`out.len() / (C * OB)` of them).
+/// Const sizes so each sample copy is a plain move.
+fn interleave<const C: usize, const OB: usize>(planes: &Planes, out: &mut [u8]) {
+    for (ch, plane) in planes.iter().enumerate().take(C) {
+        for (px, sample) in out.chunks_exact_mut(C * OB).zip(plane.chunks_exact(OB)) {
+            px[ch * OB..(ch + 1) * OB].copy_from_slice(sample);
         }
     }
 }
@@ -115,6 +174,18 @@ pub(crate) fn convert_rows(
         for (i, d) in dst.chunks_exact_mut(row_bytes).enumerate() {
             let row = img.row(y0 + i).expect("rows are contiguous");
             convert_slice(k, row, d, opts);
+        }
+    } else if img.strides()[1] == 1 {
+        let mut planes: Planes = [[0u8; 2 * PLANAR_PIXELS]; 4];
+        let p = &mut planes;
+        for (i, d) in dst.chunks_exact_mut(row_bytes).enumerate() {
+            let y = y0 + i;
+            match img.data() {
+                TensorData::F32(s) => planar_row(k, s, img, y, d, opts, p),
+                TensorData::F16(s) => planar_row(k, s, img, y, d, opts, p),
+                TensorData::BF16(s) => planar_row(k, s, img, y, d, opts, p),
+                TensorData::U8(s) => planar_row(k, s, img, y, d, opts, p),
+            }
         }
     } else {
         for (i, d) in dst.chunks_exact_mut(row_bytes).enumerate() {
