@@ -303,7 +303,7 @@ impl ClientQueue {
             && self
                 .items
                 .front()
-                .map_or(true, |e| e.at_boundary(self.front_sent))
+                .is_none_or(|e| e.at_boundary(self.front_sent))
     }
 
     /// True when nothing is left to write (no items, no control bytes).
@@ -408,7 +408,7 @@ impl ClientQueue {
             || self
                 .items
                 .front()
-                .map_or(true, |e| e.at_boundary(self.front_sent))
+                .is_none_or(|e| e.at_boundary(self.front_sent))
     }
 
     /// Records that `n` bytes of what [`Self::io_slices`] returned were written.

@@ -90,6 +90,10 @@ pub struct SinkStats {
 ///
 /// Implementations never block on the network: `send_*` queue and return. Messages to one client
 /// arrive in the order of the calls. Object-safe: use `Arc<dyn FrameSink>`.
+///
+/// A [`Target::Client`] naming no connected client reaches nobody; a sink that knows this at
+/// once reports [`SinkError::NoSuchClient`], one that hands sends to another thread may accept
+/// the call and drop the message there. Either way, no other client gets it.
 pub trait FrameSink: Send + Sync {
     /// Queues an image frame for `target`. Each client gets the legacy or the type-4 form,
     /// according to the flags it declared.

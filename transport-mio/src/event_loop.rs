@@ -87,6 +87,8 @@ pub(crate) struct EventLoop {
     /// Clients with new output from the current command batch.
     dirty: Vec<Key>,
     shutdown_at: Option<Instant>,
+    /// Accepting failed for lack of resources: retry at the next sweep.
+    accept_retry: bool,
     tick: Duration,
     next_sweep: Instant,
     next_ping: Instant,
@@ -128,6 +130,7 @@ impl EventLoop {
             targets: Vec::new(),
             dirty: Vec::new(),
             shutdown_at: None,
+            accept_retry: false,
             tick,
             next_sweep: now + tick,
         })
@@ -139,6 +142,9 @@ impl EventLoop {
         loop {
             let now = Instant::now();
             let mut timeout = self.next_sweep.saturating_duration_since(now);
+            if let Some(at) = self.shutdown_at {
+                timeout = timeout.min(at.saturating_duration_since(now));
+            }
             if !self.again.is_empty() {
                 timeout = Duration::ZERO;
             }
@@ -202,9 +208,19 @@ impl EventLoop {
                     self.insert(sock);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // Out of descriptors or a connection reset before accept: try again next event.
-                Err(_) => return,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted
+                            | io::ErrorKind::ConnectionAborted
+                            | io::ErrorKind::ConnectionReset
+                    ) => {}
+                // Out of descriptors (EMFILE/ENFILE) or memory: the backlog stays unread and no
+                // new readiness edge may come, so the sweep retries.
+                Err(_) => {
+                    self.accept_retry = true;
+                    return;
+                }
             }
         }
     }
@@ -559,6 +575,9 @@ impl EventLoop {
 
     /// Checks every connection's timers: handshake and linger deadlines, stalls, pings.
     fn sweep(&mut self, now: Instant) {
+        if std::mem::take(&mut self.accept_retry) {
+            self.accept_all();
+        }
         let ping = !self.config.ping_interval.is_zero() && now >= self.next_ping;
         if ping {
             self.next_ping = now + self.config.ping_interval;
@@ -590,8 +609,8 @@ impl EventLoop {
                     // A peer that answers nothing, not even our pings, is half-open or gone.
                     let silent = now.duration_since(ws.last_inbound) >= silence;
                     if stalled || silent {
-                        Stats::add(&lp.shared.stats.closed_stall, 1);
                         lp.end_ws(key, conn, Phase::Done);
+                        lp.shared.stats.closed_stall.fetch_add(1, Ordering::Release);
                         return;
                     }
                     if ping {
@@ -608,13 +627,16 @@ impl EventLoop {
 }
 
 /// Counts a WebSocket client's end: one fewer client, one more closed, its queue discarded.
+///
+/// The gauge moves first and the reason counters last, so a reader that sees a reason counted
+/// also sees the client gone.
 fn finish_ws_counts(stats: &Stats, phase: Phase) {
     if let Phase::Ws(mut ws) = phase {
+        stats.clients.fetch_sub(1, Ordering::Release);
         ws.discard(stats);
-        if ws.closed_for_bad_input() {
-            Stats::add(&stats.closed_bad_input, 1);
-        }
-        stats.clients.fetch_sub(1, Ordering::Relaxed);
         Stats::add(&stats.clients_closed, 1);
+        if ws.closed_for_bad_input() {
+            stats.closed_bad_input.fetch_add(1, Ordering::Release);
+        }
     }
 }

@@ -49,7 +49,7 @@ impl Stats {
 
     /// A snapshot of all counters.
     pub(crate) fn snapshot(&self) -> SinkStats {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let get = |c: &AtomicU64| c.load(Ordering::Acquire);
         let mut stats = SinkStats::default();
         stats.clients = get(&self.clients) as usize;
         stats.frames_queued = get(&self.frames_queued);

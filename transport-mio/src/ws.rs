@@ -698,7 +698,7 @@ mod tests {
                 {
                     // A 2000-byte text against a 1024-byte limit.
                     let mut v = vec![0x81, 0x80 | 126, 0x07, 0xd0, 0, 0, 0, 0];
-                    v.extend(std::iter::repeat_n(b'a', 2000));
+                    v.extend_from_slice(&[b'a'; 2000]);
                     v
                 },
                 1009,

@@ -807,3 +807,43 @@ pub fn handshake_limits<B: Backend>() {
         .unwrap();
     assert_eq!(recv_item(&mut *c).test_index(), Some(4));
 }
+
+/// Only a client's first text message can declare flags; later text is ignored.
+pub fn only_first_text_counts<B: Backend>() {
+    let h = Net::start::<B>(ServerConfig::default());
+    let sink = h.sink();
+    let flags = |on: bool| {
+        format!(r#"{{"type": "feature_flags", "data": {{"supports_preview_metadata": {on}}}}}"#)
+    };
+    // Flagged, then tries to switch off: stays flagged.
+    let mut flagged = h.connect(None, true);
+    flagged.send_text(&flags(false));
+    // Says something else first, then asks for flags: stays legacy.
+    let mut legacy = h.connect(None, false);
+    legacy.send_text(r#"{"type": "hello", "data": {}}"#);
+    legacy.send_text(&flags(true));
+    // Sends malformed JSON first: stays legacy and connected.
+    let mut odd = h.connect(None, false);
+    odd.send_text("not json at all");
+    // Give the server time to read those messages before the frame goes out. If it has not,
+    // the expected outcome is the same (so a slow run can hide a bug, never fake one).
+    for c in [&mut flagged, &mut legacy, &mut odd] {
+        c.send_text(r#"{"type": "later", "data": {}}"#);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    sink.send_image(&Target::All, &test_frame("ev", 1, 1, 64, true))
+        .unwrap();
+    end(&*sink, &Target::All, "end");
+    assert!(matches!(
+        recv_until(&mut *flagged, "end")[..],
+        [Got::Meta { .. }]
+    ));
+    assert!(matches!(
+        recv_until(&mut *legacy, "end")[..],
+        [Got::Legacy { .. }]
+    ));
+    assert!(matches!(
+        recv_until(&mut *odd, "end")[..],
+        [Got::Legacy { .. }]
+    ));
+}

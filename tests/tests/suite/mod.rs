@@ -559,6 +559,10 @@ macro_rules! network_suite {
             fn handshake_limits() {
                 cases::handshake_limits::<$b>();
             }
+            #[test]
+            fn only_first_text_counts() {
+                cases::only_first_text_counts::<$b>();
+            }
         }
     };
 }
