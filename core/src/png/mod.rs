@@ -4,7 +4,10 @@
 //! and crates use; the implementation lives in submodules (`chunk`, `filter`, `adler`, `deflate`,
 //! `stripe`, `parallel`, and later `fast`).
 
+mod fast;
 mod stripe;
+
+pub use fast::FastLevel;
 
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::Arc;
