@@ -259,34 +259,11 @@ fn write_header(table: &Table, bw: &mut BitWriter<'_>) {
     bw.write(1u16.reverse_bits() as u64 >> 12, 4); // distance code 0: length 1
 }
 
-/// Codes one row segment (filter byte + residuals): literals, and zero runs as matches.
+/// Codes one segment (filtered rows, each with its filter byte): literals, and zero runs as
+/// matches.
 #[inline]
 fn emit_tokens(kernel: Kernel, seg: &[u8], table: &Table, bw: &mut BitWriter<'_>) {
-    let mut i = 0;
-    while let Some(s) = kernel.find_run(seg, i) {
-        kernel.emit_literals(&seg[i..s], table, bw);
-        let k = kernel.zero_run(seg, s);
-        bw.write(table.codes[0] as u64, table.lens[0] as u32);
-        let mut m = k - 1;
-        let e = |len: usize| {
-            let v = table.matches[len - 3];
-            ((v & 0xFF_FFFF) as u64, v >> 24)
-        };
-        while m >= 258 + 3 {
-            let (b, n) = e(258);
-            bw.write(b, n);
-            m -= 258;
-        }
-        if m > 258 {
-            let (b, n) = e(m - 3);
-            bw.write(b, n);
-            m = 3;
-        }
-        let (b, n) = e(m);
-        bw.write(b, n);
-        i = s + k;
-    }
-    kernel.emit_literals(&seg[i..], table, bw);
+    kernel.emit_segment(seg, table, bw);
 }
 
 /// Counts the symbols [`emit_tokens`] would write for `seg`.

@@ -410,7 +410,7 @@ fn kernels_runs_and_literals_match_scalar() {
     for k in Kernel::available() {
         for _ in 0..400 {
             let len = if rng.bool() { LENS[rng.usize(0..LENS.len())] } else { rng.usize(0..700) };
-            let density = rng.u8(1..10);
+            let density = rng.u8(1..=10);
             let seg: Vec<u8> =
                 (0..len).map(|_| if rng.u8(0..10) < density { 0 } else { rng.u8(..) }).collect();
             for from in [0, len / 3, len.saturating_sub(1), len] {
@@ -433,6 +433,15 @@ fn kernels_runs_and_literals_match_scalar() {
             assert_eq!(w1.len_bits(), w2.len_bits());
             let (n1, n2) = (w1.finish(), w2.finish());
             assert_eq!(b1[..n1], b2[..n2], "{} literals len {len}", k.name());
+            let mut w1 = BitWriter::new(&mut b1);
+            let mut w2 = BitWriter::new(&mut b2);
+            w1.write(0, lead);
+            w2.write(0, lead);
+            k.emit_segment(&seg, &table, &mut w1);
+            Kernel::Scalar.emit_segment(&seg, &table, &mut w2);
+            assert_eq!(w1.len_bits(), w2.len_bits(), "{} segment len {len}", k.name());
+            let (n1, n2) = (w1.finish(), w2.finish());
+            assert_eq!(b1[..n1], b2[..n2], "{} segment len {len}", k.name());
         }
     }
 }
@@ -459,5 +468,57 @@ fn scratch_is_reused_without_growth() {
         encode_stripe(&job, FastLevel::Balanced, &mut scratch, &mut out);
         assert_eq!(out, first, "deterministic");
         assert_eq!(caps, (scratch.bits.capacity(), scratch.row.capacity(), scratch.zeros.capacity()));
+    }
+}
+
+fn cpu_now() -> f64 {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
+    s.split_whitespace().next().unwrap().parse::<f64>().unwrap() * 1e-9
+}
+
+#[test]
+#[ignore]
+fn tmp_speed() {
+    let reps: usize = std::env::var("REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(9);
+    for path in corpus_files() {
+        let (px, s) = load_png(&path);
+        let rb = s.row_bytes();
+        let mp = (s.w * s.h) as f64 / 1e6;
+        let mut line = format!("{:32}", path.file_name().unwrap().to_string_lossy());
+        for (name, c) in [("pngFast", png::Compression::Fast), ("pngFastest", png::Compression::Fastest)] {
+            let mut best = f64::MAX;
+            let mut len = 0;
+            let (t0, mut k) = (cpu_now(), 0);
+            while cpu_now() - t0 < 0.3 || k < 2 {
+                k += 1;
+                let mut buf = Vec::new();
+                let mut e = png::Encoder::new(&mut buf, s.w as u32, s.h as u32);
+                e.set_color([png::ColorType::Grayscale, png::ColorType::GrayscaleAlpha, png::ColorType::Rgb, png::ColorType::Rgba][s.channels - 1]);
+                e.set_depth(png::BitDepth::Eight);
+                e.set_compression(c);
+                let mut w = e.write_header().unwrap();
+                w.write_image_data(&px).unwrap();
+                w.finish().unwrap();
+                len = buf.len();
+            }
+            best = best.min((cpu_now() - t0) / k as f64);
+            line += &format!(" {name} {:5.0} MP/s {:.3} |", mp / best, len as f64 / px.len() as f64);
+        }
+        for level in [FastLevel::Fastest, FastLevel::Balanced] {
+            let mut scratch = FastScratch::new();
+            let mut out = Vec::with_capacity(px.len() * 2);
+            let job = StripeJob { prev_row: None, rows: &px, row_bytes: rb, bpp: s.bpp(), filter: Filter::Adaptive, is_last: true };
+            let mut best = f64::MAX;
+            encode_stripe(&job, level, &mut scratch, &mut out);
+            let (t0, mut k) = (cpu_now(), 0);
+            while cpu_now() - t0 < 0.3 * reps as f64 / 9.0 || k < 2 {
+                k += 1;
+                out.clear();
+                encode_stripe(&job, level, &mut scratch, &mut out);
+            }
+            best = best.min((cpu_now() - t0) / k as f64);
+            line += &format!(" {level:?} {:5.0} MP/s {:.3} |", mp / best, out.len() as f64 / px.len() as f64);
+        }
+        eprintln!("{line}");
     }
 }

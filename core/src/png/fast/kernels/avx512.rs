@@ -60,6 +60,12 @@ impl Kernel {
         unsafe { zero_run(seg, start) }
     }
 
+    /// See [`super::Kernel::emit_segment`].
+    pub fn emit_segment(&self, seg: &[u8], table: &Table, bw: &mut BitWriter<'_>) {
+        // SAFETY: as above.
+        unsafe { emit_segment(seg, table, bw) }
+    }
+
     /// See [`super::Kernel::emit_literals`].
     pub fn emit_literals(&self, bytes: &[u8], table: &Table, bw: &mut BitWriter<'_>) {
         // SAFETY: as above.
@@ -273,29 +279,40 @@ unsafe fn lookup(t: &[__m512i; 4], x: __m512i, top: u64, m: u64) -> __m512i {
     }
 }
 
-#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
-unsafe fn emit_literals(bytes: &[u8], table: &Table, bw: &mut BitWriter<'_>) {
-    let n = bytes.len();
-    if n < 16 {
-        // Short spans (between zero runs) are cheaper through the scalar table.
-        scalar::emit_literals(bytes, table, bw);
-        return;
-    }
+/// The literal tables of one [`Table`] in registers.
+struct LitRegs {
+    len: [__m512i; 4],
+    lo: [__m512i; 4],
+    hi: [__m512i; 4],
+}
+
+#[inline(always)]
+unsafe fn lit_regs(table: &Table) -> LitRegs {
     // SAFETY: 256-byte tables.
-    let (tl, tlo, thi) = unsafe { (load_table(&table.lit_len), load_table(&table.lit_lo), load_table(&table.lit_hi)) };
-    let m16 = _mm512_set1_epi32(0xFFFF);
-    let m32 = _mm512_set1_epi64(0xFFFF_FFFF);
-    let mut codes = [0u64; 8];
-    let mut lens = [0u64; 8];
-    let mut i = 0;
-    while i < n {
-        let m = lanes(n - i);
-        // SAFETY: lanes in m are within bytes; masked-off lanes are not accessed.
-        let x = unsafe { _mm512_maskz_loadu_epi8(m, bytes.as_ptr().add(i) as *const i8) };
+    unsafe {
+        LitRegs {
+            len: load_table(&table.lit_len),
+            lo: load_table(&table.lit_lo),
+            hi: load_table(&table.lit_hi),
+        }
+    }
+}
+
+/// Emits the literals of the lanes of `x` selected by the contiguous-from-0 mask `m`.
+#[inline(always)]
+unsafe fn emit_block(x: __m512i, m: u64, t: &LitRegs, bw: &mut BitWriter<'_>) {
+    let live = 64 - m.leading_zeros() as usize;
+    // SAFETY (whole body): register intrinsics and stores into local arrays; avx512f+bw+vbmi
+    // enabled by the caller.
+    unsafe {
         let top = _mm512_movepi8_mask(x);
-        // SAFETY: register intrinsics.
-        let (l8, lo8, hi8) = unsafe { (lookup(&tl, x, top, m), lookup(&tlo, x, top, m), lookup(&thi, x, top, m)) };
-        let live = (n - i).min(64);
+        let l8 = lookup(&t.len, x, top, m);
+        let lo8 = lookup(&t.lo, x, top, m);
+        let hi8 = lookup(&t.hi, x, top, m);
+        let m16 = _mm512_set1_epi32(0xFFFF);
+        let m32 = _mm512_set1_epi64(0xFFFF_FFFF);
+        let mut codes = [0u64; 8];
+        let mut lens = [0u64; 8];
         for half in 0..2 {
             if half * 32 >= live {
                 break;
@@ -326,16 +343,79 @@ unsafe fn emit_literals(bytes: &[u8], table: &Table, bw: &mut BitWriter<'_>) {
                 _mm512_sllv_epi64(_mm512_srli_epi64::<32>(c32), le),
             );
             let l64 = _mm512_add_epi64(le, _mm512_srli_epi64::<32>(l32));
-            // SAFETY: two 64-byte arrays.
-            unsafe {
-                _mm512_storeu_si512(codes.as_mut_ptr() as *mut _, c64);
-                _mm512_storeu_si512(lens.as_mut_ptr() as *mut _, l64);
-            }
+            _mm512_storeu_si512(codes.as_mut_ptr() as *mut _, c64);
+            _mm512_storeu_si512(lens.as_mut_ptr() as *mut _, l64);
             let words = (live - half * 32).min(32).div_ceil(4);
             for j in 0..words {
                 bw.write(codes[j], lens[j] as u32);
             }
         }
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+unsafe fn emit_literals(bytes: &[u8], table: &Table, bw: &mut BitWriter<'_>) {
+    let n = bytes.len();
+    if n < 16 {
+        // Short spans are cheaper through the scalar table.
+        scalar::emit_literals(bytes, table, bw);
+        return;
+    }
+    // SAFETY: reads two tables.
+    let t = unsafe { lit_regs(table) };
+    let mut i = 0;
+    while i < n {
+        let m = lanes(n - i);
+        // SAFETY: lanes in m are within bytes; masked-off lanes are not accessed.
+        unsafe {
+            let x = _mm512_maskz_loadu_epi8(m, bytes.as_ptr().add(i) as *const i8);
+            emit_block(x, m, &t, bw);
+        }
         i += 64;
+    }
+}
+
+/// The fused segment coder: per 64-byte window, the zero mask of this window and the next
+/// gives every run start in the window; the literals before it go out in one masked block.
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+unsafe fn emit_segment(seg: &[u8], table: &Table, bw: &mut BitWriter<'_>) {
+    const _: () = assert!(super::MIN_RUN == 4);
+    let n = seg.len();
+    // SAFETY: reads the tables.
+    let t = unsafe { lit_regs(table) };
+    let mut pos = 0;
+    while pos < n {
+        let m = lanes(n - pos);
+        // SAFETY: lanes in m are within seg; masked-off lanes are not accessed.
+        let x = unsafe { _mm512_maskz_loadu_epi8(m, seg.as_ptr().add(pos) as *const i8) };
+        let z = _mm512_testn_epi8_mask(x, x) & m;
+        let znext = if n - pos > 64 {
+            // SAFETY: pos + 64 < n.
+            unsafe { zero_mask(seg, pos + 64).0 }
+        } else {
+            0
+        };
+        let zz = z as u128 | (znext as u128) << 64;
+        let cand = (zz & (zz >> 1) & (zz >> 2) & (zz >> 3)) as u64;
+        if cand == 0 {
+            // SAFETY: register work and writes through bw.
+            unsafe { emit_block(x, m, &t, bw) };
+            pos += 64;
+            continue;
+        }
+        let s = cand.trailing_zeros() as usize;
+        if s > 0 {
+            // SAFETY: as above.
+            unsafe { emit_block(x, (1u64 << s) - 1, &t, bw) };
+        }
+        let ones = (!(zz >> s)).trailing_zeros() as usize;
+        let k = if s + ones < 128 {
+            ones
+        } else {
+            // SAFETY: pos + 128 <= n here (all 128 bits were zeros of real bytes).
+            128 - s + unsafe { zero_run(seg, pos + 128) }
+        };
+        super::emit_run(k, table, bw);
+        pos += s + k;
     }
 }

@@ -144,6 +144,27 @@ impl Kernel {
         }
     }
 
+    /// Codes a whole segment: literals, and each run of >= [`MIN_RUN`] zeros as a literal zero
+    /// plus distance-1 matches ([`emit_run`]). The run found is always the first one in the
+    /// segment, so every kernel produces the same tokens.
+    #[inline]
+    pub fn emit_segment(&self, seg: &[u8], table: &Table, bw: &mut BitWriter<'_>) {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512(k) => k.emit_segment(seg, table, bw),
+            _ => {
+                let mut i = 0;
+                while let Some(s) = self.find_run(seg, i) {
+                    self.emit_literals(&seg[i..s], table, bw);
+                    let k = self.zero_run(seg, s);
+                    emit_run(k, table, bw);
+                    i = s + k;
+                }
+                self.emit_literals(&seg[i..], table, bw);
+            }
+        }
+    }
+
     /// Emits `bytes` as literal codes.
     #[inline]
     pub fn emit_literals(&self, bytes: &[u8], table: &Table, bw: &mut BitWriter<'_>) {
@@ -153,4 +174,29 @@ impl Kernel {
             _ => scalar::emit_literals(bytes, table, bw),
         }
     }
+}
+
+/// Emits a run of `k >= MIN_RUN` zeros: a literal zero, then matches of distance 1 covering
+/// `k - 1` bytes (258 at a time; the last two split so that none is shorter than 3).
+#[inline]
+pub(crate) fn emit_run(k: usize, table: &Table, bw: &mut BitWriter<'_>) {
+    debug_assert!(k >= MIN_RUN);
+    bw.write(table.codes[0] as u64, table.lens[0] as u32);
+    let e = |len: usize| {
+        let v = table.matches[len - 3];
+        ((v & 0xFF_FFFF) as u64, v >> 24)
+    };
+    let mut m = k - 1;
+    while m >= 258 + 3 {
+        let (b, n) = e(258);
+        bw.write(b, n);
+        m -= 258;
+    }
+    if m > 258 {
+        let (b, n) = e(m - 3);
+        bw.write(b, n);
+        m = 3;
+    }
+    let (b, n) = e(m);
+    bw.write(b, n);
 }
