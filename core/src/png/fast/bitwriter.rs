@@ -29,6 +29,19 @@ impl<'a> BitWriter<'a> {
         }
     }
 
+    /// Moves the writer out (leaving an empty one), so a hot loop can keep it in registers: a
+    /// writer reached through `&mut` is reloaded from memory after every store to the buffer.
+    /// Put it back with plain assignment.
+    #[inline(always)]
+    pub fn detach(&mut self) -> BitWriter<'a> {
+        BitWriter {
+            buf: std::mem::take(&mut self.buf),
+            pos: self.pos,
+            acc: self.acc,
+            nbits: self.nbits,
+        }
+    }
+
     /// Appends the low `n` bits of `bits` (n <= 56; bits above n must be zero).
     #[inline(always)]
     pub fn write(&mut self, bits: u64, n: u32) {

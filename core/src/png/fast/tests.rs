@@ -522,3 +522,38 @@ fn tmp_speed() {
         eprintln!("{line}");
     }
 }
+
+#[test]
+#[ignore]
+fn tmp_micro() {
+    let (px, s) = load_png(std::path::Path::new("/work/shared/corpus/photo/kodim23.png"));
+    let rb = s.row_bytes();
+    let k = Kernel::get();
+    let zeros = vec![0u8; rb];
+    let mut filt = vec![0u8; s.h * (rb + 1)];
+    let mut counts = [0u32; NUM_LITLEN];
+    for r in 0..s.h {
+        let prev = if r == 0 { &zeros[..] } else { &px[(r - 1) * rb..r * rb] };
+        let seg = &mut filt[r * (rb + 1)..(r + 1) * (rb + 1)];
+        seg[0] = 4;
+        k.filter_row(4, &px[r * rb..(r + 1) * rb], prev, 3, &mut seg[1..]);
+        for &b in seg.iter() { counts[b as usize] += 1; }
+    }
+    let table = Table::from_counts(&counts, &mut HuffWork::default());
+    let mut buf = vec![0u8; filt.len() * 2];
+    let time = |name: &str, f: &mut dyn FnMut()| {
+        f();
+        let (t0, mut n) = (cpu_now(), 0);
+        while cpu_now() - t0 < 0.5 { f(); n += 1; }
+        let dt = (cpu_now() - t0) / n as f64;
+        eprintln!("{name:20} {:6.0} MB/s", filt.len() as f64 / dt / 1e6);
+    };
+    time("emit_segment", &mut || { let mut bw = BitWriter::new(&mut buf); k.emit_segment(&filt, &table, &mut bw); std::hint::black_box(bw.finish()); });
+    time("emit_literals", &mut || { let mut bw = BitWriter::new(&mut buf); k.emit_literals(&filt, &table, &mut bw); std::hint::black_box(bw.finish()); });
+    time("scalar_literals", &mut || { let mut bw = BitWriter::new(&mut buf); scalar::emit_literals(&filt, &table, &mut bw); std::hint::black_box(bw.finish()); });
+    let mut dst = vec![0u8; rb];
+    time("filter_row paeth", &mut || { for r in 1..s.h { k.filter_row(4, &px[r * rb..(r + 1) * rb], &px[(r - 1) * rb..r * rb], 3, &mut dst); } });
+    time("filter_costs", &mut || { for r in 1..s.h { std::hint::black_box(k.filter_costs(&px[r * rb..(r + 1) * rb], &px[(r - 1) * rb..r * rb], 3, &table.cost)); } });
+    time("adler", &mut || { let mut a = simd_adler32::Adler32::new(); a.write(&filt); std::hint::black_box(a.finish()); });
+    time("memcpy", &mut || { buf[..filt.len()].copy_from_slice(&filt); std::hint::black_box(&buf); });
+}

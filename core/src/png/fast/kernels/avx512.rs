@@ -10,7 +10,7 @@ use super::scalar;
 use crate::png::fast::bitwriter::BitWriter;
 use crate::png::fast::huffman::{CostTable, Table};
 
-/// Proof that the CPU has AVX-512 F, BW and VBMI.
+/// Proof that the CPU has AVX-512 F, BW and VBMI (and BMI2, for variable shifts in the writer).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Kernel(());
 
@@ -20,6 +20,7 @@ impl Kernel {
         is_x86_feature_detected!("avx512f")
             && is_x86_feature_detected!("avx512bw")
             && is_x86_feature_detected!("avx512vbmi")
+            && is_x86_feature_detected!("bmi2")
     }
 
     /// The kernel, if the CPU supports it.
@@ -30,7 +31,7 @@ impl Kernel {
     /// The kernel without checking.
     ///
     /// # Safety
-    /// The CPU must support AVX-512 F, BW and VBMI.
+    /// The CPU must support AVX-512 F, BW, VBMI and BMI2.
     #[allow(dead_code)]
     pub unsafe fn new_unchecked() -> Self {
         Kernel(())
@@ -135,7 +136,7 @@ unsafe fn load4(raw: &[u8], prev: &[u8], bpp: usize, i: usize, m: u64) -> [__m51
     }
 }
 
-#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi,bmi2")]
 unsafe fn filter_costs(raw: &[u8], prev: &[u8], bpp: usize, cost: &CostTable) -> [u64; 5] {
     let n = raw.len();
     let head = bpp.min(n);
@@ -174,7 +175,7 @@ unsafe fn filter_costs(raw: &[u8], prev: &[u8], bpp: usize, cost: &CostTable) ->
     out
 }
 
-#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi,bmi2")]
 unsafe fn filter_row(f: u8, raw: &[u8], prev: &[u8], bpp: usize, dst: &mut [u8]) {
     let n = raw.len();
     assert!(dst.len() >= n);
@@ -214,7 +215,7 @@ unsafe fn zero_mask(seg: &[u8], p: usize) -> (u64, u64) {
     }
 }
 
-#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi,bmi2")]
 unsafe fn find_run(seg: &[u8], from: usize) -> Option<usize> {
     const _: () = assert!(super::MIN_RUN == 4);
     let n = seg.len();
@@ -238,7 +239,7 @@ unsafe fn find_run(seg: &[u8], from: usize) -> Option<usize> {
     None
 }
 
-#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi,bmi2")]
 unsafe fn zero_run(seg: &[u8], start: usize) -> usize {
     let n = seg.len();
     let mut p = start;
@@ -343,9 +344,25 @@ unsafe fn emit_block(x: __m512i, m: u64, t: &LitRegs, bw: &mut BitWriter<'_>) {
                 _mm512_sllv_epi64(_mm512_srli_epi64::<32>(c32), le),
             );
             let l64 = _mm512_add_epi64(le, _mm512_srli_epi64::<32>(l32));
+            let words = (live - half * 32).min(32).div_ceil(4);
+            // Pairs of words -> one write when all four pairs fit in 56 bits (the common case
+            // on filtered photos: eight codes averaging under 7 bits), halving the writes.
+            let l_odd = _mm512_maskz_compress_epi64(0xAA, l64);
+            let l_even = _mm512_maskz_compress_epi64(0x55, l64);
+            let tot = _mm512_add_epi64(l_even, l_odd);
+            if words == 8 && _mm512_cmpgt_epu64_mask(tot, _mm512_set1_epi64(56)) & 0x0F == 0 {
+                let c_odd = _mm512_maskz_compress_epi64(0xAA, c64);
+                let c_even = _mm512_maskz_compress_epi64(0x55, c64);
+                let c = _mm512_or_si512(c_even, _mm512_sllv_epi64(c_odd, l_even));
+                _mm512_storeu_si512(codes.as_mut_ptr() as *mut _, c);
+                _mm512_storeu_si512(lens.as_mut_ptr() as *mut _, tot);
+                for j in 0..4 {
+                    bw.write(codes[j], lens[j] as u32);
+                }
+                continue;
+            }
             _mm512_storeu_si512(codes.as_mut_ptr() as *mut _, c64);
             _mm512_storeu_si512(lens.as_mut_ptr() as *mut _, l64);
-            let words = (live - half * 32).min(32).div_ceil(4);
             for j in 0..words {
                 bw.write(codes[j], lens[j] as u32);
             }
@@ -353,7 +370,7 @@ unsafe fn emit_block(x: __m512i, m: u64, t: &LitRegs, bw: &mut BitWriter<'_>) {
     }
 }
 
-#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi,bmi2")]
 unsafe fn emit_literals(bytes: &[u8], table: &Table, bw: &mut BitWriter<'_>) {
     let n = bytes.len();
     if n < 16 {
@@ -363,26 +380,31 @@ unsafe fn emit_literals(bytes: &[u8], table: &Table, bw: &mut BitWriter<'_>) {
     }
     // SAFETY: reads two tables.
     let t = unsafe { lit_regs(table) };
+    let mut w = bw.detach();
     let mut i = 0;
     while i < n {
         let m = lanes(n - i);
         // SAFETY: lanes in m are within bytes; masked-off lanes are not accessed.
         unsafe {
             let x = _mm512_maskz_loadu_epi8(m, bytes.as_ptr().add(i) as *const i8);
-            emit_block(x, m, &t, bw);
+            emit_block(x, m, &t, &mut w);
         }
         i += 64;
     }
+    *bw = w;
 }
 
 /// The fused segment coder: per 64-byte window, the zero mask of this window and the next
 /// gives every run start in the window; the literals before it go out in one masked block.
-#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi,bmi2")]
 unsafe fn emit_segment(seg: &[u8], table: &Table, bw: &mut BitWriter<'_>) {
     const _: () = assert!(super::MIN_RUN == 4);
     let n = seg.len();
     // SAFETY: reads the tables.
     let t = unsafe { lit_regs(table) };
+    let bw_outer = bw;
+    let mut w = bw_outer.detach();
+    let bw = &mut w;
     let mut pos = 0;
     while pos < n {
         let m = lanes(n - pos);
@@ -395,8 +417,8 @@ unsafe fn emit_segment(seg: &[u8], table: &Table, bw: &mut BitWriter<'_>) {
         } else {
             0
         };
-        let zz = z as u128 | (znext as u128) << 64;
-        let cand = (zz & (zz >> 1) & (zz >> 2) & (zz >> 3)) as u64;
+        // Bit t: bytes t..t+3 are zeros (bits past 63 come from the next window).
+        let cand = z & (z >> 1 | znext << 63) & (z >> 2 | znext << 62) & (z >> 3 | znext << 61);
         if cand == 0 {
             // SAFETY: register work and writes through bw.
             unsafe { emit_block(x, m, &t, bw) };
@@ -408,6 +430,7 @@ unsafe fn emit_segment(seg: &[u8], table: &Table, bw: &mut BitWriter<'_>) {
             // SAFETY: as above.
             unsafe { emit_block(x, (1u64 << s) - 1, &t, bw) };
         }
+        let zz = z as u128 | (znext as u128) << 64;
         let ones = (!(zz >> s)).trailing_zeros() as usize;
         let k = if s + ones < 128 {
             ones
@@ -418,4 +441,5 @@ unsafe fn emit_segment(seg: &[u8], table: &Table, bw: &mut BitWriter<'_>) {
         super::emit_run(k, table, bw);
         pos += s + k;
     }
+    *bw_outer = w;
 }
