@@ -70,13 +70,9 @@ impl<'a> BitWriter<'a> {
     }
 
     /// Bits written so far.
+    #[cfg(test)]
     pub fn len_bits(&self) -> u64 {
         self.pos as u64 * 8 + self.nbits as u64
-    }
-
-    /// Bytes of room left before the writer would run out of slack.
-    pub fn room(&self) -> usize {
-        self.buf.len().saturating_sub(self.pos + 8)
     }
 
     /// Aligns and returns the number of bytes written.
@@ -101,7 +97,7 @@ mod tests {
         w.write((1 << 56) - 1, 56);
         w.write(0b101, 3);
         let n = w.finish();
-        assert_eq!(n, (1 + 2 + 5 + 16 + 56 + 3 + 7) / 8);
+        assert_eq!(n, (1 + 2 + 5 + 16 + 56 + 3u32).div_ceil(8) as usize);
         assert_eq!(buf[0], 0b1111_1101);
         assert_eq!(buf[1], 0xCD);
         assert_eq!(buf[2], 0xAB);

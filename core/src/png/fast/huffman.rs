@@ -179,6 +179,17 @@ pub(crate) struct HuffWork {
     depth: Vec<u8>,
 }
 
+impl HuffWork {
+    /// Sizes the buffers for an alphabet of [`NUM_LITLEN`] symbols.
+    pub fn reserve(&mut self) {
+        let n = NUM_LITLEN;
+        self.order.reserve(n.saturating_sub(self.order.len()));
+        self.weight.reserve((2 * n).saturating_sub(self.weight.len()));
+        self.parent.reserve((2 * n).saturating_sub(self.parent.len()));
+        self.depth.reserve((2 * n).saturating_sub(self.depth.len()));
+    }
+}
+
 /// Optimal prefix-code lengths for `freq` (all non-zero), limited to `limit` bits.
 ///
 /// Huffman's algorithm on the frequency-sorted symbols with the two-queue method (leaves in

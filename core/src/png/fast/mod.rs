@@ -67,9 +67,14 @@ pub(crate) struct FastScratch {
 }
 
 impl FastScratch {
-    /// Scratch that uses the best kernel for this CPU.
-    pub fn new() -> Self {
-        Self::default()
+    /// Sizes the buffers for stripes of `stripe_bytes` filtered bytes (rows of `row_bytes` plus
+    /// their filter bytes), so that coding such a stripe allocates nothing.
+    pub fn reserve(&mut self, row_bytes: usize, stripe_bytes: usize) {
+        let (chunk, bits) = buffer_sizes(row_bytes, stripe_bytes / (row_bytes + 1));
+        grow(&mut self.zeros, row_bytes);
+        grow(&mut self.row, chunk);
+        grow(&mut self.bits, bits);
+        self.huff.reserve();
     }
 
     /// Scratch pinned to one kernel (tests compare kernels).
@@ -80,6 +85,30 @@ impl FastScratch {
             ..Self::default()
         }
     }
+}
+
+/// Resizes `v` to at least `n` bytes (never shrinks).
+fn grow(v: &mut Vec<u8>, n: usize) {
+    if v.len() < n {
+        v.resize(n, 0);
+    }
+}
+
+/// Rows filtered and coded together, and rows per histogram sample group.
+fn chunk_rows(row_bytes: usize, nrows: usize) -> (usize, usize) {
+    let coded = (CHUNK_BYTES / (row_bytes + 1)).clamp(1, nrows.max(1));
+    let sampled = (1024 / (row_bytes + 1)).max(1);
+    (coded, sampled)
+}
+
+/// Bytes of the chunk buffer and of the bit buffer for a stripe of `nrows` rows: the bit buffer
+/// holds anything up to stored size plus one worst-case chunk (14 bits a byte) and the header.
+fn buffer_sizes(row_bytes: usize, nrows: usize) -> (usize, usize) {
+    let (coded, sampled) = chunk_rows(row_bytes, nrows);
+    let sample_row = row_bytes.min(SAMPLE_ROW_CAP) + 1;
+    let chunk = (coded * (row_bytes + 1)).max(sampled * sample_row);
+    let bits = stored_size(nrows * (row_bytes + 1)) + coded * (row_bytes + 1) * 2 + 512;
+    (chunk, bits)
 }
 
 /// Size of `data_len` bytes written as stored blocks (5 header bytes per 65535 bytes).
@@ -96,7 +125,10 @@ pub(crate) fn encode_stripe(
     out: &mut Vec<u8>,
 ) -> u32 {
     let rb = job.row_bytes;
-    assert!(rb > 0 && job.rows.len() % rb == 0, "StripeJob rows must be whole rows");
+    assert!(
+        rb > 0 && job.rows.len().is_multiple_of(rb),
+        "StripeJob rows must be whole rows"
+    );
     assert!((1..=8).contains(&job.bpp) && job.bpp <= rb);
     if let Some(p) = job.prev_row {
         assert_eq!(p.len(), rb);
@@ -106,22 +138,20 @@ pub(crate) fn encode_stripe(
     let data_len = nrows * (rb + 1);
     let stored_len = stored_size(data_len);
 
-    if scratch.zeros.len() < rb {
-        scratch.zeros.resize(rb, 0);
-    }
+    let (chunk_size, cap) = buffer_sizes(rb, nrows);
+    grow(&mut scratch.zeros, rb);
+    grow(&mut scratch.row, chunk_size);
+    grow(&mut scratch.bits, cap);
     let fixed = fixed_filter(job.filter, level);
 
     // 1. Sample a histogram from SAMPLE_ROWS groups of consecutive rows spread over the stripe
     // (a group of narrow rows holds at least ~1 KiB, so zero runs across rows are seen).
     let mut counts = [0u32; NUM_LITLEN];
     let prior = CostTable::prior();
-    let group = (1024 / (rb + 1)).max(1);
+    let (rows_per_chunk, group) = chunk_rows(rb, nrows);
     let groups = nrows.div_ceil(group);
     let samples = groups.min(SAMPLE_ROWS);
     let n = rb.min(SAMPLE_ROW_CAP);
-    if scratch.row.len() < group * (n + 1) {
-        scratch.row.resize(group * (n + 1), 0);
-    }
     let mut sampled_bytes = 0usize;
     for s in 0..samples {
         let r0 = (s * groups / samples) * group;
@@ -147,16 +177,6 @@ pub(crate) fn encode_stripe(
 
     // 2. Code. Rows are filtered into a chunk of about CHUNK_BYTES, which is then Adler-32'd and
     // tokenised as one segment (so zero runs continue across the rows of narrow images).
-    let rows_per_chunk = (CHUNK_BYTES / (rb + 1)).max(1).min(nrows);
-    let chunk_len = rows_per_chunk * (rb + 1);
-    if scratch.row.len() < chunk_len {
-        scratch.row.resize(chunk_len, 0);
-    }
-    // The buffer holds anything up to stored size plus one worst-case chunk.
-    let cap = stored_len + chunk_len * 2 + 512;
-    if scratch.bits.len() < cap {
-        scratch.bits.resize(cap, 0);
-    }
     let mut bw = BitWriter::new(&mut scratch.bits[..cap]);
     bw.write(job.is_last as u64, 1);
     bw.write(2, 2); // BTYPE = 10: dynamic Huffman
@@ -245,7 +265,9 @@ const HEADER_BITS_MAX: u64 = 3 + 14 + 19 * 3 + 287 * 4;
 /// a 4-bit code (a complete code, so no run-length symbols and no second table to build):
 /// 144 bytes per stripe, a fraction of a percent of a typical stripe.
 fn write_header(table: &Table, bw: &mut BitWriter<'_>) {
-    const ORDER: [usize; 19] = [16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15];
+    const ORDER: [usize; 19] = [
+        16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15,
+    ];
     bw.write((NUM_LITLEN - 257) as u64, 5);
     bw.write(0, 5); // one distance code
     bw.write(15, 4); // 19 code-length code lengths

@@ -66,7 +66,11 @@ fn unfilter(data: &[u8], row_bytes: usize, bpp: usize) -> Vec<u8> {
         let f = data[r * (row_bytes + 1)];
         let src = &data[r * (row_bytes + 1) + 1..(r + 1) * (row_bytes + 1)];
         let (done, cur) = out.split_at_mut(r * row_bytes);
-        let prev: &[u8] = if r == 0 { &zeros } else { &done[(r - 1) * row_bytes..] };
+        let prev: &[u8] = if r == 0 {
+            &zeros
+        } else {
+            &done[(r - 1) * row_bytes..]
+        };
         let cur = &mut cur[..row_bytes];
         for i in 0..row_bytes {
             let a = if i >= bpp { cur[i - bpp] } else { 0 };
@@ -98,11 +102,18 @@ fn check_roundtrip(coded: &mut Coded, pixels: &[u8], row_bytes: usize, bpp: usiz
     let inflated = miniz_oxide::inflate::decompress_to_vec(body).expect("raw inflate");
     assert_eq!(inflated.len(), pixels.len() / row_bytes * (row_bytes + 1));
     let mut off = 0;
-    for (i, (&a, &len)) in coded.stripe_adlers.iter().zip(&coded.stripe_lens).enumerate() {
+    for (i, (&a, &len)) in coded
+        .stripe_adlers
+        .iter()
+        .zip(&coded.stripe_lens)
+        .enumerate()
+    {
         assert_eq!(a, adler(&inflated[off..off + len]), "stripe {i} adler");
         off += len;
     }
-    coded.zlib.extend_from_slice(&adler(&inflated).to_be_bytes());
+    coded
+        .zlib
+        .extend_from_slice(&adler(&inflated).to_be_bytes());
     let again = miniz_oxide::inflate::decompress_to_vec_zlib(&coded.zlib).expect("zlib inflate");
     assert_eq!(again, inflated);
     assert_eq!(unfilter(&inflated, row_bytes, bpp), pixels, "pixels differ");
@@ -155,16 +166,32 @@ impl Shape {
 }
 
 /// Full check for every kernel: roundtrip, png-crate decode, kernels identical to scalar.
-fn check_all(pixels: &[u8], s: &Shape, filter: Filter, level: FastLevel, stripe_rows: usize) -> usize {
+fn check_all(
+    pixels: &[u8],
+    s: &Shape,
+    filter: Filter,
+    level: FastLevel,
+    stripe_rows: usize,
+) -> usize {
     let (rb, bpp) = (s.row_bytes(), s.bpp());
     let mut oracle = code_image(pixels, rb, bpp, filter, level, stripe_rows, Kernel::Scalar);
     let size = check_roundtrip(&mut oracle, pixels, rb, bpp);
-    let decoded = png_decode(&oracle.zlib, s.w as u32, s.h as u32, s.channels as u8, s.depth as u8);
+    let decoded = png_decode(
+        &oracle.zlib,
+        s.w as u32,
+        s.h as u32,
+        s.channels as u8,
+        s.depth as u8,
+    );
     assert_eq!(decoded, pixels, "png crate decode");
     for k in Kernel::available().into_iter().skip(1) {
         let mut c = code_image(pixels, rb, bpp, filter, level, stripe_rows, k);
         check_roundtrip(&mut c, pixels, rb, bpp);
-        assert!(c.zlib == oracle.zlib, "kernel {} differs from scalar", k.name());
+        assert!(
+            c.zlib == oracle.zlib,
+            "kernel {} differs from scalar",
+            k.name()
+        );
     }
     size
 }
@@ -203,7 +230,12 @@ fn odd_shapes_all_filters_levels_depths_channels() {
     for &(w, h) in &dims {
         for channels in 1..=4 {
             for depth in [8, 16] {
-                let s = Shape { w, h, channels, depth };
+                let s = Shape {
+                    w,
+                    h,
+                    channels,
+                    depth,
+                };
                 let px = smooth(&s, (w * 31 + h) as u64);
                 for filter in ALL_FILTERS {
                     for level in [FastLevel::Fastest, FastLevel::Balanced] {
@@ -233,16 +265,24 @@ fn random_sizes_and_contents() {
             1 => smooth(&s, case),
             2 => {
                 // sparse: mostly zeros, some random bytes (long and short zero runs)
-                (0..n).map(|_| if rng.u8(0..10) == 0 { rng.u8(..) } else { 0 }).collect()
+                (0..n)
+                    .map(|_| if rng.u8(0..10) == 0 { rng.u8(..) } else { 0 })
+                    .collect()
             }
             _ => {
                 // flat blocks of random colours
                 let c: Vec<u8> = (0..s.bpp()).map(|_| rng.u8(..)).collect();
-                (0..n).map(|i| c[i % s.bpp()].wrapping_add((i / 997) as u8)).collect()
+                (0..n)
+                    .map(|i| c[i % s.bpp()].wrapping_add((i / 997) as u8))
+                    .collect()
             }
         };
         let filter = ALL_FILTERS[rng.usize(0..6)];
-        let level = if rng.bool() { FastLevel::Fastest } else { FastLevel::Balanced };
+        let level = if rng.bool() {
+            FastLevel::Fastest
+        } else {
+            FastLevel::Balanced
+        };
         let stripe_rows = rng.usize(1..=s.h);
         check_all(&px, &s, filter, level, stripe_rows);
     }
@@ -251,7 +291,12 @@ fn random_sizes_and_contents() {
 #[test]
 fn noise_falls_back_to_stored() {
     for (w, h, ch) in [(256, 64, 3), (1000, 100, 4), (5, 5, 1), (70000, 2, 1)] {
-        let s = Shape { w, h, channels: ch, depth: 8 };
+        let s = Shape {
+            w,
+            h,
+            channels: ch,
+            depth: 8,
+        };
         let n = s.row_bytes() * h;
         let px = noise(n, w as u64);
         for stripe_rows in [1, 7, usize::MAX] {
@@ -260,7 +305,10 @@ fn noise_falls_back_to_stored() {
             let data = h * (s.row_bytes() + 1);
             let stored = data + 5 * (data.div_ceil(65535) + stripes);
             // zlib header and trailer: 6 bytes.
-            assert!(size <= stored + 6, "noise {w}x{h}: {size} > stored {stored}");
+            assert!(
+                size <= stored + 6,
+                "noise {w}x{h}: {size} > stored {stored}"
+            );
         }
     }
 }
@@ -268,14 +316,26 @@ fn noise_falls_back_to_stored() {
 #[test]
 fn flat_fills_compress_hard() {
     for (w, h, ch) in [(512, 512, 3), (4000, 3, 4), (3, 4000, 1), (1, 1000, 2)] {
-        let s = Shape { w, h, channels: ch, depth: 8 };
+        let s = Shape {
+            w,
+            h,
+            channels: ch,
+            depth: 8,
+        };
         let px = vec![0x5Au8; s.row_bytes() * h];
         let size = check_all(&px, &s, Filter::Adaptive, FastLevel::Balanced, usize::MAX);
         let raw = s.row_bytes() * h;
         // Wide rows: zero runs of whole rows (>= 50x). Rows of a few bytes: the filter byte of
         // every row breaks the run, so only ~4x.
-        let bound = if s.row_bytes() >= 64 { raw / 50 } else { raw / 4 } + 300;
-        assert!(size < bound, "flat {w}x{h}x{ch}: {size} bytes for {raw} raw");
+        let bound = if s.row_bytes() >= 64 {
+            raw / 50
+        } else {
+            raw / 4
+        } + 300;
+        assert!(
+            size < bound,
+            "flat {w}x{h}x{ch}: {size} bytes for {raw} raw"
+        );
         let zeros = vec![0u8; s.row_bytes() * h];
         check_all(&zeros, &s, Filter::None, FastLevel::Fastest, 100);
     }
@@ -283,7 +343,12 @@ fn flat_fills_compress_hard() {
 
 #[test]
 fn sixteen_bit_ramp() {
-    let s = Shape { w: 301, h: 50, channels: 3, depth: 16 };
+    let s = Shape {
+        w: 301,
+        h: 50,
+        channels: 3,
+        depth: 16,
+    };
     let mut px = Vec::new();
     for y in 0..s.h {
         for x in 0..s.w * s.channels {
@@ -298,7 +363,9 @@ fn sixteen_bit_ramp() {
 fn corpus_files() -> Vec<std::path::PathBuf> {
     let mut v = Vec::new();
     let root = std::path::Path::new("/work/shared/corpus");
-    let Ok(dirs) = std::fs::read_dir(root) else { return v };
+    let Ok(dirs) = std::fs::read_dir(root) else {
+        return v;
+    };
     for d in dirs.flatten() {
         if let Ok(files) = std::fs::read_dir(d.path()) {
             for f in files.flatten() {
@@ -312,7 +379,7 @@ fn corpus_files() -> Vec<std::path::PathBuf> {
     v
 }
 
-pub(crate) fn load_png(path: &std::path::Path) -> (Vec<u8>, Shape) {
+fn load_png(path: &std::path::Path) -> (Vec<u8>, Shape) {
     let dec = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
     let mut reader = dec.read_info().unwrap();
     let mut buf = vec![0u8; reader.output_buffer_size().unwrap()];
@@ -341,14 +408,20 @@ fn corpus_roundtrips() {
         let (px, s) = load_png(&path);
         for level in [FastLevel::Fastest, FastLevel::Balanced] {
             let size = check_all(&px, &s, Filter::Adaptive, level, 64);
-            eprintln!("{}: {level:?} {:.3} of raw", path.display(), size as f64 / px.len() as f64);
+            eprintln!(
+                "{}: {level:?} {:.3} of raw",
+                path.display(),
+                size as f64 / px.len() as f64
+            );
         }
     }
 }
 
 // ---- kernel-level comparisons against the scalar oracle ----
 
-const LENS: [usize; 22] = [0, 1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 66, 127, 128, 129, 200, 1000];
+const LENS: [usize; 22] = [
+    0, 1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 66, 127, 128, 129, 200, 1000,
+];
 
 #[test]
 fn kernels_filter_and_cost_match_scalar() {
@@ -409,15 +482,31 @@ fn kernels_runs_and_literals_match_scalar() {
     let table = Table::from_counts(&counts, &mut HuffWork::default());
     for k in Kernel::available() {
         for _ in 0..400 {
-            let len = if rng.bool() { LENS[rng.usize(0..LENS.len())] } else { rng.usize(0..700) };
+            let len = if rng.bool() {
+                LENS[rng.usize(0..LENS.len())]
+            } else {
+                rng.usize(0..700)
+            };
             let density = rng.u8(1..=10);
-            let seg: Vec<u8> =
-                (0..len).map(|_| if rng.u8(0..10) < density { 0 } else { rng.u8(..) }).collect();
+            let seg: Vec<u8> = (0..len)
+                .map(|_| {
+                    if rng.u8(0..10) < density {
+                        0
+                    } else {
+                        rng.u8(..)
+                    }
+                })
+                .collect();
             for from in [0, len / 3, len.saturating_sub(1), len] {
                 let got = k.find_run(&seg, from);
                 assert_eq!(got, scalar::find_run(&seg, from), "{} find_run", k.name());
                 if let Some(s) = got {
-                    assert_eq!(k.zero_run(&seg, s), scalar::zero_run(&seg, s), "{}", k.name());
+                    assert_eq!(
+                        k.zero_run(&seg, s),
+                        scalar::zero_run(&seg, s),
+                        "{}",
+                        k.name()
+                    );
                 }
             }
             let mut b1 = vec![0u8; len * 2 + 64];
@@ -439,7 +528,12 @@ fn kernels_runs_and_literals_match_scalar() {
             w2.write(0, lead);
             k.emit_segment(&seg, &table, &mut w1);
             Kernel::Scalar.emit_segment(&seg, &table, &mut w2);
-            assert_eq!(w1.len_bits(), w2.len_bits(), "{} segment len {len}", k.name());
+            assert_eq!(
+                w1.len_bits(),
+                w2.len_bits(),
+                "{} segment len {len}",
+                k.name()
+            );
             let (n1, n2) = (w1.finish(), w2.finish());
             assert_eq!(b1[..n1], b2[..n2], "{} segment len {len}", k.name());
         }
@@ -448,9 +542,14 @@ fn kernels_runs_and_literals_match_scalar() {
 
 #[test]
 fn scratch_is_reused_without_growth() {
-    let s = Shape { w: 200, h: 50, channels: 3, depth: 8 };
+    let s = Shape {
+        w: 200,
+        h: 50,
+        channels: 3,
+        depth: 8,
+    };
     let px = smooth(&s, 1);
-    let mut scratch = FastScratch::new();
+    let mut scratch = FastScratch::default();
     let mut out = Vec::new();
     let job = StripeJob {
         prev_row: None,
@@ -461,13 +560,24 @@ fn scratch_is_reused_without_growth() {
         is_last: true,
     };
     encode_stripe(&job, FastLevel::Balanced, &mut scratch, &mut out);
-    let caps = (scratch.bits.capacity(), scratch.row.capacity(), scratch.zeros.capacity());
+    let caps = (
+        scratch.bits.capacity(),
+        scratch.row.capacity(),
+        scratch.zeros.capacity(),
+    );
     let first = out.clone();
     for _ in 0..3 {
         out.clear();
         encode_stripe(&job, FastLevel::Balanced, &mut scratch, &mut out);
         assert_eq!(out, first, "deterministic");
-        assert_eq!(caps, (scratch.bits.capacity(), scratch.row.capacity(), scratch.zeros.capacity()));
+        assert_eq!(
+            caps,
+            (
+                scratch.bits.capacity(),
+                scratch.row.capacity(),
+                scratch.zeros.capacity()
+            )
+        );
     }
 }
 
@@ -479,13 +589,19 @@ fn cpu_now() -> f64 {
 #[test]
 #[ignore]
 fn tmp_speed() {
-    let reps: usize = std::env::var("REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(9);
+    let reps: usize = std::env::var("REPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(9);
     for path in corpus_files() {
         let (px, s) = load_png(&path);
         let rb = s.row_bytes();
         let mp = (s.w * s.h) as f64 / 1e6;
         let mut line = format!("{:32}", path.file_name().unwrap().to_string_lossy());
-        for (name, c) in [("pngFast", png::Compression::Fast), ("pngFastest", png::Compression::Fastest)] {
+        for (name, c) in [
+            ("pngFast", png::Compression::Fast),
+            ("pngFastest", png::Compression::Fastest),
+        ] {
             let mut best = f64::MAX;
             let mut len = 0;
             let (t0, mut k) = (cpu_now(), 0);
@@ -493,7 +609,14 @@ fn tmp_speed() {
                 k += 1;
                 let mut buf = Vec::new();
                 let mut e = png::Encoder::new(&mut buf, s.w as u32, s.h as u32);
-                e.set_color([png::ColorType::Grayscale, png::ColorType::GrayscaleAlpha, png::ColorType::Rgb, png::ColorType::Rgba][s.channels - 1]);
+                e.set_color(
+                    [
+                        png::ColorType::Grayscale,
+                        png::ColorType::GrayscaleAlpha,
+                        png::ColorType::Rgb,
+                        png::ColorType::Rgba,
+                    ][s.channels - 1],
+                );
                 e.set_depth(png::BitDepth::Eight);
                 e.set_compression(c);
                 let mut w = e.write_header().unwrap();
@@ -502,12 +625,23 @@ fn tmp_speed() {
                 len = buf.len();
             }
             best = best.min((cpu_now() - t0) / k as f64);
-            line += &format!(" {name} {:5.0} MP/s {:.3} |", mp / best, len as f64 / px.len() as f64);
+            line += &format!(
+                " {name} {:5.0} MP/s {:.3} |",
+                mp / best,
+                len as f64 / px.len() as f64
+            );
         }
         for level in [FastLevel::Fastest, FastLevel::Balanced] {
-            let mut scratch = FastScratch::new();
+            let mut scratch = FastScratch::default();
             let mut out = Vec::with_capacity(px.len() * 2);
-            let job = StripeJob { prev_row: None, rows: &px, row_bytes: rb, bpp: s.bpp(), filter: Filter::Adaptive, is_last: true };
+            let job = StripeJob {
+                prev_row: None,
+                rows: &px,
+                row_bytes: rb,
+                bpp: s.bpp(),
+                filter: Filter::Adaptive,
+                is_last: true,
+            };
             let mut best = f64::MAX;
             encode_stripe(&job, level, &mut scratch, &mut out);
             let (t0, mut k) = (cpu_now(), 0);
@@ -517,7 +651,11 @@ fn tmp_speed() {
                 encode_stripe(&job, level, &mut scratch, &mut out);
             }
             best = best.min((cpu_now() - t0) / k as f64);
-            line += &format!(" {level:?} {:5.0} MP/s {:.3} |", mp / best, out.len() as f64 / px.len() as f64);
+            line += &format!(
+                " {level:?} {:5.0} MP/s {:.3} |",
+                mp / best,
+                out.len() as f64 / px.len() as f64
+            );
         }
         eprintln!("{line}");
     }
@@ -526,34 +664,83 @@ fn tmp_speed() {
 #[test]
 #[ignore]
 fn tmp_micro() {
-    let (px, s) = load_png(std::path::Path::new("/work/shared/corpus/photo/kodim23.png"));
+    let (px, s) = load_png(std::path::Path::new(
+        "/work/shared/corpus/photo/kodim23.png",
+    ));
     let rb = s.row_bytes();
     let k = Kernel::get();
     let zeros = vec![0u8; rb];
     let mut filt = vec![0u8; s.h * (rb + 1)];
     let mut counts = [0u32; NUM_LITLEN];
     for r in 0..s.h {
-        let prev = if r == 0 { &zeros[..] } else { &px[(r - 1) * rb..r * rb] };
+        let prev = if r == 0 {
+            &zeros[..]
+        } else {
+            &px[(r - 1) * rb..r * rb]
+        };
         let seg = &mut filt[r * (rb + 1)..(r + 1) * (rb + 1)];
         seg[0] = 4;
         k.filter_row(4, &px[r * rb..(r + 1) * rb], prev, 3, &mut seg[1..]);
-        for &b in seg.iter() { counts[b as usize] += 1; }
+        for &b in seg.iter() {
+            counts[b as usize] += 1;
+        }
     }
     let table = Table::from_counts(&counts, &mut HuffWork::default());
     let mut buf = vec![0u8; filt.len() * 2];
     let time = |name: &str, f: &mut dyn FnMut()| {
         f();
         let (t0, mut n) = (cpu_now(), 0);
-        while cpu_now() - t0 < 0.5 { f(); n += 1; }
+        while cpu_now() - t0 < 0.5 {
+            f();
+            n += 1;
+        }
         let dt = (cpu_now() - t0) / n as f64;
         eprintln!("{name:20} {:6.0} MB/s", filt.len() as f64 / dt / 1e6);
     };
-    time("emit_segment", &mut || { let mut bw = BitWriter::new(&mut buf); k.emit_segment(&filt, &table, &mut bw); std::hint::black_box(bw.finish()); });
-    time("emit_literals", &mut || { let mut bw = BitWriter::new(&mut buf); k.emit_literals(&filt, &table, &mut bw); std::hint::black_box(bw.finish()); });
-    time("scalar_literals", &mut || { let mut bw = BitWriter::new(&mut buf); scalar::emit_literals(&filt, &table, &mut bw); std::hint::black_box(bw.finish()); });
+    time("emit_segment", &mut || {
+        let mut bw = BitWriter::new(&mut buf);
+        k.emit_segment(&filt, &table, &mut bw);
+        std::hint::black_box(bw.finish());
+    });
+    time("emit_literals", &mut || {
+        let mut bw = BitWriter::new(&mut buf);
+        k.emit_literals(&filt, &table, &mut bw);
+        std::hint::black_box(bw.finish());
+    });
+    time("scalar_literals", &mut || {
+        let mut bw = BitWriter::new(&mut buf);
+        scalar::emit_literals(&filt, &table, &mut bw);
+        std::hint::black_box(bw.finish());
+    });
     let mut dst = vec![0u8; rb];
-    time("filter_row paeth", &mut || { for r in 1..s.h { k.filter_row(4, &px[r * rb..(r + 1) * rb], &px[(r - 1) * rb..r * rb], 3, &mut dst); } });
-    time("filter_costs", &mut || { for r in 1..s.h { std::hint::black_box(k.filter_costs(&px[r * rb..(r + 1) * rb], &px[(r - 1) * rb..r * rb], 3, &table.cost)); } });
-    time("adler", &mut || { let mut a = simd_adler32::Adler32::new(); a.write(&filt); std::hint::black_box(a.finish()); });
-    time("memcpy", &mut || { buf[..filt.len()].copy_from_slice(&filt); std::hint::black_box(&buf); });
+    time("filter_row paeth", &mut || {
+        for r in 1..s.h {
+            k.filter_row(
+                4,
+                &px[r * rb..(r + 1) * rb],
+                &px[(r - 1) * rb..r * rb],
+                3,
+                &mut dst,
+            );
+        }
+    });
+    time("filter_costs", &mut || {
+        for r in 1..s.h {
+            std::hint::black_box(k.filter_costs(
+                &px[r * rb..(r + 1) * rb],
+                &px[(r - 1) * rb..r * rb],
+                3,
+                &table.cost,
+            ));
+        }
+    });
+    time("adler", &mut || {
+        let mut a = simd_adler32::Adler32::new();
+        a.write(&filt);
+        std::hint::black_box(a.finish());
+    });
+    time("memcpy", &mut || {
+        buf[..filt.len()].copy_from_slice(&filt);
+        std::hint::black_box(&buf);
+    });
 }

@@ -67,7 +67,7 @@ unsafe fn le_u8(a: __m256i, b: __m256i) -> __m256i {
 /// The Paeth predictor in 8-bit lanes (see the AVX-512 kernel for the derivation).
 #[inline(always)]
 unsafe fn paeth(a: __m256i, b: __m256i, c: __m256i) -> __m256i {
-    // SAFETY (whole body): register intrinsics; AVX2 enabled by the caller.
+    // SAFETY: (whole body) register intrinsics; AVX2 enabled by the caller.
     unsafe {
         let pa = _mm256_or_si256(_mm256_subs_epu8(b, c), _mm256_subs_epu8(c, b));
         let pb = _mm256_or_si256(_mm256_subs_epu8(a, c), _mm256_subs_epu8(c, a));
@@ -87,7 +87,10 @@ unsafe fn avg(a: __m256i, b: __m256i) -> __m256i {
     // SAFETY: register intrinsics.
     unsafe {
         let one = _mm256_set1_epi8(1);
-        _mm256_sub_epi8(_mm256_avg_epu8(a, b), _mm256_and_si256(_mm256_xor_si256(a, b), one))
+        _mm256_sub_epi8(
+            _mm256_avg_epu8(a, b),
+            _mm256_and_si256(_mm256_xor_si256(a, b), one),
+        )
     }
 }
 
@@ -130,7 +133,15 @@ unsafe fn filter_costs(raw: &[u8], prev: &[u8], bpp: usize, cost: &CostTable) ->
         // SAFETY: head <= i and i + 32 <= n.
         let [x, a, b, c] = unsafe { load4(raw, prev, bpp, i) };
         // SAFETY: register intrinsics.
-        let r = unsafe { [x, _mm256_sub_epi8(x, a), _mm256_sub_epi8(x, b), _mm256_sub_epi8(x, avg(a, b)), _mm256_sub_epi8(x, paeth(a, b, c))] };
+        let r = unsafe {
+            [
+                x,
+                _mm256_sub_epi8(x, a),
+                _mm256_sub_epi8(x, b),
+                _mm256_sub_epi8(x, avg(a, b)),
+                _mm256_sub_epi8(x, paeth(a, b, c)),
+            ]
+        };
         for f in 0..5 {
             // t = r + 16: 0..16 for r in 240..256, 16..32 for r in 0..16.
             let t = _mm256_add_epi8(r[f], sixteen);
@@ -154,7 +165,13 @@ unsafe fn filter_costs(raw: &[u8], prev: &[u8], bpp: usize, cost: &CostTable) ->
 }
 
 /// Scalar costs of bytes `from..` (with their true left neighbours).
-fn scalar_tail_costs(raw: &[u8], prev: &[u8], bpp: usize, from: usize, cost: &CostTable) -> [u64; 5] {
+fn scalar_tail_costs(
+    raw: &[u8],
+    prev: &[u8],
+    bpp: usize,
+    from: usize,
+    cost: &CostTable,
+) -> [u64; 5] {
     if from >= raw.len() {
         return [0; 5];
     }
@@ -198,7 +215,13 @@ unsafe fn filter_row(f: u8, raw: &[u8], prev: &[u8], bpp: usize, dst: &mut [u8])
         let k = bpp.min(body_end);
         let mut tmp = [0u8; 32 + 8];
         let len = n - body_end + k;
-        scalar::filter_row(f, &raw[body_end - k..], &prev[body_end - k..], bpp, &mut tmp[..len]);
+        scalar::filter_row(
+            f,
+            &raw[body_end - k..],
+            &prev[body_end - k..],
+            bpp,
+            &mut tmp[..len],
+        );
         dst[body_end..n].copy_from_slice(&tmp[k..len]);
     }
 }

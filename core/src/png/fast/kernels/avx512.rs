@@ -87,11 +87,14 @@ fn lanes(rem: usize) -> u64 {
 /// The five filters' residuals for one vector of pixels.
 #[inline(always)]
 unsafe fn residuals(x: __m512i, a: __m512i, b: __m512i, c: __m512i) -> [__m512i; 5] {
-    // SAFETY (whole body): the caller runs with avx512f+bw enabled; intrinsics only.
+    // SAFETY: (whole body) the caller runs with avx512f+bw enabled; intrinsics only.
     unsafe {
         let one = _mm512_set1_epi8(1);
         // floor((a + b) / 2) = rounding average minus the rounding bit.
-        let avg = _mm512_sub_epi8(_mm512_avg_epu8(a, b), _mm512_and_si512(_mm512_xor_si512(a, b), one));
+        let avg = _mm512_sub_epi8(
+            _mm512_avg_epu8(a, b),
+            _mm512_and_si512(_mm512_xor_si512(a, b), one),
+        );
         [
             x,
             _mm512_sub_epi8(x, a),
@@ -106,7 +109,7 @@ unsafe fn residuals(x: __m512i, a: __m512i, b: __m512i, c: __m512i) -> [__m512i;
 /// b - c and a - c have the same sign, saturated: only its order against pa and pb matters).
 #[inline(always)]
 unsafe fn paeth(a: __m512i, b: __m512i, c: __m512i) -> __m512i {
-    // SAFETY (whole body): avx512f+bw enabled by the caller; intrinsics only.
+    // SAFETY: (whole body) avx512f+bw enabled by the caller; intrinsics only.
     unsafe {
         let pa = _mm512_or_si512(_mm512_subs_epu8(b, c), _mm512_subs_epu8(c, b));
         let pb = _mm512_or_si512(_mm512_subs_epu8(a, c), _mm512_subs_epu8(c, a));
@@ -193,7 +196,10 @@ unsafe fn filter_row(f: u8, raw: &[u8], prev: &[u8], bpp: usize, dst: &mut [u8])
             scalar::UP => _mm512_sub_epi8(x, b),
             scalar::AVG => _mm512_sub_epi8(
                 x,
-                _mm512_sub_epi8(_mm512_avg_epu8(a, b), _mm512_and_si512(_mm512_xor_si512(a, b), one)),
+                _mm512_sub_epi8(
+                    _mm512_avg_epu8(a, b),
+                    _mm512_and_si512(_mm512_xor_si512(a, b), one),
+                ),
             ),
             // SAFETY: intrinsics on registers.
             _ => _mm512_sub_epi8(x, unsafe { paeth(a, b, c) }),
@@ -227,7 +233,11 @@ unsafe fn find_run(seg: &[u8], from: usize) -> Option<usize> {
         // A candidate at bit t needs bits t..t+3: final for t <= 60, or everywhere when the
         // window reaches the end of the segment.
         let last = n - p <= 64;
-        let cand = if last { cand } else { cand & ((1u64 << 61) - 1) };
+        let cand = if last {
+            cand
+        } else {
+            cand & ((1u64 << 61) - 1)
+        };
         if cand != 0 {
             return Some(p + cand.trailing_zeros() as usize);
         }
@@ -303,7 +313,7 @@ unsafe fn lit_regs(table: &Table) -> LitRegs {
 #[inline(always)]
 unsafe fn emit_block(x: __m512i, m: u64, t: &LitRegs, bw: &mut BitWriter<'_>) {
     let live = 64 - m.leading_zeros() as usize;
-    // SAFETY (whole body): register intrinsics and stores into local arrays; avx512f+bw+vbmi
+    // SAFETY: (whole body) register intrinsics and stores into local arrays; avx512f+bw+vbmi
     // enabled by the caller.
     unsafe {
         let top = _mm512_movepi8_mask(x);
@@ -319,7 +329,11 @@ unsafe fn emit_block(x: __m512i, m: u64, t: &LitRegs, bw: &mut BitWriter<'_>) {
                 break;
             }
             let (l, lo, hi) = if half == 0 {
-                (_mm512_castsi512_si256(l8), _mm512_castsi512_si256(lo8), _mm512_castsi512_si256(hi8))
+                (
+                    _mm512_castsi512_si256(l8),
+                    _mm512_castsi512_si256(lo8),
+                    _mm512_castsi512_si256(hi8),
+                )
             } else {
                 (
                     _mm512_extracti64x4_epi64::<1>(l8),
@@ -329,7 +343,10 @@ unsafe fn emit_block(x: __m512i, m: u64, t: &LitRegs, bw: &mut BitWriter<'_>) {
             };
             // 32 symbols in 16-bit lanes: code (<= 14 bits) and length.
             let l16 = _mm512_cvtepu8_epi16(l);
-            let c16 = _mm512_or_si512(_mm512_cvtepu8_epi16(lo), _mm512_slli_epi16::<8>(_mm512_cvtepu8_epi16(hi)));
+            let c16 = _mm512_or_si512(
+                _mm512_cvtepu8_epi16(lo),
+                _mm512_slli_epi16::<8>(_mm512_cvtepu8_epi16(hi)),
+            );
             // Pairs -> 32-bit lanes: first | second << len(first).
             let le = _mm512_and_si512(l16, m16);
             let c32 = _mm512_or_si512(

@@ -50,7 +50,10 @@ impl Kernel {
         if cfg!(pngcast_force_scalar) {
             return Kernel::Scalar;
         }
-        Self::available().into_iter().last().unwrap_or(Kernel::Scalar)
+        Self::available()
+            .into_iter()
+            .last()
+            .unwrap_or(Kernel::Scalar)
     }
 
     /// Every kernel this CPU can run, scalar first, best last (tests compare them all).
@@ -75,7 +78,8 @@ impl Kernel {
         v
     }
 
-    /// A short name for test messages and benches.
+    /// A short name for test messages.
+    #[cfg(test)]
     pub fn name(&self) -> &'static str {
         match self {
             Kernel::Scalar => "scalar",

@@ -46,7 +46,7 @@ impl Kernel {
 
 #[inline(always)]
 unsafe fn paeth(a: uint8x16_t, b: uint8x16_t, c: uint8x16_t) -> uint8x16_t {
-    // SAFETY (whole body): register intrinsics; NEON enabled by the caller.
+    // SAFETY: (whole body) register intrinsics; NEON enabled by the caller.
     unsafe {
         let pa = vabdq_u8(b, c);
         let pb = vabdq_u8(a, c);
@@ -59,7 +59,13 @@ unsafe fn paeth(a: uint8x16_t, b: uint8x16_t, c: uint8x16_t) -> uint8x16_t {
 }
 
 #[inline(always)]
-unsafe fn residual(f: u8, x: uint8x16_t, a: uint8x16_t, b: uint8x16_t, c: uint8x16_t) -> uint8x16_t {
+unsafe fn residual(
+    f: u8,
+    x: uint8x16_t,
+    a: uint8x16_t,
+    b: uint8x16_t,
+    c: uint8x16_t,
+) -> uint8x16_t {
     // SAFETY: register intrinsics.
     unsafe {
         match f {
@@ -117,7 +123,12 @@ unsafe fn filter_costs(raw: &[u8], prev: &[u8], bpp: usize, cost: &CostTable) ->
     if body_end < n {
         let k = bpp.min(body_end);
         let all = scalar::filter_costs(&raw[body_end - k..], &prev[body_end - k..], bpp, cost);
-        let h = scalar::filter_costs(&raw[body_end - k..body_end], &prev[body_end - k..body_end], bpp, cost);
+        let h = scalar::filter_costs(
+            &raw[body_end - k..body_end],
+            &prev[body_end - k..body_end],
+            bpp,
+            cost,
+        );
         for f in 0..5 {
             out[f] += all[f] - h[f];
         }
@@ -145,7 +156,13 @@ unsafe fn filter_row(f: u8, raw: &[u8], prev: &[u8], bpp: usize, dst: &mut [u8])
         let k = bpp.min(body_end);
         let mut tmp = [0u8; 16 + 8];
         let len = n - body_end + k;
-        scalar::filter_row(f, &raw[body_end - k..], &prev[body_end - k..], bpp, &mut tmp[..len]);
+        scalar::filter_row(
+            f,
+            &raw[body_end - k..],
+            &prev[body_end - k..],
+            bpp,
+            &mut tmp[..len],
+        );
         dst[body_end..n].copy_from_slice(&tmp[k..len]);
     }
 }

@@ -1,0 +1,4 @@
+//! aarch64 kernels: NEON.
+#![allow(unsafe_code)]
+
+pub(crate) mod neon;
