@@ -82,7 +82,7 @@ pub(crate) fn convert_rows(
     let row_len = img.row_len();
     let row_bytes = row_len * opts.bit_depth.bytes();
     assert!(
-        dst.len() % row_bytes == 0,
+        dst.len().is_multiple_of(row_bytes),
         "convert_rows: {} bytes is not a whole number of {row_bytes}-byte rows",
         dst.len()
     );

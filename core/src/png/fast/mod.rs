@@ -7,7 +7,7 @@
 //!    symbol keeps a code, so unsampled rows may hold anything). The table also yields a cost
 //!    model shaped for SIMD: per-byte costs for the 32 small residuals, one mean for the rest.
 //! 3. **Code.** Each row is filtered (the filter with the least estimated bits, or a fixed one),
-//!    Adler-32'd while in cache, and coded: literals, except that a run of >= 4 zero residuals
+//!    Adler-32'd while in cache, and coded: literals, except that a run of >= 12 zero residuals
 //!    becomes one literal zero followed by distance-1 matches (zero runs are the only repeats
 //!    worth finding in filtered rows; anything longer-range costs more time than it saves).
 //! 4. **Fallback.** If the coded stripe would be larger than stored blocks, it is written as

@@ -238,18 +238,21 @@ unsafe fn zero_mask(seg: &[u8], p: usize) -> u32 {
 
 #[target_feature(enable = "avx2")]
 unsafe fn find_run(seg: &[u8], from: usize) -> Option<usize> {
-    const _: () = assert!(super::MIN_RUN == 4);
+    const R: usize = super::MIN_RUN;
     let n = seg.len();
     let mut p = from;
     while p + 32 <= n {
         // SAFETY: p + 32 <= n.
         let z = unsafe { zero_mask(seg, p) };
-        // Candidates at bits 0..=28 are final (they need bits t..t+3).
-        let cand = z & (z >> 1) & (z >> 2) & (z >> 3) & ((1 << 29) - 1);
+        // Candidates at bits 0..=32-R are final (they need bits t..t+R-1).
+        let mut cand = z & ((1u32 << (33 - R)) - 1);
+        for k in 1..R {
+            cand &= z >> k;
+        }
         if cand != 0 {
             return Some(p + cand.trailing_zeros() as usize);
         }
-        p += 29;
+        p += 33 - R;
     }
     scalar::find_run(seg, p.min(n))
 }

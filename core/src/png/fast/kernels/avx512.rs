@@ -223,20 +223,23 @@ unsafe fn zero_mask(seg: &[u8], p: usize) -> (u64, u64) {
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,bmi2")]
 unsafe fn find_run(seg: &[u8], from: usize) -> Option<usize> {
-    const _: () = assert!(super::MIN_RUN == 4);
+    const R: usize = super::MIN_RUN;
     let n = seg.len();
     let mut p = from;
     while p < n {
         // SAFETY: p < n.
         let (z, _) = unsafe { zero_mask(seg, p) };
-        let cand = z & (z >> 1) & (z >> 2) & (z >> 3);
-        // A candidate at bit t needs bits t..t+3: final for t <= 60, or everywhere when the
-        // window reaches the end of the segment.
+        let mut cand = z;
+        for k in 1..R {
+            cand &= z >> k;
+        }
+        // A candidate at bit t needs bits t..t+R-1: final for t <= 64 - R, or everywhere when
+        // the window reaches the end of the segment.
         let last = n - p <= 64;
         let cand = if last {
             cand
         } else {
-            cand & ((1u64 << 61) - 1)
+            cand & ((1u64 << (65 - R)) - 1)
         };
         if cand != 0 {
             return Some(p + cand.trailing_zeros() as usize);
@@ -244,7 +247,7 @@ unsafe fn find_run(seg: &[u8], from: usize) -> Option<usize> {
         if last {
             return None;
         }
-        p += 61;
+        p += 65 - R;
     }
     None
 }
@@ -415,7 +418,7 @@ unsafe fn emit_literals(bytes: &[u8], table: &Table, bw: &mut BitWriter<'_>) {
 /// gives every run start in the window; the literals before it go out in one masked block.
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,bmi2")]
 unsafe fn emit_segment(seg: &[u8], table: &Table, bw: &mut BitWriter<'_>) {
-    const _: () = assert!(super::MIN_RUN == 4);
+    const R: usize = super::MIN_RUN;
     let n = seg.len();
     // SAFETY: reads the tables.
     let t = unsafe { lit_regs(table) };
@@ -434,8 +437,11 @@ unsafe fn emit_segment(seg: &[u8], table: &Table, bw: &mut BitWriter<'_>) {
         } else {
             0
         };
-        // Bit t: bytes t..t+3 are zeros (bits past 63 come from the next window).
-        let cand = z & (z >> 1 | znext << 63) & (z >> 2 | znext << 62) & (z >> 3 | znext << 61);
+        // Bit t: bytes t..t+R-1 are zeros (bits past 63 come from the next window).
+        let mut cand = z;
+        for k in 1..R {
+            cand &= z >> k | znext << (64 - k);
+        }
         if cand == 0 {
             // SAFETY: register work and writes through bw.
             unsafe { emit_block(x, m, &t, bw) };
