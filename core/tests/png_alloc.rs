@@ -97,6 +97,13 @@ fn second_frame_allocates_nothing() {
         }
     }
 
+    // The global pool (entered once per frame through `rayon::scope`).
+    let mut enc = Encoder::new(EncodeOptions::default().threads(Threads::Global)).unwrap();
+    let mut out = Vec::new();
+    enc.encode_into(&info, &frame_a, &mut out).unwrap();
+    let n = allocations_during(|| enc.encode_into(&info, &frame_b, &mut out).unwrap());
+    assert_eq!(n, 0, "Threads::Global: second frame allocated {n} times");
+
     // The tensor path: f32 in, conversion fused into the stripes.
     let (h, w, c) = (480usize, 720usize, 3usize);
     let t_a: Vec<f32> = (0..h * w * c).map(|i| (i % 255) as f32 / 255.0).collect();

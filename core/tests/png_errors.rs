@@ -101,7 +101,7 @@ fn compact_level_out_of_range() {
 fn invalid_text_keys_and_values() {
     let bad: [(&str, &str); 7] = [
         ("", "empty key"),
-        (&"k"[..], "nul \0 in value"),
+        ("k", "nul \0 in value"),
         ("nul\0key", "v"),
         (" leading", "v"),
         ("smile \u{263a}", "v"),

@@ -146,6 +146,12 @@ impl EncodeOptions {
 /// A reusable PNG encoder. Holds per-stripe output slots and per-worker scratch (filter rows,
 /// miniz_oxide compressors, conversion buffers) so that encoding another frame of the same size
 /// allocates nothing. With [`Threads::Fixed`] it also owns its private rayon pool.
+///
+/// Allocation, precisely: the first frame of a size sizes everything for the worst case
+/// (incompressible data), so later frames of that size allocate nothing in this crate. On a
+/// multi-threaded pool entered from outside, rayon pushes one job per frame on its injector
+/// queue (crossbeam-deque), which allocates one 63-slot block every 63 pushes: amortised one
+/// allocation per 63 frames (`core/tests/png_alloc.rs` checks both facts).
 #[derive(Debug)]
 pub struct Encoder {
     options: EncodeOptions,
@@ -467,4 +473,25 @@ pub fn encode(info: &ImageInfo, pixels: &[u8], options: &EncodeOptions) -> Resul
     let mut out = Vec::new();
     Encoder::new(options.clone())?.encode_into(info, pixels, &mut out)?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zlib_headers_pass_the_check() {
+        let all = [Compression::Stored]
+            .into_iter()
+            .chain((1..=9).map(Compression::Compact));
+        for c in all {
+            let [cmf, flg] = zlib_header(c);
+            assert_eq!(cmf, 0x78, "{c:?}");
+            assert_eq!((u16::from(cmf) << 8 | u16::from(flg)) % 31, 0, "{c:?}");
+            assert_eq!(flg & 0x20, 0, "no preset dictionary");
+        }
+        assert_eq!(zlib_header(Compression::Compact(1)), [0x78, 0x01]);
+        assert_eq!(zlib_header(Compression::Compact(6)), [0x78, 0x9c]);
+        assert_eq!(zlib_header(Compression::Compact(9)), [0x78, 0xda]);
+    }
 }

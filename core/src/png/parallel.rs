@@ -78,7 +78,10 @@ impl Exec<'_> {
     pub(crate) fn run<R: Send>(self, f: impl FnOnce(bool) -> R + Send) -> R {
         match self {
             Exec::Serial => f(false),
-            Exec::Current => f(true),
+            // Inside a pool already: its workers run the stripes. Outside any pool: enter the
+            // global pool once, so that coding and the parallel copy share one injected job.
+            Exec::Current if rayon::current_thread_index().is_some() => f(true),
+            Exec::Current => rayon::scope(|_| f(true)),
             Exec::Pool(pool) => pool.install(|| f(true)),
         }
     }

@@ -87,7 +87,7 @@ pub fn decode(png_bytes: &[u8]) -> Decoded {
         png::BitDepth::Sixteen => BitDepth::Sixteen,
         other => panic!("unexpected bit depth {other:?}"),
     };
-    assert_eq!(info.interlaced, false);
+    assert!(!info.interlaced);
     let row_bytes = info.width as usize * channels as usize * bit_depth.bytes();
     assert_eq!(
         inflated.len(),
@@ -156,8 +156,17 @@ pub fn test_image(info: &ImageInfo, seed: u64) -> Vec<u8> {
 /// in `benches/images` (always present).
 pub fn corpus_files() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    // `$PNGCAST_CORPUS`, else `shared/corpus` beside the workspace or an ancestor (worktrees
+    // sit one level deeper than the main checkout).
+    let corpus = std::env::var_os("PNGCAST_CORPUS")
+        .map(PathBuf::from)
+        .or_else(|| {
+            root.ancestors()
+                .map(|a| a.join("../shared/corpus"))
+                .find(|p| p.is_dir())
+        });
     let mut files = Vec::new();
-    for dir in [root.join("../shared/corpus"), root.join("benches/images")] {
+    for dir in corpus.into_iter().chain([root.join("benches/images")]) {
         collect_pngs(&dir, &mut files);
     }
     files.sort();
