@@ -25,8 +25,16 @@ const OUR_VARIANTS: &[(&str, Compression, Filter)] = &[
     ("stored", Compression::Stored, Filter::None),
     ("stored_adaptive", Compression::Stored, Filter::Adaptive),
     ("compact1", Compression::Compact(1), Filter::Adaptive),
-    ("fast_fastest", Compression::Fast(FastLevel::Fastest), Filter::Adaptive),
-    ("fast", Compression::Fast(FastLevel::Balanced), Filter::Adaptive),
+    (
+        "fast_fastest",
+        Compression::Fast(FastLevel::Fastest),
+        Filter::Adaptive,
+    ),
+    (
+        "fast",
+        Compression::Fast(FastLevel::Balanced),
+        Filter::Adaptive,
+    ),
 ];
 
 /// Thread counts for ours and for mtpng.

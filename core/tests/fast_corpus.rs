@@ -39,7 +39,11 @@ fn corpus_decodes_and_beats_png_fast() {
     // `PNGCAST_CORPUS=/path/to/corpus` adds a corpus that is not at `../shared/corpus`.
     if let Some(dir) = std::env::var_os("PNGCAST_CORPUS") {
         for sub in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            for f in std::fs::read_dir(sub.path()).into_iter().flatten().flatten() {
+            for f in std::fs::read_dir(sub.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
                 if f.path().extension().is_some_and(|e| e == "png") {
                     files.push(f.path());
                 }

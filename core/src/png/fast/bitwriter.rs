@@ -33,6 +33,7 @@ impl<'a> BitWriter<'a> {
     /// writer reached through `&mut` is reloaded from memory after every store to the buffer.
     /// Put it back with plain assignment.
     #[inline(always)]
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub fn detach(&mut self) -> BitWriter<'a> {
         BitWriter {
             buf: std::mem::take(&mut self.buf),

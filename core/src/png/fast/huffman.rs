@@ -80,10 +80,13 @@ pub(crate) struct Table {
     /// Bit-reversed canonical code of every symbol (ready for an LSB-first bit writer).
     pub codes: [u16; NUM_LITLEN],
     /// Literal code lengths as bytes (SIMD lookups).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub lit_len: [u8; 256],
     /// Low byte of each literal's code.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub lit_lo: [u8; 256],
     /// High byte of each literal's code.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub lit_hi: [u8; 256],
     /// Literal code and length packed as `code | len << 16` (scalar emitter).
     pub lit_packed: [u32; 256],
@@ -184,8 +187,10 @@ impl HuffWork {
     pub fn reserve(&mut self) {
         let n = NUM_LITLEN;
         self.order.reserve(n.saturating_sub(self.order.len()));
-        self.weight.reserve((2 * n).saturating_sub(self.weight.len()));
-        self.parent.reserve((2 * n).saturating_sub(self.parent.len()));
+        self.weight
+            .reserve((2 * n).saturating_sub(self.weight.len()));
+        self.parent
+            .reserve((2 * n).saturating_sub(self.parent.len()));
         self.depth.reserve((2 * n).saturating_sub(self.depth.len()));
     }
 }
