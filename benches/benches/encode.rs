@@ -15,7 +15,9 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use pngcast_benches::{encode_bench_images, Image};
 use pngcast_core::convert::{convert_image, BitDepth, ConvertOptions};
-use pngcast_core::png::{Compression, EncodeOptions, Encoder, Filter, ImageInfo, Threads};
+use pngcast_core::png::{
+    Compression, EncodeOptions, Encoder, FastLevel, Filter, ImageInfo, Threads,
+};
 use pngcast_core::tensor::TensorView;
 
 /// Our variants: (name, compression, filter). The fast coder adds one line here.
@@ -23,6 +25,16 @@ const OUR_VARIANTS: &[(&str, Compression, Filter)] = &[
     ("stored", Compression::Stored, Filter::None),
     ("stored_adaptive", Compression::Stored, Filter::Adaptive),
     ("compact1", Compression::Compact(1), Filter::Adaptive),
+    (
+        "fast_fastest",
+        Compression::Fast(FastLevel::Fastest),
+        Filter::Adaptive,
+    ),
+    (
+        "fast",
+        Compression::Fast(FastLevel::Balanced),
+        Filter::Adaptive,
+    ),
 ];
 
 /// Thread counts for ours and for mtpng.

@@ -9,7 +9,9 @@ use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
 use pngcast_core::convert::BitDepth;
-use pngcast_core::png::{Compression, EncodeOptions, Encoder, Filter, ImageInfo, Threads};
+use pngcast_core::png::{
+    Compression, EncodeOptions, Encoder, FastLevel, Filter, ImageInfo, Threads,
+};
 
 fn best_of(runs: usize, mut f: impl FnMut()) -> Duration {
     (0..runs)
@@ -58,6 +60,16 @@ fn main() {
         (
             "compact1/adaptive",
             Compression::Compact(1),
+            Filter::Adaptive,
+        ),
+        (
+            "fast_fastest/adaptive",
+            Compression::Fast(FastLevel::Fastest),
+            Filter::Adaptive,
+        ),
+        (
+            "fast/adaptive",
+            Compression::Fast(FastLevel::Balanced),
             Filter::Adaptive,
         ),
     ] {
