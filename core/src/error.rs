@@ -17,7 +17,9 @@ pub enum Error {
         axis: &'static str,
     },
     /// The channel count is outside 1..=4.
-    #[error("unsupported channel count {0}: expected 1 (gray), 2 (gray+alpha), 3 (RGB) or 4 (RGBA)")]
+    #[error(
+        "unsupported channel count {0}: expected 1 (gray), 2 (gray+alpha), 3 (RGB) or 4 (RGBA)"
+    )]
     UnsupportedChannels(usize),
     /// The tensor has a rank the API does not accept.
     #[error("unsupported tensor rank {0}: expected [B,H,W,C], [H,W,C] or [B,H,W]")]

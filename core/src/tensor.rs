@@ -170,7 +170,10 @@ impl<'a> TensorView<'a> {
     ) -> Result<Self> {
         let data = data.into();
         let [b, h, w, c] = shape;
-        for (axis, n) in ["batch", "height", "width", "channels"].into_iter().zip(shape) {
+        for (axis, n) in ["batch", "height", "width", "channels"]
+            .into_iter()
+            .zip(shape)
+        {
             if n == 0 {
                 return Err(Error::ZeroDimension { axis });
             }
@@ -179,7 +182,10 @@ impl<'a> TensorView<'a> {
             return Err(Error::UnsupportedChannels(c));
         }
         if h > MAX_PNG_SIDE || w > MAX_PNG_SIDE {
-            return Err(Error::ImageTooLarge { width: w, height: h });
+            return Err(Error::ImageTooLarge {
+                width: w,
+                height: h,
+            });
         }
         // Index of the farthest element, plus one.
         let mut last = 0usize;
@@ -200,9 +206,16 @@ impl<'a> TensorView<'a> {
             .and_then(|p| p.checked_mul(2))
             .ok_or(Error::SizeOverflow("image bytes"))?;
         if data.len() < need {
-            return Err(Error::BufferTooShort { need, got: data.len() });
+            return Err(Error::BufferTooShort {
+                need,
+                got: data.len(),
+            });
         }
-        Ok(Self { data, shape, strides })
+        Ok(Self {
+            data,
+            shape,
+            strides,
+        })
     }
 
     /// Element type.
@@ -237,7 +250,10 @@ impl<'a> TensorView<'a> {
     /// Image `index` of the batch.
     pub fn image(&self, index: usize) -> Result<ImageView<'a>> {
         if index >= self.shape[0] {
-            return Err(Error::IndexOutOfRange { index, batch: self.shape[0] });
+            return Err(Error::IndexOutOfRange {
+                index,
+                batch: self.shape[0],
+            });
         }
         let [_, h, w, c] = self.shape;
         let [sb, sh, sw, sc] = self.strides;
@@ -261,7 +277,9 @@ impl<'a> TensorView<'a> {
 fn contiguous_strides(h: usize, w: usize, c: usize) -> Result<[usize; 4]> {
     let sw = c;
     let sh = w.checked_mul(c).ok_or(Error::SizeOverflow("row length"))?;
-    let sb = h.checked_mul(sh).ok_or(Error::SizeOverflow("image length"))?;
+    let sb = h
+        .checked_mul(sh)
+        .ok_or(Error::SizeOverflow("image length"))?;
     Ok([sb, sh, sw, 1])
 }
 
@@ -340,7 +358,10 @@ mod tests {
         let t = TensorView::bhwc(&buf[..], [2, 3, 4, 3]).unwrap();
         assert_eq!(t.image(1).unwrap().height(), 3);
         assert!(t.image(1).unwrap().is_contiguous());
-        assert_eq!(t.image(2).unwrap_err(), Error::IndexOutOfRange { index: 2, batch: 2 });
+        assert_eq!(
+            t.image(2).unwrap_err(),
+            Error::IndexOutOfRange { index: 2, batch: 2 }
+        );
         assert_eq!(
             TensorView::bhwc(&buf[..], [2, 3, 4, 5]).unwrap_err(),
             Error::UnsupportedChannels(5)
@@ -365,7 +386,10 @@ mod tests {
             TensorView::strided(&buf[..], [2, 3, 4, 3], [1, usize::MAX / 2, 1, 1]),
             Err(Error::SizeOverflow(_))
         ));
-        assert_eq!(TensorView::from_dims(&buf[..], &[1]).unwrap_err(), Error::UnsupportedRank(1));
+        assert_eq!(
+            TensorView::from_dims(&buf[..], &[1]).unwrap_err(),
+            Error::UnsupportedRank(1)
+        );
         let m = TensorView::from_dims(&buf[..], &[2, 6, 6]).unwrap();
         assert_eq!(m.channels(), 1);
         let hwc = TensorView::from_dims(&buf[..], &[6, 4, 3]).unwrap();
@@ -379,7 +403,9 @@ mod tests {
         let t = TensorView::strided(&planar[..], [1, 2, 2, 3], [12, 2, 1, 4]).unwrap();
         let img = t.image(0).unwrap();
         assert!(!img.rows_contiguous());
-        let TensorData::F32(d) = img.data() else { panic!() };
+        let TensorData::F32(d) = img.data() else {
+            panic!()
+        };
         let [sh, sw, sc] = img.strides();
         assert_eq!(d[sh + sw + 2 * sc], 11.0);
     }

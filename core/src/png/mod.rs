@@ -1,17 +1,34 @@
 //! The hand-rolled PNG writer: chunks, filters, deflate stripes encoded in parallel on rayon.
 //!
-//! CONTRACT (skeleton): the public types and `Encoder` methods below are the API other modules
-//! and crates use; the implementation lives in submodules (`chunk`, `filter`, `adler`, `deflate`,
-//! `stripe`, `parallel`, and later `fast`).
+//! A frame is written as: signature, `IHDR`, the caller's `tEXt` chunks, one `IDAT` per stripe,
+//! `IEND`. The rows are cut into stripes (a plan that depends only on the image and the options,
+//! never on the thread count, so the bytes are the same on any pool). Each stripe is filtered
+//! (it needs only the row above it), deflated on its own and Adler-32'd on a rayon worker; the
+//! stripes' checksums are merged with [`adler32_combine`] into the zlib trailer, and the stripes
+//! are copied into the output in parallel.
+//!
+//! Submodules: `chunk` (framing, CRC-32), `filter` (row filters), `adler` (checksums),
+//! `deflate` (stored blocks, miniz_oxide), `stripe` (the per-stripe coder dispatch),
+//! `parallel` (planning, execution, assembly).
+#![forbid(unsafe_code)]
 
+mod adler;
+mod chunk;
+mod deflate;
+mod filter;
+mod parallel;
 mod stripe;
 
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::Arc;
 
 use crate::convert::{BitDepth, ConvertOptions};
-use crate::error::Result;
-use crate::tensor::ImageView;
+use crate::error::{Error, Result};
+use crate::tensor::{ImageView, MAX_PNG_SIDE};
+
+pub use adler::adler32_combine;
+use parallel::{Exec, StripePlan, Stripes};
+use stripe::{code_stripe, StripeJob};
 
 /// How the filtered rows are deflated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -118,17 +135,124 @@ impl EncodeOptions {
     }
 }
 
-/// A reusable PNG encoder. Holds per-stripe scratch buffers so that encoding another frame of the
-/// same size allocates nothing.
+/// A reusable PNG encoder. Holds per-stripe output slots and per-worker scratch (filter rows,
+/// miniz_oxide compressors, conversion buffers) so that encoding another frame of the same size
+/// allocates nothing. With [`Threads::Fixed`] it also owns its private rayon pool.
+///
+/// Allocation, precisely: the first frame of a size sizes everything for the worst case
+/// (incompressible data), so later frames of that size allocate nothing in this crate. On a
+/// multi-threaded pool entered from outside, rayon pushes one job per frame on its injector
+/// queue (crossbeam-deque), which allocates one 63-slot block every 63 pushes: amortised one
+/// allocation per 63 frames (`core/tests/png_alloc.rs` checks both facts).
 #[derive(Debug)]
 pub struct Encoder {
     options: EncodeOptions,
+    /// The pool stripes run on for `Threads::Fixed(n >= 2)` (built once) or `Threads::Pool`.
+    pool: Option<Arc<rayon::ThreadPool>>,
+    stripes: Stripes,
+    /// Signature, IHDR and tEXt chunks of the current frame, copied to the front of the output.
+    head: Vec<u8>,
+}
+
+/// Where a frame's rows come from.
+#[derive(Clone, Copy)]
+enum Rows<'a> {
+    /// Ready PNG sample rows, tightly packed.
+    Pixels(&'a [u8]),
+    /// A tensor image, converted stripe by stripe inside the stripe's job (hot in cache).
+    Image(&'a ImageView<'a>, ConvertOptions),
+}
+
+/// Checked geometry of a frame.
+#[derive(Debug, Clone, Copy)]
+struct Geometry {
+    width: u32,
+    height: u32,
+    channels: u8,
+    bit_depth: BitDepth,
+    /// Bytes per unfiltered row.
+    row_bytes: usize,
+    /// Bytes per pixel, the filters' left distance.
+    bpp: usize,
+}
+
+impl Geometry {
+    /// Validates `info`: channels 1..=4, sides 1..=2^31-1, sizes that fit `usize`.
+    fn new(info: &ImageInfo) -> Result<Self> {
+        if !(1..=4).contains(&info.channels) {
+            return Err(Error::InvalidOption(format!(
+                "channels must be 1..=4, got {}",
+                info.channels
+            )));
+        }
+        let (w, h) = (info.width as usize, info.height as usize);
+        if w == 0 || h == 0 || w > MAX_PNG_SIDE || h > MAX_PNG_SIDE {
+            return Err(Error::ImageTooLarge {
+                width: w,
+                height: h,
+            });
+        }
+        let bpp = usize::from(info.channels) * info.bit_depth.bytes();
+        let row_bytes = w
+            .checked_mul(bpp)
+            .filter(|rb| rb.checked_add(1).and_then(|f| f.checked_mul(h)).is_some())
+            .ok_or(Error::SizeOverflow("image bytes exceed usize"))?;
+        Ok(Self {
+            width: info.width,
+            height: info.height,
+            channels: info.channels,
+            bit_depth: info.bit_depth,
+            row_bytes,
+            bpp,
+        })
+    }
+
+    fn pixel_bytes(&self) -> usize {
+        self.row_bytes * self.height as usize
+    }
+}
+
+/// The two zlib header bytes: deflate with a 32 KiB window, FLEVEL as a hint of the level, and
+/// the check bits making the 16-bit value a multiple of 31.
+fn zlib_header(c: Compression) -> [u8; 2] {
+    let flevel = match c {
+        Compression::Stored | Compression::Compact(0..=1) => 0u8,
+        Compression::Compact(2..=5) => 1,
+        Compression::Compact(6) => 2,
+        Compression::Compact(_) => 3,
+    };
+    let cmf = 0x78u8;
+    let flg = flevel << 6;
+    let check = 31 - ((u16::from(cmf) << 8 | u16::from(flg)) % 31);
+    [cmf, flg | (check % 31) as u8]
 }
 
 impl Encoder {
-    /// Validates `options` and builds an encoder.
+    /// Validates `options` and builds an encoder: `Compact` level 1..=9 and valid `tEXt` pairs,
+    /// else [`Error::InvalidOption`] / [`Error::InvalidText`]. `Threads::Fixed(n)` with n >= 2
+    /// builds a private pool of n threads here, once.
     pub fn new(options: EncodeOptions) -> Result<Self> {
-        Ok(Self { options })
+        validate_options(&options)?;
+        let pool = match &options.threads {
+            Threads::Global => None,
+            Threads::Fixed(n) if n.get() == 1 => None,
+            Threads::Fixed(n) => Some(Arc::new(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(n.get())
+                    .thread_name(|i| format!("pngcast-enc-{i}"))
+                    .build()
+                    .map_err(|e| {
+                        Error::InvalidOption(format!("cannot start {n} encoder threads: {e}"))
+                    })?,
+            )),
+            Threads::Pool(p) => Some(Arc::clone(p)),
+        };
+        Ok(Self {
+            options,
+            pool,
+            stripes: Stripes::default(),
+            head: Vec::new(),
+        })
     }
 
     /// The settings.
@@ -136,29 +260,204 @@ impl Encoder {
         &self.options
     }
 
-    /// Replaces the `tEXt` chunks for the next frames (reuses the vector).
+    /// Replaces the `tEXt` chunks for the next frames (reuses the vector). The pairs are checked
+    /// when a frame is encoded ([`Error::InvalidText`]).
     pub fn set_text(&mut self, text: &[(String, String)]) {
         self.options.text.clear();
         self.options.text.extend_from_slice(text);
     }
 
     /// Encodes tightly packed sample rows (8-bit, or 16-bit big-endian) into a complete PNG,
-    /// replacing the contents of `out` (its capacity is reused).
-    pub fn encode_into(&mut self, info: &ImageInfo, pixels: &[u8], out: &mut Vec<u8>) -> Result<()> {
-        let _ = (info, pixels, out);
-        unimplemented!("skeleton: implemented by the PNG writer work")
+    /// replacing the contents of `out` (its capacity is reused: once `out` and the encoder have
+    /// seen a frame of this size, this allocates nothing).
+    ///
+    /// Errors: [`Error::InvalidOption`] for channels outside 1..=4, [`Error::ImageTooLarge`] for
+    /// a zero side or one beyond 2^31-1, [`Error::PixelBufferSize`] when `pixels` is not exactly
+    /// `width * height * channels * bytes_per_sample` long, [`Error::InvalidText`].
+    /// On error `out` is left empty.
+    pub fn encode_into(
+        &mut self,
+        info: &ImageInfo,
+        pixels: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        let geom = Geometry::new(info).inspect_err(|_| out.clear())?;
+        if pixels.len() != geom.pixel_bytes() {
+            out.clear();
+            return Err(Error::PixelBufferSize {
+                width: info.width,
+                height: info.height,
+                channels: info.channels,
+                bit_depth: info.bit_depth.bits(),
+                need: geom.pixel_bytes(),
+                got: pixels.len(),
+            });
+        }
+        self.encode_rows(&geom, Rows::Pixels(pixels), out)
     }
 
-    /// Converts a tensor image and encodes it, replacing the contents of `out`.
+    /// Converts a tensor image (see [`crate::convert`]) and encodes it, replacing the contents of
+    /// `out`. Each stripe is converted inside its job, right before it is filtered, so the samples
+    /// are still in cache; no full-image sample buffer is kept.
     pub fn encode_image_into(
         &mut self,
         img: &ImageView<'_>,
         convert: ConvertOptions,
         out: &mut Vec<u8>,
     ) -> Result<()> {
-        let _ = (img, convert, out);
-        unimplemented!("skeleton: implemented by the PNG writer work")
+        out.clear();
+        let too_large = || Error::ImageTooLarge {
+            width: img.width(),
+            height: img.height(),
+        };
+        let info = ImageInfo {
+            width: u32::try_from(img.width()).map_err(|_| too_large())?,
+            height: u32::try_from(img.height()).map_err(|_| too_large())?,
+            channels: u8::try_from(img.channels())
+                .map_err(|_| Error::UnsupportedChannels(img.channels()))?,
+            bit_depth: convert.bit_depth,
+        };
+        let geom = Geometry::new(&info).inspect_err(|_| out.clear())?;
+        self.encode_rows(&geom, Rows::Image(img, convert), out)
     }
+
+    /// Writes the signature, IHDR and tEXt chunks into `self.head`.
+    fn write_head(&mut self, geom: &Geometry) -> Result<()> {
+        let head = &mut self.head;
+        head.clear();
+        head.extend_from_slice(&chunk::SIGNATURE);
+        let colour = chunk::colour_type(geom.channels).unwrap_or(0);
+        chunk::write_ihdr(head, geom.width, geom.height, geom.bit_depth.bits(), colour);
+        // Validated by `validate_options` just before.
+        for (k, v) in &self.options.text {
+            chunk::write_text(head, k, v)?;
+        }
+        Ok(())
+    }
+
+    fn encode_rows(&mut self, geom: &Geometry, rows: Rows<'_>, out: &mut Vec<u8>) -> Result<()> {
+        if let Err(e) = validate_options(&self.options).and_then(|()| self.write_head(geom)) {
+            out.clear();
+            return Err(e);
+        }
+        let opts = &self.options;
+        let height = geom.height as usize;
+        let plan = StripePlan::new(height, geom.row_bytes, opts.stripe_rows);
+        let exec = match (&opts.threads, self.pool.as_deref()) {
+            _ if plan.count == 1 => Exec::Serial,
+            (Threads::Global, _) if rayon::current_num_threads() > 1 => Exec::Current,
+            (Threads::Fixed(_) | Threads::Pool(_), Some(pool))
+                if pool.current_num_threads() > 1 =>
+            {
+                Exec::Pool(pool)
+            }
+            _ => Exec::Serial,
+        };
+        let workers = match exec {
+            Exec::Serial => 1,
+            Exec::Current => rayon::current_num_threads(),
+            Exec::Pool(p) => p.current_num_threads(),
+        };
+        let convert_bytes = match rows {
+            Rows::Pixels(_) => None,
+            Rows::Image(..) => Some((plan.rows_per + 1) * geom.row_bytes),
+        };
+        let compression = opts.compression;
+        self.stripes.prepare(
+            plan,
+            height,
+            geom.row_bytes,
+            compression,
+            workers,
+            convert_bytes,
+        );
+
+        // Room for the worst case (incompressible data) up front: a frame that compresses worse
+        // than the last one must not reallocate.
+        let bound = self.head.len() + self.stripes.idat_bound() + chunk::CHUNK_OVERHEAD;
+        out.reserve(bound.saturating_sub(out.len()));
+
+        let header = zlib_header(compression);
+        let (filter, row_bytes, bpp) = (opts.filter, geom.row_bytes, geom.bpp);
+        let code = move |i: usize, scratch: &mut stripe::StripeScratch, data: &mut Vec<u8>| {
+            data.clear();
+            if i == 0 {
+                data.extend_from_slice(&header);
+            }
+            let (y0, y1) = plan.rows(i, height);
+            let is_last = y1 == height;
+            match rows {
+                Rows::Pixels(px) => {
+                    let job = StripeJob {
+                        prev_row: (y0 > 0).then(|| &px[(y0 - 1) * row_bytes..y0 * row_bytes]),
+                        rows: &px[y0 * row_bytes..y1 * row_bytes],
+                        row_bytes,
+                        bpp,
+                        filter,
+                        is_last,
+                    };
+                    code_stripe(&job, compression, scratch, data)
+                }
+                Rows::Image(img, conv) => {
+                    // Convert the row above too (the filter needs it); one extra row per stripe.
+                    let first = y0.saturating_sub(1);
+                    let mut buf = std::mem::take(&mut scratch.convert);
+                    buf.resize((y1 - first) * row_bytes, 0);
+                    crate::convert::convert_rows(img, conv, first, &mut buf);
+                    let split = (y0 - first) * row_bytes;
+                    let job = StripeJob {
+                        prev_row: (y0 > 0).then(|| &buf[..split]),
+                        rows: &buf[split..],
+                        row_bytes,
+                        bpp,
+                        filter,
+                        is_last,
+                    };
+                    let adler = code_stripe(&job, compression, scratch, data);
+                    scratch.convert = buf;
+                    adler
+                }
+            }
+        };
+        let stripes = &mut self.stripes;
+        let head = &self.head;
+        exec.run(|parallel| {
+            stripes.code(parallel, code);
+            stripes.finish_zlib();
+            let idat_start = head.len();
+            let idat_end = idat_start + stripes.idat_len();
+            let total = idat_end + chunk::CHUNK_OVERHEAD;
+            // Overwrite in place: a buffer already long enough (the previous frame) is truncated,
+            // not cleared and refilled with zeros, so steady-state frames skip a memset.
+            if out.len() < total {
+                out.resize(total, 0);
+            } else {
+                out.truncate(total);
+            }
+            out[..idat_start].copy_from_slice(head);
+            stripes.write_idats(parallel, &mut out[idat_start..idat_end]);
+            out[idat_end..].copy_from_slice(&IEND);
+        });
+        Ok(())
+    }
+}
+
+/// The IEND chunk: empty data, fixed CRC.
+const IEND: [u8; 12] = [0, 0, 0, 0, b'I', b'E', b'N', b'D', 0xae, 0x42, 0x60, 0x82];
+
+/// The one validation of [`EncodeOptions`].
+fn validate_options(o: &EncodeOptions) -> Result<()> {
+    if let Compression::Compact(level) = o.compression {
+        if !(1..=9).contains(&level) {
+            return Err(Error::InvalidOption(format!(
+                "Compact level must be 1..=9, got {level}"
+            )));
+        }
+    }
+    for (k, v) in &o.text {
+        chunk::validate_text(k, v)?;
+    }
+    Ok(())
 }
 
 /// One-shot convenience: encodes into a new vector.
