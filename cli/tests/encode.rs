@@ -1,0 +1,850 @@
+//! `pngcast encode` end to end: the binary is run on `.npy` files whose bytes the tests build by
+//! hand (so the reader is checked against the format, not against itself) and on PNGs written
+//! by the `png` crate; every output is decoded by the `png` crate and compared pixel for pixel
+//! with an independent implementation of ComfyUI's quantisation.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+/// A fresh, empty directory for one test.
+fn tmpdir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("encode-{name}"));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The bytes of a version 1.0 `.npy` file, laid out as numpy writes it.
+fn npy(descr: &str, fortran: bool, shape: &[usize], data: &[u8]) -> Vec<u8> {
+    let dims = match shape {
+        [d] => format!("({d},)"),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let fo = if fortran { "True" } else { "False" };
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': {fo}, 'shape': {dims}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&u16::try_from(header.len()).unwrap().to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn run(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pngcast"))
+        .args(args.iter().map(|a| a.as_ref()))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run pngcast")
+}
+
+fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "pngcast failed: {:?}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+struct Decoded {
+    width: u32,
+    height: u32,
+    color: png::ColorType,
+    depth: png::BitDepth,
+    pixels: Vec<u8>,
+    text: Vec<(String, String)>,
+}
+
+/// Runs `pngcheck -q` on `path` when pngcheck is installed. CI installs it and sets
+/// `PNGCAST_REQUIRE_PNGCHECK=1`, which makes its absence a failure.
+fn pngcheck(path: &Path) {
+    match Command::new("pngcheck").arg("-q").arg(path).output() {
+        Ok(o) => assert!(
+            o.status.success(),
+            "pngcheck rejects {}: {}",
+            path.display(),
+            String::from_utf8_lossy(&o.stdout)
+        ),
+        Err(e) => assert!(
+            std::env::var_os("PNGCAST_REQUIRE_PNGCHECK").is_none(),
+            "pngcheck is required but cannot run: {e}"
+        ),
+    }
+}
+
+/// Decodes a PNG without any transformation: the samples exactly as we wrote them. Also checks
+/// it with pngcheck (see [`pngcheck`]).
+fn decode(path: &Path) -> Decoded {
+    pngcheck(path);
+    let file = fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut reader = png::Decoder::new(std::io::BufReader::new(file))
+        .read_info()
+        .expect("valid PNG");
+    let mut pixels = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut pixels).expect("PNG data");
+    pixels.truncate(info.buffer_size());
+    let text = reader
+        .info()
+        .uncompressed_latin1_text
+        .iter()
+        .map(|t| (t.keyword.clone(), t.text.clone()))
+        .collect();
+    Decoded {
+        width: info.width,
+        height: info.height,
+        color: info.color_type,
+        depth: info.bit_depth,
+        pixels,
+        text,
+    }
+}
+
+/// ComfyUI: `np.clip(255. * x, 0, 255).astype(np.uint8)` in f32, NaN -> 0.
+fn comfy8(x: f32) -> u8 {
+    let v = 255.0f32 * x;
+    if v.is_nan() || v <= 0.0 {
+        0
+    } else if v >= 255.0 {
+        255
+    } else {
+        v.trunc() as u8
+    }
+}
+
+fn round8(x: f32) -> u8 {
+    let v = 255.0f32 * x;
+    if v.is_nan() || v <= 0.0 {
+        0
+    } else if v >= 255.0 {
+        255
+    } else {
+        v.round_ties_even() as u8
+    }
+}
+
+fn comfy16(x: f32) -> [u8; 2] {
+    let v = 65535.0f32 * x;
+    let s = if v.is_nan() || v <= 0.0 {
+        0
+    } else if v >= 65535.0 {
+        65535
+    } else {
+        v.trunc() as u16
+    };
+    s.to_be_bytes()
+}
+
+/// Test samples: specials, values just around every k/255 boundary, and a pseudo-random rest.
+fn samples(n: usize) -> Vec<f32> {
+    let mut v = vec![
+        0.0,
+        -0.0,
+        1.0,
+        0.5,
+        -1.0,
+        2.0,
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::MIN_POSITIVE,
+        1.0 - f32::EPSILON,
+    ];
+    for k in 0..=255u32 {
+        let b = k as f32 / 255.0;
+        v.extend([
+            f32::from_bits(b.to_bits().saturating_sub(1)),
+            b,
+            f32::from_bits(b.to_bits() + 1),
+        ]);
+    }
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    while v.len() < n {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        v.push((state >> 40) as f32 / (1u64 << 24) as f32 * 1.2 - 0.1);
+    }
+    v.truncate(n);
+    v
+}
+
+/// Names of the files in `dir`, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+// ---------------------------------------------------------------------------------------------
+// .npy input
+
+#[test]
+fn f32_hwc_matches_comfyui() {
+    let dir = tmpdir("f32-hwc");
+    let (h, w, c) = (23, 37, 3);
+    let x = samples(h * w * c);
+    let input = dir.join("in.npy");
+    fs::write(&input, npy("<f4", false, &[h, w, c], &f32_bytes(&x))).unwrap();
+    let out = dir.join("out.png");
+    assert_ok(&run(&[&"encode", &input, &"-o", &out]));
+    let d = decode(&out);
+    assert_eq!((d.width, d.height), (w as u32, h as u32));
+    assert_eq!(
+        (d.color, d.depth),
+        (png::ColorType::Rgb, png::BitDepth::Eight)
+    );
+    let want: Vec<u8> = x.iter().map(|&v| comfy8(v)).collect();
+    assert_eq!(d.pixels, want);
+    assert_eq!(listing(&dir), ["in.npy", "out.png"]);
+}
+
+#[test]
+fn every_channel_count_and_option_decodes_to_the_same_pixels() {
+    let dir = tmpdir("options");
+    for c in 1..=4usize {
+        let (b, h, w) = (1, 9, 130);
+        let x = samples(b * h * w * c);
+        let input = dir.join(format!("in{c}.npy"));
+        fs::write(&input, npy("<f4", false, &[b, h, w, c], &f32_bytes(&x))).unwrap();
+        let want: Vec<u8> = x.iter().map(|&v| comfy8(v)).collect();
+        let color = [
+            png::ColorType::Grayscale,
+            png::ColorType::GrayscaleAlpha,
+            png::ColorType::Rgb,
+            png::ColorType::Rgba,
+        ][c - 1];
+        let variants: &[&[&str]] = &[
+            &[],
+            &["--compression", "stored"],
+            &["--compression", "compact"],
+            &["--compression", "compact=9"],
+            &["--filter", "none"],
+            &["--filter", "sub"],
+            &["--filter", "up"],
+            &["--filter", "average"],
+            &["--filter", "paeth"],
+            &["--filter", "adaptive", "--threads", "1"],
+            &["--threads", "2"],
+            &[
+                "--threads",
+                "8",
+                "--compression",
+                "stored",
+                "--filter",
+                "paeth",
+            ],
+        ];
+        for extra in variants {
+            let out = dir.join("out.png");
+            let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"encode", &input, &"-o", &out];
+            args.extend(extra.iter().map(|s| s as &dyn AsRef<std::ffi::OsStr>));
+            assert_ok(&run(&args));
+            let d = decode(&out);
+            assert_eq!(
+                (d.color, d.depth),
+                (color, png::BitDepth::Eight),
+                "{extra:?}"
+            );
+            assert_eq!(d.pixels, want, "channels {c}, options {extra:?}");
+            if extra.contains(&"stored") {
+                assert!(fs::metadata(&out).unwrap().len() as usize > want.len());
+            }
+        }
+    }
+}
+
+#[test]
+fn f16_gray_hw() {
+    let dir = tmpdir("f16");
+    let bits: Vec<u16> = vec![
+        0x0000, 0x8000, 0x3c00, 0x3800, 0x3555, 0x7e00, 0x7c00, 0xfc00, 0xbc00, 0x2e66, 0x3bff,
+        0x0001,
+    ];
+    let data: Vec<u8> = bits.iter().flat_map(|b| b.to_le_bytes()).collect();
+    let input = dir.join("in.npy");
+    fs::write(&input, npy("<f2", false, &[3, 4], &data)).unwrap();
+    let out = dir.join("g.png");
+    assert_ok(&run(&[&"encode", &input, &"-o", &out]));
+    let d = decode(&out);
+    assert_eq!(
+        (d.width, d.height, d.color),
+        (4, 3, png::ColorType::Grayscale)
+    );
+    let want: Vec<u8> = bits
+        .iter()
+        .map(|&b| comfy8(half::f16::from_bits(b).to_f32()))
+        .collect();
+    assert_eq!(d.pixels, want);
+    assert_eq!(&want[..4], &[0, 0, 255, 127]);
+}
+
+#[test]
+fn u8_batch_names_and_index() {
+    let dir = tmpdir("u8-batch");
+    let (b, h, w, c) = (3, 5, 6, 4);
+    let data: Vec<u8> = (0..b * h * w * c).map(|i| (i * 7 % 256) as u8).collect();
+    let input = dir.join("batch.npy");
+    fs::write(&input, npy("|u1", false, &[b, h, w, c], &data)).unwrap();
+    let out = dir.join("frame.png");
+    assert_ok(&run(&[&"encode", &input, &"-o", &out]));
+    assert_eq!(
+        listing(&dir),
+        [
+            "batch.npy",
+            "frame_0000.png",
+            "frame_0001.png",
+            "frame_0002.png"
+        ]
+    );
+    let image = h * w * c;
+    for i in 0..b {
+        let d = decode(&dir.join(format!("frame_{i:04}.png")));
+        assert_eq!(d.color, png::ColorType::Rgba);
+        assert_eq!(d.pixels, &data[i * image..(i + 1) * image], "image {i}");
+    }
+
+    let one = dir.join("one.png");
+    assert_ok(&run(&[&"encode", &input, &"-o", &one, &"--index", &"2"]));
+    assert_eq!(decode(&one).pixels, &data[2 * image..]);
+    assert!(!dir.join("one_0002.png").exists());
+
+    // u8 at 16 bits is scaled by 257 (v -> v v).
+    let wide = dir.join("wide.png");
+    assert_ok(&run(&[
+        &"encode",
+        &input,
+        &"-o",
+        &wide,
+        &"--index",
+        &"0",
+        &"--bit-depth",
+        &"16",
+    ]));
+    let d = decode(&wide);
+    assert_eq!(d.depth, png::BitDepth::Sixteen);
+    let want: Vec<u8> = data[..image].iter().flat_map(|&v| [v, v]).collect();
+    assert_eq!(d.pixels, want);
+}
+
+#[test]
+fn masks_and_layout_override() {
+    let dir = tmpdir("layout");
+    // [2,4,6]: the last dimension is not 1..=4, so it is a batch of two 4x6 masks.
+    let x = samples(2 * 4 * 6);
+    let input = dir.join("mask.npy");
+    fs::write(&input, npy("<f4", false, &[2, 4, 6], &f32_bytes(&x))).unwrap();
+    let out = dir.join("m.png");
+    assert_ok(&run(&[&"encode", &input, &"-o", &out]));
+    for i in 0..2 {
+        let d = decode(&dir.join(format!("m_{i:04}.png")));
+        assert_eq!(
+            (d.width, d.height, d.color),
+            (6, 4, png::ColorType::Grayscale)
+        );
+        let want: Vec<u8> = x[i * 24..(i + 1) * 24].iter().map(|&v| comfy8(v)).collect();
+        assert_eq!(d.pixels, want);
+    }
+
+    // [2,4,3] is guessed as one 2x4 RGB image; --layout bhw makes it two 4x3 masks.
+    let input = dir.join("ambiguous.npy");
+    fs::write(&input, npy("<f4", false, &[2, 4, 3], &f32_bytes(&x[..24]))).unwrap();
+    let rgb = dir.join("rgb.png");
+    assert_ok(&run(&[&"encode", &input, &"-o", &rgb]));
+    let d = decode(&rgb);
+    assert_eq!((d.width, d.height, d.color), (4, 2, png::ColorType::Rgb));
+    let masks = dir.join("masks.png");
+    assert_ok(&run(&[
+        &"encode",
+        &input,
+        &"-o",
+        &masks,
+        &"--layout",
+        &"bhw",
+        &"--index",
+        &"1",
+    ]));
+    let d = decode(&masks);
+    assert_eq!(
+        (d.width, d.height, d.color),
+        (3, 4, png::ColorType::Grayscale)
+    );
+    let want: Vec<u8> = x[12..24].iter().map(|&v| comfy8(v)).collect();
+    assert_eq!(d.pixels, want);
+
+    // [1,4,6,1] read as bhwc is one gray image.
+    let input = dir.join("b1.npy");
+    fs::write(
+        &input,
+        npy("<f4", false, &[1, 4, 6, 1], &f32_bytes(&x[..24])),
+    )
+    .unwrap();
+    let one = dir.join("b1.png");
+    assert_ok(&run(&[
+        &"encode",
+        &input,
+        &"-o",
+        &one,
+        &"--layout",
+        &"bhwc",
+    ]));
+    assert_eq!(
+        decode(&one).pixels,
+        x[..24].iter().map(|&v| comfy8(v)).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn fortran_order_equals_c_order() {
+    let dir = tmpdir("fortran");
+    let (h, w, c) = (5, 7, 3);
+    let x = samples(h * w * c); // C order: (y, x, ch) at (y*w + x)*c + ch
+                                // Fortran order: (y, x, ch) at y + h*(x + w*ch).
+    let mut f = vec![0f32; x.len()];
+    for y in 0..h {
+        for xx in 0..w {
+            for ch in 0..c {
+                f[y + h * (xx + w * ch)] = x[(y * w + xx) * c + ch];
+            }
+        }
+    }
+    let input = dir.join("f.npy");
+    fs::write(&input, npy("<f4", true, &[h, w, c], &f32_bytes(&f))).unwrap();
+    let out = dir.join("f.png");
+    assert_ok(&run(&[&"encode", &input, &"-o", &out]));
+    let want: Vec<u8> = x.iter().map(|&v| comfy8(v)).collect();
+    assert_eq!(decode(&out).pixels, want);
+}
+
+#[test]
+fn big_endian_round_and_sixteen_bits() {
+    let dir = tmpdir("be16");
+    let (h, w) = (16, 50);
+    let x = samples(h * w);
+    let data: Vec<u8> = x.iter().flat_map(|v| v.to_be_bytes()).collect();
+    let input = dir.join("be.npy");
+    fs::write(&input, npy(">f4", false, &[h, w], &data)).unwrap();
+
+    let out = dir.join("round.png");
+    assert_ok(&run(&[
+        &"encode",
+        &input,
+        &"-o",
+        &out,
+        &"--quantize",
+        &"round",
+    ]));
+    assert_eq!(
+        decode(&out).pixels,
+        x.iter().map(|&v| round8(v)).collect::<Vec<_>>()
+    );
+
+    let out = dir.join("d16.png");
+    assert_ok(&run(&[
+        &"encode",
+        &input,
+        &"-o",
+        &out,
+        &"--bit-depth",
+        &"16",
+    ]));
+    let d = decode(&out);
+    assert_eq!(d.depth, png::BitDepth::Sixteen);
+    assert_eq!(
+        d.pixels,
+        x.iter().flat_map(|&v| comfy16(v)).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn text_chunks() {
+    let dir = tmpdir("text");
+    let input = dir.join("t.npy");
+    fs::write(&input, npy("|u1", false, &[2, 2], &[1, 2, 3, 4])).unwrap();
+    let out = dir.join("t.png");
+    assert_ok(&run(&[
+        &"encode",
+        &input,
+        &"-o",
+        &out,
+        &"--text",
+        &"Title=a=b",
+        &"--text",
+        &"Software=pngcast",
+    ]));
+    let d = decode(&out);
+    assert_eq!(
+        d.text,
+        [
+            ("Title".to_string(), "a=b".to_string()),
+            ("Software".to_string(), "pngcast".to_string())
+        ]
+    );
+    assert_eq!(d.pixels, [1, 2, 3, 4]);
+}
+
+#[test]
+fn repeat_prints_one_json_line() {
+    let dir = tmpdir("repeat");
+    let x = samples(64 * 48 * 3);
+    let input = dir.join("r.npy");
+    fs::write(&input, npy("<f4", false, &[64, 48, 3], &f32_bytes(&x))).unwrap();
+    let out = dir.join("r.png");
+    let o = run(&[&"encode", &input, &"-o", &out, &"--repeat", &"5"]);
+    assert_ok(&o);
+    let stdout = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert!(v["convert_ms"].as_f64().unwrap() >= 0.0);
+    assert!(v["encode_ms"].as_f64().unwrap() >= 0.0);
+    assert_eq!(
+        v["bytes"].as_u64().unwrap(),
+        fs::metadata(&out).unwrap().len()
+    );
+    assert_eq!(v["repeat"], 5);
+    assert_eq!(
+        decode(&out).pixels,
+        x.iter().map(|&v| comfy8(v)).collect::<Vec<_>>()
+    );
+    // Without --repeat nothing is printed, and the encoder's one-call path (conversion fused
+    // into encoding) writes the very same bytes as the timed two-step path.
+    let timed = fs::read(&out).unwrap();
+    let once = dir.join("once.png");
+    let o = run(&[&"encode", &input, &"-o", &once]);
+    assert_ok(&o);
+    assert!(o.stdout.is_empty());
+    assert_eq!(fs::read(&once).unwrap(), timed);
+}
+
+// ---------------------------------------------------------------------------------------------
+// PNG input
+
+fn write_png(
+    path: &Path,
+    w: u32,
+    h: u32,
+    color: png::ColorType,
+    depth: png::BitDepth,
+    palette: Option<&[u8]>,
+    data: &[u8],
+) {
+    let file = fs::File::create(path).unwrap();
+    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), w, h);
+    enc.set_color(color);
+    enc.set_depth(depth);
+    if let Some(p) = palette {
+        enc.set_palette(p.to_vec());
+    }
+    let mut writer = enc.write_header().unwrap();
+    writer.write_image_data(data).unwrap();
+    writer.finish().unwrap();
+}
+
+#[test]
+fn png_input_is_reencoded() {
+    let dir = tmpdir("png-in");
+    let (w, h) = (17u32, 9u32);
+    let n = (w * h) as usize;
+    let bytes = |k: usize| (0..k).map(|i| (i * 31 % 251) as u8).collect::<Vec<u8>>();
+    let cases = [
+        (png::ColorType::Grayscale, 1),
+        (png::ColorType::GrayscaleAlpha, 2),
+        (png::ColorType::Rgb, 3),
+        (png::ColorType::Rgba, 4),
+    ];
+    for (color, c) in cases {
+        // 8-bit: kept exactly.
+        let src = dir.join("src8.png");
+        let data = bytes(n * c);
+        write_png(&src, w, h, color, png::BitDepth::Eight, None, &data);
+        let out = dir.join("out8.png");
+        assert_ok(&run(&[&"encode", &src, &"-o", &out, &"--filter", &"paeth"]));
+        let d = decode(&out);
+        assert_eq!(
+            (d.width, d.height, d.color, d.depth),
+            (w, h, color, png::BitDepth::Eight)
+        );
+        assert_eq!(d.pixels, data);
+
+        // 16-bit: kept exactly at 16 bits (the default for 16-bit input)...
+        let src = dir.join("src16.png");
+        let data: Vec<u8> = (0..n * c)
+            .flat_map(|i| ((i as u32 * 40_503 % 65_536) as u16).to_be_bytes())
+            .collect();
+        write_png(&src, w, h, color, png::BitDepth::Sixteen, None, &data);
+        let out = dir.join("out16.png");
+        assert_ok(&run(&[&"encode", &src, &"-o", &out]));
+        let d = decode(&out);
+        assert_eq!((d.color, d.depth), (color, png::BitDepth::Sixteen));
+        assert_eq!(d.pixels, data);
+        // ... and quantised like a tensor at 8 bits.
+        let out = dir.join("out16to8.png");
+        assert_ok(&run(&[&"encode", &src, &"-o", &out, &"--bit-depth", &"8"]));
+        let want: Vec<u8> = data
+            .chunks_exact(2)
+            .map(|s| comfy8(f32::from(u16::from_be_bytes([s[0], s[1]])) / 65535.0))
+            .collect();
+        assert_eq!(decode(&out).pixels, want);
+    }
+
+    // A palette image is expanded to RGB.
+    let palette = [255u8, 0, 0, 0, 255, 0, 0, 0, 255, 10, 20, 30];
+    let idx: Vec<u8> = (0..n).map(|i| (i % 4) as u8).collect();
+    let src = dir.join("pal.png");
+    write_png(
+        &src,
+        w,
+        h,
+        png::ColorType::Indexed,
+        png::BitDepth::Eight,
+        Some(&palette),
+        &idx,
+    );
+    let out = dir.join("pal-out.png");
+    assert_ok(&run(&[&"encode", &src, &"-o", &out]));
+    let d = decode(&out);
+    assert_eq!(d.color, png::ColorType::Rgb);
+    let want: Vec<u8> = idx
+        .iter()
+        .flat_map(|&i| palette[3 * i as usize..3 * i as usize + 3].to_vec())
+        .collect();
+    assert_eq!(d.pixels, want);
+
+    // A 1-bit gray image becomes 8-bit 0/255.
+    let (w1, h1) = (10u32, 3u32);
+    let packed: Vec<u8> = vec![0b1010_1100, 0b1100_0000, 0xff, 0x00, 0x0f, 0xc0];
+    let src = dir.join("bits.png");
+    write_png(
+        &src,
+        w1,
+        h1,
+        png::ColorType::Grayscale,
+        png::BitDepth::One,
+        None,
+        &packed,
+    );
+    let out = dir.join("bits-out.png");
+    assert_ok(&run(&[&"encode", &src, &"-o", &out]));
+    let d = decode(&out);
+    assert_eq!(
+        (d.color, d.depth),
+        (png::ColorType::Grayscale, png::BitDepth::Eight)
+    );
+    let mut want = Vec::new();
+    for row in packed.chunks(2) {
+        for x in 0..w1 as usize {
+            let bit = row[x / 8] >> (7 - x % 8) & 1;
+            want.push(if bit == 1 { 255 } else { 0 });
+        }
+    }
+    assert_eq!(d.pixels, want);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bad input: exit code 2, one line on stderr, nothing left behind.
+
+/// Runs a failing command in `dir` and checks the contract. Returns the stderr line.
+fn assert_refused(dir: &Path, args: &[&dyn AsRef<std::ffi::OsStr>], expect: &str) -> String {
+    let before = listing(dir);
+    let out = run(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "exit code; stderr: {stderr}");
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "exactly one stderr line: {stderr:?}"
+    );
+    assert!(stderr.starts_with("pngcast: error: "), "{stderr:?}");
+    assert!(
+        stderr.to_lowercase().contains(&expect.to_lowercase()),
+        "stderr {stderr:?} should mention {expect:?}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(out.stdout.is_empty());
+    assert_eq!(listing(dir), before, "no file may be left behind");
+    stderr
+}
+
+#[test]
+fn bad_inputs_are_refused_cleanly() {
+    let dir = tmpdir("bad");
+    let out = dir.join("out.png");
+    let put = |name: &str, bytes: &[u8]| {
+        let p = dir.join(name);
+        fs::write(&p, bytes).unwrap();
+        p
+    };
+    let good = put(
+        "good.npy",
+        &npy("<f4", false, &[2, 3, 3], &f32_bytes(&[0.5; 18])),
+    );
+
+    assert_refused(
+        &dir,
+        &[&"encode", &dir.join("missing.npy"), &"-o", &out],
+        "missing.npy",
+    );
+    let p = put("empty.npy", b"");
+    assert_refused(&dir, &[&"encode", &p, &"-o", &out], "empty");
+    let p = put("text.npy", b"hello, world\n");
+    assert_refused(&dir, &[&"encode", &p, &"-o", &out], "neither a .npy");
+    let full = npy("<f4", false, &[4, 4, 3], &f32_bytes(&[0.25; 48]));
+    let p = put("short-data.npy", &full[..full.len() - 5]);
+    assert_refused(&dir, &[&"encode", &p, &"-o", &out], "truncated");
+    let p = put("short-header.npy", &full[..40]);
+    assert_refused(&dir, &[&"encode", &p, &"-o", &out], "truncated");
+    let p = put("long.npy", &[&full[..], &[0u8; 3]].concat());
+    assert_refused(&dir, &[&"encode", &p, &"-o", &out], "after the data");
+    let mut garbled = full.clone();
+    garbled[12..20].copy_from_slice(b"!!!!!!!!");
+    let p = put("garbled.npy", &garbled);
+    assert_refused(&dir, &[&"encode", &p, &"-o", &out], "header");
+    let p = put("f8.npy", &npy("<f8", false, &[2, 2], &[0; 32]));
+    assert_refused(&dir, &[&"encode", &p, &"-o", &out], "dtype");
+    let p = put("i4.npy", &npy("<i4", false, &[2, 2], &[0; 16]));
+    assert_refused(&dir, &[&"encode", &p, &"-o", &out], "dtype");
+    let p = put("bool.npy", &npy("|b1", false, &[2, 2], &[0; 4]));
+    assert_refused(&dir, &[&"encode", &p, &"-o", &out], "dtype");
+    let p = put("rank1.npy", &npy("|u1", false, &[6], &[0; 6]));
+    assert_refused(&dir, &[&"encode", &p, &"-o", &out], "shape");
+    let p = put("rank5.npy", &npy("|u1", false, &[1, 1, 2, 2, 1], &[0; 4]));
+    assert_refused(&dir, &[&"encode", &p, &"-o", &out], "shape");
+    let p = put("c5.npy", &npy("|u1", false, &[1, 2, 2, 5], &[0; 20]));
+    assert_refused(&dir, &[&"encode", &p, &"-o", &out], "channel");
+    let p = put("zero.npy", &npy("<f4", false, &[0, 4, 3], &[]));
+    assert_refused(&dir, &[&"encode", &p, &"-o", &out], "zero");
+    let p = put(
+        "huge.npy",
+        &npy("<f4", false, &[1 << 32, 1 << 32, 1 << 32], &[]),
+    );
+    assert_refused(&dir, &[&"encode", &p, &"-o", &out], "too large");
+    let p = put("badpng.png", b"\x89PNG\r\n\x1a\nthis is not a PNG at all");
+    assert_refused(&dir, &[&"encode", &p, &"-o", &out], "PNG");
+
+    // Options.
+    assert_refused(
+        &dir,
+        &[&"encode", &good, &"-o", &out, &"--index", &"1"],
+        "index",
+    );
+    assert_refused(
+        &dir,
+        &[&"encode", &good, &"-o", &out, &"--layout", &"bhwc"],
+        "layout",
+    );
+    assert_refused(
+        &dir,
+        &[&"encode", &good, &"-o", &out, &"--filter", &"best"],
+        "--filter",
+    );
+    assert_refused(
+        &dir,
+        &[
+            &"encode",
+            &good,
+            &"-o",
+            &out,
+            &"--compression",
+            &"compact=0",
+        ],
+        "level",
+    );
+    assert_refused(
+        &dir,
+        &[&"encode", &good, &"-o", &out, &"--compression", &"zip"],
+        "compression",
+    );
+    assert_refused(
+        &dir,
+        &[&"encode", &good, &"-o", &out, &"--bit-depth", &"12"],
+        "bit-depth",
+    );
+    assert_refused(
+        &dir,
+        &[&"encode", &good, &"-o", &out, &"--threads", &"0"],
+        "threads",
+    );
+    assert_refused(
+        &dir,
+        &[&"encode", &good, &"-o", &out, &"--repeat", &"0"],
+        "repeat",
+    );
+    assert_refused(
+        &dir,
+        &[&"encode", &good, &"-o", &out, &"--text", &"nokey"],
+        "KEY=VALUE",
+    );
+    assert_refused(
+        &dir,
+        &[&"encode", &good, &"-o", &out, &"--text", &" lead=x"],
+        "tEXt",
+    );
+    assert_refused(
+        &dir,
+        &[&"encode", &good, &"-o", &out, &"--text", &"k=\u{2603}"],
+        "Latin-1",
+    );
+    assert_refused(
+        &dir,
+        &[&"encode", &good, &"-o", &out, &"--quantize", &"up"],
+        "quantize",
+    );
+    assert_refused(&dir, &[&"encode", &good], "--output");
+    assert_refused(
+        &dir,
+        &[&"encode", &good, &"-o", &out, &"--bogus"],
+        "--bogus",
+    );
+    assert_refused(&dir, &[&"frobnicate"], "frobnicate");
+
+    // Unwritable outputs.
+    let under_file = good.join("out.png");
+    assert_refused(&dir, &[&"encode", &good, &"-o", &under_file], "out.png");
+    let no_dir = dir.join("no-such-dir").join("out.png");
+    assert_refused(&dir, &[&"encode", &good, &"-o", &no_dir], "no-such-dir");
+    assert_refused(&dir, &[&"encode", &good, &"-o", &dir], "directory");
+    // A batch whose second output cannot be written leaves neither output nor temporary files.
+    let batch = put("batch.npy", &npy("|u1", false, &[2, 2, 2, 1], &[7; 8]));
+    fs::create_dir(dir.join("b_0001.png")).unwrap();
+    assert_refused(
+        &dir,
+        &[&"encode", &batch, &"-o", &dir.join("b.png")],
+        "b_0001.png",
+    );
+    fs::remove_dir(dir.join("b_0001.png")).unwrap();
+
+    // The good input itself works (the refusals above were about the cases, not the file).
+    assert_ok(&run(&[&"encode", &good, &"-o", &out]));
+}
+
+#[test]
+fn help_and_version_exit_zero() {
+    let o = run(&[&"--help"]);
+    assert_ok(&o);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("encode"));
+    let o = run(&[&"encode", &"--help"]);
+    assert_ok(&o);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("--compression"));
+    assert_ok(&run(&[&"--version"]));
+}
