@@ -11,7 +11,9 @@ use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use pngcast_core::convert::{BitDepth, ConvertOptions};
-use pngcast_core::png::{Compression, EncodeOptions, Encoder, Filter, ImageInfo, Threads};
+use pngcast_core::png::{
+    Compression, EncodeOptions, Encoder, FastLevel, Filter, ImageInfo, Threads,
+};
 use pngcast_core::tensor::TensorView;
 
 struct Counting;
@@ -64,7 +66,14 @@ fn second_frame_allocates_nothing() {
     let mut rng = fastrand::Rng::with_seed(2);
     let frame_b: Vec<u8> = (0..frame_a.len()).map(|_| rng.u8(..)).collect();
     let two = NonZeroUsize::new(2).unwrap();
-    for compression in [Compression::Stored, Compression::Compact(1)] {
+    // Encoders are kept alive to the end: dropping one's private pool lets its threads exit (and
+    // free/allocate epoch bags) while the next iteration counts.
+    let mut keep = Vec::new();
+    for compression in [
+        Compression::Stored,
+        Compression::Compact(1),
+        Compression::Fast(FastLevel::Balanced),
+    ] {
         for threads in [Threads::Fixed(NonZeroUsize::MIN), Threads::Fixed(two)] {
             let what = format!("{compression:?} {threads:?}");
             let opts = EncodeOptions::default()
@@ -84,6 +93,7 @@ fn second_frame_allocates_nothing() {
             // And back to the smaller output: still nothing.
             let n = allocations_during(|| enc.encode_into(&info, &frame_a, &mut out).unwrap());
             assert_eq!(n, 0, "{what}: third frame allocated {n} times");
+            keep.push(enc);
         }
     }
 

@@ -7,7 +7,9 @@ use std::num::{NonZeroU32, NonZeroUsize};
 
 use half::f16;
 use pngcast_core::convert::{convert_image, BitDepth, ConvertOptions, Quantize};
-use pngcast_core::png::{Compression, EncodeOptions, Encoder, Filter, ImageInfo, Threads};
+use pngcast_core::png::{
+    Compression, EncodeOptions, Encoder, FastLevel, Filter, ImageInfo, Threads,
+};
 use pngcast_core::tensor::{ImageView, TensorView};
 
 fn check(img: &ImageView<'_>, conv: ConvertOptions, what: &str) {
@@ -24,7 +26,11 @@ fn check(img: &ImageView<'_>, conv: ConvertOptions, what: &str) {
         Threads::Fixed(NonZeroUsize::new(2).unwrap()),
     ] {
         for stripes in [NonZeroU32::new(1), NonZeroU32::new(7), None] {
-            for compression in [Compression::Stored, Compression::Compact(1)] {
+            for compression in [
+                Compression::Stored,
+                Compression::Compact(1),
+                Compression::Fast(FastLevel::Balanced),
+            ] {
                 let opts = EncodeOptions::default()
                     .threads(threads.clone())
                     .stripe_rows(stripes)

@@ -7,7 +7,7 @@ mod png_util;
 use std::num::NonZeroU32;
 
 use pngcast_core::convert::BitDepth;
-use pngcast_core::png::{encode, Compression, EncodeOptions, Filter, ImageInfo};
+use pngcast_core::png::{encode, Compression, EncodeOptions, FastLevel, Filter, ImageInfo};
 
 #[test]
 fn pngcheck_clean() {
@@ -18,6 +18,8 @@ fn pngcheck_clean() {
                 (Compression::Stored, None),
                 (Compression::Compact(1), NonZeroU32::new(7)),
                 (Compression::Compact(9), NonZeroU32::new(1)),
+                (Compression::Fast(FastLevel::Balanced), NonZeroU32::new(5)),
+                (Compression::Fast(FastLevel::Fastest), None),
             ] {
                 let info = ImageInfo {
                     width: 61,
@@ -56,5 +58,5 @@ fn pngcheck_clean() {
     )
     .unwrap();
     assert!(png_util::pngcheck(&one, "1x1"));
-    assert_eq!(checked, 24);
+    assert_eq!(checked, 4 * 2 * 5);
 }

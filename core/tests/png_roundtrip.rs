@@ -8,7 +8,9 @@ use std::sync::{Arc, OnceLock};
 
 use png_util::{assert_decodes_to, decode, test_image};
 use pngcast_core::convert::BitDepth;
-use pngcast_core::png::{encode, Compression, EncodeOptions, Encoder, Filter, ImageInfo, Threads};
+use pngcast_core::png::{
+    encode, Compression, EncodeOptions, Encoder, FastLevel, Filter, ImageInfo, Threads,
+};
 
 const FILTERS: [Filter; 6] = [
     Filter::None,
@@ -18,10 +20,12 @@ const FILTERS: [Filter; 6] = [
     Filter::Paeth,
     Filter::Adaptive,
 ];
-const COMPRESSIONS: [Compression; 3] = [
+const COMPRESSIONS: [Compression; 5] = [
     Compression::Stored,
     Compression::Compact(1),
     Compression::Compact(6),
+    Compression::Fast(FastLevel::Fastest),
+    Compression::Fast(FastLevel::Balanced),
 ];
 
 /// Shared pools of 2 and 8 threads (building a pool per case would dominate the test time).

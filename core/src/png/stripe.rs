@@ -40,7 +40,8 @@ pub(crate) struct StripeScratch {
     pub miniz: MinizScratch,
     /// Converted samples for the tensor path: the row above the stripe, then its rows.
     pub convert: Vec<u8>,
-    // The fast coder adds its scratch here: `pub fast: super::fast::FastScratch,`
+    /// The fast coder's buffers.
+    pub fast: super::fast::FastScratch,
 }
 
 impl StripeScratch {
@@ -56,6 +57,7 @@ impl StripeScratch {
         match compression {
             Compression::Stored => {}
             Compression::Compact(level) => self.miniz.reserve(level, stripe_bytes),
+            Compression::Fast(_) => self.fast.reserve(row_bytes, stripe_bytes),
         }
     }
 }
@@ -72,6 +74,7 @@ pub(crate) fn code_stripe(
         Compression::Stored => deflate::stored_stripe(job, &mut scratch.rows, out),
         Compression::Compact(level) => {
             deflate::compact_stripe(job, level, &mut scratch.rows, &mut scratch.miniz, out)
-        } // Compression::Fast(level) => super::fast::encode_stripe(job, level, &mut scratch.fast, out),
+        }
+        Compression::Fast(level) => super::fast::encode_stripe(job, level, &mut scratch.fast, out),
     }
 }

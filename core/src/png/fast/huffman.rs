@@ -1,0 +1,367 @@
+#![forbid(unsafe_code)]
+//! The per-stripe Huffman table: code lengths from a sampled histogram, limited to
+//! [`MAX_LIT_BITS`], canonical codes, and the derived lookup tables the kernels read.
+//!
+//! The literal/length alphabet is deflate's 286 symbols (0..=255 literals, 256 end of block,
+//! 257..=285 match lengths). Every symbol gets a code, because the rows that were not sampled may
+//! hold any byte and any zero-run length. The distance alphabet has one code (distance 1, 1 bit).
+
+/// Longest literal/length code. 14 (not deflate's 15) so that four literal codes fit in 56 bits:
+/// the SIMD emitters pack four symbols per 64-bit write, and the bit writer takes at most 56 bits.
+pub(crate) const MAX_LIT_BITS: u8 = 14;
+
+/// Number of literal/length symbols written in the header (HLIT = 286 - 257).
+pub(crate) const NUM_LITLEN: usize = 286;
+
+/// Base match length of each length symbol 257..=285 and its number of extra bits (RFC 1951).
+const LEN_BASE: [u16; 29] = [
+    3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131,
+    163, 195, 227, 258,
+];
+const LEN_EXTRA: [u8; 29] = [
+    0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0,
+];
+
+/// The length symbol (0-based, add 257) for a match length 3..=258.
+pub(crate) fn length_symbol(len: usize) -> usize {
+    debug_assert!((3..=258).contains(&len));
+    // LEN_BASE is sorted; the symbol is the last base <= len (258 has its own symbol).
+    if len == 258 {
+        return 28;
+    }
+    let mut s = 0;
+    while s + 1 < 28 && LEN_BASE[s + 1] as usize <= len {
+        s += 1;
+    }
+    s
+}
+
+/// The estimated cost of each filtered byte value, shaped so SIMD kernels can compute it with
+/// two 16-entry shuffles: bytes 0..=15 and 240..=255 (the small residuals, which dominate
+/// filtered rows) have their own cost, every other byte costs `mid`.
+#[derive(Debug, Clone)]
+pub(crate) struct CostTable {
+    /// Cost of bytes 0..=15.
+    pub lo: [u8; 16],
+    /// Cost of bytes 240..=255.
+    pub hi: [u8; 16],
+    /// Cost of bytes 16..=239.
+    pub mid: u8,
+    /// The same costs as a 256-entry table, for the scalar kernel.
+    pub full: [u8; 256],
+}
+
+impl CostTable {
+    fn from_parts(lo: [u8; 16], hi: [u8; 16], mid: u8) -> Self {
+        let mut full = [mid; 256];
+        full[..16].copy_from_slice(&lo);
+        full[240..].copy_from_slice(&hi);
+        Self { lo, hi, mid, full }
+    }
+
+    /// A prior for rows filtered before any histogram exists: roughly the code lengths of a
+    /// Laplacian residual distribution.
+    pub fn prior() -> Self {
+        let lo = [2, 3, 4, 4, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7, 7];
+        let mut hi = [0u8; 16];
+        for i in 0..16 {
+            // byte 256 - d costs like residual d.
+            hi[i] = lo[(16 - i).min(15)];
+        }
+        Self::from_parts(lo, hi, 9)
+    }
+}
+
+/// One stripe's literal/length code and everything derived from it.
+#[derive(Debug, Clone)]
+pub(crate) struct Table {
+    /// Code length of every literal/length symbol (1..=MAX_LIT_BITS).
+    pub lens: [u8; NUM_LITLEN],
+    /// Bit-reversed canonical code of every symbol (ready for an LSB-first bit writer).
+    pub codes: [u16; NUM_LITLEN],
+    /// Literal code lengths as bytes (SIMD lookups).
+    pub lit_len: [u8; 256],
+    /// Low byte of each literal's code.
+    pub lit_lo: [u8; 256],
+    /// High byte of each literal's code.
+    pub lit_hi: [u8; 256],
+    /// Literal code and length packed as `code | len << 16` (scalar emitter).
+    pub lit_packed: [u32; 256],
+    /// For a match length 3..=258 (index len - 3): length code, extra bits and the 1-bit
+    /// distance code, as `bits | nbits << 24` (at most 14 + 5 + 1 = 20 bits).
+    pub matches: [u32; 256],
+    /// The filter-choice cost of each byte derived from this code.
+    pub cost: CostTable,
+}
+
+impl Table {
+    /// Builds the table from symbol counts (any scale; every symbol gets at least a small count).
+    pub fn from_counts(counts: &[u32; NUM_LITLEN], work: &mut HuffWork) -> Self {
+        let mut freq = [0u32; NUM_LITLEN];
+        for (f, &c) in freq.iter_mut().zip(counts.iter()) {
+            *f = c.saturating_add(1);
+        }
+        let mut lens = [0u8; NUM_LITLEN];
+        limited_lengths(&freq, MAX_LIT_BITS, &mut lens, work);
+        let mut codes = [0u16; NUM_LITLEN];
+        canonical_codes(&lens, &mut codes);
+
+        let mut lit_len = [0u8; 256];
+        let mut lit_lo = [0u8; 256];
+        let mut lit_hi = [0u8; 256];
+        let mut lit_packed = [0u32; 256];
+        for b in 0..256 {
+            lit_len[b] = lens[b];
+            lit_lo[b] = codes[b] as u8;
+            lit_hi[b] = (codes[b] >> 8) as u8;
+            lit_packed[b] = codes[b] as u32 | (lens[b] as u32) << 16;
+        }
+        let mut matches = [0u32; 256];
+        for (i, m) in matches.iter_mut().enumerate() {
+            let len = i + 3;
+            let s = length_symbol(len);
+            let sym = 257 + s;
+            let extra = LEN_EXTRA[s] as u32;
+            let extra_val = (len - LEN_BASE[s] as usize) as u32;
+            let mut bits = codes[sym] as u32;
+            let mut n = lens[sym] as u32;
+            bits |= extra_val << n;
+            n += extra;
+            // Distance code 0 (distance 1) is the single 1-bit code `0`: adds a zero bit.
+            n += 1;
+            *m = bits | n << 24;
+        }
+
+        // Costs: exact lengths for the small residuals, the frequency-weighted mean for the rest.
+        let mut lo = [0u8; 16];
+        let mut hi = [0u8; 16];
+        lo.copy_from_slice(&lens[..16]);
+        hi.copy_from_slice(&lens[240..256]);
+        let (mut wsum, mut fsum) = (0u64, 0u64);
+        for b in 16..240 {
+            wsum += freq[b] as u64 * lens[b] as u64;
+            fsum += freq[b] as u64;
+        }
+        let mid = ((wsum + fsum / 2) / fsum.max(1)).clamp(1, MAX_LIT_BITS as u64) as u8;
+        let cost = CostTable::from_parts(lo, hi, mid);
+        Self {
+            lens,
+            codes,
+            lit_len,
+            lit_lo,
+            lit_hi,
+            lit_packed,
+            matches,
+            cost,
+        }
+    }
+
+    /// Bits the coded symbols of `counts` take with this table (header excluded).
+    pub fn coded_bits(&self, counts: &[u32; NUM_LITLEN]) -> u64 {
+        let mut bits = 0u64;
+        for (s, &c) in counts.iter().enumerate() {
+            bits += c as u64 * self.lens[s] as u64;
+        }
+        for (s, &extra) in LEN_EXTRA.iter().enumerate() {
+            // extra bits + the distance bit per match
+            bits += counts[257 + s] as u64 * (extra as u64 + 1);
+        }
+        bits
+    }
+}
+
+/// Reusable buffers for code-length construction (no allocation per stripe after the first).
+#[derive(Debug, Default)]
+pub(crate) struct HuffWork {
+    order: Vec<u16>,
+    weight: Vec<u64>,
+    parent: Vec<u16>,
+    depth: Vec<u8>,
+}
+
+impl HuffWork {
+    /// Sizes the buffers for an alphabet of [`NUM_LITLEN`] symbols.
+    pub fn reserve(&mut self) {
+        let n = NUM_LITLEN;
+        self.order.reserve(n.saturating_sub(self.order.len()));
+        self.weight.reserve((2 * n).saturating_sub(self.weight.len()));
+        self.parent.reserve((2 * n).saturating_sub(self.parent.len()));
+        self.depth.reserve((2 * n).saturating_sub(self.depth.len()));
+    }
+}
+
+/// Optimal prefix-code lengths for `freq` (all non-zero), limited to `limit` bits.
+///
+/// Huffman's algorithm on the frequency-sorted symbols with the two-queue method (leaves in
+/// one queue, merged nodes, which come out in non-decreasing weight, in the other), then depths
+/// from the root down. If the longest code exceeds `limit`, the length counts are clamped and
+/// the Kraft sum repaired by lengthening the deepest shorter codes (zlib/miniz's heuristic:
+/// near-optimal, and exact when no code needs limiting). Lengths are then handed out longest
+/// first to the least frequent symbols, so the result is a complete code.
+pub(crate) fn limited_lengths(freq: &[u32], limit: u8, lens: &mut [u8], work: &mut HuffWork) {
+    let n = freq.len();
+    debug_assert!(n >= 2 && n < u16::MAX as usize / 2);
+    debug_assert!(freq.iter().all(|&f| f > 0));
+    debug_assert!((1usize << limit) >= n);
+    let order = &mut work.order;
+    order.clear();
+    order.extend(0..n as u16);
+    order.sort_unstable_by_key(|&s| (freq[s as usize], s));
+
+    // Nodes 0..n are leaves (in sorted order), n..2n-1 internal nodes in creation order.
+    let weight = &mut work.weight;
+    weight.clear();
+    weight.extend(order.iter().map(|&s| freq[s as usize] as u64));
+    let parent = &mut work.parent;
+    parent.clear();
+    parent.resize(2 * n - 1, 0);
+    let (mut leaf, mut internal) = (0usize, n);
+    for next in n..2 * n - 1 {
+        let mut pick = |weight: &Vec<u64>| -> usize {
+            let take_leaf = leaf < n && (internal >= next || weight[leaf] <= weight[internal]);
+            if take_leaf {
+                leaf += 1;
+                leaf - 1
+            } else {
+                internal += 1;
+                internal - 1
+            }
+        };
+        let a = pick(weight);
+        let b = pick(weight);
+        weight.push(weight[a] + weight[b]);
+        parent[a] = next as u16;
+        parent[b] = next as u16;
+    }
+    // Depths: root (2n-2) has depth 0; parents always have larger indices than children.
+    let depth = &mut work.depth;
+    depth.clear();
+    depth.resize(2 * n - 1, 0);
+    for i in (0..2 * n - 2).rev() {
+        depth[i] = depth[parent[i] as usize] + 1;
+    }
+    let mut count = [0u32; 64];
+    for &d in &depth[..n] {
+        count[d as usize] += 1;
+    }
+    let limit = limit as usize;
+    for l in limit + 1..64 {
+        count[limit] += count[l];
+        count[l] = 0;
+    }
+    let mut total: u64 = (1..=limit).map(|l| (count[l] as u64) << (limit - l)).sum();
+    while total > 1u64 << limit {
+        count[limit] -= 1;
+        for i in (1..limit).rev() {
+            if count[i] > 0 {
+                count[i] -= 1;
+                count[i + 1] += 2;
+                break;
+            }
+        }
+        total -= 1;
+    }
+    // Least frequent symbols (start of `order`) get the longest codes.
+    let mut k = 0;
+    for l in (1..=limit).rev() {
+        for _ in 0..count[l] {
+            lens[order[k] as usize] = l as u8;
+            k += 1;
+        }
+    }
+    debug_assert_eq!(k, n);
+}
+
+/// Canonical deflate codes for `lens`, bit-reversed for an LSB-first writer.
+pub(crate) fn canonical_codes(lens: &[u8], codes: &mut [u16]) {
+    let mut count = [0u16; 16];
+    for &l in lens {
+        count[l as usize] += 1;
+    }
+    count[0] = 0;
+    let mut next = [0u16; 16];
+    let mut code = 0u16;
+    for l in 1..16 {
+        code = (code + count[l - 1]) << 1;
+        next[l] = code;
+    }
+    for (c, &l) in codes.iter_mut().zip(lens.iter()) {
+        if l == 0 {
+            *c = 0;
+            continue;
+        }
+        let v = next[l as usize];
+        next[l as usize] += 1;
+        *c = v.reverse_bits() >> (16 - l);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kraft(lens: &[u8], limit: u8) -> u64 {
+        lens.iter().map(|&l| 1u64 << (limit - l)).sum()
+    }
+
+    #[test]
+    fn lengths_are_complete_and_limited() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let mut work = HuffWork::default();
+        for _ in 0..300 {
+            let n = rng.usize(2..=286);
+            let freq: Vec<u32> = (0..n)
+                .map(|_| match rng.u8(0..3) {
+                    0 => 1,
+                    1 => rng.u32(1..100),
+                    _ => rng.u32(1..1_000_000),
+                })
+                .collect();
+            let mut lens = vec![0u8; n];
+            limited_lengths(&freq, MAX_LIT_BITS, &mut lens, &mut work);
+            assert!(lens.iter().all(|&l| (1..=MAX_LIT_BITS).contains(&l)));
+            assert_eq!(kraft(&lens, MAX_LIT_BITS), 1 << MAX_LIT_BITS);
+        }
+    }
+
+    #[test]
+    fn unlimited_case_matches_huffman_cost() {
+        // Fibonacci-like weights force deep trees; with a loose limit the cost equals Huffman's.
+        let freq = [1u32, 1, 2, 3, 5, 8, 13, 21];
+        let mut lens = [0u8; 8];
+        limited_lengths(&freq, 15, &mut lens, &mut HuffWork::default());
+        assert_eq!(lens, [7, 7, 6, 5, 4, 3, 2, 1]);
+        // A two-symbol code.
+        let mut lens = [0u8; 2];
+        limited_lengths(&[5, 9], 15, &mut lens, &mut HuffWork::default());
+        assert_eq!(lens, [1, 1]);
+    }
+
+    #[test]
+    fn canonical_codes_match_rfc_example() {
+        // RFC 1951 3.2.2: lengths (3,3,3,3,3,2,4,4) -> codes 010,011,100,101,110,00,1110,1111.
+        let lens = [3u8, 3, 3, 3, 3, 2, 4, 4];
+        let mut codes = [0u16; 8];
+        canonical_codes(&lens, &mut codes);
+        let expect = [0b010u16, 0b011, 0b100, 0b101, 0b110, 0b00, 0b1110, 0b1111];
+        for i in 0..8 {
+            let rev = expect[i].reverse_bits() >> (16 - lens[i]);
+            assert_eq!(codes[i], rev, "symbol {i}");
+        }
+    }
+
+    #[test]
+    fn length_symbols() {
+        assert_eq!(length_symbol(3), 0);
+        assert_eq!(length_symbol(10), 7);
+        assert_eq!(length_symbol(11), 8);
+        assert_eq!(length_symbol(12), 8);
+        assert_eq!(length_symbol(257), 27);
+        assert_eq!(length_symbol(258), 28);
+        for len in 3..=258usize {
+            let s = length_symbol(len);
+            assert!(LEN_BASE[s] as usize <= len);
+            assert!(len - (LEN_BASE[s] as usize) < (1 << LEN_EXTRA[s]) || (len == 258 && s == 28));
+        }
+    }
+}

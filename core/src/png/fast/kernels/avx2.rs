@@ -1,0 +1,270 @@
+//! AVX2 kernel: filters, filter costs (two 16-entry `vpshufb` lookups) and the zero-run search,
+//! 32 bytes per step, scalar row heads and tails. Literal emission uses the scalar table coder
+//! (AVX2 has no 256-entry byte lookup; the AVX-512 kernel vectorises that part).
+#![allow(unsafe_code)]
+
+use core::arch::x86_64::*;
+
+use super::scalar;
+use crate::png::fast::huffman::CostTable;
+
+/// Proof that the CPU has AVX2.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Kernel(());
+
+impl Kernel {
+    /// True if this CPU can run the kernel.
+    pub fn is_available() -> bool {
+        is_x86_feature_detected!("avx2")
+    }
+
+    /// The kernel, if the CPU supports it.
+    pub fn new() -> Option<Self> {
+        Self::is_available().then_some(Kernel(()))
+    }
+
+    /// The kernel without checking.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[allow(dead_code)]
+    pub unsafe fn new_unchecked() -> Self {
+        Kernel(())
+    }
+
+    /// See [`super::Kernel::filter_costs`].
+    pub fn filter_costs(&self, raw: &[u8], prev: &[u8], bpp: usize, cost: &CostTable) -> [u64; 5] {
+        // SAFETY: `self` exists only if the CPU has AVX2.
+        unsafe { filter_costs(raw, prev, bpp, cost) }
+    }
+
+    /// See [`super::Kernel::filter_row`].
+    pub fn filter_row(&self, f: u8, raw: &[u8], prev: &[u8], bpp: usize, dst: &mut [u8]) {
+        // SAFETY: as above.
+        unsafe { filter_row(f, raw, prev, bpp, dst) }
+    }
+
+    /// See [`super::Kernel::find_run`].
+    pub fn find_run(&self, seg: &[u8], from: usize) -> Option<usize> {
+        // SAFETY: as above.
+        unsafe { find_run(seg, from) }
+    }
+
+    /// See [`super::Kernel::zero_run`].
+    pub fn zero_run(&self, seg: &[u8], start: usize) -> usize {
+        // SAFETY: as above.
+        unsafe { zero_run(seg, start) }
+    }
+}
+
+/// Unsigned a <= b per byte, as a 0/0xFF mask.
+#[inline(always)]
+unsafe fn le_u8(a: __m256i, b: __m256i) -> __m256i {
+    // SAFETY: register intrinsics; AVX2 enabled by the caller.
+    unsafe { _mm256_cmpeq_epi8(_mm256_min_epu8(a, b), a) }
+}
+
+/// The Paeth predictor in 8-bit lanes (see the AVX-512 kernel for the derivation).
+#[inline(always)]
+unsafe fn paeth(a: __m256i, b: __m256i, c: __m256i) -> __m256i {
+    // SAFETY: (whole body) register intrinsics; AVX2 enabled by the caller.
+    unsafe {
+        let pa = _mm256_or_si256(_mm256_subs_epu8(b, c), _mm256_subs_epu8(c, b));
+        let pb = _mm256_or_si256(_mm256_subs_epu8(a, c), _mm256_subs_epu8(c, a));
+        // b >= c and a >= c as masks; same sign when equal.
+        let same = _mm256_cmpeq_epi8(le_u8(c, b), le_u8(c, a));
+        let diff = _mm256_or_si256(_mm256_subs_epu8(pa, pb), _mm256_subs_epu8(pb, pa));
+        let pc = _mm256_blendv_epi8(diff, _mm256_adds_epu8(pa, pb), same);
+        let use_a = _mm256_and_si256(le_u8(pa, pb), le_u8(pa, pc));
+        let use_b = le_u8(pb, pc);
+        let bc = _mm256_blendv_epi8(c, b, use_b);
+        _mm256_blendv_epi8(bc, a, use_a)
+    }
+}
+
+#[inline(always)]
+unsafe fn avg(a: __m256i, b: __m256i) -> __m256i {
+    // SAFETY: register intrinsics.
+    unsafe {
+        let one = _mm256_set1_epi8(1);
+        _mm256_sub_epi8(
+            _mm256_avg_epu8(a, b),
+            _mm256_and_si256(_mm256_xor_si256(a, b), one),
+        )
+    }
+}
+
+/// Loads x, a, b, c for bytes i..i+32 (requires bpp <= i and i + 32 <= len).
+#[inline(always)]
+unsafe fn load4(raw: &[u8], prev: &[u8], bpp: usize, i: usize) -> [__m256i; 4] {
+    debug_assert!(i >= bpp && i + 32 <= raw.len());
+    // SAFETY: bytes i - bpp .. i + 32 are within both slices (same length).
+    unsafe {
+        [
+            _mm256_loadu_si256(raw.as_ptr().add(i) as *const _),
+            _mm256_loadu_si256(raw.as_ptr().add(i - bpp) as *const _),
+            _mm256_loadu_si256(prev.as_ptr().add(i) as *const _),
+            _mm256_loadu_si256(prev.as_ptr().add(i - bpp) as *const _),
+        ]
+    }
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn filter_costs(raw: &[u8], prev: &[u8], bpp: usize, cost: &CostTable) -> [u64; 5] {
+    let n = raw.len();
+    let head = bpp.min(n);
+    let body_end = head + (n - head) / 32 * 32;
+    let mut out = scalar::filter_costs(&raw[..head], &prev[..head], bpp, cost);
+    // SAFETY: 16-byte tables.
+    let (lo, hi) = unsafe {
+        (
+            _mm256_broadcastsi128_si256(_mm_loadu_si128(cost.lo.as_ptr() as *const _)),
+            _mm256_broadcastsi128_si256(_mm_loadu_si128(cost.hi.as_ptr() as *const _)),
+        )
+    };
+    let mid = _mm256_set1_epi8(cost.mid as i8);
+    let sixteen = _mm256_set1_epi8(16);
+    let n15 = _mm256_set1_epi8(15);
+    let n31 = _mm256_set1_epi8(31);
+    let zero = _mm256_setzero_si256();
+    let mut acc = [zero; 5];
+    let mut i = head;
+    while i < body_end {
+        // SAFETY: head <= i and i + 32 <= n.
+        let [x, a, b, c] = unsafe { load4(raw, prev, bpp, i) };
+        // SAFETY: register intrinsics.
+        let r = unsafe {
+            [
+                x,
+                _mm256_sub_epi8(x, a),
+                _mm256_sub_epi8(x, b),
+                _mm256_sub_epi8(x, avg(a, b)),
+                _mm256_sub_epi8(x, paeth(a, b, c)),
+            ]
+        };
+        for f in 0..5 {
+            // t = r + 16: 0..16 for r in 240..256, 16..32 for r in 0..16.
+            let t = _mm256_add_epi8(r[f], sixteen);
+            let v_hi = _mm256_shuffle_epi8(hi, t);
+            let v_lo = _mm256_shuffle_epi8(lo, t);
+            // SAFETY: register intrinsics.
+            let (is_hi, near) = unsafe { (le_u8(t, n15), le_u8(t, n31)) };
+            let v = _mm256_blendv_epi8(mid, _mm256_blendv_epi8(v_lo, v_hi, is_hi), near);
+            acc[f] = _mm256_add_epi64(acc[f], _mm256_sad_epu8(v, zero));
+        }
+        i += 32;
+    }
+    let tail = scalar_tail_costs(raw, prev, bpp, body_end, cost);
+    for f in 0..5 {
+        let mut lanes = [0u64; 4];
+        // SAFETY: 32-byte array.
+        unsafe { _mm256_storeu_si256(lanes.as_mut_ptr() as *mut _, acc[f]) };
+        out[f] += lanes.iter().sum::<u64>() + tail[f];
+    }
+    out
+}
+
+/// Scalar costs of bytes `from..` (with their true left neighbours).
+fn scalar_tail_costs(
+    raw: &[u8],
+    prev: &[u8],
+    bpp: usize,
+    from: usize,
+    cost: &CostTable,
+) -> [u64; 5] {
+    if from >= raw.len() {
+        return [0; 5];
+    }
+    // Costs of [from - k ..] minus costs of [from - k .. from], with k = bpp so neighbours exist.
+    let k = bpp.min(from);
+    let all = scalar::filter_costs(&raw[from - k..], &prev[from - k..], bpp, cost);
+    let head = scalar::filter_costs(&raw[from - k..from], &prev[from - k..from], bpp, cost);
+    let mut out = [0; 5];
+    for f in 0..5 {
+        out[f] = all[f] - head[f];
+    }
+    out
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn filter_row(f: u8, raw: &[u8], prev: &[u8], bpp: usize, dst: &mut [u8]) {
+    let n = raw.len();
+    assert!(dst.len() >= n);
+    let head = bpp.min(n);
+    let body_end = head + (n - head) / 32 * 32;
+    scalar::filter_row(f, &raw[..head], &prev[..head], bpp, &mut dst[..head]);
+    let mut i = head;
+    while i < body_end {
+        // SAFETY: head <= i and i + 32 <= n.
+        let [x, a, b, c] = unsafe { load4(raw, prev, bpp, i) };
+        // SAFETY: register intrinsics.
+        let r = unsafe {
+            match f {
+                scalar::NONE => x,
+                scalar::SUB => _mm256_sub_epi8(x, a),
+                scalar::UP => _mm256_sub_epi8(x, b),
+                scalar::AVG => _mm256_sub_epi8(x, avg(a, b)),
+                _ => _mm256_sub_epi8(x, paeth(a, b, c)),
+            }
+        };
+        // SAFETY: i + 32 <= n <= dst.len().
+        unsafe { _mm256_storeu_si256(dst.as_mut_ptr().add(i) as *mut _, r) };
+        i += 32;
+    }
+    if body_end < n {
+        let k = bpp.min(body_end);
+        let mut tmp = [0u8; 32 + 8];
+        let len = n - body_end + k;
+        scalar::filter_row(
+            f,
+            &raw[body_end - k..],
+            &prev[body_end - k..],
+            bpp,
+            &mut tmp[..len],
+        );
+        dst[body_end..n].copy_from_slice(&tmp[k..len]);
+    }
+}
+
+/// Zero-byte bit mask of the 32 bytes at `p` (requires p + 32 <= len).
+#[inline(always)]
+unsafe fn zero_mask(seg: &[u8], p: usize) -> u32 {
+    // SAFETY: p + 32 <= seg.len() (caller).
+    unsafe {
+        let v = _mm256_loadu_si256(seg.as_ptr().add(p) as *const _);
+        _mm256_movemask_epi8(_mm256_cmpeq_epi8(v, _mm256_setzero_si256())) as u32
+    }
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn find_run(seg: &[u8], from: usize) -> Option<usize> {
+    const _: () = assert!(super::MIN_RUN == 4);
+    let n = seg.len();
+    let mut p = from;
+    while p + 32 <= n {
+        // SAFETY: p + 32 <= n.
+        let z = unsafe { zero_mask(seg, p) };
+        // Candidates at bits 0..=28 are final (they need bits t..t+3).
+        let cand = z & (z >> 1) & (z >> 2) & (z >> 3) & ((1 << 29) - 1);
+        if cand != 0 {
+            return Some(p + cand.trailing_zeros() as usize);
+        }
+        p += 29;
+    }
+    scalar::find_run(seg, p.min(n))
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn zero_run(seg: &[u8], start: usize) -> usize {
+    let n = seg.len();
+    let mut p = start;
+    while p + 32 <= n {
+        // SAFETY: p + 32 <= n.
+        let z = unsafe { zero_mask(seg, p) };
+        if z != u32::MAX {
+            return p + (!z).trailing_zeros() as usize - start;
+        }
+        p += 32;
+    }
+    p - start + scalar::zero_run(seg, p)
+}

@@ -1,0 +1,462 @@
+//! AVX-512 kernel (F + BW + VBMI): 64 bytes per step, masked loads for row tails, and the
+//! literal coder fully vectorised: 256-entry table lookups with two `vpermi2b` each, then codes
+//! packed pairwise 16 -> 32 -> 64 bits with variable shifts, so the bit writer takes four
+//! literals per write.
+#![allow(unsafe_code)]
+
+use core::arch::x86_64::*;
+
+use super::scalar;
+use crate::png::fast::bitwriter::BitWriter;
+use crate::png::fast::huffman::{CostTable, Table};
+
+/// Proof that the CPU has AVX-512 F, BW and VBMI (and BMI2, for variable shifts in the writer).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Kernel(());
+
+impl Kernel {
+    /// True if this CPU can run the kernel.
+    pub fn is_available() -> bool {
+        is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vbmi")
+            && is_x86_feature_detected!("bmi2")
+    }
+
+    /// The kernel, if the CPU supports it.
+    pub fn new() -> Option<Self> {
+        Self::is_available().then_some(Kernel(()))
+    }
+
+    /// The kernel without checking.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F, BW, VBMI and BMI2.
+    #[allow(dead_code)]
+    pub unsafe fn new_unchecked() -> Self {
+        Kernel(())
+    }
+
+    /// See [`super::Kernel::filter_costs`].
+    pub fn filter_costs(&self, raw: &[u8], prev: &[u8], bpp: usize, cost: &CostTable) -> [u64; 5] {
+        // SAFETY: `self` exists only if the CPU has the features `filter_costs` enables.
+        unsafe { filter_costs(raw, prev, bpp, cost) }
+    }
+
+    /// See [`super::Kernel::filter_row`].
+    pub fn filter_row(&self, f: u8, raw: &[u8], prev: &[u8], bpp: usize, dst: &mut [u8]) {
+        // SAFETY: as above.
+        unsafe { filter_row(f, raw, prev, bpp, dst) }
+    }
+
+    /// See [`super::Kernel::find_run`].
+    pub fn find_run(&self, seg: &[u8], from: usize) -> Option<usize> {
+        // SAFETY: as above.
+        unsafe { find_run(seg, from) }
+    }
+
+    /// See [`super::Kernel::zero_run`].
+    pub fn zero_run(&self, seg: &[u8], start: usize) -> usize {
+        // SAFETY: as above.
+        unsafe { zero_run(seg, start) }
+    }
+
+    /// See [`super::Kernel::emit_segment`].
+    pub fn emit_segment(&self, seg: &[u8], table: &Table, bw: &mut BitWriter<'_>) {
+        // SAFETY: as above.
+        unsafe { emit_segment(seg, table, bw) }
+    }
+
+    /// See [`super::Kernel::emit_literals`].
+    pub fn emit_literals(&self, bytes: &[u8], table: &Table, bw: &mut BitWriter<'_>) {
+        // SAFETY: as above.
+        unsafe { emit_literals(bytes, table, bw) }
+    }
+}
+
+/// Lane mask for the `rem` bytes left (all 64 when `rem >= 64`).
+#[inline(always)]
+fn lanes(rem: usize) -> u64 {
+    if rem >= 64 {
+        !0
+    } else {
+        (1u64 << rem) - 1
+    }
+}
+
+/// The five filters' residuals for one vector of pixels.
+#[inline(always)]
+unsafe fn residuals(x: __m512i, a: __m512i, b: __m512i, c: __m512i) -> [__m512i; 5] {
+    // SAFETY: (whole body) the caller runs with avx512f+bw enabled; intrinsics only.
+    unsafe {
+        let one = _mm512_set1_epi8(1);
+        // floor((a + b) / 2) = rounding average minus the rounding bit.
+        let avg = _mm512_sub_epi8(
+            _mm512_avg_epu8(a, b),
+            _mm512_and_si512(_mm512_xor_si512(a, b), one),
+        );
+        [
+            x,
+            _mm512_sub_epi8(x, a),
+            _mm512_sub_epi8(x, b),
+            _mm512_sub_epi8(x, avg),
+            _mm512_sub_epi8(x, paeth(a, b, c)),
+        ]
+    }
+}
+
+/// The Paeth predictor in 8-bit lanes: pa = |b - c|, pb = |a - c| and pc = |pa ± pb| (a sum when
+/// b - c and a - c have the same sign, saturated: only its order against pa and pb matters).
+#[inline(always)]
+unsafe fn paeth(a: __m512i, b: __m512i, c: __m512i) -> __m512i {
+    // SAFETY: (whole body) avx512f+bw enabled by the caller; intrinsics only.
+    unsafe {
+        let pa = _mm512_or_si512(_mm512_subs_epu8(b, c), _mm512_subs_epu8(c, b));
+        let pb = _mm512_or_si512(_mm512_subs_epu8(a, c), _mm512_subs_epu8(c, a));
+        let same = !(_mm512_cmpge_epu8_mask(b, c) ^ _mm512_cmpge_epu8_mask(a, c));
+        let diff = _mm512_or_si512(_mm512_subs_epu8(pa, pb), _mm512_subs_epu8(pb, pa));
+        let pc = _mm512_mask_blend_epi8(same, diff, _mm512_adds_epu8(pa, pb));
+        let use_a = _mm512_cmple_epu8_mask(pa, pb) & _mm512_cmple_epu8_mask(pa, pc);
+        let use_b = _mm512_cmple_epu8_mask(pb, pc);
+        let bc = _mm512_mask_blend_epi8(use_b, c, b);
+        _mm512_mask_blend_epi8(use_a, bc, a)
+    }
+}
+
+/// Loads x, a (left), b (up), c (up-left) at `i >= bpp`, zero beyond the lanes in `m`.
+#[inline(always)]
+unsafe fn load4(raw: &[u8], prev: &[u8], bpp: usize, i: usize, m: u64) -> [__m512i; 4] {
+    debug_assert!(i >= bpp && i < raw.len());
+    // SAFETY: lanes in `m` cover bytes i..min(i + 64, len) of slices of length len, and
+    // i - bpp >= 0; masked-off lanes are not accessed (AVX-512 fault suppression).
+    unsafe {
+        [
+            _mm512_maskz_loadu_epi8(m, raw.as_ptr().add(i) as *const i8),
+            _mm512_maskz_loadu_epi8(m, raw.as_ptr().add(i - bpp) as *const i8),
+            _mm512_maskz_loadu_epi8(m, prev.as_ptr().add(i) as *const i8),
+            _mm512_maskz_loadu_epi8(m, prev.as_ptr().add(i - bpp) as *const i8),
+        ]
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi,bmi2")]
+unsafe fn filter_costs(raw: &[u8], prev: &[u8], bpp: usize, cost: &CostTable) -> [u64; 5] {
+    let n = raw.len();
+    let head = bpp.min(n);
+    // The first bpp bytes have no left neighbour: scalar (a = c = 0 there).
+    let mut out = scalar::filter_costs(&raw[..head], &prev[..head], bpp, cost);
+    // Near residuals r in 0..16 and 240..256 map to t = r + 16 in 16..32 and 0..16: one vpermb
+    // over a 32-entry table; all other residuals cost `mid`.
+    let mut tbl = [0u8; 64];
+    tbl[..16].copy_from_slice(&cost.hi);
+    tbl[16..32].copy_from_slice(&cost.lo);
+    // SAFETY: tbl is 64 bytes.
+    let tbl = unsafe { _mm512_loadu_si512(tbl.as_ptr() as *const _) };
+    let mid = _mm512_set1_epi8(cost.mid as i8);
+    let sixteen = _mm512_set1_epi8(16);
+    let thirty_two = _mm512_set1_epi8(32);
+    let zero = _mm512_setzero_si512();
+    let mut acc = [zero; 5];
+    let mut i = head;
+    while i < n {
+        let m = lanes(n - i);
+        // SAFETY: i >= bpp and i < n; see load4.
+        let [x, a, b, c] = unsafe { load4(raw, prev, bpp, i, m) };
+        // SAFETY: intrinsics on registers, features enabled on this function.
+        let r = unsafe { residuals(x, a, b, c) };
+        for f in 0..5 {
+            let t = _mm512_add_epi8(r[f], sixteen);
+            let near = _mm512_cmplt_epu8_mask(t, thirty_two) & m;
+            let v = _mm512_mask_permutexvar_epi8(_mm512_maskz_mov_epi8(m, mid), near, t, tbl);
+            acc[f] = _mm512_add_epi64(acc[f], _mm512_sad_epu8(v, zero));
+        }
+        i += 64;
+    }
+    for f in 0..5 {
+        out[f] += _mm512_reduce_add_epi64(acc[f]) as u64;
+    }
+    out
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi,bmi2")]
+unsafe fn filter_row(f: u8, raw: &[u8], prev: &[u8], bpp: usize, dst: &mut [u8]) {
+    let n = raw.len();
+    assert!(dst.len() >= n);
+    let head = bpp.min(n);
+    scalar::filter_row(f, &raw[..head], &prev[..head], bpp, &mut dst[..head]);
+    let mut i = head;
+    while i < n {
+        let m = lanes(n - i);
+        // SAFETY: i >= bpp and i < n; see load4.
+        let [x, a, b, c] = unsafe { load4(raw, prev, bpp, i, m) };
+        let one = _mm512_set1_epi8(1);
+        let r = match f {
+            scalar::NONE => x,
+            scalar::SUB => _mm512_sub_epi8(x, a),
+            scalar::UP => _mm512_sub_epi8(x, b),
+            scalar::AVG => _mm512_sub_epi8(
+                x,
+                _mm512_sub_epi8(
+                    _mm512_avg_epu8(a, b),
+                    _mm512_and_si512(_mm512_xor_si512(a, b), one),
+                ),
+            ),
+            // SAFETY: intrinsics on registers.
+            _ => _mm512_sub_epi8(x, unsafe { paeth(a, b, c) }),
+        };
+        // SAFETY: dst.len() >= n; only the lanes in m (bytes i..min(i+64, n)) are written.
+        unsafe { _mm512_mask_storeu_epi8(dst.as_mut_ptr().add(i) as *mut i8, m, r) };
+        i += 64;
+    }
+}
+
+/// Zero-byte mask of `seg[p..]`'s next 64 bytes (lanes past the end are not zeros).
+#[inline(always)]
+unsafe fn zero_mask(seg: &[u8], p: usize) -> (u64, u64) {
+    let m = lanes(seg.len() - p);
+    // SAFETY: lanes in m are within seg; masked-off lanes are not accessed.
+    unsafe {
+        let v = _mm512_maskz_loadu_epi8(m, seg.as_ptr().add(p) as *const i8);
+        (_mm512_testn_epi8_mask(v, v) & m, m)
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi,bmi2")]
+unsafe fn find_run(seg: &[u8], from: usize) -> Option<usize> {
+    const _: () = assert!(super::MIN_RUN == 4);
+    let n = seg.len();
+    let mut p = from;
+    while p < n {
+        // SAFETY: p < n.
+        let (z, _) = unsafe { zero_mask(seg, p) };
+        let cand = z & (z >> 1) & (z >> 2) & (z >> 3);
+        // A candidate at bit t needs bits t..t+3: final for t <= 60, or everywhere when the
+        // window reaches the end of the segment.
+        let last = n - p <= 64;
+        let cand = if last {
+            cand
+        } else {
+            cand & ((1u64 << 61) - 1)
+        };
+        if cand != 0 {
+            return Some(p + cand.trailing_zeros() as usize);
+        }
+        if last {
+            return None;
+        }
+        p += 61;
+    }
+    None
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi,bmi2")]
+unsafe fn zero_run(seg: &[u8], start: usize) -> usize {
+    let n = seg.len();
+    let mut p = start;
+    while p < n {
+        // SAFETY: p < n.
+        let (z, m) = unsafe { zero_mask(seg, p) };
+        let nonzero = !z & m;
+        if nonzero != 0 {
+            return p + nonzero.trailing_zeros() as usize - start;
+        }
+        p += 64;
+    }
+    n - start
+}
+
+/// A 256-entry byte table as four registers.
+#[inline(always)]
+unsafe fn load_table(t: &[u8; 256]) -> [__m512i; 4] {
+    // SAFETY: t is 256 bytes: four 64-byte loads.
+    unsafe {
+        [
+            _mm512_loadu_si512(t.as_ptr() as *const _),
+            _mm512_loadu_si512(t.as_ptr().add(64) as *const _),
+            _mm512_loadu_si512(t.as_ptr().add(128) as *const _),
+            _mm512_loadu_si512(t.as_ptr().add(192) as *const _),
+        ]
+    }
+}
+
+/// `t[x]` per byte: two 128-entry `vpermi2b` lookups, chosen by the index's top bit.
+#[inline(always)]
+unsafe fn lookup(t: &[__m512i; 4], x: __m512i, top: u64, m: u64) -> __m512i {
+    // SAFETY: intrinsics on registers; avx512bw+vbmi enabled by the caller.
+    unsafe {
+        let lo = _mm512_permutex2var_epi8(t[0], x, t[1]);
+        let hi = _mm512_permutex2var_epi8(t[2], x, t[3]);
+        _mm512_maskz_mov_epi8(m, _mm512_mask_blend_epi8(top, lo, hi))
+    }
+}
+
+/// The literal tables of one [`Table`] in registers.
+struct LitRegs {
+    len: [__m512i; 4],
+    lo: [__m512i; 4],
+    hi: [__m512i; 4],
+}
+
+#[inline(always)]
+unsafe fn lit_regs(table: &Table) -> LitRegs {
+    // SAFETY: 256-byte tables.
+    unsafe {
+        LitRegs {
+            len: load_table(&table.lit_len),
+            lo: load_table(&table.lit_lo),
+            hi: load_table(&table.lit_hi),
+        }
+    }
+}
+
+/// Emits the literals of the lanes of `x` selected by the contiguous-from-0 mask `m`.
+#[inline(always)]
+unsafe fn emit_block(x: __m512i, m: u64, t: &LitRegs, bw: &mut BitWriter<'_>) {
+    let live = 64 - m.leading_zeros() as usize;
+    // SAFETY: (whole body) register intrinsics and stores into local arrays; avx512f+bw+vbmi
+    // enabled by the caller.
+    unsafe {
+        let top = _mm512_movepi8_mask(x);
+        let l8 = lookup(&t.len, x, top, m);
+        let lo8 = lookup(&t.lo, x, top, m);
+        let hi8 = lookup(&t.hi, x, top, m);
+        let m16 = _mm512_set1_epi32(0xFFFF);
+        let m32 = _mm512_set1_epi64(0xFFFF_FFFF);
+        let mut codes = [0u64; 8];
+        let mut lens = [0u64; 8];
+        for half in 0..2 {
+            if half * 32 >= live {
+                break;
+            }
+            let (l, lo, hi) = if half == 0 {
+                (
+                    _mm512_castsi512_si256(l8),
+                    _mm512_castsi512_si256(lo8),
+                    _mm512_castsi512_si256(hi8),
+                )
+            } else {
+                (
+                    _mm512_extracti64x4_epi64::<1>(l8),
+                    _mm512_extracti64x4_epi64::<1>(lo8),
+                    _mm512_extracti64x4_epi64::<1>(hi8),
+                )
+            };
+            // 32 symbols in 16-bit lanes: code (<= 14 bits) and length.
+            let l16 = _mm512_cvtepu8_epi16(l);
+            let c16 = _mm512_or_si512(
+                _mm512_cvtepu8_epi16(lo),
+                _mm512_slli_epi16::<8>(_mm512_cvtepu8_epi16(hi)),
+            );
+            // Pairs -> 32-bit lanes: first | second << len(first).
+            let le = _mm512_and_si512(l16, m16);
+            let c32 = _mm512_or_si512(
+                _mm512_and_si512(c16, m16),
+                _mm512_sllv_epi32(_mm512_srli_epi32::<16>(c16), le),
+            );
+            let l32 = _mm512_add_epi32(le, _mm512_srli_epi32::<16>(l16));
+            // Pairs -> 64-bit lanes: four codes, <= 56 bits.
+            let le = _mm512_and_si512(l32, m32);
+            let c64 = _mm512_or_si512(
+                _mm512_and_si512(c32, m32),
+                _mm512_sllv_epi64(_mm512_srli_epi64::<32>(c32), le),
+            );
+            let l64 = _mm512_add_epi64(le, _mm512_srli_epi64::<32>(l32));
+            let words = (live - half * 32).min(32).div_ceil(4);
+            // Pairs of words -> one write when all four pairs fit in 56 bits (the common case
+            // on filtered photos: eight codes averaging under 7 bits), halving the writes.
+            let l_odd = _mm512_maskz_compress_epi64(0xAA, l64);
+            let l_even = _mm512_maskz_compress_epi64(0x55, l64);
+            let tot = _mm512_add_epi64(l_even, l_odd);
+            if words == 8 && _mm512_cmpgt_epu64_mask(tot, _mm512_set1_epi64(56)) & 0x0F == 0 {
+                let c_odd = _mm512_maskz_compress_epi64(0xAA, c64);
+                let c_even = _mm512_maskz_compress_epi64(0x55, c64);
+                let c = _mm512_or_si512(c_even, _mm512_sllv_epi64(c_odd, l_even));
+                _mm512_storeu_si512(codes.as_mut_ptr() as *mut _, c);
+                _mm512_storeu_si512(lens.as_mut_ptr() as *mut _, tot);
+                for j in 0..4 {
+                    bw.write(codes[j], lens[j] as u32);
+                }
+                continue;
+            }
+            _mm512_storeu_si512(codes.as_mut_ptr() as *mut _, c64);
+            _mm512_storeu_si512(lens.as_mut_ptr() as *mut _, l64);
+            for j in 0..words {
+                bw.write(codes[j], lens[j] as u32);
+            }
+        }
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi,bmi2")]
+unsafe fn emit_literals(bytes: &[u8], table: &Table, bw: &mut BitWriter<'_>) {
+    let n = bytes.len();
+    if n < 16 {
+        // Short spans are cheaper through the scalar table.
+        scalar::emit_literals(bytes, table, bw);
+        return;
+    }
+    // SAFETY: reads two tables.
+    let t = unsafe { lit_regs(table) };
+    let mut w = bw.detach();
+    let mut i = 0;
+    while i < n {
+        let m = lanes(n - i);
+        // SAFETY: lanes in m are within bytes; masked-off lanes are not accessed.
+        unsafe {
+            let x = _mm512_maskz_loadu_epi8(m, bytes.as_ptr().add(i) as *const i8);
+            emit_block(x, m, &t, &mut w);
+        }
+        i += 64;
+    }
+    *bw = w;
+}
+
+/// The fused segment coder: per 64-byte window, the zero mask of this window and the next
+/// gives every run start in the window; the literals before it go out in one masked block.
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi,bmi2")]
+unsafe fn emit_segment(seg: &[u8], table: &Table, bw: &mut BitWriter<'_>) {
+    const _: () = assert!(super::MIN_RUN == 4);
+    let n = seg.len();
+    // SAFETY: reads the tables.
+    let t = unsafe { lit_regs(table) };
+    let bw_outer = bw;
+    let mut w = bw_outer.detach();
+    let bw = &mut w;
+    let mut pos = 0;
+    while pos < n {
+        let m = lanes(n - pos);
+        // SAFETY: lanes in m are within seg; masked-off lanes are not accessed.
+        let x = unsafe { _mm512_maskz_loadu_epi8(m, seg.as_ptr().add(pos) as *const i8) };
+        let z = _mm512_testn_epi8_mask(x, x) & m;
+        let znext = if n - pos > 64 {
+            // SAFETY: pos + 64 < n.
+            unsafe { zero_mask(seg, pos + 64).0 }
+        } else {
+            0
+        };
+        // Bit t: bytes t..t+3 are zeros (bits past 63 come from the next window).
+        let cand = z & (z >> 1 | znext << 63) & (z >> 2 | znext << 62) & (z >> 3 | znext << 61);
+        if cand == 0 {
+            // SAFETY: register work and writes through bw.
+            unsafe { emit_block(x, m, &t, bw) };
+            pos += 64;
+            continue;
+        }
+        let s = cand.trailing_zeros() as usize;
+        if s > 0 {
+            // SAFETY: as above.
+            unsafe { emit_block(x, (1u64 << s) - 1, &t, bw) };
+        }
+        let zz = z as u128 | (znext as u128) << 64;
+        let ones = (!(zz >> s)).trailing_zeros() as usize;
+        let k = if s + ones < 128 {
+            ones
+        } else {
+            // SAFETY: pos + 128 <= n here (all 128 bits were zeros of real bytes).
+            128 - s + unsafe { zero_run(seg, pos + 128) }
+        };
+        super::emit_run(k, table, bw);
+        pos += s + k;
+    }
+    *bw_outer = w;
+}

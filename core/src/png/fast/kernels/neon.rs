@@ -1,0 +1,168 @@
+//! NEON kernel (aarch64): filters and filter costs, 16 bytes per step, scalar row heads and
+//! tails; run search and literal emission use the scalar code.
+#![allow(unsafe_code)]
+
+use core::arch::aarch64::*;
+
+use super::scalar;
+use crate::png::fast::huffman::CostTable;
+
+/// Proof that the CPU has NEON (always true on aarch64 Linux, still detected).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Kernel(());
+
+impl Kernel {
+    /// True if this CPU can run the kernel.
+    pub fn is_available() -> bool {
+        std::arch::is_aarch64_feature_detected!("neon")
+    }
+
+    /// The kernel, if the CPU supports it.
+    pub fn new() -> Option<Self> {
+        Self::is_available().then_some(Kernel(()))
+    }
+
+    /// The kernel without checking.
+    ///
+    /// # Safety
+    /// The CPU must support NEON.
+    #[allow(dead_code)]
+    pub unsafe fn new_unchecked() -> Self {
+        Kernel(())
+    }
+
+    /// See [`super::Kernel::filter_costs`].
+    pub fn filter_costs(&self, raw: &[u8], prev: &[u8], bpp: usize, cost: &CostTable) -> [u64; 5] {
+        // SAFETY: `self` exists only if the CPU has NEON.
+        unsafe { filter_costs(raw, prev, bpp, cost) }
+    }
+
+    /// See [`super::Kernel::filter_row`].
+    pub fn filter_row(&self, f: u8, raw: &[u8], prev: &[u8], bpp: usize, dst: &mut [u8]) {
+        // SAFETY: as above.
+        unsafe { filter_row(f, raw, prev, bpp, dst) }
+    }
+}
+
+#[inline(always)]
+unsafe fn paeth(a: uint8x16_t, b: uint8x16_t, c: uint8x16_t) -> uint8x16_t {
+    // SAFETY: (whole body) register intrinsics; NEON enabled by the caller.
+    unsafe {
+        let pa = vabdq_u8(b, c);
+        let pb = vabdq_u8(a, c);
+        let same = vceqq_u8(vcgeq_u8(b, c), vcgeq_u8(a, c));
+        let pc = vbslq_u8(same, vqaddq_u8(pa, pb), vabdq_u8(pa, pb));
+        let use_a = vandq_u8(vcleq_u8(pa, pb), vcleq_u8(pa, pc));
+        let use_b = vcleq_u8(pb, pc);
+        vbslq_u8(use_a, a, vbslq_u8(use_b, b, c))
+    }
+}
+
+#[inline(always)]
+unsafe fn residual(
+    f: u8,
+    x: uint8x16_t,
+    a: uint8x16_t,
+    b: uint8x16_t,
+    c: uint8x16_t,
+) -> uint8x16_t {
+    // SAFETY: register intrinsics.
+    unsafe {
+        match f {
+            scalar::NONE => x,
+            scalar::SUB => vsubq_u8(x, a),
+            scalar::UP => vsubq_u8(x, b),
+            // vhaddq_u8 is floor((a + b) / 2).
+            scalar::AVG => vsubq_u8(x, vhaddq_u8(a, b)),
+            _ => vsubq_u8(x, paeth(a, b, c)),
+        }
+    }
+}
+
+/// Loads x, a, b, c for bytes i..i+16 (requires bpp <= i and i + 16 <= len).
+#[inline(always)]
+unsafe fn load4(raw: &[u8], prev: &[u8], bpp: usize, i: usize) -> [uint8x16_t; 4] {
+    // SAFETY: bytes i - bpp .. i + 16 are within both slices.
+    unsafe {
+        [
+            vld1q_u8(raw.as_ptr().add(i)),
+            vld1q_u8(raw.as_ptr().add(i - bpp)),
+            vld1q_u8(prev.as_ptr().add(i)),
+            vld1q_u8(prev.as_ptr().add(i - bpp)),
+        ]
+    }
+}
+
+#[target_feature(enable = "neon")]
+unsafe fn filter_costs(raw: &[u8], prev: &[u8], bpp: usize, cost: &CostTable) -> [u64; 5] {
+    let n = raw.len();
+    let head = bpp.min(n);
+    let body_end = head + (n - head) / 16 * 16;
+    let mut out = scalar::filter_costs(&raw[..head], &prev[..head], bpp, cost);
+    // SAFETY: 16-byte tables; register intrinsics.
+    unsafe {
+        let lo = vld1q_u8(cost.lo.as_ptr());
+        let hi = vld1q_u8(cost.hi.as_ptr());
+        let mid = vdupq_n_u8(cost.mid);
+        let sixteen = vdupq_n_u8(16);
+        let n32 = vdupq_n_u8(32);
+        let mut i = head;
+        while i < body_end {
+            let [x, a, b, c] = load4(raw, prev, bpp, i);
+            for f in 0..5u8 {
+                let r = residual(f, x, a, b, c);
+                let t = vaddq_u8(r, sixteen);
+                // Out-of-range indices give 0: exactly one of the two lookups is live.
+                let near = vorrq_u8(vqtbl1q_u8(hi, t), vqtbl1q_u8(lo, r));
+                let v = vbslq_u8(vcltq_u8(t, n32), near, mid);
+                out[f as usize] += vaddlvq_u8(v) as u64;
+            }
+            i += 16;
+        }
+    }
+    if body_end < n {
+        let k = bpp.min(body_end);
+        let all = scalar::filter_costs(&raw[body_end - k..], &prev[body_end - k..], bpp, cost);
+        let h = scalar::filter_costs(
+            &raw[body_end - k..body_end],
+            &prev[body_end - k..body_end],
+            bpp,
+            cost,
+        );
+        for f in 0..5 {
+            out[f] += all[f] - h[f];
+        }
+    }
+    out
+}
+
+#[target_feature(enable = "neon")]
+unsafe fn filter_row(f: u8, raw: &[u8], prev: &[u8], bpp: usize, dst: &mut [u8]) {
+    let n = raw.len();
+    assert!(dst.len() >= n);
+    let head = bpp.min(n);
+    let body_end = head + (n - head) / 16 * 16;
+    scalar::filter_row(f, &raw[..head], &prev[..head], bpp, &mut dst[..head]);
+    let mut i = head;
+    while i < body_end {
+        // SAFETY: head <= i, i + 16 <= n <= dst.len().
+        unsafe {
+            let [x, a, b, c] = load4(raw, prev, bpp, i);
+            vst1q_u8(dst.as_mut_ptr().add(i), residual(f, x, a, b, c));
+        }
+        i += 16;
+    }
+    if body_end < n {
+        let k = bpp.min(body_end);
+        let mut tmp = [0u8; 16 + 8];
+        let len = n - body_end + k;
+        scalar::filter_row(
+            f,
+            &raw[body_end - k..],
+            &prev[body_end - k..],
+            bpp,
+            &mut tmp[..len],
+        );
+        dst[body_end..n].copy_from_slice(&tmp[k..len]);
+    }
+}

@@ -1,0 +1,746 @@
+//! Standalone tests of the fast coder: stripes built here, wrapped in a zlib stream, inflated by
+//! miniz_oxide (and, as a PNG, decoded by the png crate), unfiltered and compared to the input.
+//! Every SIMD kernel's output is compared with the scalar kernel's, byte for byte.
+#![forbid(unsafe_code)]
+
+use super::bitwriter::BitWriter;
+use super::huffman::{HuffWork, Table, NUM_LITLEN};
+use super::kernels::{scalar, Kernel};
+use super::*;
+
+/// One image's fast-coded zlib stream plus the per-stripe Adler-32s the coder returned.
+struct Coded {
+    zlib: Vec<u8>,
+    stripe_adlers: Vec<u32>,
+    stripe_lens: Vec<usize>,
+}
+
+fn code_image(
+    pixels: &[u8],
+    row_bytes: usize,
+    bpp: usize,
+    filter: Filter,
+    level: FastLevel,
+    stripe_rows: usize,
+    kernel: Kernel,
+) -> Coded {
+    let nrows = pixels.len() / row_bytes;
+    let mut zlib = vec![0x78, 0x01];
+    let mut scratch = FastScratch::with_kernel(kernel);
+    let mut stripe_adlers = Vec::new();
+    let mut stripe_lens = Vec::new();
+    let mut r = 0;
+    while r < nrows {
+        let n = stripe_rows.min(nrows - r);
+        let job = StripeJob {
+            prev_row: (r > 0).then(|| &pixels[(r - 1) * row_bytes..r * row_bytes]),
+            rows: &pixels[r * row_bytes..(r + n) * row_bytes],
+            row_bytes,
+            bpp,
+            filter,
+            is_last: r + n == nrows,
+        };
+        stripe_adlers.push(encode_stripe(&job, level, &mut scratch, &mut zlib));
+        stripe_lens.push(n * (row_bytes + 1));
+        r += n;
+    }
+    Coded {
+        zlib,
+        stripe_adlers,
+        stripe_lens,
+    }
+}
+
+fn adler(data: &[u8]) -> u32 {
+    let mut a = simd_adler32::Adler32::new();
+    a.write(data);
+    a.finish()
+}
+
+/// Reverses PNG filtering (the decoder side), independent of the coder's kernels.
+fn unfilter(data: &[u8], row_bytes: usize, bpp: usize) -> Vec<u8> {
+    let nrows = data.len() / (row_bytes + 1);
+    let mut out = vec![0u8; nrows * row_bytes];
+    let zeros = vec![0u8; row_bytes];
+    for r in 0..nrows {
+        let f = data[r * (row_bytes + 1)];
+        let src = &data[r * (row_bytes + 1) + 1..(r + 1) * (row_bytes + 1)];
+        let (done, cur) = out.split_at_mut(r * row_bytes);
+        let prev: &[u8] = if r == 0 {
+            &zeros
+        } else {
+            &done[(r - 1) * row_bytes..]
+        };
+        let cur = &mut cur[..row_bytes];
+        for i in 0..row_bytes {
+            let a = if i >= bpp { cur[i - bpp] } else { 0 };
+            let b = prev[i];
+            let c = if i >= bpp { prev[i - bpp] } else { 0 };
+            let pred = match f {
+                0 => 0,
+                1 => a,
+                2 => b,
+                3 => ((a as u16 + b as u16) / 2) as u8,
+                4 => scalar::paeth(a, b, c),
+                _ => panic!("bad filter type {f}"),
+            };
+            cur[i] = src[i].wrapping_add(pred);
+        }
+    }
+    out
+}
+
+/// Checks the stream inflates to a filtered image equal to `pixels`, with correct Adler-32s,
+/// and returns the zlib size.
+fn check_roundtrip(coded: &mut Coded, pixels: &[u8], row_bytes: usize, bpp: usize) -> usize {
+    // Without the trailer first: the inflated bytes give the expected Adler-32.
+    let raw = miniz_oxide::inflate::decompress_to_vec_zlib(&coded.zlib)
+        .map(|_| ())
+        .err();
+    let _ = raw; // missing trailer may or may not be an error; inflate properly below.
+    let body = &coded.zlib[2..];
+    let inflated = miniz_oxide::inflate::decompress_to_vec(body).expect("raw inflate");
+    assert_eq!(inflated.len(), pixels.len() / row_bytes * (row_bytes + 1));
+    let mut off = 0;
+    for (i, (&a, &len)) in coded
+        .stripe_adlers
+        .iter()
+        .zip(&coded.stripe_lens)
+        .enumerate()
+    {
+        assert_eq!(a, adler(&inflated[off..off + len]), "stripe {i} adler");
+        off += len;
+    }
+    coded
+        .zlib
+        .extend_from_slice(&adler(&inflated).to_be_bytes());
+    let again = miniz_oxide::inflate::decompress_to_vec_zlib(&coded.zlib).expect("zlib inflate");
+    assert_eq!(again, inflated);
+    assert_eq!(unfilter(&inflated, row_bytes, bpp), pixels, "pixels differ");
+    coded.zlib.len()
+}
+
+/// Wraps a zlib stream in a PNG and decodes it with the png crate.
+fn png_decode(zlib: &[u8], w: u32, h: u32, channels: u8, depth: u8) -> Vec<u8> {
+    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        out.extend_from_slice(kind);
+        out.extend_from_slice(data);
+        let mut h = crc32fast::Hasher::new();
+        h.update(kind);
+        h.update(data);
+        out.extend_from_slice(&h.finalize().to_be_bytes());
+    }
+    let color = [0u8, 4, 2, 6][channels as usize - 1];
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&w.to_be_bytes());
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[depth, color, 0, 0, 0]);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    chunk(&mut png, b"IHDR", &ihdr);
+    chunk(&mut png, b"IDAT", zlib);
+    chunk(&mut png, b"IEND", &[]);
+    let mut dec = png::Decoder::new(std::io::Cursor::new(png));
+    dec.set_transformations(png::Transformations::IDENTITY);
+    let mut reader = dec.read_info().expect("png header");
+    let mut buf = vec![0u8; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).expect("png decode");
+    buf.truncate(info.buffer_size());
+    buf
+}
+
+struct Shape {
+    w: usize,
+    h: usize,
+    channels: usize,
+    depth: usize,
+}
+
+impl Shape {
+    fn bpp(&self) -> usize {
+        self.channels * self.depth / 8
+    }
+    fn row_bytes(&self) -> usize {
+        self.w * self.bpp()
+    }
+}
+
+/// Full check for every kernel: roundtrip, png-crate decode, kernels identical to scalar.
+fn check_all(
+    pixels: &[u8],
+    s: &Shape,
+    filter: Filter,
+    level: FastLevel,
+    stripe_rows: usize,
+) -> usize {
+    let (rb, bpp) = (s.row_bytes(), s.bpp());
+    let mut oracle = code_image(pixels, rb, bpp, filter, level, stripe_rows, Kernel::Scalar);
+    let size = check_roundtrip(&mut oracle, pixels, rb, bpp);
+    let decoded = png_decode(
+        &oracle.zlib,
+        s.w as u32,
+        s.h as u32,
+        s.channels as u8,
+        s.depth as u8,
+    );
+    assert_eq!(decoded, pixels, "png crate decode");
+    for k in Kernel::available().into_iter().skip(1) {
+        let mut c = code_image(pixels, rb, bpp, filter, level, stripe_rows, k);
+        check_roundtrip(&mut c, pixels, rb, bpp);
+        assert!(
+            c.zlib == oracle.zlib,
+            "kernel {} differs from scalar",
+            k.name()
+        );
+    }
+    size
+}
+
+fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    (0..n).map(|_| rng.u8(..)).collect()
+}
+
+/// A smooth synthetic "photo": gradients plus mild noise.
+fn smooth(s: &Shape, seed: u64) -> Vec<u8> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let rb = s.row_bytes();
+    let mut v = vec![0u8; rb * s.h];
+    for y in 0..s.h {
+        for x in 0..rb {
+            let base = (x / s.bpp().max(1) + 2 * y) as i32 + (x % s.bpp()) as i32 * 40;
+            v[y * rb + x] = (base + rng.i32(-2..=2)).rem_euclid(256) as u8;
+        }
+    }
+    v
+}
+
+const ALL_FILTERS: [Filter; 6] = [
+    Filter::None,
+    Filter::Sub,
+    Filter::Up,
+    Filter::Average,
+    Filter::Paeth,
+    Filter::Adaptive,
+];
+
+#[test]
+fn odd_shapes_all_filters_levels_depths_channels() {
+    let dims = [(1, 1), (1, 17), (17, 1), (3, 100), (100, 3), (33, 9)];
+    for &(w, h) in &dims {
+        for channels in 1..=4 {
+            for depth in [8, 16] {
+                let s = Shape {
+                    w,
+                    h,
+                    channels,
+                    depth,
+                };
+                let px = smooth(&s, (w * 31 + h) as u64);
+                for filter in ALL_FILTERS {
+                    for level in [FastLevel::Fastest, FastLevel::Balanced] {
+                        for stripe_rows in [1, 4, usize::MAX] {
+                            check_all(&px, &s, filter, level, stripe_rows);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn random_sizes_and_contents() {
+    let mut rng = fastrand::Rng::with_seed(0xfa57);
+    for case in 0..120 {
+        let s = Shape {
+            w: rng.usize(1..300),
+            h: rng.usize(1..40),
+            channels: rng.usize(1..=4),
+            depth: if rng.bool() { 8 } else { 16 },
+        };
+        let n = s.row_bytes() * s.h;
+        let px = match rng.u8(0..4) {
+            0 => noise(n, case),
+            1 => smooth(&s, case),
+            2 => {
+                // sparse: mostly zeros, some random bytes (long and short zero runs)
+                (0..n)
+                    .map(|_| if rng.u8(0..10) == 0 { rng.u8(..) } else { 0 })
+                    .collect()
+            }
+            _ => {
+                // flat blocks of random colours
+                let c: Vec<u8> = (0..s.bpp()).map(|_| rng.u8(..)).collect();
+                (0..n)
+                    .map(|i| c[i % s.bpp()].wrapping_add((i / 997) as u8))
+                    .collect()
+            }
+        };
+        let filter = ALL_FILTERS[rng.usize(0..6)];
+        let level = if rng.bool() {
+            FastLevel::Fastest
+        } else {
+            FastLevel::Balanced
+        };
+        let stripe_rows = rng.usize(1..=s.h);
+        check_all(&px, &s, filter, level, stripe_rows);
+    }
+}
+
+#[test]
+fn noise_falls_back_to_stored() {
+    for (w, h, ch) in [(256, 64, 3), (1000, 100, 4), (5, 5, 1), (70000, 2, 1)] {
+        let s = Shape {
+            w,
+            h,
+            channels: ch,
+            depth: 8,
+        };
+        let n = s.row_bytes() * h;
+        let px = noise(n, w as u64);
+        for stripe_rows in [1, 7, usize::MAX] {
+            let size = check_all(&px, &s, Filter::Adaptive, FastLevel::Balanced, stripe_rows);
+            let stripes = h.div_ceil(stripe_rows.min(h));
+            let data = h * (s.row_bytes() + 1);
+            let stored = data + 5 * (data.div_ceil(65535) + stripes);
+            // zlib header and trailer: 6 bytes.
+            assert!(
+                size <= stored + 6,
+                "noise {w}x{h}: {size} > stored {stored}"
+            );
+        }
+    }
+}
+
+#[test]
+fn flat_fills_compress_hard() {
+    for (w, h, ch) in [(512, 512, 3), (4000, 3, 4), (3, 4000, 1), (1, 1000, 2)] {
+        let s = Shape {
+            w,
+            h,
+            channels: ch,
+            depth: 8,
+        };
+        let px = vec![0x5Au8; s.row_bytes() * h];
+        let size = check_all(&px, &s, Filter::Adaptive, FastLevel::Balanced, usize::MAX);
+        let raw = s.row_bytes() * h;
+        // Wide rows: zero runs of whole rows (>= 50x). Rows of a few bytes: the filter byte of
+        // every row breaks the run, so only ~4x.
+        let bound = if s.row_bytes() >= 64 {
+            raw / 50
+        } else {
+            raw / 4
+        } + 300;
+        assert!(
+            size < bound,
+            "flat {w}x{h}x{ch}: {size} bytes for {raw} raw"
+        );
+        let zeros = vec![0u8; s.row_bytes() * h];
+        check_all(&zeros, &s, Filter::None, FastLevel::Fastest, 100);
+    }
+}
+
+#[test]
+fn sixteen_bit_ramp() {
+    let s = Shape {
+        w: 301,
+        h: 50,
+        channels: 3,
+        depth: 16,
+    };
+    let mut px = Vec::new();
+    for y in 0..s.h {
+        for x in 0..s.w * s.channels {
+            px.extend_from_slice(&((x * 97 + y * 13) as u16).to_be_bytes());
+        }
+    }
+    for level in [FastLevel::Fastest, FastLevel::Balanced] {
+        check_all(&px, &s, Filter::Adaptive, level, 16);
+    }
+}
+
+fn corpus_files() -> Vec<std::path::PathBuf> {
+    let mut v = Vec::new();
+    let root = std::path::Path::new("/work/shared/corpus");
+    let Ok(dirs) = std::fs::read_dir(root) else {
+        return v;
+    };
+    for d in dirs.flatten() {
+        if let Ok(files) = std::fs::read_dir(d.path()) {
+            for f in files.flatten() {
+                if f.path().extension().is_some_and(|e| e == "png") {
+                    v.push(f.path());
+                }
+            }
+        }
+    }
+    v.sort();
+    v
+}
+
+fn load_png(path: &std::path::Path) -> (Vec<u8>, Shape) {
+    let dec = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+    let mut reader = dec.read_info().unwrap();
+    let mut buf = vec![0u8; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    buf.truncate(info.buffer_size());
+    let s = Shape {
+        w: info.width as usize,
+        h: info.height as usize,
+        channels: info.color_type.samples(),
+        depth: match info.bit_depth {
+            png::BitDepth::Sixteen => 16,
+            _ => 8,
+        },
+    };
+    (buf, s)
+}
+
+#[test]
+fn corpus_roundtrips() {
+    let files = corpus_files();
+    if files.is_empty() {
+        eprintln!("corpus not found: skipping corpus roundtrip");
+        return;
+    }
+    for path in files {
+        let (px, s) = load_png(&path);
+        for level in [FastLevel::Fastest, FastLevel::Balanced] {
+            let size = check_all(&px, &s, Filter::Adaptive, level, 64);
+            eprintln!(
+                "{}: {level:?} {:.3} of raw",
+                path.display(),
+                size as f64 / px.len() as f64
+            );
+        }
+    }
+}
+
+// ---- kernel-level comparisons against the scalar oracle ----
+
+const LENS: [usize; 22] = [
+    0, 1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 66, 127, 128, 129, 200, 1000,
+];
+
+#[test]
+fn kernels_filter_and_cost_match_scalar() {
+    let mut rng = fastrand::Rng::with_seed(3);
+    let mut work = HuffWork::default();
+    let mut counts = [0u32; NUM_LITLEN];
+    for c in counts.iter_mut().take(256) {
+        *c = rng.u32(0..1000);
+    }
+    let table = Table::from_counts(&counts, &mut work);
+    for k in Kernel::available() {
+        for &len in &LENS {
+            for bpp in 1..=8 {
+                for pat in 0..3 {
+                    let gen = |rng: &mut fastrand::Rng| -> Vec<u8> {
+                        (0..len + 3)
+                            .map(|i| match pat {
+                                0 => rng.u8(..),
+                                1 => (i as u8).wrapping_mul(3).wrapping_add(rng.u8(0..3)),
+                                _ => [0, 255, 128, 127, 1][rng.usize(0..5)],
+                            })
+                            .collect()
+                    };
+                    let raw_all = gen(&mut rng);
+                    let prev_all = gen(&mut rng);
+                    // unaligned starts
+                    let off = rng.usize(0..=3);
+                    let raw = &raw_all[off..off + len];
+                    let prev = &prev_all[3 - off..3 - off + len];
+                    for cost in [&table.cost, &CostTable::prior()] {
+                        assert_eq!(
+                            k.filter_costs(raw, prev, bpp, cost),
+                            scalar::filter_costs(raw, prev, bpp, cost),
+                            "{} costs len {len} bpp {bpp}",
+                            k.name()
+                        );
+                    }
+                    for f in 0..5 {
+                        let mut a = vec![0xEE; len + 1];
+                        let mut b = vec![0xEE; len + 1];
+                        k.filter_row(f, raw, prev, bpp, &mut a);
+                        scalar::filter_row(f, raw, prev, bpp, &mut b);
+                        assert_eq!(a, b, "{} filter {f} len {len} bpp {bpp}", k.name());
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn kernels_runs_and_literals_match_scalar() {
+    let mut rng = fastrand::Rng::with_seed(5);
+    let mut counts = [0u32; NUM_LITLEN];
+    for c in counts.iter_mut() {
+        *c = rng.u32(0..5000);
+    }
+    let table = Table::from_counts(&counts, &mut HuffWork::default());
+    for k in Kernel::available() {
+        for _ in 0..400 {
+            let len = if rng.bool() {
+                LENS[rng.usize(0..LENS.len())]
+            } else {
+                rng.usize(0..700)
+            };
+            let density = rng.u8(1..=10);
+            let seg: Vec<u8> = (0..len)
+                .map(|_| {
+                    if rng.u8(0..10) < density {
+                        0
+                    } else {
+                        rng.u8(..)
+                    }
+                })
+                .collect();
+            for from in [0, len / 3, len.saturating_sub(1), len] {
+                let got = k.find_run(&seg, from);
+                assert_eq!(got, scalar::find_run(&seg, from), "{} find_run", k.name());
+                if let Some(s) = got {
+                    assert_eq!(
+                        k.zero_run(&seg, s),
+                        scalar::zero_run(&seg, s),
+                        "{}",
+                        k.name()
+                    );
+                }
+            }
+            let mut b1 = vec![0u8; len * 2 + 64];
+            let mut b2 = vec![0u8; len * 2 + 64];
+            let mut w1 = BitWriter::new(&mut b1);
+            let mut w2 = BitWriter::new(&mut b2);
+            // a few odd bits first so the kernel starts mid-byte
+            let lead = rng.u32(0..8);
+            w1.write(0, lead);
+            w2.write(0, lead);
+            k.emit_literals(&seg, &table, &mut w1);
+            scalar::emit_literals(&seg, &table, &mut w2);
+            assert_eq!(w1.len_bits(), w2.len_bits());
+            let (n1, n2) = (w1.finish(), w2.finish());
+            assert_eq!(b1[..n1], b2[..n2], "{} literals len {len}", k.name());
+            let mut w1 = BitWriter::new(&mut b1);
+            let mut w2 = BitWriter::new(&mut b2);
+            w1.write(0, lead);
+            w2.write(0, lead);
+            k.emit_segment(&seg, &table, &mut w1);
+            Kernel::Scalar.emit_segment(&seg, &table, &mut w2);
+            assert_eq!(
+                w1.len_bits(),
+                w2.len_bits(),
+                "{} segment len {len}",
+                k.name()
+            );
+            let (n1, n2) = (w1.finish(), w2.finish());
+            assert_eq!(b1[..n1], b2[..n2], "{} segment len {len}", k.name());
+        }
+    }
+}
+
+#[test]
+fn scratch_is_reused_without_growth() {
+    let s = Shape {
+        w: 200,
+        h: 50,
+        channels: 3,
+        depth: 8,
+    };
+    let px = smooth(&s, 1);
+    let mut scratch = FastScratch::default();
+    let mut out = Vec::new();
+    let job = StripeJob {
+        prev_row: None,
+        rows: &px,
+        row_bytes: s.row_bytes(),
+        bpp: 3,
+        filter: Filter::Adaptive,
+        is_last: true,
+    };
+    encode_stripe(&job, FastLevel::Balanced, &mut scratch, &mut out);
+    let caps = (
+        scratch.bits.capacity(),
+        scratch.row.capacity(),
+        scratch.zeros.capacity(),
+    );
+    let first = out.clone();
+    for _ in 0..3 {
+        out.clear();
+        encode_stripe(&job, FastLevel::Balanced, &mut scratch, &mut out);
+        assert_eq!(out, first, "deterministic");
+        assert_eq!(
+            caps,
+            (
+                scratch.bits.capacity(),
+                scratch.row.capacity(),
+                scratch.zeros.capacity()
+            )
+        );
+    }
+}
+
+fn cpu_now() -> f64 {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
+    s.split_whitespace().next().unwrap().parse::<f64>().unwrap() * 1e-9
+}
+
+#[test]
+#[ignore]
+fn tmp_speed() {
+    let reps: usize = std::env::var("REPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(9);
+    for path in corpus_files() {
+        let (px, s) = load_png(&path);
+        let rb = s.row_bytes();
+        let mp = (s.w * s.h) as f64 / 1e6;
+        let mut line = format!("{:32}", path.file_name().unwrap().to_string_lossy());
+        for (name, c) in [
+            ("pngFast", png::Compression::Fast),
+            ("pngFastest", png::Compression::Fastest),
+        ] {
+            let mut best = f64::MAX;
+            let mut len = 0;
+            let (t0, mut k) = (cpu_now(), 0);
+            while cpu_now() - t0 < 0.3 || k < 2 {
+                k += 1;
+                let mut buf = Vec::new();
+                let mut e = png::Encoder::new(&mut buf, s.w as u32, s.h as u32);
+                e.set_color(
+                    [
+                        png::ColorType::Grayscale,
+                        png::ColorType::GrayscaleAlpha,
+                        png::ColorType::Rgb,
+                        png::ColorType::Rgba,
+                    ][s.channels - 1],
+                );
+                e.set_depth(png::BitDepth::Eight);
+                e.set_compression(c);
+                let mut w = e.write_header().unwrap();
+                w.write_image_data(&px).unwrap();
+                w.finish().unwrap();
+                len = buf.len();
+            }
+            best = best.min((cpu_now() - t0) / k as f64);
+            line += &format!(
+                " {name} {:5.0} MP/s {:.3} |",
+                mp / best,
+                len as f64 / px.len() as f64
+            );
+        }
+        for level in [FastLevel::Fastest, FastLevel::Balanced] {
+            let mut scratch = FastScratch::default();
+            let mut out = Vec::with_capacity(px.len() * 2);
+            let job = StripeJob {
+                prev_row: None,
+                rows: &px,
+                row_bytes: rb,
+                bpp: s.bpp(),
+                filter: Filter::Adaptive,
+                is_last: true,
+            };
+            let mut best = f64::MAX;
+            encode_stripe(&job, level, &mut scratch, &mut out);
+            let (t0, mut k) = (cpu_now(), 0);
+            while cpu_now() - t0 < 0.3 * reps as f64 / 9.0 || k < 2 {
+                k += 1;
+                out.clear();
+                encode_stripe(&job, level, &mut scratch, &mut out);
+            }
+            best = best.min((cpu_now() - t0) / k as f64);
+            line += &format!(
+                " {level:?} {:5.0} MP/s {:.3} |",
+                mp / best,
+                out.len() as f64 / px.len() as f64
+            );
+        }
+        eprintln!("{line}");
+    }
+}
+
+#[test]
+#[ignore]
+fn tmp_micro() {
+    let (px, s) = load_png(std::path::Path::new(
+        "/work/shared/corpus/photo/kodim23.png",
+    ));
+    let rb = s.row_bytes();
+    let k = Kernel::get();
+    let zeros = vec![0u8; rb];
+    let mut filt = vec![0u8; s.h * (rb + 1)];
+    let mut counts = [0u32; NUM_LITLEN];
+    for r in 0..s.h {
+        let prev = if r == 0 {
+            &zeros[..]
+        } else {
+            &px[(r - 1) * rb..r * rb]
+        };
+        let seg = &mut filt[r * (rb + 1)..(r + 1) * (rb + 1)];
+        seg[0] = 4;
+        k.filter_row(4, &px[r * rb..(r + 1) * rb], prev, 3, &mut seg[1..]);
+        for &b in seg.iter() {
+            counts[b as usize] += 1;
+        }
+    }
+    let table = Table::from_counts(&counts, &mut HuffWork::default());
+    let mut buf = vec![0u8; filt.len() * 2];
+    let time = |name: &str, f: &mut dyn FnMut()| {
+        f();
+        let (t0, mut n) = (cpu_now(), 0);
+        while cpu_now() - t0 < 0.5 {
+            f();
+            n += 1;
+        }
+        let dt = (cpu_now() - t0) / n as f64;
+        eprintln!("{name:20} {:6.0} MB/s", filt.len() as f64 / dt / 1e6);
+    };
+    time("emit_segment", &mut || {
+        let mut bw = BitWriter::new(&mut buf);
+        k.emit_segment(&filt, &table, &mut bw);
+        std::hint::black_box(bw.finish());
+    });
+    time("emit_literals", &mut || {
+        let mut bw = BitWriter::new(&mut buf);
+        k.emit_literals(&filt, &table, &mut bw);
+        std::hint::black_box(bw.finish());
+    });
+    time("scalar_literals", &mut || {
+        let mut bw = BitWriter::new(&mut buf);
+        scalar::emit_literals(&filt, &table, &mut bw);
+        std::hint::black_box(bw.finish());
+    });
+    let mut dst = vec![0u8; rb];
+    time("filter_row paeth", &mut || {
+        for r in 1..s.h {
+            k.filter_row(
+                4,
+                &px[r * rb..(r + 1) * rb],
+                &px[(r - 1) * rb..r * rb],
+                3,
+                &mut dst,
+            );
+        }
+    });
+    time("filter_costs", &mut || {
+        for r in 1..s.h {
+            std::hint::black_box(k.filter_costs(
+                &px[r * rb..(r + 1) * rb],
+                &px[(r - 1) * rb..r * rb],
+                3,
+                &table.cost,
+            ));
+        }
+    });
+    time("adler", &mut || {
+        let mut a = simd_adler32::Adler32::new();
+        a.write(&filt);
+        std::hint::black_box(a.finish());
+    });
+    time("memcpy", &mut || {
+        buf[..filt.len()].copy_from_slice(&filt);
+        std::hint::black_box(&buf);
+    });
+}
