@@ -1,0 +1,911 @@
+#![forbid(unsafe_code)]
+//! The HTTP/1.1 front end shared by both transports, without I/O: the server configuration, a
+//! resumable request-head reader, routing (protocol.md sections 3 and 6) and response bytes.
+//!
+//! A transport reads bytes into a buffer, calls [`RequestHead::parse_with_limit`] until it returns
+//! a head (or an error: answer [`HttpError::response`] and close), then [`route`]s it:
+//! [`Route::Viewer`] and [`Route::Features`] are answered with [`viewer_response`] /
+//! [`features_response`] and closed; [`Route::Refuse`] with [`refusal_response`];
+//! [`Route::Upgrade`] with [`switching_protocols`], after which the socket speaks WebSocket
+//! (tungstenite's `WebSocketContext::new(Role::Server, ..)` for inbound frames, no extensions).
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use thiserror::Error;
+
+use crate::error::{Error, Result};
+use crate::queue::Policy;
+use crate::wire::features_json;
+
+/// The viewer page served at `GET /`: self-contained HTML + JS, connects to `/ws`.
+pub const VIEWER_HTML: &str = include_str!("viewer.html");
+
+/// Default request-head limit (8 KiB).
+pub const DEFAULT_MAX_HANDSHAKE_BYTES: usize = 8 * 1024;
+
+/// Longest clientId accepted from a query string.
+pub const MAX_CLIENT_ID_LEN: usize = 128;
+
+/// Server settings shared by both transports. `#[non_exhaustive]`: start from
+/// `ServerConfig::default()` and chain the setters; call [`ServerConfig::validate`] once (the
+/// transports' `bind` does).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Listen address. Default `127.0.0.1:8188` (ComfyUI's port, loopback only).
+    pub addr: SocketAddr,
+    /// What to do with a client that falls behind. Default [`Policy::LatestWins`].
+    pub policy: Policy,
+    /// Per-client queue budget in bytes (frames are shared, so this bounds how far a client may
+    /// fall behind, not memory per client). Default 64 MiB.
+    pub queue_bytes: usize,
+    /// Most WebSocket clients at once; one more is refused with 503. Default 256.
+    pub max_clients: usize,
+    /// Time a connection has to send a complete request head. Default 5 s.
+    pub handshake_timeout: Duration,
+    /// Largest request head accepted; past it the answer is 431. Default 8 KiB.
+    pub max_handshake_bytes: usize,
+    /// Largest inbound WebSocket message (and frame); past it the client is closed with 1009.
+    /// Default 1 MiB.
+    pub max_message_bytes: usize,
+    /// Writes that make no progress for this long close the client. Default 10 s.
+    pub stall_timeout: Duration,
+    /// Interval between keepalive pings to an idle client. Default 20 s.
+    pub ping_interval: Duration,
+    /// Origins (`scheme://host[:port]`) allowed besides the one matching `Host`. Default empty:
+    /// a browser's `Origin` must match the `Host` header. Requests without `Origin` (non-browser
+    /// clients) are allowed.
+    pub allowed_origins: Vec<String>,
+    /// Shared secret required on upgrades (`?token=` or `Authorization: Bearer`). Default none.
+    pub token: Option<String>,
+    /// Allow binding beyond loopback without a token. Default false.
+    pub insecure: bool,
+    /// Send the legacy text announcement before each type-1 image. Default true.
+    pub announce: bool,
+    /// Socket write timeout of the blocking transport (its stall detector). Default 10 s.
+    pub write_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8188)),
+            policy: Policy::LatestWins,
+            queue_bytes: 64 << 20,
+            max_clients: 256,
+            handshake_timeout: Duration::from_secs(5),
+            max_handshake_bytes: DEFAULT_MAX_HANDSHAKE_BYTES,
+            max_message_bytes: 1 << 20,
+            stall_timeout: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(20),
+            allowed_origins: Vec::new(),
+            token: None,
+            insecure: false,
+            announce: true,
+            write_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+macro_rules! setter {
+    ($(#[$doc:meta] $name:ident: $ty:ty),* $(,)?) => {
+        $(
+            #[$doc]
+            pub fn $name(mut self, value: $ty) -> Self {
+                self.$name = value;
+                self
+            }
+        )*
+    };
+}
+
+impl ServerConfig {
+    setter! {
+        /// Sets the listen address.
+        addr: SocketAddr,
+        /// Sets the policy.
+        policy: Policy,
+        /// Sets the per-client queue budget in bytes.
+        queue_bytes: usize,
+        /// Sets the maximum number of clients.
+        max_clients: usize,
+        /// Sets the handshake timeout.
+        handshake_timeout: Duration,
+        /// Sets the request-head size limit.
+        max_handshake_bytes: usize,
+        /// Sets the inbound message size limit.
+        max_message_bytes: usize,
+        /// Sets the stall timeout.
+        stall_timeout: Duration,
+        /// Sets the keepalive ping interval.
+        ping_interval: Duration,
+        /// Sets the extra allowed origins.
+        allowed_origins: Vec<String>,
+        /// Sets or clears the token.
+        token: Option<String>,
+        /// Allows a non-loopback bind without token.
+        insecure: bool,
+        /// Switches legacy announcements on or off.
+        announce: bool,
+        /// Sets the blocking transport's write timeout.
+        write_timeout: Duration,
+    }
+
+    /// Checks the settings: non-zero limits and timeouts, a non-empty token of visible ASCII,
+    /// and no bind beyond loopback without a token unless `insecure`.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: &str| Err(Error::InvalidOption(m.to_owned()));
+        if self.queue_bytes == 0 {
+            return bad("queue_bytes must be > 0");
+        }
+        if self.max_clients == 0 {
+            return bad("max_clients must be > 0");
+        }
+        if self.max_handshake_bytes < 256 {
+            return bad("max_handshake_bytes must be at least 256");
+        }
+        if self.max_message_bytes == 0 {
+            return bad("max_message_bytes must be > 0");
+        }
+        for (name, d) in [
+            ("handshake_timeout", self.handshake_timeout),
+            ("stall_timeout", self.stall_timeout),
+            ("ping_interval", self.ping_interval),
+            ("write_timeout", self.write_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(Error::InvalidOption(format!("{name} must be > 0")));
+            }
+        }
+        if let Some(t) = &self.token {
+            if t.is_empty() || !t.bytes().all(|b| b.is_ascii_graphic()) {
+                return bad("token must be non-empty visible ASCII");
+            }
+        }
+        if !self.addr.ip().is_loopback() && self.token.is_none() && !self.insecure {
+            return Err(Error::InvalidOption(format!(
+                "refusing to bind {} beyond loopback without a token (set a token, or insecure)",
+                self.addr
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Why a request head could not be read. Each maps to an HTTP answer ([`HttpError::status`]).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum HttpError {
+    /// Not an HTTP/1.x request head.
+    #[error("malformed request: {0}")]
+    Malformed(String),
+    /// The head grew past the limit without ending.
+    #[error("request head exceeds {limit} bytes")]
+    TooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+}
+
+impl HttpError {
+    /// 400 for malformed requests, 431 for oversized heads.
+    pub fn status(&self) -> u16 {
+        match self {
+            HttpError::Malformed(_) => 400,
+            HttpError::TooLarge { .. } => 431,
+        }
+    }
+    /// The complete response to send before closing.
+    pub fn response(&self) -> Vec<u8> {
+        refusal_response(self.status(), &self.to_string())
+    }
+}
+
+/// A parsed HTTP request head: method, target, version and headers, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestHead {
+    /// Method, e.g. `GET`.
+    pub method: String,
+    /// The request target as sent (path and query).
+    pub target: String,
+    /// HTTP minor version (`1` for HTTP/1.1).
+    pub version: u8,
+    /// Headers in order, names as sent.
+    pub headers: Vec<(String, String)>,
+}
+
+const MAX_HEADERS: usize = 64;
+
+impl RequestHead {
+    /// Reads a head from the start of `buf` with the default 8 KiB limit. See
+    /// [`Self::parse_with_limit`].
+    pub fn parse(buf: &[u8]) -> std::result::Result<Option<(RequestHead, usize)>, HttpError> {
+        Self::parse_with_limit(buf, DEFAULT_MAX_HANDSHAKE_BYTES)
+    }
+
+    /// Reads a head from the start of `buf`: `Ok(Some((head, len)))` when complete (`len` bytes
+    /// consumed), `Ok(None)` when more bytes are needed, an error for a malformed head, more than
+    /// 64 headers, or no end within `max_bytes`.
+    pub fn parse_with_limit(
+        buf: &[u8],
+        max_bytes: usize,
+    ) -> std::result::Result<Option<(RequestHead, usize)>, HttpError> {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(buf) {
+            Ok(httparse::Status::Complete(len)) => {
+                if len > max_bytes {
+                    return Err(HttpError::TooLarge { limit: max_bytes });
+                }
+                let mut hs = Vec::with_capacity(req.headers.len());
+                for h in req.headers.iter() {
+                    let v = std::str::from_utf8(h.value).map_err(|_| {
+                        HttpError::Malformed(format!("header `{}` is not UTF-8", h.name))
+                    })?;
+                    hs.push((h.name.to_owned(), v.trim().to_owned()));
+                }
+                let head = RequestHead {
+                    method: req.method.unwrap_or_default().to_owned(),
+                    target: req.path.unwrap_or_default().to_owned(),
+                    version: req.version.unwrap_or(0),
+                    headers: hs,
+                };
+                Ok(Some((head, len)))
+            }
+            Ok(httparse::Status::Partial) => {
+                if buf.len() >= max_bytes {
+                    Err(HttpError::TooLarge { limit: max_bytes })
+                } else {
+                    Ok(None)
+                }
+            }
+            Err(httparse::Error::TooManyHeaders) => Err(HttpError::Malformed(format!(
+                "more than {MAX_HEADERS} headers"
+            ))),
+            Err(e) => Err(HttpError::Malformed(e.to_string())),
+        }
+    }
+
+    /// The first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The path without the query.
+    pub fn path(&self) -> &str {
+        self.target.split_once('?').map_or(&self.target, |(p, _)| p)
+    }
+
+    /// The percent-decoded value of the first query parameter `name`.
+    pub fn query(&self, name: &str) -> Option<String> {
+        let (_, q) = self.target.split_once('?')?;
+        q.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k).as_deref() == Some(name))
+                .then(|| percent_decode(v))
+                .flatten()
+        })
+    }
+
+    /// True when a comma-separated header holds `token` (case-insensitive), e.g. `Connection:
+    /// keep-alive, Upgrade`.
+    fn header_has_token(&self, name: &str, token: &str) -> bool {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .any(|(_, v)| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    }
+}
+
+/// Decodes `%XX` escapes and `+` (as a space); `None` for bad escapes or invalid UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = b.get(i + 1..i + 3)?;
+                let v = u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
+                out.push(v);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// What to do with a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `GET /`: answer [`viewer_response`] and close.
+    Viewer,
+    /// `GET /features`: answer [`features_response`] and close.
+    Features,
+    /// A valid WebSocket upgrade on `/ws` or `/api/ws`: answer [`switching_protocols`].
+    Upgrade {
+        /// The clientId: the `clientId` query parameter, or a generated 32-hex-digit id.
+        client_id: String,
+    },
+    /// Answer [`refusal_response`]`(status, reason)` and close.
+    Refuse {
+        /// HTTP status: 400, 401, 403, 404, 405 or 503.
+        status: u16,
+        /// A short human-readable reason (sent as the body).
+        reason: &'static str,
+    },
+}
+
+fn refuse(status: u16, reason: &'static str) -> Route {
+    Route::Refuse { status, reason }
+}
+
+/// Routes a request (protocol.md sections 3 and 6). Checks, in order: path (404), method (405),
+/// then for upgrades: token (401), Origin (403), upgrade headers, version and key (400),
+/// clientId length (400), and `current_clients >= max_clients` (503).
+pub fn route(head: &RequestHead, config: &ServerConfig, current_clients: usize) -> Route {
+    let path = head.path();
+    let is_ws = matches!(path, "/ws" | "/api/ws");
+    if !is_ws && !matches!(path, "/" | "/features" | "/api/features") {
+        return refuse(404, "not found");
+    }
+    if head.method != "GET" {
+        return refuse(405, "method not allowed");
+    }
+    if !is_ws {
+        return if path == "/" {
+            Route::Viewer
+        } else {
+            Route::Features
+        };
+    }
+    if let Some(expected) = &config.token {
+        let given = head.query("token").or_else(|| {
+            head.header("authorization")
+                .and_then(|a| {
+                    a.strip_prefix("Bearer ")
+                        .or_else(|| a.strip_prefix("bearer "))
+                })
+                .map(|t| t.trim().to_owned())
+        });
+        if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), expected.as_bytes())) {
+            return refuse(401, "missing or wrong token");
+        }
+    }
+    if let Some(origin) = head.header("origin") {
+        if !origin_allowed(origin, head.header("host"), &config.allowed_origins) {
+            return refuse(403, "origin not allowed");
+        }
+    }
+    if head.version < 1 || head.header("host").is_none() {
+        return refuse(400, "WebSocket upgrade needs HTTP/1.1 and a Host header");
+    }
+    if !head.header_has_token("upgrade", "websocket")
+        || !head.header_has_token("connection", "upgrade")
+    {
+        return refuse(400, "expected a WebSocket upgrade");
+    }
+    if head.header("sec-websocket-version") != Some("13") {
+        return refuse(400, "unsupported Sec-WebSocket-Version (need 13)");
+    }
+    if !head.header("sec-websocket-key").is_some_and(valid_ws_key) {
+        return refuse(400, "missing or malformed Sec-WebSocket-Key");
+    }
+    let client_id = match head.query("clientId") {
+        Some(id) if id.len() > MAX_CLIENT_ID_LEN => return refuse(400, "clientId too long"),
+        Some(id) if id.chars().any(char::is_control) => {
+            return refuse(400, "clientId has control characters")
+        }
+        Some(id) if !id.is_empty() => id,
+        _ => generate_client_id(),
+    };
+    if current_clients >= config.max_clients {
+        return refuse(503, "too many clients");
+    }
+    Route::Upgrade { client_id }
+}
+
+/// A `Sec-WebSocket-Key` must be base64 of 16 bytes: 22 base64 characters and `==`.
+fn valid_ws_key(key: &str) -> bool {
+    let b = key.as_bytes();
+    b.len() == 24
+        && b[22..] == *b"=="
+        && b[..22]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
+}
+
+/// An `Origin` is allowed when listed, or when its `host[:port]` equals the `Host` header.
+fn origin_allowed(origin: &str, host: Option<&str>, allowed: &[String]) -> bool {
+    if allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) {
+        return true;
+    }
+    let authority = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .map(|rest| rest.trim_end_matches('/'));
+    match (authority, host) {
+        (Some(a), Some(h)) => !a.is_empty() && !a.contains('/') && a.eq_ignore_ascii_case(h),
+        _ => false,
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A fresh clientId: 32 lowercase hex digits, unpredictable enough to not be guessed by another
+/// client (std's per-process random hash keys over a counter and the time; not cryptographic).
+pub fn generate_client_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut id = String::with_capacity(32);
+    for half in 0..2u8 {
+        let mut h = RandomState::new().build_hasher();
+        h.write_u64(n);
+        h.write_u128(nanos);
+        h.write_u8(half);
+        id.push_str(&format!("{:016x}", h.finish()));
+    }
+    id
+}
+
+/// The reason phrase of the statuses this server answers.
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        101 => "Switching Protocols",
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "Error",
+    }
+}
+
+/// A complete `HTTP/1.1` response with `Connection: close`.
+pub fn http_response(status: u16, content_type: &str, body: &[u8]) -> Vec<u8> {
+    response_with(status, content_type, &[], body)
+}
+
+fn response_with(status: u16, content_type: &str, extra: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut head = format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n",
+        reason_phrase(status),
+        body.len()
+    );
+    for (k, v) in extra {
+        head.push_str(k);
+        head.push_str(": ");
+        head.push_str(v);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    let mut out = head.into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+/// A refusal with a plain-text body (adds `Allow: GET` to 405, `WWW-Authenticate: Bearer` to 401
+/// and `Sec-WebSocket-Version: 13` to 400).
+pub fn refusal_response(status: u16, reason: &str) -> Vec<u8> {
+    let extra: &[(&str, &str)] = match status {
+        405 => &[("Allow", "GET")],
+        401 => &[("WWW-Authenticate", "Bearer")],
+        400 => &[("Sec-WebSocket-Version", "13")],
+        _ => &[],
+    };
+    let mut body = reason.to_owned();
+    body.push('\n');
+    response_with(status, "text/plain; charset=utf-8", extra, body.as_bytes())
+}
+
+/// `200` with the viewer page.
+pub fn viewer_response() -> Vec<u8> {
+    http_response(200, "text/html; charset=utf-8", VIEWER_HTML.as_bytes())
+}
+
+/// `200` with the feature flags as `application/json`.
+pub fn features_response() -> Vec<u8> {
+    http_response(200, "application/json", features_json().as_bytes())
+}
+
+/// The `101 Switching Protocols` answer to an upgrade ([`Route::Upgrade`]); no extension and no
+/// subprotocol are negotiated. Call only for a head that routed to `Upgrade` (it has a key).
+pub fn switching_protocols(head: &RequestHead) -> Vec<u8> {
+    let key = head.header("sec-websocket-key").unwrap_or_default();
+    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+    format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+    fn req(s: &str) -> RequestHead {
+        let (h, n) = RequestHead::parse(s.as_bytes()).unwrap().unwrap();
+        assert_eq!(n, s.len());
+        h
+    }
+
+    fn upgrade(target: &str, extra: &str) -> RequestHead {
+        req(&format!(
+            "GET {target} HTTP/1.1\r\nHost: 127.0.0.1:8188\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {KEY}\r\n{extra}\r\n"
+        ))
+    }
+
+    fn status(r: Route) -> u16 {
+        match r {
+            Route::Refuse { status, .. } => status,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parse_incremental_and_limits() {
+        let full = b"GET /ws?clientId=a%20b HTTP/1.1\r\nHost: x\r\n\r\nrest";
+        for cut in 0..full.len() - 4 {
+            assert_eq!(RequestHead::parse(&full[..cut]).unwrap(), None, "cut {cut}");
+        }
+        let (h, n) = RequestHead::parse(full).unwrap().unwrap();
+        assert_eq!(n, full.len() - 4);
+        assert_eq!(h.path(), "/ws");
+        assert_eq!(h.query("clientId").as_deref(), Some("a b"));
+        assert_eq!(h.header("HOST"), Some("x"));
+        let big = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(400));
+        assert_eq!(
+            RequestHead::parse_with_limit(big.as_bytes(), 300),
+            Err(HttpError::TooLarge { limit: 300 })
+        );
+        let done = format!("{big}\r\n");
+        assert_eq!(
+            RequestHead::parse_with_limit(done.as_bytes(), 300)
+                .unwrap_err()
+                .status(),
+            431
+        );
+        assert_eq!(
+            RequestHead::parse(b"\x16\x03\x01\x02\x00garbage\r\n\r\n")
+                .unwrap_err()
+                .status(),
+            400
+        );
+        assert!(RequestHead::parse(b"GET / HTTP/1.1\r\nBad Header\r\n\r\n").is_err());
+        let many: String = (0..70).map(|i| format!("H{i}: v\r\n")).collect();
+        assert!(matches!(
+            RequestHead::parse(format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes()),
+            Err(HttpError::Malformed(_))
+        ));
+        assert!(RequestHead::parse(b"GET / HTTP/1.1\r\nX: \xff\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn routes_plain_http() {
+        let c = ServerConfig::default();
+        assert_eq!(
+            route(&req("GET / HTTP/1.1\r\nHost: h\r\n\r\n"), &c, 0),
+            Route::Viewer
+        );
+        assert_eq!(
+            route(&req("GET /features HTTP/1.1\r\n\r\n"), &c, 0),
+            Route::Features
+        );
+        assert_eq!(
+            route(&req("GET /?x=1 HTTP/1.0\r\n\r\n"), &c, 0),
+            Route::Viewer
+        );
+        assert_eq!(
+            status(route(&req("GET /nope HTTP/1.1\r\n\r\n"), &c, 0)),
+            404
+        );
+        assert_eq!(status(route(&req("POST / HTTP/1.1\r\n\r\n"), &c, 0)), 405);
+        assert_eq!(status(route(&req("PUT /ws HTTP/1.1\r\n\r\n"), &c, 0)), 405);
+        assert_eq!(
+            status(route(&req("GET /ws HTTP/1.1\r\nHost: h\r\n\r\n"), &c, 0)),
+            400
+        );
+    }
+
+    #[test]
+    fn routes_upgrades() {
+        let c = ServerConfig::default();
+        assert_eq!(
+            route(&upgrade("/ws?clientId=abc", ""), &c, 0),
+            Route::Upgrade {
+                client_id: "abc".into()
+            }
+        );
+        assert_eq!(
+            route(&upgrade("/api/ws?foo=1&clientId=x%2Fy", ""), &c, 0),
+            Route::Upgrade {
+                client_id: "x/y".into()
+            }
+        );
+        for target in ["/ws", "/ws?clientId="] {
+            match route(&upgrade(target, ""), &c, 0) {
+                Route::Upgrade { client_id } => {
+                    assert_eq!(client_id.len(), 32);
+                    assert!(client_id
+                        .bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_ne!(generate_client_id(), generate_client_id());
+        assert_eq!(
+            status(route(
+                &upgrade(&format!("/ws?clientId={}", "a".repeat(200)), ""),
+                &c,
+                0
+            )),
+            400
+        );
+        assert_eq!(
+            status(route(&upgrade("/ws?clientId=a%0Ab", ""), &c, 0)),
+            400
+        );
+        // Capacity.
+        assert_eq!(status(route(&upgrade("/ws", ""), &c, 256)), 503);
+        assert!(matches!(
+            route(&upgrade("/ws", ""), &c, 255),
+            Route::Upgrade { .. }
+        ));
+    }
+
+    #[test]
+    fn bad_upgrade_headers() {
+        let c = ServerConfig::default();
+        let base = |skip: &str, replace: (&str, &str)| {
+            let lines = [
+                "Host: h",
+                "Upgrade: websocket",
+                "Connection: Upgrade",
+                "Sec-WebSocket-Version: 13",
+                &format!("Sec-WebSocket-Key: {KEY}"),
+            ];
+            let mut s = String::from("GET /ws HTTP/1.1\r\n");
+            for l in lines {
+                if l.starts_with(skip) && !skip.is_empty() {
+                    continue;
+                }
+                let l = if l.starts_with(replace.0) && !replace.0.is_empty() {
+                    replace.1.to_owned()
+                } else {
+                    l.to_owned()
+                };
+                s.push_str(&l);
+                s.push_str("\r\n");
+            }
+            s.push_str("\r\n");
+            req(&s)
+        };
+        assert!(matches!(
+            route(&base("", ("", "")), &c, 0),
+            Route::Upgrade { .. }
+        ));
+        for skip in [
+            "Host",
+            "Upgrade",
+            "Connection",
+            "Sec-WebSocket-Version",
+            "Sec-WebSocket-Key",
+        ] {
+            assert_eq!(
+                status(route(&base(skip, ("", "")), &c, 0)),
+                400,
+                "without {skip}"
+            );
+        }
+        for bad in [
+            ("Upgrade", "Upgrade: h2c"),
+            ("Connection", "Connection: keep-alive"),
+            ("Sec-WebSocket-Version", "Sec-WebSocket-Version: 8"),
+            ("Sec-WebSocket-Key", "Sec-WebSocket-Key: short"),
+            (
+                "Sec-WebSocket-Key",
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25j!!==",
+            ),
+        ] {
+            assert_eq!(status(route(&base("", bad), &c, 0)), 400, "{bad:?}");
+        }
+        assert_eq!(
+            status(route(&req(&format!("GET /ws HTTP/1.0\r\nHost: h\r\nUpgrade: websocket\r\nConnection: upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {KEY}\r\n\r\n")), &c, 0)),
+            400
+        );
+    }
+
+    #[test]
+    fn origin_check() {
+        let c = ServerConfig::default();
+        assert!(matches!(
+            route(&upgrade("/ws", "Origin: http://127.0.0.1:8188\r\n"), &c, 0),
+            Route::Upgrade { .. }
+        ));
+        assert!(matches!(
+            route(
+                &upgrade("/ws", "Origin: https://127.0.0.1:8188/\r\n"),
+                &c,
+                0
+            ),
+            Route::Upgrade { .. }
+        ));
+        assert_eq!(
+            status(route(
+                &upgrade("/ws", "Origin: http://evil.example\r\n"),
+                &c,
+                0
+            )),
+            403
+        );
+        assert_eq!(
+            status(route(&upgrade("/ws", "Origin: null\r\n"), &c, 0)),
+            403
+        );
+        assert_eq!(
+            status(route(
+                &upgrade("/ws", "Origin: http://127.0.0.1:8189\r\n"),
+                &c,
+                0
+            )),
+            403
+        );
+        let c2 = c
+            .clone()
+            .allowed_origins(vec!["http://evil.example".into()]);
+        assert!(matches!(
+            route(&upgrade("/ws", "Origin: http://evil.example\r\n"), &c2, 0),
+            Route::Upgrade { .. }
+        ));
+    }
+
+    #[test]
+    fn token_check() {
+        let c = ServerConfig::default().token(Some("s3cret".into()));
+        assert_eq!(status(route(&upgrade("/ws", ""), &c, 0)), 401);
+        assert_eq!(status(route(&upgrade("/ws?token=wrong", ""), &c, 0)), 401);
+        assert_eq!(
+            status(route(
+                &upgrade("/ws", "Authorization: Bearer nope\r\n"),
+                &c,
+                0
+            )),
+            401
+        );
+        assert_eq!(status(route(&upgrade("/ws?token=s3cre", ""), &c, 0)), 401);
+        assert!(matches!(
+            route(&upgrade("/ws?token=s3cret", ""), &c, 0),
+            Route::Upgrade { .. }
+        ));
+        assert!(matches!(
+            route(&upgrade("/ws", "Authorization: Bearer s3cret\r\n"), &c, 0),
+            Route::Upgrade { .. }
+        ));
+        // Token is checked before anything else on an upgrade path.
+        assert_eq!(status(route(&req("GET /ws HTTP/1.1\r\n\r\n"), &c, 0)), 401);
+        // The page and the flags stay public.
+        assert_eq!(route(&req("GET / HTTP/1.1\r\n\r\n"), &c, 0), Route::Viewer);
+    }
+
+    #[test]
+    fn responses() {
+        let r = String::from_utf8(switching_protocols(&upgrade("/ws", ""))).unwrap();
+        // RFC 6455's example key and answer.
+        assert!(
+            r.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"),
+            "{r}"
+        );
+        assert!(r.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
+        assert!(r.ends_with("\r\n\r\n"));
+        assert!(!r.to_ascii_lowercase().contains("extensions"));
+        let f = String::from_utf8(features_response()).unwrap();
+        assert!(f.starts_with("HTTP/1.1 200 OK\r\n"));
+        assert!(f.contains("Content-Type: application/json\r\n"));
+        let body = f.split("\r\n\r\n").nth(1).unwrap();
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["supports_preview_metadata"], true);
+        assert!(f.contains(&format!("Content-Length: {}\r\n", body.len())));
+        let v = String::from_utf8(viewer_response()).unwrap();
+        assert!(v.contains("text/html") && v.contains("<html"));
+        for s in [400, 401, 403, 404, 405, 431, 503] {
+            let r = String::from_utf8(refusal_response(s, "why")).unwrap();
+            assert!(r.starts_with(&format!("HTTP/1.1 {s} ")), "{r}");
+            assert!(r.ends_with("\r\n\r\nwhy\n"));
+        }
+        assert!(String::from_utf8(refusal_response(405, "x"))
+            .unwrap()
+            .contains("Allow: GET\r\n"));
+    }
+
+    #[test]
+    fn random_bytes_never_panic() {
+        // Mutations of a valid upgrade and plain noise: parse and route either answer or refuse.
+        let valid = format!(
+            "GET /ws?clientId=a&token=t HTTP/1.1\r\nHost: h\r\nOrigin: http://h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {KEY}\r\n\r\n"
+        )
+        .into_bytes();
+        let config = ServerConfig::default().token(Some("t".into()));
+        let mut rng = fastrand::Rng::with_seed(11);
+        for round in 0..20_000 {
+            let mut buf = if round % 4 == 0 {
+                (0..rng.usize(0..300))
+                    .map(|_| rng.u8(..))
+                    .collect::<Vec<u8>>()
+            } else {
+                valid.clone()
+            };
+            for _ in 0..rng.usize(0..4) {
+                if buf.is_empty() {
+                    break;
+                }
+                let i = rng.usize(..buf.len());
+                match rng.u8(0..3) {
+                    0 => buf[i] = rng.u8(..),
+                    1 => {
+                        buf.remove(i);
+                    }
+                    _ => buf.insert(i, b"%\r\n:=&?\xff "[rng.usize(0..9)]),
+                }
+            }
+            let cut = rng.usize(0..=buf.len());
+            if let Ok(Some((head, n))) = RequestHead::parse_with_limit(&buf[..cut], 512) {
+                assert!(n <= cut);
+                let _ = route(&head, &config, rng.usize(0..300));
+                let _ = head.query("clientId");
+            }
+        }
+    }
+
+    #[test]
+    fn config_validation() {
+        let c = ServerConfig::default();
+        c.validate().unwrap();
+        let public: SocketAddr = "0.0.0.0:8188".parse().unwrap();
+        assert!(c.clone().addr(public).validate().is_err());
+        c.clone()
+            .addr(public)
+            .token(Some("t".into()))
+            .validate()
+            .unwrap();
+        c.clone().addr(public).insecure(true).validate().unwrap();
+        assert!(c.clone().queue_bytes(0).validate().is_err());
+        assert!(c.clone().max_clients(0).validate().is_err());
+        assert!(c.clone().stall_timeout(Duration::ZERO).validate().is_err());
+        assert!(c.clone().token(Some(String::new())).validate().is_err());
+        assert!(c.clone().token(Some("a b".into())).validate().is_err());
+        assert!(c.clone().max_handshake_bytes(10).validate().is_err());
+        assert!(c.clone().max_message_bytes(0).validate().is_err());
+        "::1:0".parse::<SocketAddr>().err();
+        c.clone()
+            .addr("[::1]:0".parse().unwrap())
+            .validate()
+            .unwrap();
+    }
+}

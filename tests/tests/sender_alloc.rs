@@ -1,0 +1,154 @@
+//! Steady-state allocations of `Sender::send`, counted by a wrapping global allocator.
+//!
+//! One test per file on purpose: the counter is process-wide (it must see the encoder's rayon
+//! threads too), so nothing else may run beside it.
+#![deny(unsafe_code)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pngcast_core::png::EncodeOptions;
+use pngcast_core::sender::{FrameExtra, Sender};
+use pngcast_core::sink::{FrameSink, MemorySink, SinkError, SinkStats, Target};
+use pngcast_core::tensor::TensorView;
+use pngcast_core::wire::WireFrame;
+
+struct Counting;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+static BYTES: AtomicU64 = AtomicU64::new(0);
+
+#[allow(unsafe_code)]
+// SAFETY: every method forwards to `System` with the caller's arguments unchanged, so `System`'s
+// guarantees hold; the counters are plain atomics and never allocate.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+            BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        }
+        // SAFETY: forwarded unchanged; the caller upholds `GlobalAlloc::alloc`'s contract.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `System` through this allocator with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+            BYTES.fetch_add(new_size as u64, Ordering::Relaxed);
+        }
+        // SAFETY: forwarded unchanged; `ptr` came from `System` with `layout`.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// A sink whose "clients" have written every frame at once: it drops what it gets, the way a
+/// transport's queues release a frame once every client has sent it.
+#[derive(Default)]
+struct Releasing {
+    frames: AtomicU64,
+}
+
+impl FrameSink for Releasing {
+    fn send_image(&self, _target: &Target, frame: &WireFrame) -> Result<(), SinkError> {
+        assert!(frame.png().starts_with(b"\x89PNG"));
+        self.frames.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+    fn send_text(&self, _target: &Target, _text: Arc<str>) -> Result<(), SinkError> {
+        Ok(())
+    }
+    fn stats(&self) -> SinkStats {
+        SinkStats::default()
+    }
+    fn shutdown(&self, _deadline: Duration) {}
+}
+
+/// Allocations and bytes per frame over `rounds` sends of `tensor` after a warm-up.
+fn measure(
+    sender: &mut Sender,
+    tensor: &TensorView<'_>,
+    rounds: usize,
+    between: impl Fn(),
+) -> (f64, f64) {
+    let extra = FrameExtra::default().prompt_id("prompt").node_id("7");
+    for _ in 0..4 {
+        sender
+            .send("preview", tensor, &Target::All, &extra)
+            .unwrap();
+        between();
+    }
+    ALLOCS.store(0, Ordering::SeqCst);
+    BYTES.store(0, Ordering::SeqCst);
+    COUNTING.store(true, Ordering::SeqCst);
+    for _ in 0..rounds {
+        sender
+            .send("preview", tensor, &Target::All, &extra)
+            .unwrap();
+        between();
+    }
+    COUNTING.store(false, Ordering::SeqCst);
+    let frames = (rounds * tensor.batch()) as f64;
+    (
+        ALLOCS.load(Ordering::SeqCst) as f64 / frames,
+        BYTES.load(Ordering::SeqCst) as f64 / frames,
+    )
+}
+
+#[test]
+fn steady_state_allocations_per_frame() {
+    let (b, h, w, c) = (4usize, 128usize, 128usize, 3usize);
+    // Smooth gradients plus noise: a photo-like PNG of a realistic size.
+    let mut rng = fastrand::Rng::with_seed(42);
+    let pixels: Vec<f32> = (0..b * h * w * c)
+        .map(|i| {
+            let x = (i / c) % w;
+            let y = (i / c / w) % h;
+            (x + y) as f32 / (w + h) as f32 * 0.8 + rng.f32() * 0.2
+        })
+        .collect();
+    let tensor = TensorView::bhwc(&pixels[..], [b, h, w, c]).unwrap();
+    let png_size = {
+        let mem = Arc::new(MemorySink::new());
+        let mut s = Sender::new(mem.clone(), EncodeOptions::default()).unwrap();
+        s.send("preview", &tensor, &Target::All, &FrameExtra::default())
+            .unwrap();
+        mem.log()[0].1.as_image().unwrap().png().len()
+    };
+
+    // Sender alone (the sink releases frames at once).
+    let releasing = Arc::new(Releasing::default());
+    let mut sender = Sender::new(releasing.clone(), EncodeOptions::default()).unwrap();
+    let (allocs, bytes) = measure(&mut sender, &tensor, 6, || {});
+    println!("sender + releasing sink: {allocs:.1} allocations, {bytes:.0} bytes per frame (PNG {png_size} bytes)");
+    // What remains is the WireFrame header (Arc, meta copy, announcement, type-4 prefix): a
+    // handful of small allocations. No PNG buffer is allocated: bytes stay far below one PNG.
+    assert!(
+        bytes < (png_size / 8) as f64,
+        "{bytes} bytes per frame for a {png_size}-byte PNG"
+    );
+    assert!(bytes < 4096.0, "{bytes} bytes per frame");
+    // Measured: 6 (the frame's Arc, the event and two node keys copied into its metadata, the
+    // announcement, the type-4 prefix). A regression guard, not a target.
+    assert!(allocs <= 8.0, "{allocs} allocations per frame");
+
+    // Against MemorySink, emptied after each send (its log and records are the sink's own).
+    let mem = Arc::new(MemorySink::new());
+    mem.add_client("a", false);
+    mem.add_client("b", true);
+    let mut sender = Sender::new(mem.clone(), EncodeOptions::default()).unwrap();
+    let (allocs_mem, bytes_mem) = measure(&mut sender, &tensor, 6, || drop(mem.take_log()));
+    println!("sender + MemorySink: {allocs_mem:.1} allocations, {bytes_mem:.0} bytes per frame");
+    assert!(
+        bytes_mem < (png_size / 8) as f64,
+        "{bytes_mem} bytes per frame for a {png_size}-byte PNG"
+    );
+}

@@ -1,0 +1,127 @@
+//! One accepted TCP connection and the phase it is in.
+//!
+//! ```text
+//! Head ──parse──> Reply (viewer, features, refusals) ──written──> Linger ──EOF/timeout──> gone
+//!   └──upgrade──> Ws (status, flags, frames, pings) ──close sent──> Linger
+//! ```
+//! Every phase ends in `Linger`: the write side is shut down (the peer sees our last bytes, then
+//! EOF) and whatever the peer still sends is read and dropped until it closes or a short timer
+//! expires, so our last bytes are never lost to a reset caused by unread input.
+#![forbid(unsafe_code)]
+
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::time::Instant;
+
+use mio::net::TcpStream;
+
+use crate::ws::{discard_input, Read_, Ws};
+
+/// The bytes of a plain HTTP response being written, after which the connection closes.
+pub(crate) struct Reply {
+    pub(crate) out: Vec<u8>,
+    pub(crate) pos: usize,
+}
+
+/// The phase of a connection.
+pub(crate) enum Phase {
+    /// Reading the request head (bytes so far).
+    Head(Vec<u8>),
+    /// Writing a plain HTTP response.
+    Reply(Reply),
+    /// An upgraded WebSocket client.
+    Ws(Box<Ws>),
+    /// Write side shut; dropping input until EOF or the deadline.
+    Linger,
+    /// Nothing left: deregister and drop.
+    Done,
+}
+
+/// An accepted connection.
+pub(crate) struct Conn {
+    pub(crate) sock: TcpStream,
+    pub(crate) phase: Phase,
+    /// Deadline of the current phase: handshake (Head, Reply) or linger.
+    pub(crate) deadline: Instant,
+    /// Whether WRITABLE is part of the registered interest.
+    pub(crate) writable_registered: bool,
+}
+
+/// What reading the request head produced.
+pub(crate) enum HeadRead {
+    /// More bytes needed.
+    Pending,
+    /// The peer finished sending (EOF): what was read is all there is. HTTP/1.1 allows a
+    /// client to half-close after its request; it still gets the answer.
+    Eof,
+    /// The socket failed.
+    Gone,
+    /// The head is larger than the limit.
+    TooLarge,
+}
+
+impl Conn {
+    /// Reads request-head bytes until `WouldBlock`, keeping at most `max` bytes (plus one read).
+    pub(crate) fn read_head(&mut self, max: usize) -> HeadRead {
+        let Phase::Head(buf) = &mut self.phase else {
+            return HeadRead::Pending;
+        };
+        let mut chunk = [0u8; 2048];
+        loop {
+            if buf.len() > max {
+                return HeadRead::TooLarge;
+            }
+            match self.sock.read(&mut chunk) {
+                Ok(0) => return HeadRead::Eof,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return HeadRead::Pending,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return HeadRead::Gone,
+            }
+        }
+    }
+
+    /// Writes what is left of a plain HTTP reply; true once all of it is out.
+    /// An I/O error ends the connection.
+    pub(crate) fn write_reply(&mut self) -> io::Result<bool> {
+        let Phase::Reply(reply) = &mut self.phase else {
+            return Ok(true);
+        };
+        while reply.pos < reply.out.len() {
+            match self.sock.write(&reply.out[reply.pos..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => reply.pos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Shuts the write side and starts lingering until `deadline`.
+    pub(crate) fn linger(&mut self, deadline: Instant) {
+        // An error here means the peer is already gone; lingering then ends at the next read.
+        let _ = self.sock.shutdown(Shutdown::Write);
+        self.phase = Phase::Linger;
+        self.deadline = deadline;
+    }
+
+    /// Drops input while lingering; the connection is done at EOF or on error.
+    pub(crate) fn read_linger(&mut self) -> Read_ {
+        let r = discard_input(&mut self.sock);
+        if r == Read_::Dead {
+            self.phase = Phase::Done;
+        }
+        r
+    }
+
+    /// Whether WRITABLE interest is needed now.
+    pub(crate) fn wants_writable(&self) -> bool {
+        match &self.phase {
+            Phase::Reply(r) => r.pos < r.out.len(),
+            Phase::Ws(ws) => ws.blocked,
+            Phase::Head(_) | Phase::Linger | Phase::Done => false,
+        }
+    }
+}

@@ -1,0 +1,642 @@
+//! The event loop: one thread, one `mio::Poll`, every connection.
+//!
+//! Tokens: [`LISTENER`] and [`WAKER`] are constants; a connection's token packs its slot index
+//! and the slot's generation, so an event or a clientId entry left over from a closed connection
+//! can never reach the connection that reuses its slot. Connections are registered READABLE, and
+//! WRITABLE only while a write hit `WouldBlock` (mio is edge-triggered: we read and write until
+//! `WouldBlock`, and re-registering reports current readiness).
+//!
+//! Each iteration: poll; accept until `WouldBlock`; handle each connection's events; swap the
+//! command list out and fan commands out to the clients' queues, writing at once to clients that
+//! are not blocked; every `tick` sweep the timers (handshake deadline, stall, ping, linger).
+#![forbid(unsafe_code)]
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token};
+use pngcast_core::http::{self, HttpError, RequestHead, Route, ServerConfig};
+use pngcast_core::queue::ClientQueue;
+use pngcast_core::sink::Target;
+
+use crate::conn::{Conn, HeadRead, Phase, Reply};
+use crate::shared::{Command, Shared, Stats};
+use crate::ws::{CloseWhy, Pump, Read_, Ws};
+
+/// The listening socket's token.
+pub(crate) const LISTENER: Token = Token(usize::MAX);
+/// The waker's token.
+pub(crate) const WAKER: Token = Token(usize::MAX - 1);
+
+/// Bits of a token that hold the slot's generation.
+const GEN_BITS: u32 = 16;
+const GEN_MASK: usize = (1 << GEN_BITS) - 1;
+/// How long a closing connection may linger for the peer's EOF.
+const LINGER: Duration = Duration::from_secs(2);
+/// Pending bytes at which a client is written during a command batch rather than after it.
+const WRITE_BATCH: usize = 256 * 1024;
+/// Connections still in the HTTP stage allowed beyond `max_clients`.
+const SPARE_CONNECTIONS: usize = 64;
+
+/// A connection's identity: slot index plus generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Key {
+    idx: usize,
+    gen: usize,
+}
+
+impl Key {
+    fn token(self) -> Token {
+        Token((self.idx << GEN_BITS) | (self.gen & GEN_MASK))
+    }
+    fn from_token(t: Token) -> Key {
+        Key {
+            idx: t.0 >> GEN_BITS,
+            gen: t.0 & GEN_MASK,
+        }
+    }
+}
+
+struct Slot {
+    gen: usize,
+    conn: Option<Conn>,
+}
+
+/// The state owned by the loop thread.
+pub(crate) struct EventLoop {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    shared: Arc<Shared>,
+    config: ServerConfig,
+    slots: Vec<Slot>,
+    free: Vec<usize>,
+    /// Live WebSocket clients by clientId.
+    by_id: HashMap<Arc<str>, Key>,
+    /// Open connections in any phase.
+    conns: usize,
+    /// Connections that ran out of read budget and must be read again.
+    again: Vec<Key>,
+    /// The spare command list swapped with the shared one.
+    spare: Vec<Command>,
+    /// Keys of every live WebSocket client, reused for fan-out.
+    targets: Vec<Key>,
+    /// Clients with new output from the current command batch.
+    dirty: Vec<Key>,
+    shutdown_at: Option<Instant>,
+    /// Accepting failed for lack of resources: retry at the next sweep.
+    accept_retry: bool,
+    tick: Duration,
+    next_sweep: Instant,
+    next_ping: Instant,
+}
+
+impl EventLoop {
+    /// Registers the listener; the waker is already registered under [`WAKER`].
+    pub(crate) fn new(
+        poll: Poll,
+        mut listener: TcpListener,
+        shared: Arc<Shared>,
+        config: ServerConfig,
+    ) -> io::Result<EventLoop> {
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let shortest = [
+            config.handshake_timeout,
+            config.stall_timeout,
+            config.ping_interval,
+        ]
+        .into_iter()
+        .filter(|d| !d.is_zero())
+        .min()
+        .unwrap_or(Duration::from_secs(1));
+        let tick = (shortest / 4).clamp(Duration::from_millis(5), Duration::from_millis(250));
+        let now = Instant::now();
+        Ok(EventLoop {
+            poll,
+            listener: Some(listener),
+            shared,
+            next_ping: now + config.ping_interval,
+            config,
+            slots: Vec::new(),
+            free: Vec::new(),
+            by_id: HashMap::new(),
+            conns: 0,
+            again: Vec::new(),
+            spare: Vec::new(),
+            targets: Vec::new(),
+            dirty: Vec::new(),
+            shutdown_at: None,
+            accept_retry: false,
+            tick,
+            next_sweep: now + tick,
+        })
+    }
+
+    /// Runs until shutdown completes (or the poll itself fails), then drops every connection.
+    pub(crate) fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let now = Instant::now();
+            let mut timeout = self.next_sweep.saturating_duration_since(now);
+            if let Some(at) = self.shutdown_at {
+                timeout = timeout.min(at.saturating_duration_since(now));
+            }
+            if !self.again.is_empty() {
+                timeout = Duration::ZERO;
+            }
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                break;
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept_all(),
+                    WAKER => {}
+                    token => {
+                        let readable =
+                            event.is_readable() || event.is_read_closed() || event.is_error();
+                        let writable =
+                            event.is_writable() || event.is_write_closed() || event.is_error();
+                        self.on_event(Key::from_token(token), readable, writable);
+                    }
+                }
+            }
+            for key in std::mem::take(&mut self.again) {
+                self.on_event(key, true, false);
+            }
+            self.run_commands();
+            let now = Instant::now();
+            if now >= self.next_sweep {
+                self.sweep(now);
+                self.next_sweep = now + self.tick;
+            }
+            if let Some(at) = self.shutdown_at {
+                if self.conns == 0 || now >= at {
+                    break;
+                }
+            }
+        }
+        self.shared.closed.store(true, Ordering::Release);
+        for slot in &mut self.slots {
+            if let Some(conn) = slot.conn.take() {
+                finish_ws_counts(&self.shared.stats, conn.phase);
+            }
+        }
+        self.shared.stats.clients.store(0, Ordering::Relaxed);
+    }
+
+    fn accept_all(&mut self) {
+        loop {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((sock, _addr)) => {
+                    if self.conns >= self.config.max_clients.saturating_add(SPARE_CONNECTIONS) {
+                        // Beyond every limit: not even a 503, the socket just closes.
+                        Stats::add(&self.shared.stats.handshakes_refused, 1);
+                        continue;
+                    }
+                    // Frames are written whole with vectored writes: no need to wait for ACKs.
+                    let _ = sock.set_nodelay(true);
+                    self.insert(sock);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted
+                            | io::ErrorKind::ConnectionAborted
+                            | io::ErrorKind::ConnectionReset
+                    ) => {}
+                // Out of descriptors (EMFILE/ENFILE) or memory: the backlog stays unread and no
+                // new readiness edge may come, so the sweep retries.
+                Err(_) => {
+                    self.accept_retry = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn insert(&mut self, mut sock: mio::net::TcpStream) {
+        let idx = self.free.pop().unwrap_or_else(|| {
+            self.slots.push(Slot { gen: 0, conn: None });
+            self.slots.len() - 1
+        });
+        let key = Key {
+            idx,
+            gen: self.slots[idx].gen,
+        };
+        if self
+            .poll
+            .registry()
+            .register(&mut sock, key.token(), Interest::READABLE)
+            .is_err()
+        {
+            self.free.push(idx);
+            return;
+        }
+        let deadline = Instant::now() + self.config.handshake_timeout;
+        self.slots[idx].conn = Some(Conn {
+            sock,
+            phase: Phase::Head(Vec::new()),
+            deadline,
+            writable_registered: false,
+        });
+        self.conns += 1;
+    }
+
+    /// Takes a connection out of its slot (stale keys give `None`).
+    fn take(&mut self, key: Key) -> Option<Conn> {
+        let slot = self.slots.get_mut(key.idx)?;
+        if slot.gen & GEN_MASK != key.gen {
+            return None;
+        }
+        slot.conn.take()
+    }
+
+    /// Puts a connection back after work on it: frees it when done, otherwise fixes its interest.
+    fn settle(&mut self, key: Key, mut conn: Conn) {
+        if let Phase::Done = conn.phase {
+            let _ = self.poll.registry().deregister(&mut conn.sock);
+            self.conns -= 1;
+            let slot = &mut self.slots[key.idx];
+            slot.gen = slot.gen.wrapping_add(1);
+            self.free.push(key.idx);
+            return;
+        }
+        let want = conn.wants_writable();
+        if want != conn.writable_registered {
+            let interest = if want {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            if self
+                .poll
+                .registry()
+                .reregister(&mut conn.sock, key.token(), interest)
+                .is_err()
+            {
+                self.end_ws(key, &mut conn, Phase::Done);
+                conn.phase = Phase::Done;
+                return self.settle(key, conn);
+            }
+            conn.writable_registered = want;
+        }
+        self.slots[key.idx].conn = Some(conn);
+    }
+
+    fn on_event(&mut self, key: Key, readable: bool, writable: bool) {
+        let Some(mut conn) = self.take(key) else {
+            return;
+        };
+        let now = Instant::now();
+        // Bytes that followed the request head (a client may pipeline its first frames) sit in
+        // tungstenite's buffer with no readiness edge to come: a fresh client is read at once.
+        let mut readable = readable;
+        if let Phase::Head(_) = conn.phase {
+            if readable {
+                self.on_head(key, &mut conn, now);
+            }
+            match conn.phase {
+                Phase::Reply(_) => self.write_reply(&mut conn, now),
+                Phase::Ws(_) => readable = true,
+                _ => {}
+            }
+        }
+        match &mut conn.phase {
+            Phase::Head(_) => {}
+            Phase::Reply(_) => {
+                if writable {
+                    self.write_reply(&mut conn, now);
+                }
+                if readable {
+                    // Ignore anything else the peer sends; EOF is fine before the reply is out.
+                    let _ = crate::ws::discard_input(&mut conn.sock);
+                }
+            }
+            Phase::Ws(ws) => {
+                if readable {
+                    match ws.on_readable(&mut conn.sock, &self.shared.stats, now) {
+                        Read_::Drained => {}
+                        Read_::More => self.again.push(key),
+                        Read_::Dead => self.end_ws(key, &mut conn, Phase::Done),
+                    }
+                }
+                if matches!(conn.phase, Phase::Ws(_)) {
+                    let ws_blocked = matches!(&conn.phase, Phase::Ws(ws) if ws.blocked);
+                    if writable || !ws_blocked {
+                        self.pump(key, &mut conn, now);
+                    }
+                }
+            }
+            Phase::Linger => {
+                if readable && conn.read_linger() == Read_::More {
+                    self.again.push(key);
+                }
+            }
+            Phase::Done => {}
+        }
+        self.settle(key, conn);
+    }
+
+    /// Reads and routes the request head.
+    fn on_head(&mut self, key: Key, conn: &mut Conn, now: Instant) {
+        let read = conn.read_head(self.config.max_handshake_bytes);
+        let eof = matches!(read, HeadRead::Eof);
+        match read {
+            HeadRead::Pending | HeadRead::Eof => {}
+            HeadRead::Gone => {
+                conn.phase = Phase::Done;
+                return;
+            }
+            HeadRead::TooLarge => {
+                let limit = self.config.max_handshake_bytes;
+                return self.refuse(conn, HttpError::TooLarge { limit }.response());
+            }
+        }
+        let Phase::Head(buf) = &conn.phase else {
+            return;
+        };
+        let (head, used) = match RequestHead::parse_with_limit(buf, self.config.max_handshake_bytes)
+        {
+            Ok(Some(parsed)) => parsed,
+            Ok(None) => {
+                if eof {
+                    conn.phase = Phase::Done;
+                }
+                return;
+            }
+            Err(e) => return self.refuse(conn, e.response()),
+        };
+        let leftover = buf[used..].to_vec();
+        match http::route(&head, &self.config, self.by_id.len()) {
+            Route::Viewer => self.reply(conn, http::viewer_response()),
+            Route::Features => self.reply(conn, http::features_response()),
+            Route::Refuse { status, reason } => {
+                self.refuse(conn, http::refusal_response(status, reason))
+            }
+            Route::Upgrade { client_id } => {
+                let response = http::switching_protocols(&head);
+                let client_id: Arc<str> = client_id.into();
+                let stats = &self.shared.stats;
+                let queue = ClientQueue::new(self.config.policy, self.config.queue_bytes);
+                let max = self.config.max_message_bytes;
+                let ws = Ws::new(
+                    client_id.clone(),
+                    response,
+                    leftover,
+                    queue,
+                    max,
+                    stats,
+                    now,
+                );
+                conn.phase = Phase::Ws(Box::new(ws));
+                Stats::add(&stats.clients_accepted, 1);
+                stats.clients.fetch_add(1, Ordering::Relaxed);
+                if let Some(old) = self.by_id.insert(client_id, key) {
+                    self.with(old, |lp, old_conn, now| {
+                        if let Phase::Ws(ws) = &mut old_conn.phase {
+                            ws.close(CloseWhy::Replaced, &lp.shared.stats);
+                        }
+                        lp.pump(old, old_conn, now);
+                    });
+                }
+            }
+        }
+    }
+
+    fn reply(&mut self, conn: &mut Conn, out: Vec<u8>) {
+        conn.phase = Phase::Reply(Reply { out, pos: 0 });
+    }
+
+    fn refuse(&mut self, conn: &mut Conn, out: Vec<u8>) {
+        Stats::add(&self.shared.stats.handshakes_refused, 1);
+        self.reply(conn, out);
+    }
+
+    fn write_reply(&mut self, conn: &mut Conn, now: Instant) {
+        match conn.write_reply() {
+            Ok(true) => conn.linger(self.linger_deadline(now)),
+            Ok(false) => {}
+            Err(_) => conn.phase = Phase::Done,
+        }
+    }
+
+    fn linger_deadline(&self, now: Instant) -> Instant {
+        let end = now + LINGER;
+        self.shutdown_at.map_or(end, |at| end.min(at))
+    }
+
+    /// Writes a WebSocket client's pending output and acts on the outcome.
+    fn pump(&mut self, key: Key, conn: &mut Conn, now: Instant) {
+        let Phase::Ws(ws) = &mut conn.phase else {
+            return;
+        };
+        match ws.pump(&mut conn.sock, &self.shared.stats, now) {
+            Pump::Idle | Pump::Blocked => {}
+            Pump::Finished => {
+                let deadline = self.linger_deadline(now);
+                self.end_ws(key, conn, Phase::Linger);
+                if matches!(conn.phase, Phase::Linger) {
+                    conn.linger(deadline);
+                }
+            }
+            Pump::Dead => self.end_ws(key, conn, Phase::Done),
+        }
+    }
+
+    /// A WebSocket client stops being one: counters, clientId map, queue.
+    fn end_ws(&mut self, key: Key, conn: &mut Conn, next: Phase) {
+        let Phase::Ws(ws) = std::mem::replace(&mut conn.phase, next) else {
+            return;
+        };
+        if self.by_id.get(&ws.client_id) == Some(&key) {
+            self.by_id.remove(&ws.client_id);
+        }
+        finish_ws_counts(&self.shared.stats, Phase::Ws(ws));
+    }
+
+    /// Runs `f` on the live connection `key` (if any), then settles it.
+    fn with(&mut self, key: Key, f: impl FnOnce(&mut Self, &mut Conn, Instant)) {
+        if let Some(mut conn) = self.take(key) {
+            f(self, &mut conn, Instant::now());
+            self.settle(key, conn);
+        }
+    }
+
+    fn run_commands(&mut self) {
+        {
+            let mut commands = self.shared.lock_commands();
+            if commands.is_empty() {
+                return;
+            }
+            std::mem::swap(&mut *commands, &mut self.spare);
+        }
+        let mut commands = std::mem::take(&mut self.spare);
+        for command in commands.drain(..) {
+            match command {
+                Command::Image(target, frame) => {
+                    self.fan_out(&target, |ws, stats| ws.push_image(&frame, stats))
+                }
+                Command::Text(target, text) => {
+                    self.fan_out(&target, |ws, stats| ws.push_text(text.clone(), stats))
+                }
+                Command::Shutdown(at) => self.begin_shutdown(at),
+            }
+        }
+        self.spare = commands;
+        self.flush_dirty();
+    }
+
+    /// Queues an item for each targeted client and writes at once to clients not blocked.
+    fn fan_out(&mut self, target: &Target, push: impl Fn(&mut Ws, &Stats)) {
+        let mut targets = std::mem::take(&mut self.targets);
+        targets.clear();
+        match target {
+            Target::All => targets.extend(self.by_id.values().copied()),
+            Target::Client(id) => targets.extend(self.by_id.get(id).copied()),
+        }
+        for &key in &targets {
+            self.with(key, |lp, conn, now| {
+                let Phase::Ws(ws) = &mut conn.phase else {
+                    return;
+                };
+                if !ws.is_open() {
+                    return;
+                }
+                push(ws, &lp.shared.stats);
+                if ws.blocked {
+                    return;
+                }
+                // Small frames are batched into one vectored write after the command batch;
+                // a client with plenty pending is written at once to keep its queue short.
+                if ws.pending_bytes() >= WRITE_BATCH {
+                    lp.pump(key, conn, now);
+                } else if !ws.dirty {
+                    ws.dirty = true;
+                    lp.dirty.push(key);
+                }
+            });
+        }
+        self.targets = targets;
+    }
+
+    /// Writes to every client that got something in this command batch.
+    fn flush_dirty(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for &key in &dirty {
+            self.with(key, |lp, conn, now| {
+                if let Phase::Ws(ws) = &mut conn.phase {
+                    ws.dirty = false;
+                    if !ws.blocked {
+                        lp.pump(key, conn, now);
+                    }
+                }
+            });
+        }
+        dirty.clear();
+        self.dirty = dirty;
+    }
+
+    fn begin_shutdown(&mut self, at: Instant) {
+        if self.shutdown_at.is_some() {
+            return;
+        }
+        self.shutdown_at = Some(at);
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        for idx in 0..self.slots.len() {
+            let key = Key {
+                idx,
+                gen: self.slots[idx].gen & GEN_MASK,
+            };
+            self.with(key, |lp, conn, now| match &mut conn.phase {
+                Phase::Head(_) => conn.phase = Phase::Done,
+                Phase::Ws(ws) => {
+                    ws.close(CloseWhy::Shutdown, &lp.shared.stats);
+                    if !ws.blocked {
+                        lp.pump(key, conn, now);
+                    }
+                }
+                Phase::Reply(_) | Phase::Linger | Phase::Done => {}
+            });
+        }
+    }
+
+    /// Checks every connection's timers: handshake and linger deadlines, stalls, pings.
+    fn sweep(&mut self, now: Instant) {
+        if std::mem::take(&mut self.accept_retry) {
+            self.accept_all();
+        }
+        let ping = !self.config.ping_interval.is_zero() && now >= self.next_ping;
+        if ping {
+            self.next_ping = now + self.config.ping_interval;
+        }
+        let stall = self.config.stall_timeout;
+        let silence = self
+            .config
+            .ping_interval
+            .saturating_mul(3)
+            .saturating_add(stall);
+        for idx in 0..self.slots.len() {
+            let key = Key {
+                idx,
+                gen: self.slots[idx].gen & GEN_MASK,
+            };
+            self.with(key, |lp, conn, now| match &mut conn.phase {
+                Phase::Head(_) | Phase::Reply(_) | Phase::Linger => {
+                    if now >= conn.deadline {
+                        if matches!(conn.phase, Phase::Head(_)) {
+                            Stats::add(&lp.shared.stats.handshakes_refused, 1);
+                        }
+                        conn.phase = Phase::Done;
+                    }
+                }
+                Phase::Ws(ws) => {
+                    let stalled = ws
+                        .stalled_since
+                        .is_some_and(|t| now.duration_since(t) >= stall);
+                    // A peer that answers nothing, not even our pings, is half-open or gone.
+                    let silent = now.duration_since(ws.last_inbound) >= silence;
+                    if stalled || silent {
+                        lp.end_ws(key, conn, Phase::Done);
+                        lp.shared.stats.closed_stall.fetch_add(1, Ordering::Release);
+                        return;
+                    }
+                    if ping {
+                        ws.ping(&lp.shared.stats);
+                        if !ws.blocked {
+                            lp.pump(key, conn, now);
+                        }
+                    }
+                }
+                Phase::Done => {}
+            });
+        }
+    }
+}
+
+/// Counts a WebSocket client's end: one fewer client, one more closed, its queue discarded.
+///
+/// The gauge moves first and the reason counters last, so a reader that sees a reason counted
+/// also sees the client gone.
+fn finish_ws_counts(stats: &Stats, phase: Phase) {
+    if let Phase::Ws(mut ws) = phase {
+        stats.clients.fetch_sub(1, Ordering::Release);
+        ws.discard(stats);
+        Stats::add(&stats.clients_closed, 1);
+        if ws.closed_for_bad_input() {
+            stats.closed_bad_input.fetch_add(1, Ordering::Release);
+        }
+    }
+}
