@@ -116,7 +116,7 @@ enum QuantizeArg {
 }
 
 /// Parses `stored`, `compact` or `compact=LEVEL`. New modes (such as `fast`) are one more arm.
-fn parse_compression(s: &str) -> Result<Compression, String> {
+pub(crate) fn parse_compression(s: &str) -> Result<Compression, String> {
     let (mode, level) = match s.split_once('=') {
         Some((m, l)) => (m, Some(l)),
         None => (s, None),

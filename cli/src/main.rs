@@ -10,6 +10,9 @@ mod error;
 mod npy;
 mod output;
 mod pngin;
+mod recv;
+mod serve;
+mod source;
 
 use std::process::ExitCode;
 
@@ -33,11 +36,17 @@ struct Cli {
 enum Command {
     /// Encode a .npy tensor (f32, f16, u8) or a PNG into PNG file(s).
     Encode(encode::EncodeArgs),
+    /// Stream frames (the demo scene, or files) to WebSocket clients and serve the live viewer.
+    Serve(serve::ServeArgs),
+    /// Save the images and events a ComfyUI-protocol WebSocket server streams.
+    Recv(recv::RecvArgs),
 }
 
 fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Encode(args) => encode::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Recv(args) => recv::run(args),
     }
 }
 

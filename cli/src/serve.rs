@@ -1,0 +1,329 @@
+//! `pngcast serve`: stream frames from a source to WebSocket clients and serve the live viewer.
+//!
+//! Each tick takes one image from the source (the demo scene, or files), converts and encodes it
+//! once with a reused [`Sender`], and hands the shared frame to the transport, which fans it out
+//! without ever blocking this loop. Ticks are paced to `--fps` against a fixed schedule; a tick
+//! that runs late starts the next one at once instead of bursting to catch up.
+#![forbid(unsafe_code)]
+
+use std::io::Write;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Args, ValueEnum};
+use pngcast_core::http::ServerConfig;
+use pngcast_core::png::{Compression, EncodeOptions};
+use pngcast_core::queue::Policy;
+use pngcast_core::sender::{FrameExtra, Sender};
+use pngcast_core::sink::{FrameSink, Target};
+
+use crate::encode::parse_compression;
+use crate::error::CliError;
+use crate::source::{parse_size, Source};
+
+/// How long shutdown may take to flush queued frames and send Close 1001.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(2);
+/// Interval of the progress line on stderr.
+const REPORT_EVERY: Duration = Duration::from_secs(10);
+/// Ticks kept for the timing medians.
+const TIMING_WINDOW: usize = 256;
+
+/// Arguments of `pngcast serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on. Port 0 picks a free port; the start-up line shows the one bound.
+    /// Beyond loopback, --token is required (or --insecure).
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8188")]
+    addr: String,
+
+    /// The WebSocket service: `mio` (one event-loop thread) or `blocking` (a thread per client).
+    #[arg(long, value_enum, default_value_t = TransportArg::Mio)]
+    transport: TransportArg,
+
+    /// `demo` (a moving scene rendered each tick), a directory of .png/.npy files (cycled by
+    /// name), or one .npy or .png file (its batch, one image per tick).
+    #[arg(long, value_name = "demo|DIR|FILE", default_value = "demo")]
+    source: String,
+
+    /// Demo frame size [default: 1024x1024].
+    #[arg(long, value_name = "WxH", value_parser = parse_size)]
+    size: Option<(usize, usize)>,
+
+    /// Frames per second; 0 sends as fast as frames can be made.
+    #[arg(long, default_value_t = 10.0, value_parser = parse_fps)]
+    fps: f64,
+
+    /// Event name of the frames (ComfyUI-style; the viewer shows one panel per event).
+    #[arg(long, default_value = "preview")]
+    event: String,
+
+    /// What happens to a client that falls behind: `latest-wins` drops its oldest waiting
+    /// frames; `reliable` drops nothing and closes it (1008) when its queue overflows.
+    #[arg(long, value_enum, default_value_t = PolicyArg::LatestWins)]
+    policy: PolicyArg,
+
+    /// Shared token clients must present (`?token=` or `Authorization: Bearer`).
+    #[arg(long, value_name = "TOKEN")]
+    token: Option<String>,
+
+    /// Allow listening beyond loopback without a token.
+    #[arg(long)]
+    insecure: bool,
+
+    /// Deflate: `stored`, `compact` or `compact=LEVEL` (as for `encode`).
+    #[arg(long, value_name = "MODE", value_parser = parse_compression)]
+    compression: Option<Compression>,
+
+    /// Stop after sending N frames and shut down cleanly (default: run until killed).
+    #[arg(long, value_name = "N")]
+    frames: Option<u64>,
+
+    /// Wait until N clients are connected before sending the first frame.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    wait_clients: usize,
+}
+
+/// `--transport` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TransportArg {
+    /// pngcast-mio: one event-loop thread for all clients.
+    Mio,
+    /// pngcast-blocking: std sockets, a thread per client.
+    Blocking,
+}
+
+/// `--policy` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum PolicyArg {
+    /// Drop a slow client's oldest waiting frames.
+    LatestWins,
+    /// Drop nothing; close a client whose queue overflows.
+    Reliable,
+}
+
+impl From<PolicyArg> for Policy {
+    fn from(p: PolicyArg) -> Self {
+        match p {
+            PolicyArg::LatestWins => Policy::LatestWins,
+            PolicyArg::Reliable => Policy::Reliable,
+        }
+    }
+}
+
+fn parse_fps(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if f.is_finite() && (0.0..=10_000.0).contains(&f) => Ok(f),
+        _ => Err(format!("`{s}` is not a frame rate between 0 and 10000")),
+    }
+}
+
+/// A running server of either transport.
+enum Running {
+    Mio(pngcast_mio::Server),
+    Blocking(pngcast_blocking::Server),
+}
+
+impl Running {
+    fn bind(transport: TransportArg, config: ServerConfig) -> Result<Self, CliError> {
+        let addr = config.addr;
+        let hint = if !addr.ip().is_loopback() && config.token.is_none() && !config.insecure {
+            " (pass --token TOKEN, or --insecure to serve without one)"
+        } else {
+            ""
+        };
+        let err = |e: &dyn std::fmt::Display| CliError::new(format!("{e}{hint}"));
+        Ok(match transport {
+            TransportArg::Mio => {
+                Running::Mio(pngcast_mio::Server::bind(config).map_err(|e| err(&e))?)
+            }
+            TransportArg::Blocking => {
+                Running::Blocking(pngcast_blocking::Server::bind(config).map_err(|e| err(&e))?)
+            }
+        })
+    }
+
+    fn local_addr(&self) -> SocketAddr {
+        match self {
+            Running::Mio(s) => s.local_addr(),
+            Running::Blocking(s) => s.local_addr(),
+        }
+    }
+
+    fn sink(&self) -> Arc<dyn FrameSink> {
+        match self {
+            Running::Mio(s) => s.sink(),
+            Running::Blocking(s) => s.sink(),
+        }
+    }
+}
+
+/// Resolves `--addr` (an IP address or a host name, with a port).
+fn resolve(addr: &str) -> Result<SocketAddr, CliError> {
+    if let Ok(a) = addr.parse() {
+        return Ok(a);
+    }
+    addr.to_socket_addrs()
+        .map_err(|e| CliError::new(format!("--addr {addr}: {e}")))?
+        .next()
+        .ok_or_else(|| CliError::new(format!("--addr {addr}: no address found")))
+}
+
+/// Last [`TIMING_WINDOW`] durations of one stage, in milliseconds; no allocation per tick.
+struct Window {
+    ms: Vec<f64>,
+    next: usize,
+    scratch: Vec<f64>,
+}
+
+impl Window {
+    fn new() -> Self {
+        Window {
+            ms: Vec::with_capacity(TIMING_WINDOW),
+            next: 0,
+            scratch: Vec::with_capacity(TIMING_WINDOW),
+        }
+    }
+
+    fn push(&mut self, d: Duration) {
+        let v = d.as_secs_f64() * 1e3;
+        if self.ms.len() < TIMING_WINDOW {
+            self.ms.push(v);
+        } else {
+            self.ms[self.next] = v;
+        }
+        self.next = (self.next + 1) % TIMING_WINDOW;
+    }
+
+    fn median(&mut self) -> f64 {
+        self.scratch.clear();
+        self.scratch.extend_from_slice(&self.ms);
+        self.scratch.sort_by(f64::total_cmp);
+        self.scratch
+            .get(self.scratch.len() / 2)
+            .copied()
+            .unwrap_or(0.0)
+    }
+}
+
+/// Runs `pngcast serve`.
+pub fn run(args: ServeArgs) -> Result<(), CliError> {
+    let mut source = Source::open(&args.source, args.size)?;
+    let addr = resolve(&args.addr)?;
+    let config = ServerConfig::default()
+        .addr(addr)
+        .policy(args.policy.into())
+        .token(args.token.clone())
+        .insecure(args.insecure);
+    let server = Running::bind(args.transport, config)?;
+    let sink = server.sink();
+    let mut options = EncodeOptions::default();
+    if let Some(c) = args.compression {
+        options = options.compression(c);
+    }
+    let mut sender = Sender::new(Arc::clone(&sink), options)?;
+
+    let bound = server.local_addr();
+    let query = args
+        .token
+        .as_ref()
+        .map(|t| format!("?token={t}"))
+        .unwrap_or_default();
+    println!(
+        "pngcast: serving {} on http://{bound}/{query} (ws://{bound}/ws{query})",
+        source.describe()
+    );
+    // Tests and scripts read the address from this line: make sure it is out.
+    let _ = std::io::stdout().flush();
+
+    if args.wait_clients > 0 {
+        eprintln!("pngcast: waiting for {} client(s)", args.wait_clients);
+        while sink.stats().clients < args.wait_clients {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    let result = stream(&args, &mut source, &mut sender);
+    sink.shutdown(SHUTDOWN_DEADLINE);
+    let stats = sink.stats();
+    eprintln!(
+        "pngcast: stopped; {} frames sent to clients, {} dropped, {} clients closed",
+        stats.frames_sent, stats.frames_dropped, stats.clients_closed
+    );
+    drop(server);
+    result
+}
+
+/// The tick loop: until `--frames` are sent (or forever).
+fn stream(args: &ServeArgs, source: &mut Source, sender: &mut Sender) -> Result<(), CliError> {
+    let period = (args.fps > 0.0).then(|| Duration::from_secs_f64(1.0 / args.fps));
+    let extra = FrameExtra::default();
+    let (mut make, mut send) = (Window::new(), Window::new());
+    let (mut sent, mut bytes) = (0u64, 0u64);
+    let mut next_tick = Instant::now();
+    let mut last_report = (Instant::now(), 0u64);
+    while args.frames.map_or(true, |n| sent < n) {
+        let t0 = Instant::now();
+        let tensor = source.next_frame()?;
+        let t1 = Instant::now();
+        let report = sender
+            .send(&args.event, &tensor, &Target::All, &extra)
+            .map_err(|e| CliError::new(e.to_string()))?;
+        let t2 = Instant::now();
+        make.push(t1 - t0);
+        send.push(t2 - t1);
+        sent += 1;
+        bytes += report.png_bytes as u64;
+
+        if t2 - last_report.0 >= REPORT_EVERY || args.frames == Some(sent) {
+            let fps = (sent - last_report.1) as f64 / (t2 - last_report.0).as_secs_f64();
+            eprintln!(
+                "pngcast: {sent} frames, {fps:.1} fps, source {:.2} ms/frame, encode+queue {:.2} ms/frame, {} bytes/frame, {} clients",
+                make.median(),
+                send.median(),
+                bytes / sent,
+                sender.sink().stats().clients
+            );
+            last_report = (t2, sent);
+        }
+        if let Some(p) = period {
+            next_tick += p;
+            let now = Instant::now();
+            if next_tick > now {
+                std::thread::sleep(next_tick - now);
+            } else {
+                next_tick = now;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fps_and_addresses_parse() {
+        assert_eq!(parse_fps("10"), Ok(10.0));
+        assert_eq!(parse_fps("0"), Ok(0.0));
+        for bad in ["-1", "nan", "inf", "1e9", "x"] {
+            assert!(parse_fps(bad).is_err(), "{bad}");
+        }
+        assert_eq!(resolve("127.0.0.1:0").unwrap().port(), 0);
+        assert!(resolve("localhost:8188").unwrap().ip().is_loopback());
+        assert!(resolve("not an address").is_err());
+    }
+
+    #[test]
+    fn timing_window_keeps_the_last_values() {
+        let mut w = Window::new();
+        assert_eq!(w.median(), 0.0);
+        for ms in 0..1000u64 {
+            w.push(Duration::from_millis(ms));
+        }
+        // The window holds 744..1000: its median is 872.
+        assert_eq!(w.ms.len(), TIMING_WINDOW);
+        assert_eq!(w.median(), 872.0);
+    }
+}

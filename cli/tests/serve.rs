@@ -1,0 +1,340 @@
+//! `pngcast serve` and `pngcast recv` end to end on loopback, for both transports: frames arrive,
+//! decode at the right size and with the right pixels, the metadata path works, and bad
+//! arguments or unreachable servers give one error line and exit code 2.
+
+mod common;
+
+use std::path::Path;
+
+use common::{decode_png, pngcast, run_bounded, scratch, Serve};
+use serde_json::Value;
+
+const TRANSPORTS: [&str; 2] = ["mio", "blocking"];
+
+/// The lines of `DIR/events.jsonl`.
+fn events(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("events.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Saved PNG files in `dir`, sorted.
+fn pngs(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".png"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn recv(url: &str, out: &Path, extra: &[&str]) -> std::process::Output {
+    let mut cmd = pngcast();
+    cmd.arg("recv").arg(url).arg("--out").arg(out).args(extra);
+    run_bounded(&mut cmd, "pngcast recv")
+}
+
+fn demo_roundtrip(transport: &str, metadata: bool) {
+    let serve = Serve::start(&[
+        "--transport",
+        transport,
+        "--source",
+        "demo",
+        "--size",
+        "96x64",
+        "--fps",
+        "40",
+        "--frames",
+        "40",
+        "--wait-clients",
+        "1",
+    ]);
+    assert!(serve.line.contains("demo 96x64"), "{}", serve.line);
+    let out = scratch(&format!("recv-{transport}-{metadata}"));
+    let flags: &[&str] = if metadata {
+        &["--count", "3", "--metadata"]
+    } else {
+        &["--count", "3"]
+    };
+    let r = recv(&serve.ws_url(), &out, flags);
+    assert!(
+        r.status.success(),
+        "recv failed: {}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+
+    let names = pngs(&out);
+    assert_eq!(
+        names,
+        [
+            "preview_0_000000.png",
+            "preview_0_000001.png",
+            "preview_0_000002.png"
+        ]
+    );
+    let printed = String::from_utf8(r.stdout).unwrap();
+    assert_eq!(printed.lines().count(), 3, "{printed}");
+    for n in &names {
+        let (w, h, color, depth, pixels) = decode_png(&out.join(n));
+        assert_eq!(
+            (w, h, color, depth),
+            (96, 64, png::ColorType::Rgb, png::BitDepth::Eight)
+        );
+        // The scene is not flat: sky above, ground below.
+        assert_ne!(pixels[..3], pixels[pixels.len() - 3..]);
+    }
+
+    let log = events(&out);
+    assert_eq!(log[0]["type"], "status", "{log:?}");
+    assert!(log[0]["data"]["sid"]
+        .as_str()
+        .is_some_and(|s| !s.is_empty()));
+    let flags = log.iter().filter(|l| l["type"] == "feature_flags").count();
+    assert_eq!(
+        flags,
+        usize::from(metadata),
+        "feature_flags answer only when asked: {log:?}"
+    );
+    let images: Vec<&Value> = log
+        .iter()
+        .filter(|l| l["type"] == "pngcast.image")
+        .collect();
+    assert_eq!(images.len(), 3);
+    for (img, name) in images.iter().zip(&names) {
+        let d = &img["data"];
+        assert_eq!(d["file"], name.as_str());
+        assert_eq!(d["event"], "preview");
+        assert_eq!(d["index"], 0);
+        assert_eq!(d["metadata"]["width"], 96);
+        assert_eq!(d["metadata"]["height"], 64);
+        assert_eq!(d["metadata"]["event"], "preview");
+        assert_eq!(d["bytes"], std::fs::metadata(out.join(name)).unwrap().len());
+    }
+
+    let (status, stderr) = serve.wait();
+    assert!(status.success(), "serve failed: {stderr}");
+    assert!(stderr.contains("40 frames"), "{stderr}");
+}
+
+#[test]
+fn recv_saves_frames_from_each_transport() {
+    for t in TRANSPORTS {
+        demo_roundtrip(t, false);
+    }
+}
+
+#[test]
+fn recv_with_metadata_from_each_transport() {
+    for t in TRANSPORTS {
+        demo_roundtrip(t, true);
+    }
+}
+
+/// A `.npy` file with known values: the received PNGs hold exactly ComfyUI's quantisation.
+#[test]
+fn file_source_pixels_arrive_exactly() {
+    let dir = scratch("npy-source");
+    let (b, h, w, c) = (2usize, 5usize, 7usize, 3usize);
+    let values: Vec<f32> = (0..b * h * w * c)
+        .map(|i| (i % 256) as f32 / 255.5)
+        .collect();
+    let mut npy = Vec::new();
+    let mut header =
+        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({b}, {h}, {w}, {c}), }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    npy.extend_from_slice(b"\x93NUMPY\x01\x00");
+    npy.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    npy.extend_from_slice(header.as_bytes());
+    for v in &values {
+        npy.extend_from_slice(&v.to_le_bytes());
+    }
+    let file = dir.join("batch.npy");
+    std::fs::write(&file, npy).unwrap();
+
+    for t in TRANSPORTS {
+        let serve = Serve::start(&[
+            "--transport",
+            t,
+            "--source",
+            file.to_str().unwrap(),
+            "--fps",
+            "0",
+            "--frames",
+            "60",
+            "--wait-clients",
+            "1",
+            "--policy",
+            "reliable",
+            "--event",
+            "batch item",
+        ]);
+        let out = dir.join(format!("out-{t}"));
+        let r = recv(&serve.ws_url(), &out, &["--count", "4", "--metadata"]);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        let names = pngs(&out);
+        assert_eq!(names.len(), 4, "{names:?}");
+        let item = |i: usize| -> Vec<u8> {
+            values[i * h * w * c..(i + 1) * h * w * c]
+                .iter()
+                .map(|v| (255.0f32 * v).clamp(0.0, 255.0) as u8)
+                .collect()
+        };
+        let mut seen = [0usize; 2];
+        for name in &names {
+            assert!(name.starts_with("batch_item_0_"), "{name}");
+            let (pw, ph, _, _, pixels) = decode_png(&out.join(name));
+            assert_eq!((pw, ph), (w as u32, h as u32));
+            // One image per tick, cycling through the batch: each frame is one item, exactly.
+            let which = (0..b).find(|&i| pixels == item(i));
+            seen[which.unwrap_or_else(|| panic!("{t}: {name} matches no batch item"))] += 1;
+        }
+        assert!(
+            seen.iter().all(|&n| n >= 1),
+            "{t}: both batch items arrive: {seen:?}"
+        );
+        let (status, stderr) = serve.wait();
+        assert!(status.success(), "{stderr}");
+    }
+}
+
+#[test]
+fn token_is_required_when_set() {
+    for t in TRANSPORTS {
+        let serve = Serve::start(&[
+            "--transport",
+            t,
+            "--size",
+            "16x16",
+            "--token",
+            "s3cret",
+            "--fps",
+            "20",
+        ]);
+        assert!(serve.line.contains("?token=s3cret"), "{}", serve.line);
+        let out = scratch(&format!("token-{t}"));
+        let r = recv(&serve.ws_url(), &out, &["--count", "1"]);
+        assert_eq!(r.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(err.contains("401") && err.lines().count() == 1, "{err}");
+        let r = recv(
+            &serve.ws_url(),
+            &out,
+            &["--count", "1", "--token", "s3cret"],
+        );
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        assert_eq!(pngs(&out).len(), 1);
+    }
+}
+
+/// Runs pngcast with `args` and checks for exit code 2 and one error line mentioning `needle`.
+fn fails(args: &[&str], needle: &str) {
+    let out = run_bounded(pngcast().args(args), "pngcast");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    assert!(err.starts_with("pngcast: error: "), "{args:?}: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+    assert!(err.contains(needle), "{args:?}: wanted {needle:?} in {err}");
+}
+
+#[test]
+fn bad_arguments_exit_2() {
+    fails(&["serve", "--addr", "0.0.0.0:0"], "--token");
+    fails(&["serve", "--addr", "nonsense"], "--addr");
+    fails(&["serve", "--size", "0x5"], "size");
+    fails(&["serve", "--size", "100000x100000"], "limit");
+    fails(&["serve", "--fps=-1"], "frame rate");
+    fails(
+        &["serve", "--transport", "carrier-pigeon"],
+        "carrier-pigeon",
+    );
+    fails(&["serve", "--policy", "maybe"], "maybe");
+    fails(
+        &["serve", "--source", "/nonexistent/dir"],
+        "/nonexistent/dir",
+    );
+    fails(
+        &["serve", "--source", "/nonexistent.npy", "--size", "8x8"],
+        "--size",
+    );
+    fails(&["serve", "--compression", "zstd"], "zstd");
+    fails(&["recv", "ws://127.0.0.1:9/ws"], "--out");
+    fails(
+        &["recv", "ws://127.0.0.1:1/ws", "--out", "/tmp/pngcast-never"],
+        "cannot connect",
+    );
+    fails(
+        &["recv", "not a url at all", "--out", "/tmp/pngcast-never"],
+        "cannot connect",
+    );
+    fails(
+        &[
+            "recv",
+            "ws://127.0.0.1:1/ws",
+            "--out",
+            "/tmp/x",
+            "--count",
+            "0",
+        ],
+        "count",
+    );
+
+    // A port already taken by another server is a clean error too.
+    let first = Serve::start(&["--size", "8x8"]);
+    fails(
+        &["serve", "--size", "8x8", "--addr", &first.addr.to_string()],
+        &first.addr.to_string(),
+    );
+}
+
+#[test]
+fn insecure_allows_a_wildcard_bind() {
+    let out = run_bounded(
+        pngcast().args([
+            "serve",
+            "--addr",
+            "0.0.0.0:0",
+            "--insecure",
+            "--size",
+            "8x8",
+            "--frames",
+            "1",
+        ]),
+        "pngcast serve",
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with("pngcast: serving demo 8x8 on http://0.0.0.0:"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn serve_serves_the_viewer_page() {
+    use std::io::{Read, Write};
+    for t in TRANSPORTS {
+        let serve = Serve::start(&["--transport", t, "--size", "8x8", "--fps", "5"]);
+        let mut s = std::net::TcpStream::connect(serve.addr).unwrap();
+        write!(
+            s,
+            "GET / HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            serve.addr
+        )
+        .unwrap();
+        let mut page = String::new();
+        s.read_to_string(&mut page).unwrap();
+        assert!(page.starts_with("HTTP/1.1 200"), "{t}: {page:.200}");
+        assert!(page.contains("<title>pngcast viewer</title>"), "{t}");
+        assert!(page.contains("supports_preview_metadata"), "{t}");
+    }
+}
