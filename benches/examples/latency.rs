@@ -23,6 +23,8 @@
 //!   workers, transport threads); plus `Sender::send` into a sink that drops frames, which
 //!   isolates the sender's own share.
 //!
+//! `--one-thread` encodes on the sending thread alone (`Threads::Fixed(1)`) for the latency rows.
+//!
 //! The client is a raw TCP reader that does the upgrade by hand and parses WebSocket frame
 //! headers, reading payloads into one reused buffer: it costs less than any client library, so the
 //! figure is the server's path plus the kernel's loopback copy.
@@ -32,13 +34,14 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use pngcast_core::http::ServerConfig;
-use pngcast_core::png::EncodeOptions;
+use pngcast_core::png::{EncodeOptions, Threads};
 use pngcast_core::queue::Policy;
 use pngcast_core::sender::{FrameExtra, Sender};
 use pngcast_core::sink::{FrameSink, SinkError, SinkStats, Target};
@@ -329,12 +332,26 @@ fn send_one(sender: &mut Sender, t: &[f32], w: usize, h: usize) -> usize {
         .png_bytes
 }
 
+/// `--one-thread`: encode on the calling thread (`Threads::Fixed(1)`) instead of the global
+/// rayon pool; on a loaded machine this avoids waiting for a second worker to be scheduled.
+fn one_thread() -> bool {
+    std::env::args().any(|a| a == "--one-thread")
+}
+
+fn options() -> EncodeOptions {
+    if one_thread() {
+        EncodeOptions::default().threads(Threads::Fixed(NonZeroUsize::MIN))
+    } else {
+        EncodeOptions::default()
+    }
+}
+
 fn latency(kind: Kind, t: &[f32], w: usize, h: usize, frames: usize, warmup: usize) {
     let server = Server::start(kind, 1);
     let base = Instant::now();
     let readers = Readers::start(server.addr(), 1, base, 1 << 20);
     server.wait_clients(1);
-    let mut sender = Sender::new(server.sink(), EncodeOptions::default()).expect("sender");
+    let mut sender = Sender::new(server.sink(), options()).expect("sender");
     let p = readers.progress[0].clone();
     let mut lat = Vec::with_capacity(frames);
     let mut png_bytes = 0;
@@ -354,9 +371,10 @@ fn latency(kind: Kind, t: &[f32], w: usize, h: usize, frames: usize, warmup: usi
     lat.sort_by(f64::total_cmp);
     let mean = lat.iter().sum::<f64>() / lat.len() as f64;
     println!(
-        "{{\"kind\":\"latency\",\"impl\":\"pngcast\",\"transport\":\"{}\",\"width\":{w},\"height\":{h},\
+        "{{\"kind\":\"latency\",\"impl\":\"pngcast\",\"threads\":\"{}\",\"transport\":\"{}\",\"width\":{w},\"height\":{h},\
          \"frames\":{frames},\"png_bytes\":{png_bytes},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\
          \"mean_ms\":{mean:.3},\"min_ms\":{:.3}}}",
+        if one_thread() { "1" } else { "global pool" },
         kind.name(),
         percentile(&lat, 0.5),
         percentile(&lat, 0.99),
