@@ -577,8 +577,14 @@ fn main() {
             allocs(kind, &t, 1024, 1024, if quick { 10 } else { 100 });
         }
     }
-    if only("fanout") {
-        for clients in [1, 10, 100] {
+    if only("fanout") || only("fanout100") {
+        // `fanout100`: only the 100-client rows (for `perf record`).
+        let counts: &[usize] = if only("fanout") {
+            &[1, 10, 100]
+        } else {
+            &[100]
+        };
+        for &clients in counts {
             let frames = if quick { 10 } else { 60 };
             for kind in kinds {
                 fanout(kind, &t, 1024, 1024, clients, frames);
