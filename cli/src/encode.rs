@@ -12,7 +12,9 @@ use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 use pngcast_core::convert::{convert_image, BitDepth, ConvertOptions, Quantize};
-use pngcast_core::png::{Compression, EncodeOptions, Encoder, Filter, ImageInfo, Threads};
+use pngcast_core::png::{
+    Compression, EncodeOptions, Encoder, FastLevel, Filter, ImageInfo, Threads,
+};
 use pngcast_core::tensor::{ImageView, TensorView};
 
 use crate::error::CliError;
@@ -41,8 +43,9 @@ pub struct EncodeArgs {
     #[arg(long, value_enum)]
     layout: Option<Layout>,
 
-    /// Deflate: `stored` (no compression, fastest), `compact` (zlib level 1, as ComfyUI's
-    /// Pillow) or `compact=LEVEL` (1..9). Default: the library's default (compact=1 today).
+    /// Deflate: `fast` (our own coder, the default; `fast=fastest` trades a little size for
+    /// speed), `stored` (no compression, raw size), `compact` (zlib level 1, as ComfyUI's Pillow)
+    /// or `compact=LEVEL` (1..9).
     #[arg(long, value_name = "MODE", value_parser = parse_compression)]
     compression: Option<Compression>,
 
@@ -128,8 +131,12 @@ pub(crate) fn parse_compression(s: &str) -> Result<Compression, String> {
             Ok(n @ 1..=9) => Ok(Compression::Compact(n)),
             _ => Err(format!("compact level must be 1..9, got '{l}'")),
         },
+        ("fast", None) => Ok(Compression::Fast(FastLevel::default())),
+        ("fast", Some("balanced")) => Ok(Compression::Fast(FastLevel::Balanced)),
+        ("fast", Some("fastest")) => Ok(Compression::Fast(FastLevel::Fastest)),
+        ("fast", Some(l)) => Err(format!("fast level must be balanced or fastest, got '{l}'")),
         ("stored", Some(_)) => Err("stored takes no level".into()),
-        _ => Err("expected stored, compact or compact=LEVEL".into()),
+        _ => Err("expected fast[=balanced|fastest], stored, compact or compact=LEVEL".into()),
     }
 }
 
@@ -381,6 +388,15 @@ mod tests {
         assert!(parse_compression("compact=").is_err());
         assert!(parse_compression("stored=1").is_err());
         assert!(parse_compression("zip").is_err());
+        assert_eq!(
+            parse_compression("fast"),
+            Ok(Compression::Fast(FastLevel::Balanced))
+        );
+        assert_eq!(
+            parse_compression("fast=fastest"),
+            Ok(Compression::Fast(FastLevel::Fastest))
+        );
+        assert!(parse_compression("fast=3").is_err());
     }
 
     #[test]
