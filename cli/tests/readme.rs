@@ -5,7 +5,7 @@
 fn readme_example_runs() -> Result<(), pngcast_core::Error> {
     // BEGIN README EXAMPLE
     use pngcast_core::convert::ConvertOptions;
-    use pngcast_core::png::{Compression, EncodeOptions, Encoder, Filter};
+    use pngcast_core::png::{Compression, EncodeOptions, Encoder, FastLevel};
     use pngcast_core::tensor::TensorView;
 
     // A ComfyUI IMAGE batch: [B, H, W, C] float32 in 0..1 (two 64x48 RGB frames here).
@@ -13,10 +13,11 @@ fn readme_example_runs() -> Result<(), pngcast_core::Error> {
     let batch = TensorView::bhwc(&data[..], [2, 48, 64, 3])?;
 
     // One encoder for every frame: it keeps its scratch buffers between frames.
+    // The default compression is pngcast's own fast deflate coder (`Compression::Fast`);
+    // `Compression::Compact(1)` is zlib level 1, what ComfyUI's Pillow uses.
     let mut encoder = Encoder::new(
         EncodeOptions::default()
-            .compression(Compression::Compact(1)) // zlib level 1, what ComfyUI's Pillow uses
-            .filter(Filter::Adaptive)
+            .compression(Compression::Fast(FastLevel::Balanced))
             .text("Software", "pngcast"),
     )?;
     let mut png = Vec::new();
