@@ -782,16 +782,16 @@ macro_rules! hostile_suite {
         $(
             #[test]
             fn $row() {
-                crate::hostile::run::<$b>(crate::hostile::row(stringify!($row)));
+                $crate::hostile::run::<$b>($crate::hostile::row(stringify!($row)));
             }
         )*
         #[test]
         fn table_is_complete() {
             let listed = [$(stringify!($row)),*];
-            for r in crate::hostile::TABLE {
+            for r in $crate::hostile::TABLE {
                 assert!(listed.contains(&r.name), "row {} has no test", r.name);
             }
-            assert_eq!(listed.len(), crate::hostile::TABLE.len());
+            assert_eq!(listed.len(), $crate::hostile::TABLE.len());
         }
     };
 }
