@@ -74,14 +74,25 @@ struct Case {
 
 impl Case {
     fn start<B: Backend>(name: &str, config: ServerConfig, frame_len: usize) -> Case {
+        Self::start_with::<B, ()>(name, config, frame_len, |_| ()).0
+    }
+    /// As [`Case::start`], running `pre` (e.g. connecting more clients) before the witness
+    /// starts pumping.
+    fn start_with<B: Backend, T>(
+        name: &str,
+        config: ServerConfig,
+        frame_len: usize,
+        pre: impl FnOnce(&Net) -> T,
+    ) -> (Case, T) {
         let serial = serial();
         let config = config.policy(Policy::Reliable);
         let h = Net::start::<B>(config.clone());
         let sink = h.sink();
         let healthy = connect_healthy(&h, &config, "healthy");
         stats_until(&*sink, "healthy registered", |s| s.clients == 1);
+        let extra = pre(&h);
         let witness = Witness::start(sink.clone(), healthy, frame_len);
-        Case {
+        let case = Case {
             _serial: serial,
             name: format!("{name} on {}", B::NAME),
             base_fds: fds(),
@@ -89,7 +100,8 @@ impl Case {
             h,
             sink,
             witness,
-        }
+        };
+        (case, extra)
     }
     /// Waits until only the healthy client is left and descriptors and threads are back, then
     /// checks the witness got every frame. Returns the number of frames.
@@ -332,8 +344,13 @@ fn bad_tensors_through_sender<B: Backend>() {
     use pngcast_core::sender::{FrameExtra, SendError, Sender};
     use pngcast_core::tensor::TensorView;
 
-    let case = Case::start::<B>("bad_tensors_through_sender", ServerConfig::default(), 256);
-    let mut flagged = case.h.connect(Some("flagged"), true);
+    // The type-4 client connects before the witness pumps (its flags exchange comes first).
+    let (case, mut flagged) = Case::start_with::<B, _>(
+        "bad_tensors_through_sender",
+        ServerConfig::default(),
+        256,
+        |h| h.connect(Some("flagged"), true),
+    );
     let mut sender = Sender::new(case.sink.clone(), EncodeOptions::default()).unwrap();
     let good: Vec<f32> = (0..2 * 5 * 7 * 3).map(|i| (i % 11) as f32 / 10.0).collect();
     let only = Target::client("flagged");
