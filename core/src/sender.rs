@@ -5,14 +5,14 @@
 //! `send` never blocks on the network: the sink only queues (transports write on their own
 //! threads), so while the transport sends frame `i`, `send` is already encoding frame `i + 1`.
 //!
-//! PNG buffers come from a small pool of `Arc<Vec<u8>>`: a buffer is reused once every client has
-//! written (and dropped) the frame that held it, which `Arc::get_mut` detects. In steady state the
-//! PNG bytes therefore cost no allocation; what remains per frame is the small `WireFrame` header:
-//! the shared `Arc`, the event name and each node key copied into its metadata, the announcement
-//! and the type-4 prefix (measured by `tests/tests/sender_alloc.rs`: 6 allocations, about 600
-//! bytes per frame with two node keys set, for a 150 KB PNG), plus whatever the sink does to
-//! queue it. When every pooled buffer is still held (clients far behind), a new buffer replaces
-//! the oldest pool slot: memory stays bounded by the pool size plus what the clients hold.
+//! Whole frames come from a small pool of [`WireFrame`]s, each owning its PNG buffer, its metadata
+//! strings, its announcement and its type-4 prefix. A frame is rebuilt in place once every client
+//! has written (and dropped) it, which `Arc::get_mut` detects, so in steady state a frame costs no
+//! allocation at all (checked by `tests/tests/sender_alloc.rs`: 0 allocations per frame, with
+//! announcements on or off and node keys set), plus whatever the sink does to queue it. When every
+//! pooled frame is still held (clients far behind), a new frame replaces the oldest pool slot
+//! (a handful of allocations); the old one lives on, intact, until its last client drops it, so
+//! memory stays bounded by the pool size plus what the clients hold.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -41,7 +41,7 @@ use crate::sink::{FrameSink, SinkError, Target};
 use crate::tensor::TensorView;
 use crate::wire::{ImageMeta, WireFrame};
 
-/// Number of PNG buffers a [`Sender`] keeps for reuse.
+/// Number of frames (each with its PNG buffer) a [`Sender`] keeps for reuse.
 pub const POOL_SIZE: usize = 4;
 
 /// ComfyUI node keys attached to every frame of a send (type-4 `J` and announcements).
@@ -96,7 +96,7 @@ pub struct SendReport {
     pub frames: usize,
     /// Total PNG bytes of those frames.
     pub png_bytes: usize,
-    /// PNG buffers taken from the pool (the rest were newly allocated).
+    /// Frames (PNG buffer and texts) taken from the pool (the rest were newly allocated).
     pub buffers_reused: usize,
 }
 
@@ -125,14 +125,14 @@ pub enum SendError {
 }
 
 /// Encodes batches and hands the frames to a sink. Holds the encoder's scratch buffers and a
-/// pool of PNG buffers, so keep one per stream and reuse it.
+/// pool of frames, so keep one per stream and reuse it.
 pub struct Sender {
     encoder: Encoder,
     convert: ConvertOptions,
     announce: bool,
     sink: Arc<dyn FrameSink>,
-    pool: Vec<Arc<Vec<u8>>>,
-    /// Pool slot replaced next when every buffer is busy.
+    pool: Vec<WireFrame>,
+    /// Pool slot replaced next when every frame is busy.
     evict: usize,
     meta: ImageMeta,
 }
@@ -218,19 +218,21 @@ impl Sender {
 
         let mut report = SendReport::default();
         for (index, image) in tensor.images().enumerate() {
-            let (slot, reused) = self.free_buffer();
+            let (slot, reused) = self.free_frame();
             report.buffers_reused += usize::from(reused);
-            let buf =
-                Arc::get_mut(&mut self.pool[slot]).expect("free_buffer returns an unshared buffer");
+            let frame = &mut self.pool[slot];
+            let buf = frame
+                .png_buf_mut()
+                .expect("free_frame returns an unshared frame");
             self.encoder
                 .encode_image_into(&image, self.convert, buf)
                 .map_err(|source| SendError::Encode { index, source })?;
             self.meta.index = index as u32;
-            let png = Arc::clone(&self.pool[slot]);
-            report.png_bytes += png.len();
-            let frame = WireFrame::new(&self.meta, png, self.announce);
+            let rebuilt = frame.rebuild(&self.meta, self.announce);
+            debug_assert!(rebuilt, "the frame is still unshared");
+            report.png_bytes += frame.png().len();
             self.sink
-                .send_image(target, &frame)
+                .send_image(target, frame)
                 .map_err(|source| SendError::Sink { index, source })?;
             report.frames += 1;
         }
@@ -247,21 +249,21 @@ impl Sender {
         self.sink.send_json(target, event, data)
     }
 
-    /// A pool slot whose buffer nobody else holds, and whether it is a reused buffer.
-    fn free_buffer(&mut self) -> (usize, bool) {
-        if let Some(i) = self.pool.iter_mut().position(|b| Arc::get_mut(b).is_some()) {
+    /// A pool slot whose frame nobody else holds, and whether it is a reused frame.
+    fn free_frame(&mut self) -> (usize, bool) {
+        if let Some(i) = self.pool.iter_mut().position(WireFrame::is_unshared) {
             return (i, true);
         }
         if self.pool.len() < POOL_SIZE {
-            self.pool.push(Arc::new(Vec::new()));
+            self.pool.push(WireFrame::pooled(0));
             return (self.pool.len() - 1, false);
         }
-        // Every buffer is still queued somewhere: replace the oldest slot; its old buffer lives
-        // on until its last client drops it.
+        // Every frame is still queued somewhere: replace the oldest slot with a new frame; the
+        // old one lives on, unchanged, until its last client drops it.
         let slot = self.evict;
         self.evict = (self.evict + 1) % POOL_SIZE;
-        let cap = self.pool[slot].capacity();
-        self.pool[slot] = Arc::new(Vec::with_capacity(cap));
+        let cap = self.pool[slot].png_arc().capacity();
+        self.pool[slot] = WireFrame::pooled(cap);
         (slot, false)
     }
 }
@@ -284,20 +286,35 @@ mod tests {
     use crate::sink::MemorySink;
 
     #[test]
-    fn buffer_pool_reuses_released_buffers() {
+    fn frame_pool_reuses_released_frames() {
         let mem = Arc::new(MemorySink::new());
         let mut s = Sender::new(mem.clone(), EncodeOptions::default()).unwrap();
         // Take all slots while they are held, then release them.
-        let (a, ra) = s.free_buffer();
+        let (a, ra) = s.free_frame();
         let held_a = s.pool[a].clone();
-        let (b, rb) = s.free_buffer();
+        let (b, rb) = s.free_frame();
         assert_ne!(a, b);
         assert!(!ra && !rb);
         drop(held_a);
-        let (c, rc) = s.free_buffer();
+        let (c, rc) = s.free_frame();
         // Slot a is free again (slot b was never shared, so it may be found first).
         assert!(rc);
         assert!(c == a || c == b);
+    }
+
+    #[test]
+    fn a_held_png_keeps_its_frame_out_of_the_pool() {
+        let mem = Arc::new(MemorySink::new());
+        let mut s = Sender::new(mem, EncodeOptions::default()).unwrap();
+        let (a, _) = s.free_frame();
+        let png = s.pool[a].png_arc().clone();
+        let (b, rb) = s.free_frame();
+        assert_ne!(a, b);
+        assert!(!rb);
+        drop(png);
+        let (c, rc) = s.free_frame();
+        assert!(rc);
+        assert_eq!(c, a);
     }
 
     #[test]
@@ -306,7 +323,7 @@ mod tests {
         let mut s = Sender::new(mem, EncodeOptions::default()).unwrap();
         let mut held = Vec::new();
         for _ in 0..3 * POOL_SIZE {
-            let (i, _) = s.free_buffer();
+            let (i, _) = s.free_frame();
             held.push(s.pool[i].clone());
         }
         assert_eq!(s.pool.len(), POOL_SIZE);

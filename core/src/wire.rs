@@ -21,7 +21,6 @@
 //! boundaries only. [`crate::queue::ClientQueue`] tracks those boundaries and splices control-frame
 //! bytes produced by tungstenite in between whole frames.
 
-use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::sync::Arc;
@@ -49,7 +48,7 @@ pub const OPCODE_PONG: u8 = 0xA;
 
 /// What an image frame is: its event name, its place in the batch, its size and the optional
 /// ComfyUI node keys. Serialised into the announcement (legacy) and into `J` (type 4).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, PartialEq, Eq, Default)]
 pub struct ImageMeta {
     /// Event name (`preview` by default in the CLI); also the JSON `type` of the announcement.
     pub event: String,
@@ -71,6 +70,38 @@ pub struct ImageMeta {
     pub parent_node_id: Option<String>,
     /// ComfyUI `real_node_id`.
     pub real_node_id: Option<String>,
+}
+
+impl Clone for ImageMeta {
+    fn clone(&self) -> Self {
+        ImageMeta {
+            event: self.event.clone(),
+            index: self.index,
+            count: self.count,
+            width: self.width,
+            height: self.height,
+            prompt_id: self.prompt_id.clone(),
+            node_id: self.node_id.clone(),
+            display_node_id: self.display_node_id.clone(),
+            parent_node_id: self.parent_node_id.clone(),
+            real_node_id: self.real_node_id.clone(),
+        }
+    }
+
+    /// Copies `source` field by field, reusing this value's string buffers: no allocation when
+    /// they are already large enough (how a pooled frame takes its metadata).
+    fn clone_from(&mut self, source: &Self) {
+        self.event.clone_from(&source.event);
+        self.index = source.index;
+        self.count = source.count;
+        self.width = source.width;
+        self.height = source.height;
+        self.prompt_id.clone_from(&source.prompt_id);
+        self.node_id.clone_from(&source.node_id);
+        self.display_node_id.clone_from(&source.display_node_id);
+        self.parent_node_id.clone_from(&source.parent_node_id);
+        self.real_node_id.clone_from(&source.real_node_id);
+    }
 }
 
 impl ImageMeta {
@@ -168,20 +199,50 @@ fn push_json_str(out: &mut String, s: &str) {
     out.push_str(&escaped);
 }
 
-#[derive(Debug)]
+/// The shared body of a [`WireFrame`]. Every field is a growable buffer, so a pooled frame is
+/// rebuilt in place (no allocation once the buffers have grown) when nobody holds it any more.
+#[derive(Debug, Default)]
 struct FrameInner {
     meta: ImageMeta,
     png: Arc<Vec<u8>>,
-    announcement: Option<Arc<str>>,
-    meta_prefix: Arc<[u8]>,
+    /// Whether `announcement` is part of the frame (legacy announcements on).
+    announce: bool,
+    announcement: String,
+    meta_prefix: Vec<u8>,
+}
+
+impl FrameInner {
+    /// Rewrites the metadata copy, the announcement and the type-4 prefix for `meta` and the
+    /// current PNG, reusing every buffer's capacity.
+    fn rebuild(&mut self, meta: &ImageMeta, announce: bool) {
+        self.meta.clone_from(meta);
+        self.announce = announce;
+        if announce {
+            // Format straight into the String's own buffer; the UTF-8 check moves it back
+            // without copying.
+            let mut a = std::mem::take(&mut self.announcement).into_bytes();
+            a.clear();
+            meta.write_announcement(self.png.len(), &mut a);
+            self.announcement = String::from_utf8(a).expect("JSON is UTF-8");
+        }
+        let p = &mut self.meta_prefix;
+        p.clear();
+        p.extend_from_slice(&TYPE_PREVIEW_IMAGE_WITH_METADATA.to_be_bytes());
+        p.extend_from_slice(&[0; 4]);
+        meta.write_metadata_json(p);
+        let jlen = u32::try_from(p.len() - 8).expect("metadata JSON under 4 GiB");
+        p[4..8].copy_from_slice(&jlen.to_be_bytes());
+    }
 }
 
 /// One encoded image, ready for every client: the PNG, the legacy announcement and the type-4
 /// prefix, all shared. `Clone` is one atomic increment; the PNG is never copied per client.
 ///
-/// Building one costs a few small allocations (the shared header, the copy of the metadata with
-/// its strings, the announcement text and the type-4 prefix) plus formatting about 300 bytes of
-/// JSON; the PNG itself is taken by `Arc`.
+/// [`WireFrame::new`] costs a few small allocations (the shared header, the copy of the metadata
+/// with its strings, the announcement text and the type-4 prefix) plus formatting about 300 bytes
+/// of JSON; the PNG itself is taken by `Arc`. The [`crate::sender::Sender`] instead keeps a small
+/// pool of frames and rebuilds one in place once every client has dropped it, so its steady state
+/// allocates nothing per frame.
 #[derive(Debug, Clone)]
 pub struct WireFrame {
     inner: Arc<FrameInner>,
@@ -191,33 +252,52 @@ impl WireFrame {
     /// Builds the frame for `meta` and `png`. `announce = false` switches the legacy announcement
     /// off (exactly what ComfyUI's `SaveImageWebsocket` emits).
     pub fn new(meta: &ImageMeta, png: Arc<Vec<u8>>, announce: bool) -> WireFrame {
-        // The JSON is formatted into a per-thread scratch buffer and copied once into its shared
-        // home, so a frame costs one allocation per text instead of one per formatted piece.
-        thread_local! {
-            static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+        // Sized for typical JSON so each text is one allocation, not a series of regrowths.
+        let mut inner = FrameInner {
+            png,
+            announcement: String::with_capacity(if announce { 192 } else { 0 }),
+            meta_prefix: Vec::with_capacity(168),
+            ..FrameInner::default()
+        };
+        inner.rebuild(meta, announce);
+        WireFrame {
+            inner: Arc::new(inner),
         }
-        SCRATCH.with(|scratch| {
-            let mut buf = scratch.borrow_mut();
-            let announcement = announce.then(|| {
-                buf.clear();
-                meta.write_announcement(png.len(), &mut buf);
-                Arc::<str>::from(std::str::from_utf8(&buf).expect("JSON is UTF-8"))
-            });
-            buf.clear();
-            buf.extend_from_slice(&TYPE_PREVIEW_IMAGE_WITH_METADATA.to_be_bytes());
-            buf.extend_from_slice(&[0; 4]);
-            meta.write_metadata_json(&mut buf);
-            let jlen = u32::try_from(buf.len() - 8).expect("metadata JSON under 4 GiB");
-            buf[4..8].copy_from_slice(&jlen.to_be_bytes());
-            WireFrame {
-                inner: Arc::new(FrameInner {
-                    meta: meta.clone(),
-                    png,
-                    announcement,
-                    meta_prefix: Arc::from(&buf[..]),
-                }),
+    }
+
+    /// An empty frame for a sender's pool (no PNG, no text, not yet meant for any client), its
+    /// PNG buffer reserving `png_capacity` bytes.
+    pub(crate) fn pooled(png_capacity: usize) -> WireFrame {
+        WireFrame {
+            inner: Arc::new(FrameInner {
+                png: Arc::new(Vec::with_capacity(png_capacity)),
+                ..FrameInner::default()
+            }),
+        }
+    }
+
+    /// True when this handle is the only holder of the frame and of its PNG buffer, so
+    /// [`WireFrame::png_buf_mut`] and [`WireFrame::rebuild`] may change it in place.
+    pub(crate) fn is_unshared(&mut self) -> bool {
+        Arc::get_mut(&mut self.inner).is_some_and(|inner| Arc::get_mut(&mut inner.png).is_some())
+    }
+
+    /// The PNG buffer to encode the next image into, `None` while the frame or its PNG is shared.
+    pub(crate) fn png_buf_mut(&mut self) -> Option<&mut Vec<u8>> {
+        Arc::get_mut(&mut self.inner).and_then(|inner| Arc::get_mut(&mut inner.png))
+    }
+
+    /// Rewrites the metadata, announcement and type-4 prefix for `meta` and the PNG now in the
+    /// buffer, without allocating once the buffers have grown. Returns false (and changes
+    /// nothing) while the frame is shared.
+    pub(crate) fn rebuild(&mut self, meta: &ImageMeta, announce: bool) -> bool {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => {
+                inner.rebuild(meta, announce);
+                true
             }
-        })
+            None => false,
+        }
     }
 
     /// The image description.
@@ -233,8 +313,10 @@ impl WireFrame {
         &self.inner.png
     }
     /// The legacy announcement text, `None` when announcements are off.
-    pub fn announcement(&self) -> Option<&Arc<str>> {
-        self.inner.announcement.as_ref()
+    pub fn announcement(&self) -> Option<&str> {
+        self.inner
+            .announce
+            .then_some(self.inner.announcement.as_str())
     }
     /// `00000001 00000002`: the prefix of the legacy binary message.
     pub fn legacy_prefix(&self) -> &'static [u8] {
@@ -565,7 +647,7 @@ mod tests {
         let png = Arc::new(vec![0x89, b'P', b'N', b'G', 1, 2, 3]);
         let f = WireFrame::new(&meta(), png.clone(), true);
         assert_eq!(
-            &**f.announcement().unwrap(),
+            f.announcement().unwrap(),
             r#"{"type": "preview", "data": {"event": "preview", "index": 1, "count": 3, "width": 640, "height": 480, "image_type": "image/png", "bytes": 7}}"#
         );
         let bin = f.binary_message(false);
