@@ -3,34 +3,9 @@
 #[path = "suite/mod.rs"]
 mod suite;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+// The backend adapters are shared with the hostile-input and fault suites.
+#[allow(dead_code)]
+#[path = "hostile/backends.rs"]
+mod backends;
 
-use pngcast_core::http::ServerConfig;
-use pngcast_core::sink::FrameSink;
-
-struct Blocking;
-
-impl suite::Server for pngcast_blocking::Server {
-    fn addr(&self) -> SocketAddr {
-        self.local_addr()
-    }
-    fn sink(&self) -> Arc<dyn FrameSink> {
-        pngcast_blocking::Server::sink(self)
-    }
-    fn shutdown(&self, deadline: Duration) {
-        pngcast_blocking::Server::shutdown(self, deadline)
-    }
-}
-
-impl suite::Backend for Blocking {
-    const NAME: &'static str = "blocking";
-    // A thread per client: the fan-out case runs with fewer clients than the mio one.
-    const MANY_CLIENTS: usize = 100;
-    fn start(config: ServerConfig) -> Box<dyn suite::Server> {
-        Box::new(pngcast_blocking::Server::bind(config).expect("bind blocking server"))
-    }
-}
-
-network_suite!(Blocking);
+network_suite!(backends::Blocking);

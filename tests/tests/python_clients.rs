@@ -232,68 +232,77 @@ fn config(announce: bool) -> ServerConfig {
         .announce(announce)
 }
 
-#[test]
-fn comfy_example_client_blocking() {
+/// The two servers, as far as these tests need them.
+trait Transport: FrameSink + Sized {
+    const NAME: &'static str;
+    fn bind(config: ServerConfig) -> Self;
+    fn addr(&self) -> SocketAddr;
+}
+
+impl Transport for pngcast_blocking::Server {
+    const NAME: &'static str = "blocking";
+    fn bind(config: ServerConfig) -> Self {
+        pngcast_blocking::Server::bind(config).unwrap()
+    }
+    fn addr(&self) -> SocketAddr {
+        self.local_addr()
+    }
+}
+
+impl Transport for pngcast_mio::Server {
+    const NAME: &'static str = "mio";
+    fn bind(config: ServerConfig) -> Self {
+        pngcast_mio::Server::bind(config).unwrap()
+    }
+    fn addr(&self) -> SocketAddr {
+        self.local_addr()
+    }
+}
+
+/// ComfyUI's example script, with and without the legacy announcements.
+fn comfy_example_client<T: Transport>() {
     if !require_python() {
         return;
     }
     for announce in [true, false] {
-        let server = pngcast_blocking::Server::bind(config(announce)).unwrap();
-        let tag = format!("comfy-blocking-{announce}");
+        let server = T::bind(config(announce));
+        let tag = format!("comfy-{}-{announce}", T::NAME);
         run_script(
             "comfy_example_client.py",
             &tag,
-            server.local_addr(),
-            &*server.sink(),
+            server.addr(),
+            &server,
             announce,
         );
     }
+}
+
+/// A `websockets` client declaring `supports_preview_metadata`.
+fn metadata_client<T: Transport>() {
+    if !require_python() {
+        return;
+    }
+    let server = T::bind(config(true));
+    let tag = format!("meta-{}", T::NAME);
+    run_script("metadata_client.py", &tag, server.addr(), &server, true);
+}
+
+#[test]
+fn comfy_example_client_blocking() {
+    comfy_example_client::<pngcast_blocking::Server>();
 }
 
 #[test]
 fn metadata_client_blocking() {
-    if !require_python() {
-        return;
-    }
-    let server = pngcast_blocking::Server::bind(config(true)).unwrap();
-    run_script(
-        "metadata_client.py",
-        "meta-blocking",
-        server.local_addr(),
-        &*server.sink(),
-        true,
-    );
+    metadata_client::<pngcast_blocking::Server>();
 }
 
 #[test]
 fn comfy_example_client_mio() {
-    if !require_python() {
-        return;
-    }
-    for announce in [true, false] {
-        let server = pngcast_mio::Server::bind(config(announce)).unwrap();
-        let tag = format!("comfy-mio-{announce}");
-        run_script(
-            "comfy_example_client.py",
-            &tag,
-            server.local_addr(),
-            &*server.sink(),
-            announce,
-        );
-    }
+    comfy_example_client::<pngcast_mio::Server>();
 }
 
 #[test]
 fn metadata_client_mio() {
-    if !require_python() {
-        return;
-    }
-    let server = pngcast_mio::Server::bind(config(true)).unwrap();
-    run_script(
-        "metadata_client.py",
-        "meta-mio",
-        server.local_addr(),
-        &*server.sink(),
-        true,
-    );
+    metadata_client::<pngcast_mio::Server>();
 }

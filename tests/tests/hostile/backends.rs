@@ -1,6 +1,6 @@
-//! Both network transports as [`suite::Backend`]s, shared by the hostile-input and fault test
-//! binaries (`hostile.rs`, `faults.rs`). The same adapters as `tests/mio.rs` and
-//! `tests/blocking.rs`, kept here so those files stay untouched.
+//! Both network transports as [`suite::Backend`]s: the one place that adapts them, shared by the
+//! conformance binaries (`mio.rs`, `blocking.rs`) and the hostile-input and fault binaries
+//! (`hostile.rs`, `faults.rs`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -51,6 +51,7 @@ impl suite::Server for pngcast_blocking::Server {
 
 impl suite::Backend for Blocking {
     const NAME: &'static str = "blocking";
+    // A thread per client: the fan-out case runs with fewer clients than the mio one.
     const MANY_CLIENTS: usize = 100;
     fn start(config: ServerConfig) -> Box<dyn suite::Server> {
         Box::new(pngcast_blocking::Server::bind(config).expect("bind blocking server"))
