@@ -78,36 +78,9 @@ fn start_mio(config: ServerConfig) -> Started {
     (server.local_addr(), server.sink(), Box::new(server))
 }
 
-/// A pngcast transport: seconds to deliver `n` frames of `png_len` bytes.
+/// A pngcast transport: seconds to deliver `n` frames to one client.
 fn run_ours(start: fn(ServerConfig) -> Started, png: &Arc<Vec<u8>>, n: usize) -> f64 {
-    let config = ServerConfig::default()
-        .addr(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .policy(Policy::Reliable)
-        .queue_bytes(usize::MAX / 4)
-        .announce(false);
-    let (addr, server, _guard) = start(config);
-    let status = wire::status_message("bench");
-    let mut h = [0u8; 10];
-    let status_len = wire::ws_frame_header(OPCODE_TEXT, status.len() as u64, &mut h) + status.len();
-    let expect = status_len + n * ws_len(LEGACY_PREFIX.len() + png.len());
-    let rx = receiver(addr, "bench", expect);
-    while server.stats().clients == 0 {
-        thread::sleep(Duration::from_millis(1));
-    }
-    let meta = ImageMeta {
-        event: "bench".into(),
-        count: 1,
-        width: 1,
-        height: 1,
-        ..Default::default()
-    };
-    let frame = WireFrame::new(&meta, Arc::clone(png), false);
-    let start = Instant::now();
-    for _ in 0..n {
-        server.send_image(&Target::All, &frame).unwrap();
-    }
-    let end = rx.join().unwrap();
-    end.duration_since(start).as_secs_f64()
+    run_fanout(start, png, n, 1)
 }
 
 /// Plain tungstenite: seconds to deliver `n` binary messages of prefix+PNG.
