@@ -42,10 +42,17 @@ pub enum FastLevel {
     Balanced,
 }
 
-/// Rows sampled per stripe to build its histogram.
-const SAMPLE_ROWS: usize = 12;
-/// At most this many bytes of a sampled row are counted (very wide rows).
-const SAMPLE_ROW_CAP: usize = 1 << 16;
+/// Bytes in one sampled piece of a stripe (a window of a wide row, or whole narrow rows).
+/// Measured on the corpus against whole-row sampling of 12 rows per stripe (21-29% of the
+/// data): 2 KiB pieces, one byte in 8 sampled, cost 0-0.3% in size on photos and the painting,
+/// 2% on the 4K graphic and the screenshot (whose rows differ most), and save ~10% of the time.
+const SAMPLE_PIECE: usize = 2048;
+/// About one byte in this many of a stripe is sampled for its histogram...
+const SAMPLE_FRACTION: usize = 8;
+/// ...in at least this many pieces...
+const SAMPLE_PIECES_MIN: usize = 4;
+/// ...and at most this many.
+const SAMPLE_PIECES_MAX: usize = 24;
 /// Rows are filtered and coded in chunks of about this many bytes (a whole row at least).
 const CHUNK_BYTES: usize = 16 * 1024;
 /// The filter [`FastLevel::Fastest`] uses.
@@ -97,7 +104,7 @@ fn grow(v: &mut Vec<u8>, n: usize) {
 /// Rows filtered and coded together, and rows per histogram sample group.
 fn chunk_rows(row_bytes: usize, nrows: usize) -> (usize, usize) {
     let coded = (CHUNK_BYTES / (row_bytes + 1)).clamp(1, nrows.max(1));
-    let sampled = (1024 / (row_bytes + 1)).max(1);
+    let sampled = (SAMPLE_PIECE / (row_bytes + 1)).max(1);
     (coded, sampled)
 }
 
@@ -105,8 +112,9 @@ fn chunk_rows(row_bytes: usize, nrows: usize) -> (usize, usize) {
 /// holds anything up to stored size plus one worst-case chunk (14 bits a byte) and the header.
 fn buffer_sizes(row_bytes: usize, nrows: usize) -> (usize, usize) {
     let (coded, sampled) = chunk_rows(row_bytes, nrows);
-    let sample_row = row_bytes.min(SAMPLE_ROW_CAP) + 1;
-    let chunk = (coded * (row_bytes + 1)).max(sampled * sample_row);
+    let chunk = (coded * (row_bytes + 1))
+        .max(sampled * (row_bytes + 1))
+        .max(SAMPLE_PIECE + 9);
     let bits = stored_size(nrows * (row_bytes + 1)) + coded * (row_bytes + 1) * 2 + 512;
     (chunk, bits)
 }
@@ -144,28 +152,52 @@ pub(crate) fn encode_stripe(
     grow(&mut scratch.bits, cap);
     let fixed = fixed_filter(job.filter, level);
 
-    // 1. Sample a histogram from SAMPLE_ROWS groups of consecutive rows spread over the stripe
-    // (a group of narrow rows holds at least ~1 KiB, so zero runs across rows are seen).
+    // 1. Sample a histogram from a few pieces of about SAMPLE_PIECE bytes spread over the
+    // stripe, about 1/SAMPLE_FRACTION of it (narrow rows: groups of whole consecutive rows, so
+    // zero runs across rows are seen; wide rows: a window of one row, its position moving
+    // across the width from piece to piece).
     let mut counts = [0u32; NUM_LITLEN];
     let prior = CostTable::prior();
     let (rows_per_chunk, group) = chunk_rows(rb, nrows);
-    let groups = nrows.div_ceil(group);
-    let samples = groups.min(SAMPLE_ROWS);
-    let n = rb.min(SAMPLE_ROW_CAP);
     let mut sampled_bytes = 0usize;
-    for s in 0..samples {
-        let r0 = (s * groups / samples) * group;
-        let rows_here = group.min(nrows - r0);
-        let buf = &mut scratch.row[..rows_here * (n + 1)];
-        for (i, seg) in buf.chunks_exact_mut(n + 1).enumerate() {
-            let raw = &row(job, r0 + i)[..n];
-            let prev = &prev_of(job, r0 + i, &scratch.zeros[..rb])[..n];
-            let f = fixed.unwrap_or_else(|| choose(kernel, raw, prev, job.bpp, &prior));
-            seg[0] = f;
-            kernel.filter_row(f, raw, prev, job.bpp, &mut seg[1..]);
+    let piece = SAMPLE_PIECE;
+    let pieces = (data_len / (piece * SAMPLE_FRACTION)).clamp(SAMPLE_PIECES_MIN, SAMPLE_PIECES_MAX);
+    if rb + 1 <= piece {
+        let groups = nrows.div_ceil(group);
+        let samples = groups.min(pieces);
+        for s in 0..samples {
+            let r0 = (s * groups / samples) * group;
+            let rows_here = group.min(nrows - r0);
+            let buf = &mut scratch.row[..rows_here * (rb + 1)];
+            for (i, seg) in buf.chunks_exact_mut(rb + 1).enumerate() {
+                let raw = row(job, r0 + i);
+                let prev = prev_of(job, r0 + i, &scratch.zeros[..rb]);
+                let f = fixed.unwrap_or_else(|| choose(kernel, raw, prev, job.bpp, &prior));
+                seg[0] = f;
+                kernel.filter_row(f, raw, prev, job.bpp, &mut seg[1..]);
+            }
+            count_tokens(kernel, buf, &mut counts);
+            sampled_bytes += buf.len();
         }
-        count_tokens(kernel, buf, &mut counts);
-        sampled_bytes += buf.len();
+    } else {
+        let bpp = job.bpp;
+        let span = rb - piece;
+        for s in 0..pieces {
+            let r = s * nrows / pieces;
+            // Window start: a multiple of bpp, with bpp bytes of left context when not at 0.
+            let o = (2 * s + 1) * span / (2 * pieces) / bpp * bpp;
+            let lo = o.saturating_sub(bpp);
+            let raw = &row(job, r)[lo..o + piece];
+            let prev = &prev_of(job, r, &scratch.zeros[..rb])[lo..o + piece];
+            let f = fixed.unwrap_or_else(|| choose(kernel, raw, prev, bpp, &prior));
+            let buf = &mut scratch.row[..raw.len() + 1];
+            kernel.filter_row(f, raw, prev, bpp, &mut buf[1..]);
+            // The filter byte goes just before the window's first counted byte.
+            buf[o - lo] = f;
+            let buf = &buf[o - lo..];
+            count_tokens(kernel, buf, &mut counts);
+            sampled_bytes += buf.len();
+        }
     }
     let table = Table::from_counts(&counts, &mut scratch.huff);
 

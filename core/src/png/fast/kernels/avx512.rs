@@ -293,91 +293,120 @@ unsafe fn lookup(t: &[__m512i; 4], x: __m512i, top: u64, m: u64) -> __m512i {
     }
 }
 
-/// The literal tables of one [`Table`] in registers.
+/// The literal tables of one [`Table`] in registers, and the byte order of [`UNPACK_ORDER`].
 struct LitRegs {
     len: [__m512i; 4],
     lo: [__m512i; 4],
     hi: [__m512i; 4],
+    order: __m512i,
 }
+
+/// Symbol order that makes `unpacklo_epi8` / `unpackhi_epi8` (which interleave bytes 0..8 /
+/// 8..16 of each 128-bit lane) produce symbols 0..32 / 32..64 in stream order: lane `k` holds
+/// symbols `8k..8k+8` in its low half and `32+8k..32+8k+8` in its high half.
+const UNPACK_ORDER: [u8; 64] = {
+    let mut t = [0u8; 64];
+    let mut k = 0;
+    while k < 4 {
+        let mut j = 0;
+        while j < 8 {
+            t[16 * k + j] = (8 * k + j) as u8;
+            t[16 * k + 8 + j] = (32 + 8 * k + j) as u8;
+            j += 1;
+        }
+        k += 1;
+    }
+    t
+};
 
 #[inline(always)]
 unsafe fn lit_regs(table: &Table) -> LitRegs {
-    // SAFETY: 256-byte tables.
+    // SAFETY: 256-byte tables and a 64-byte order table.
     unsafe {
         LitRegs {
             len: load_table(&table.lit_len),
             lo: load_table(&table.lit_lo),
             hi: load_table(&table.lit_hi),
+            order: _mm512_loadu_si512(UNPACK_ORDER.as_ptr() as *const _),
         }
     }
 }
 
 /// Emits the literals of the lanes of `x` selected by the contiguous-from-0 mask `m`.
+///
+/// The symbols are permuted once ([`UNPACK_ORDER`]) so that byte unpacks build the 16-bit
+/// (code, length) lanes in stream order; then codes are packed pairwise 16 -> 32 -> 64 bits
+/// with variable shifts (four codes, <= 56 bits, per 64-bit lane). Neighbouring 64-bit lanes
+/// are merged once more when all four pairs of a half fit in 56 bits (eight codes averaging
+/// under 7 bits: the common case on filtered photos), so the scalar bit writer, the serial
+/// part, takes eight codes per write.
 #[inline(always)]
 unsafe fn emit_block(x: __m512i, m: u64, t: &LitRegs, bw: &mut BitWriter<'_>) {
     let live = 64 - m.leading_zeros() as usize;
     // SAFETY: (whole body) register intrinsics and stores into local arrays; avx512f+bw+vbmi
     // enabled by the caller.
     unsafe {
-        let top = _mm512_movepi8_mask(x);
-        let l8 = lookup(&t.len, x, top, m);
-        let lo8 = lookup(&t.lo, x, top, m);
-        let hi8 = lookup(&t.hi, x, top, m);
+        let xp = _mm512_permutexvar_epi8(t.order, x);
+        // Lanes past `live` (permuted like the symbols) get length 0 and code 0.
+        let mp = if m == !0 {
+            !0
+        } else {
+            _mm512_movepi8_mask(_mm512_permutexvar_epi8(t.order, _mm512_movm_epi8(m)))
+        };
+        let top = _mm512_movepi8_mask(xp);
+        let l8 = lookup(&t.len, xp, top, mp);
+        let lo8 = lookup(&t.lo, xp, top, mp);
+        let hi8 = lookup(&t.hi, xp, top, mp);
+        let zero = _mm512_setzero_si512();
         let m16 = _mm512_set1_epi32(0xFFFF);
         let m32 = _mm512_set1_epi64(0xFFFF_FFFF);
+        let ones16 = _mm512_set1_epi16(1);
+        let halves = [
+            (
+                _mm512_unpacklo_epi8(lo8, hi8),
+                _mm512_unpacklo_epi8(l8, zero),
+            ),
+            (
+                _mm512_unpackhi_epi8(lo8, hi8),
+                _mm512_unpackhi_epi8(l8, zero),
+            ),
+        ];
         let mut codes = [0u64; 8];
         let mut lens = [0u64; 8];
-        for half in 0..2 {
+        for (half, &(c16, l16)) in halves.iter().enumerate() {
             if half * 32 >= live {
                 break;
             }
-            let (l, lo, hi) = if half == 0 {
-                (
-                    _mm512_castsi512_si256(l8),
-                    _mm512_castsi512_si256(lo8),
-                    _mm512_castsi512_si256(hi8),
-                )
-            } else {
-                (
-                    _mm512_extracti64x4_epi64::<1>(l8),
-                    _mm512_extracti64x4_epi64::<1>(lo8),
-                    _mm512_extracti64x4_epi64::<1>(hi8),
-                )
-            };
-            // 32 symbols in 16-bit lanes: code (<= 14 bits) and length.
-            let l16 = _mm512_cvtepu8_epi16(l);
-            let c16 = _mm512_or_si512(
-                _mm512_cvtepu8_epi16(lo),
-                _mm512_slli_epi16::<8>(_mm512_cvtepu8_epi16(hi)),
-            );
+            // (A & B) | C as a ternary-logic immediate.
+            const AND_OR: i32 = 0xEA;
             // Pairs -> 32-bit lanes: first | second << len(first).
             let le = _mm512_and_si512(l16, m16);
-            let c32 = _mm512_or_si512(
-                _mm512_and_si512(c16, m16),
+            let c32 = _mm512_ternarylogic_epi32::<AND_OR>(
+                c16,
+                m16,
                 _mm512_sllv_epi32(_mm512_srli_epi32::<16>(c16), le),
             );
-            let l32 = _mm512_add_epi32(le, _mm512_srli_epi32::<16>(l16));
+            let l32 = _mm512_madd_epi16(l16, ones16);
             // Pairs -> 64-bit lanes: four codes, <= 56 bits.
             let le = _mm512_and_si512(l32, m32);
-            let c64 = _mm512_or_si512(
-                _mm512_and_si512(c32, m32),
+            let c64 = _mm512_ternarylogic_epi64::<AND_OR>(
+                c32,
+                m32,
                 _mm512_sllv_epi64(_mm512_srli_epi64::<32>(c32), le),
             );
             let l64 = _mm512_add_epi64(le, _mm512_srli_epi64::<32>(l32));
+            // Odd lanes moved onto even ones: merged pairs in the even lanes.
+            const SWAP: i32 = 0b01_00_11_10;
+            let l_odd = _mm512_shuffle_epi32::<SWAP>(l64);
+            let tot = _mm512_add_epi64(l64, l_odd);
             let words = (live - half * 32).min(32).div_ceil(4);
-            // Pairs of words -> one write when all four pairs fit in 56 bits (the common case
-            // on filtered photos: eight codes averaging under 7 bits), halving the writes.
-            let l_odd = _mm512_maskz_compress_epi64(0xAA, l64);
-            let l_even = _mm512_maskz_compress_epi64(0x55, l64);
-            let tot = _mm512_add_epi64(l_even, l_odd);
-            if words == 8 && _mm512_cmpgt_epu64_mask(tot, _mm512_set1_epi64(56)) & 0x0F == 0 {
-                let c_odd = _mm512_maskz_compress_epi64(0xAA, c64);
-                let c_even = _mm512_maskz_compress_epi64(0x55, c64);
-                let c = _mm512_or_si512(c_even, _mm512_sllv_epi64(c_odd, l_even));
+            if _mm512_cmpgt_epu64_mask(tot, _mm512_set1_epi64(56)) & 0x55 == 0 {
+                let c_odd = _mm512_shuffle_epi32::<SWAP>(c64);
+                let c = _mm512_or_si512(c64, _mm512_sllv_epi64(c_odd, l64));
                 _mm512_storeu_si512(codes.as_mut_ptr() as *mut _, c);
                 _mm512_storeu_si512(lens.as_mut_ptr() as *mut _, tot);
-                for j in 0..4 {
-                    bw.write(codes[j], lens[j] as u32);
+                for j in 0..words.div_ceil(2) {
+                    bw.write(codes[2 * j], lens[2 * j] as u32);
                 }
                 continue;
             }
@@ -414,38 +443,66 @@ unsafe fn emit_literals(bytes: &[u8], table: &Table, bw: &mut BitWriter<'_>) {
     *bw = w;
 }
 
-/// The fused segment coder: per 64-byte window, the zero mask of this window and the next
-/// gives every run start in the window; the literals before it go out in one masked block.
+/// Bit `t` of the result: bits `t..t + 12` of the 128-bit `z | zn << 64` are all set, i.e. a
+/// run of [`super::MIN_RUN`] zero bytes starts at `t`. Four doubling steps (1+1, 2+2, 4+4, then
+/// 8 at t and t+4) in scalar registers, which are idle while the vector units code literals.
+#[inline(always)]
+fn run_starts(z: u64, zn: u64) -> u64 {
+    const _: () = assert!(super::MIN_RUN == 12);
+    let a = z & (z >> 1 | zn << 63);
+    let an = zn & zn >> 1;
+    let b = a & (a >> 2 | an << 62);
+    let bn = an & an >> 2;
+    let c = b & (b >> 4 | bn << 60);
+    let cn = bn & bn >> 4;
+    c & (c >> 4 | cn << 60)
+}
+
+/// `seg[p..]`'s next 64 bytes (zero past the end) and their zero-byte mask.
+#[inline(always)]
+unsafe fn load_window(seg: &[u8], p: usize) -> (__m512i, u64) {
+    let m = lanes(seg.len() - p);
+    // SAFETY: lanes in m are within seg; masked-off lanes are not accessed.
+    unsafe {
+        let v = _mm512_maskz_loadu_epi8(m, seg.as_ptr().add(p) as *const i8);
+        (v, _mm512_testn_epi8_mask(v, v) & m)
+    }
+}
+
+/// The fused segment coder: per 64-byte window, the zero masks of this window and the next
+/// give every run start in the window; the literals before it go out in one masked block.
+/// The next window is loaded once and carried over when no run interrupts.
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,bmi2")]
 unsafe fn emit_segment(seg: &[u8], table: &Table, bw: &mut BitWriter<'_>) {
-    const R: usize = super::MIN_RUN;
     let n = seg.len();
+    if n == 0 {
+        return;
+    }
     // SAFETY: reads the tables.
     let t = unsafe { lit_regs(table) };
     let bw_outer = bw;
     let mut w = bw_outer.detach();
     let bw = &mut w;
     let mut pos = 0;
-    while pos < n {
+    // SAFETY: 0 < n.
+    let (mut x, mut z) = unsafe { load_window(seg, 0) };
+    loop {
         let m = lanes(n - pos);
-        // SAFETY: lanes in m are within seg; masked-off lanes are not accessed.
-        let x = unsafe { _mm512_maskz_loadu_epi8(m, seg.as_ptr().add(pos) as *const i8) };
-        let z = _mm512_testn_epi8_mask(x, x) & m;
-        let znext = if n - pos > 64 {
+        let (xn, zn) = if n - pos > 64 {
             // SAFETY: pos + 64 < n.
-            unsafe { zero_mask(seg, pos + 64).0 }
+            unsafe { load_window(seg, pos + 64) }
         } else {
-            0
+            (_mm512_setzero_si512(), 0)
         };
-        // Bit t: bytes t..t+R-1 are zeros (bits past 63 come from the next window).
-        let mut cand = z;
-        for k in 1..R {
-            cand &= z >> k | znext << (64 - k);
-        }
+        let cand = run_starts(z, zn);
         if cand == 0 {
             // SAFETY: register work and writes through bw.
             unsafe { emit_block(x, m, &t, bw) };
             pos += 64;
+            if pos >= n {
+                break;
+            }
+            (x, z) = (xn, zn);
             continue;
         }
         let s = cand.trailing_zeros() as usize;
@@ -453,7 +510,7 @@ unsafe fn emit_segment(seg: &[u8], table: &Table, bw: &mut BitWriter<'_>) {
             // SAFETY: as above.
             unsafe { emit_block(x, (1u64 << s) - 1, &t, bw) };
         }
-        let zz = z as u128 | (znext as u128) << 64;
+        let zz = z as u128 | (zn as u128) << 64;
         let ones = (!(zz >> s)).trailing_zeros() as usize;
         let k = if s + ones < 128 {
             ones
@@ -463,6 +520,11 @@ unsafe fn emit_segment(seg: &[u8], table: &Table, bw: &mut BitWriter<'_>) {
         };
         super::emit_run(k, table, bw);
         pos += s + k;
+        if pos >= n {
+            break;
+        }
+        // SAFETY: pos < n.
+        (x, z) = unsafe { load_window(seg, pos) };
     }
     *bw_outer = w;
 }
