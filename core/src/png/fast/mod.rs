@@ -162,7 +162,7 @@ pub(crate) fn encode_stripe(
     let mut sampled_bytes = 0usize;
     let piece = SAMPLE_PIECE;
     let pieces = (data_len / (piece * SAMPLE_FRACTION)).clamp(SAMPLE_PIECES_MIN, SAMPLE_PIECES_MAX);
-    if rb + 1 <= piece {
+    if rb < piece {
         let groups = nrows.div_ceil(group);
         let samples = groups.min(pieces);
         for s in 0..samples {
