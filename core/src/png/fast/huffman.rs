@@ -187,6 +187,7 @@ impl Table {
 #[derive(Debug, Default)]
 pub(crate) struct HuffWork {
     order: Vec<u16>,
+    spare: Vec<u16>,
     weight: Vec<u64>,
     parent: Vec<u16>,
     depth: Vec<u8>,
@@ -197,6 +198,7 @@ impl HuffWork {
     pub fn reserve(&mut self) {
         let n = NUM_LITLEN;
         self.order.reserve(n.saturating_sub(self.order.len()));
+        self.spare.reserve(n.saturating_sub(self.spare.len()));
         self.weight
             .reserve((2 * n).saturating_sub(self.weight.len()));
         self.parent
@@ -219,10 +221,7 @@ pub(crate) fn limited_lengths(freq: &[u32], limit: u8, lens: &mut [u8], work: &m
     debug_assert!(freq.iter().all(|&f| f > 0));
     debug_assert!((1usize << limit) >= n);
     let order = &mut work.order;
-    order.clear();
-    order.extend(0..n as u16);
-    // Sort by (frequency, symbol) as one integer key: several times faster than a tuple key.
-    order.sort_unstable_by_key(|&s| (freq[s as usize] as u64) << 16 | s as u64);
+    sort_by_freq(freq, order, &mut work.spare);
 
     // Nodes 0..n are leaves (in sorted order), n..2n-1 internal nodes in creation order.
     let weight = &mut work.weight;
@@ -288,6 +287,39 @@ pub(crate) fn limited_lengths(freq: &[u32], limit: u8, lens: &mut [u8], work: &m
     debug_assert_eq!(k, n);
 }
 
+/// The symbols `0..freq.len()` ordered by (frequency, symbol), into `order`.
+///
+/// A least-significant-digit radix sort on the frequency, one byte per pass and only as many
+/// passes as the largest frequency needs (two for sampled histograms): each pass is stable, so
+/// equal frequencies keep symbol order. A few hundred nanoseconds for 286 symbols, against
+/// several microseconds for a comparison sort; it runs once per stripe.
+fn sort_by_freq(freq: &[u32], order: &mut Vec<u16>, spare: &mut Vec<u16>) {
+    let n = freq.len();
+    order.clear();
+    order.extend(0..n as u16);
+    spare.clear();
+    spare.resize(n, 0);
+    let max = freq.iter().copied().max().unwrap_or(0);
+    let mut shift = 0;
+    while shift < 32 && max >> shift != 0 {
+        let digit = |s: u16| ((freq[s as usize] >> shift) & 0xFF) as usize;
+        let mut start = [0usize; 257];
+        for &s in order.iter() {
+            start[digit(s) + 1] += 1;
+        }
+        for d in 0..256 {
+            start[d + 1] += start[d];
+        }
+        for &s in order.iter() {
+            let d = digit(s);
+            spare[start[d]] = s;
+            start[d] += 1;
+        }
+        std::mem::swap(order, spare);
+        shift += 8;
+    }
+}
+
 /// Canonical deflate codes for `lens`, bit-reversed for an LSB-first writer.
 pub(crate) fn canonical_codes(lens: &[u8], codes: &mut [u16]) {
     let mut count = [0u16; 16];
@@ -351,6 +383,21 @@ mod tests {
         let mut lens = [0u8; 2];
         limited_lengths(&[5, 9], 15, &mut lens, &mut HuffWork::default());
         assert_eq!(lens, [1, 1]);
+    }
+
+    #[test]
+    fn radix_order_matches_comparison_sort() {
+        let mut rng = fastrand::Rng::with_seed(11);
+        let (mut order, mut spare) = (Vec::new(), Vec::new());
+        for _ in 0..200 {
+            let n = rng.usize(1..=300);
+            let top = [1u32, 255, 256, 70_000, u32::MAX][rng.usize(0..5)];
+            let freq: Vec<u32> = (0..n).map(|_| rng.u32(0..=top)).collect();
+            sort_by_freq(&freq, &mut order, &mut spare);
+            let mut expect: Vec<u16> = (0..n as u16).collect();
+            expect.sort_by_key(|&s| (freq[s as usize], s));
+            assert_eq!(order, expect);
+        }
     }
 
     #[test]

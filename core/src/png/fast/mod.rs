@@ -322,9 +322,21 @@ fn emit_tokens(kernel: Kernel, seg: &[u8], table: &Table, bw: &mut BitWriter<'_>
 
 /// Counts the symbols [`emit_tokens`] would write for `seg`.
 fn count_tokens(kernel: Kernel, seg: &[u8], counts: &mut [u32; NUM_LITLEN]) {
+    // Four interleaved tables, so repeated bytes do not serialise on one counter.
     let lit = |bytes: &[u8], counts: &mut [u32; NUM_LITLEN]| {
-        for &b in bytes {
-            counts[b as usize] += 1;
+        let mut t = [[0u32; 256]; 4];
+        let mut quads = bytes.chunks_exact(4);
+        for q in &mut quads {
+            t[0][q[0] as usize] += 1;
+            t[1][q[1] as usize] += 1;
+            t[2][q[2] as usize] += 1;
+            t[3][q[3] as usize] += 1;
+        }
+        for &b in quads.remainder() {
+            t[0][b as usize] += 1;
+        }
+        for (b, c) in counts[..256].iter_mut().enumerate() {
+            *c += t[0][b] + t[1][b] + t[2][b] + t[3][b];
         }
     };
     let mut i = 0;
