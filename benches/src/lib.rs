@@ -145,12 +145,74 @@ pub fn flat(width: u32, height: u32, channels: u8) -> Image {
     }
 }
 
-/// The encode bench's images: a photo, a 1024x1024 crop of the digital painting, the 4K flat
-/// graphic, the text screenshot (RGBA), the gray photo, and 1024x1024 RGB noise and flat fill.
+/// Side of the photo tiles the photo mosaics are built from.
+pub const TILE: u32 = 512;
+
+/// The distinct 512x512 centre crops of corpus photos that the mosaics are made of (the Kodak
+/// photos, the astronaut, the Hubble field, the retina).
+const PHOTO_TILES: [&str; 7] = [
+    "photo/kodim23.png",
+    "photo/kodim02.png",
+    "photo/kodim07.png",
+    "photo/kodim17.png",
+    "photo/astronaut.png",
+    "photo/hubble_deep_field.png",
+    "photo/retina.png",
+];
+
+/// A `side x side` RGB photo (side a multiple of 512) made of 512x512 centre crops of different
+/// corpus photos, named `photos_<side>`: 512 is the kodim23 crop alone, 1024 four photos, 2048
+/// sixteen tiles of seven photos laid out so that no tile repeats within a row of tiles.
+///
+/// No photo in the corpus is 2048 pixels wide, and mirror-tiling one photo (as the latency bench
+/// does) repeats row content at a distance deflate's window reaches, which favours LZ77 coders
+/// unfairly; tiles of different photos repeat only 512 rows apart (megabytes, far outside the
+/// 32 KiB window). `None` (with a note) when a tile's photo is missing.
+pub fn photo_mosaic(side: u32) -> Option<Image> {
+    let n = (side / TILE).max(1);
+    let mut tiles = Vec::new();
+    for rel in PHOTO_TILES.iter().take((n * n) as usize) {
+        let img = find_image(rel, rel)?;
+        if img.channels != 3 || img.width < TILE || img.height < TILE {
+            eprintln!("note: {rel} is not an RGB image of at least {TILE}x{TILE}; skipped");
+            return None;
+        }
+        tiles.push(img.crop_centre(TILE, TILE, rel));
+    }
+    let side = n * TILE;
+    let row_bytes = side as usize * 3;
+    let tile_row = TILE as usize * 3;
+    let mut pixels = vec![0u8; row_bytes * side as usize];
+    for ty in 0..n as usize {
+        for tx in 0..n as usize {
+            // Consecutive indices modulo 7: the (at most 4) tiles of one row are all different.
+            let tile = &tiles[(ty * n as usize + tx) % tiles.len()];
+            for y in 0..TILE as usize {
+                let dst = (ty * TILE as usize + y) * row_bytes + tx * tile_row;
+                pixels[dst..dst + tile_row]
+                    .copy_from_slice(&tile.pixels[y * tile_row..(y + 1) * tile_row]);
+            }
+        }
+    }
+    Some(Image {
+        name: format!("photos_{side}"),
+        width: side,
+        height: side,
+        channels: 3,
+        pixels,
+    })
+}
+
+/// The image set of the encoder comparison (issue 3), shared by the criterion `encode` and `fast`
+/// suites and the `encoders` example: photo mosaics at 512^2, 1024^2 and 2048^2
+/// ([`photo_mosaic`]), a 1024x1024 centre crop of the digital painting, the 4K flat graphic, the
+/// text screenshot (RGBA), the gray photo (512x512), and 1024x1024 RGB noise and flat fill.
 /// Images missing from this checkout are skipped with a note.
-pub fn encode_bench_images() -> Vec<Image> {
-    let mut v = Vec::new();
-    v.extend(find_image("photo/kodim23.png", "photo_kodim23"));
+pub fn encoder_images() -> Vec<Image> {
+    let mut v: Vec<Image> = [512, 1024, 2048]
+        .into_iter()
+        .filter_map(photo_mosaic)
+        .collect();
     if let Some(p) = find_image("art/fantasy_digital_painting.png", "painting") {
         v.push(p.crop_centre(1024, 1024, "painting_1024"));
     }
@@ -163,7 +225,102 @@ pub fn encode_bench_images() -> Vec<Image> {
         "screenshot_rgba",
     ));
     v.extend(find_image("gray/camera.png", "gray_camera"));
-    v.push(noise(1024, 1024, 3, 7));
-    v.push(flat(1024, 1024, 3));
+    let mut noise = noise(1024, 1024, 3, 7);
+    noise.name = "noise_1024".into();
+    v.push(noise);
+    let mut flat = flat(1024, 1024, 3);
+    flat.name = "flat_1024".into();
+    v.push(flat);
     v
+}
+
+/// The peer encoders, called the same way by the criterion suites and the `encoders` example.
+pub mod peers {
+    use super::Image;
+
+    /// The png crate's colour type for `channels` (1..=4).
+    pub fn png_colour(channels: u8) -> png::ColorType {
+        match channels {
+            1 => png::ColorType::Grayscale,
+            2 => png::ColorType::GrayscaleAlpha,
+            3 => png::ColorType::Rgb,
+            _ => png::ColorType::Rgba,
+        }
+    }
+
+    /// Encodes `img` with the png crate at `compression` (default adaptive filtering) into `out`
+    /// (cleared first; its capacity is reused).
+    pub fn png_crate(img: &Image, compression: png::Compression, out: &mut Vec<u8>) {
+        out.clear();
+        let mut e = png::Encoder::new(&mut *out, img.width, img.height);
+        e.set_color(png_colour(img.channels));
+        e.set_depth(png::BitDepth::Eight);
+        e.set_compression(compression);
+        let mut w = e.write_header().expect("png header");
+        w.write_image_data(&img.pixels).expect("png image data");
+        w.finish().expect("png finish");
+    }
+
+    /// Encodes `img` with mtpng at its `Fast` level on `pool` (its thread count is mtpng's).
+    pub fn mtpng(img: &Image, pool: &rayon::ThreadPool) -> Vec<u8> {
+        use mtpng::{encoder, ColorType, CompressionLevel, Header};
+        let mut header = Header::new();
+        header.set_size(img.width, img.height).expect("mtpng size");
+        let colour = match img.channels {
+            1 => ColorType::Greyscale,
+            2 => ColorType::GreyscaleAlpha,
+            3 => ColorType::Truecolor,
+            _ => ColorType::TruecolorAlpha,
+        };
+        header.set_color(colour, 8).expect("mtpng colour");
+        let mut options = encoder::Options::new();
+        options.set_thread_pool(pool).expect("mtpng pool");
+        options
+            .set_compression_level(CompressionLevel::Fast)
+            .expect("mtpng level");
+        let mut e = encoder::Encoder::new(Vec::new(), &options);
+        e.write_header(&header).expect("mtpng header");
+        e.write_image_rows(&img.pixels).expect("mtpng rows");
+        e.finish().expect("mtpng finish")
+    }
+
+    /// Encodes `img` with lodepng's default settings (its own deflate, filter heuristics).
+    pub fn lodepng(img: &Image) -> Vec<u8> {
+        let colour = match img.channels {
+            1 => lodepng::ColorType::GREY,
+            2 => lodepng::ColorType::GREY_ALPHA,
+            3 => lodepng::ColorType::RGB,
+            _ => lodepng::ColorType::RGBA,
+        };
+        lodepng::encode_memory(
+            &img.pixels,
+            img.width as usize,
+            img.height as usize,
+            colour,
+            8,
+        )
+        .expect("lodepng encode")
+    }
+}
+
+/// Decodes `png_bytes` with the png crate and says whether it holds exactly `img`'s pixels (same
+/// size and channel count, 8-bit): how every encoder's output is checked before it is timed.
+pub fn decodes_to(png_bytes: &[u8], img: &Image) -> bool {
+    let mut decoder = png::Decoder::new(Cursor::new(png_bytes));
+    decoder.set_transformations(png::Transformations::IDENTITY);
+    let Ok(mut reader) = decoder.read_info() else {
+        return false;
+    };
+    let Some(size) = reader.output_buffer_size() else {
+        return false;
+    };
+    let mut pixels = vec![0; size];
+    let Ok(frame) = reader.next_frame(&mut pixels) else {
+        return false;
+    };
+    frame.width == img.width
+        && frame.height == img.height
+        && frame.bit_depth == png::BitDepth::Eight
+        && frame.color_type.samples() == usize::from(img.channels)
+        && pixels[..frame.buffer_size()] == img.pixels[..]
 }
