@@ -86,6 +86,9 @@ fn parse_args() -> Args {
     a
 }
 
+/// Runs one encoder on its image, writing the PNG into the given buffer.
+type RunFn<'a> = Box<dyn FnMut(&mut Vec<u8>) + 'a>;
+
 /// One encoder ready to run on one image; `run` writes the PNG into `out`, which is kept between
 /// runs so that encoders that can reuse an output buffer do.
 struct Variant<'a> {
@@ -93,7 +96,7 @@ struct Variant<'a> {
     family: &'static str,
     setting: String,
     threads: usize,
-    run: Box<dyn FnMut(&mut Vec<u8>) + 'a>,
+    run: RunFn<'a>,
     out: Vec<u8>,
     times: Vec<Duration>,
 }
@@ -267,7 +270,9 @@ fn dump(dir: &std::path::Path, img: &Image) -> std::io::Result<()> {
 
 fn main() {
     let args = parse_args();
-    let wanted = |list: &[String], name: &str| list.is_empty() || list.iter().any(|s| name.contains(s.as_str()));
+    let wanted = |list: &[String], name: &str| {
+        list.is_empty() || list.iter().any(|s| name.contains(s.as_str()))
+    };
     let images: Vec<Image> = encoder_images()
         .into_iter()
         .filter(|i| wanted(&args.images, &i.name))
@@ -294,7 +299,8 @@ fn main() {
         .map_or(0, |d| d.as_secs());
     let pools = [pool(1), pool(2)];
     let mut table = vec![
-        "| image | encoder | threads | median MP/s | best MP/s | median ms | bytes / raw |".to_string(),
+        "| image | encoder | threads | median MP/s | best MP/s | median ms | bytes / raw |"
+            .to_string(),
         "|---|---|---|---|---|---|---|".to_string(),
     ];
     for img in &images {
@@ -313,7 +319,10 @@ fn main() {
             v.run_once();
             let ok = decodes_to(&v.out, img);
             if !ok {
-                eprintln!("  {} t{}: output does not decode to the input pixels; not timed", v.name, v.threads);
+                eprintln!(
+                    "  {} t{}: output does not decode to the input pixels; not timed",
+                    v.name, v.threads
+                );
             }
             ok
         });
@@ -374,7 +383,9 @@ fn main() {
             eprintln!("  {row}");
             table.push(row);
         }
-        jsonl.flush().unwrap_or_else(|e| usage(&format!("write: {e}")));
+        jsonl
+            .flush()
+            .unwrap_or_else(|e| usage(&format!("write: {e}")));
     }
     let md = table.join("\n") + "\n";
     print!("{md}");

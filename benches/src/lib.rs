@@ -303,11 +303,13 @@ pub mod peers {
     }
 }
 
-/// Decodes `png_bytes` with the png crate and says whether it holds exactly `img`'s pixels (same
-/// size and channel count, 8-bit): how every encoder's output is checked before it is timed.
+/// Decodes `png_bytes` with the png crate and says whether it holds exactly `img`'s pixels: how
+/// every encoder's output is checked before it is timed. Encoders may choose another colour type
+/// losslessly (lodepng writes a palette or gray image when the pixels allow), so both sides are
+/// compared as 8-bit RGBA after palette and low-depth expansion.
 pub fn decodes_to(png_bytes: &[u8], img: &Image) -> bool {
     let mut decoder = png::Decoder::new(Cursor::new(png_bytes));
-    decoder.set_transformations(png::Transformations::IDENTITY);
+    decoder.set_transformations(png::Transformations::EXPAND);
     let Ok(mut reader) = decoder.read_info() else {
         return false;
     };
@@ -318,9 +320,99 @@ pub fn decodes_to(png_bytes: &[u8], img: &Image) -> bool {
     let Ok(frame) = reader.next_frame(&mut pixels) else {
         return false;
     };
+    pixels.truncate(frame.buffer_size());
     frame.width == img.width
         && frame.height == img.height
         && frame.bit_depth == png::BitDepth::Eight
-        && frame.color_type.samples() == usize::from(img.channels)
-        && pixels[..frame.buffer_size()] == img.pixels[..]
+        && to_rgba(&pixels, frame.color_type.samples())
+            == to_rgba(&img.pixels, usize::from(img.channels))
+}
+
+/// 8-bit samples with `channels` (1..=4) per pixel as RGBA (opaque where there is no alpha).
+fn to_rgba(samples: &[u8], channels: usize) -> Vec<u8> {
+    samples
+        .chunks_exact(channels.max(1))
+        .flat_map(|p| match *p {
+            [g] => [g, g, g, 255],
+            [g, a] => [g, g, g, a],
+            [r, g, b] => [r, g, b, 255],
+            [r, g, b, a] => [r, g, b, a],
+            _ => [0, 0, 0, 0],
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small(channels: u8) -> Image {
+        let mut img = noise(37, 11, channels, 3);
+        img.name = "small".into();
+        img
+    }
+
+    #[test]
+    fn decodes_to_accepts_every_peer_and_rejects_a_changed_pixel() {
+        for channels in 1..=4 {
+            let img = small(channels);
+            let mut png = Vec::new();
+            peers::png_crate(&img, png::Compression::Fast, &mut png);
+            assert!(decodes_to(&png, &img), "png crate, {channels} channels");
+            assert!(decodes_to(&peers::lodepng(&img), &img), "lodepng");
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(1)
+                .build()
+                .unwrap();
+            assert!(decodes_to(&peers::mtpng(&img, &pool), &img), "mtpng");
+            let mut other = img.clone();
+            other.pixels[200] ^= 1;
+            assert!(!decodes_to(&png, &other), "a changed sample must be seen");
+            assert!(!decodes_to(&png[..png.len() / 2], &img), "truncated PNG");
+            let mut wider = img.clone();
+            wider.width += 1;
+            assert!(!decodes_to(&png, &wider), "other size");
+        }
+    }
+
+    #[test]
+    fn lodepng_palette_output_counts_as_lossless() {
+        // A flat fill: lodepng writes a palette image; the RGBA comparison accepts it.
+        let img = flat(64, 64, 3);
+        let png = peers::lodepng(&img);
+        assert!(decodes_to(&png, &img));
+        let mut other = img.clone();
+        other.pixels[5] ^= 0x10;
+        assert!(!decodes_to(&png, &other));
+    }
+
+    #[test]
+    fn photo_mosaic_tiles_are_crops_and_differ_within_a_row() {
+        // 512: the kodim23 crop, also found in benches/images on a fresh clone.
+        let one = photo_mosaic(512).expect("kodim23 is in benches/images");
+        let kodim = find_image("photo/kodim23.png", "k").unwrap();
+        assert_eq!(one.pixels, kodim.crop_centre(TILE, TILE, "k").pixels);
+        if !corpus_dir().join("photo/retina.png").is_file() {
+            eprintln!("note: corpus not found; the 1024/2048 mosaics are not checked");
+            return;
+        }
+        let big = photo_mosaic(2048).expect("corpus photos");
+        assert_eq!((big.width, big.height, big.channels), (2048, 2048, 3));
+        let tile = |tx: usize, ty: usize| -> Vec<u8> {
+            (0..TILE as usize)
+                .flat_map(|y| {
+                    let start = ((ty * 512 + y) * 2048 + tx * 512) * 3;
+                    big.pixels[start..start + 512 * 3].to_vec()
+                })
+                .collect()
+        };
+        assert_eq!(tile(0, 0), one.pixels, "first tile is the 512 image");
+        for ty in 0..4 {
+            for a in 0..4 {
+                for b in a + 1..4 {
+                    assert_ne!(tile(a, ty), tile(b, ty), "row {ty}: tiles {a} and {b}");
+                }
+            }
+        }
+    }
 }
