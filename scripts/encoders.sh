@@ -6,7 +6,8 @@
 # It builds and runs benches/examples/encoders.rs (ours, png crate, mtpng, lodepng), then
 # benches/python/pillow_baseline.py --images on the very same pixels (Pillow level 1, and fpng when
 # the PyPI package is installed), then scripts/plot_encoders.py. Outputs, in docs/encoders/ (or
-# $OUT): results.jsonl (every row), results.md (tables), encoders.svg (the chart).
+# $OUT): results.jsonl (every row), results.md (tables), encoders.svg (the chart); and the two
+# summary tables of docs/perf.md (between its encoders:begin/end comments; UPDATE_DOC= to skip).
 # Needs: cargo, python3 with numpy and Pillow (python3 -m pip install numpy pillow fpng).
 # The corpus is found as benches/src/lib.rs says ($PNGCAST_CORPUS, else ../shared/corpus).
 set -euo pipefail
@@ -15,6 +16,7 @@ cd "$(dirname "$0")/.."
 RUNS="${RUNS:-9}"
 WARMUP="${WARMUP:-1}"
 OUT="${OUT:-docs/encoders}"
+UPDATE_DOC="${UPDATE_DOC-docs/perf.md}"
 TARGET="${CARGO_TARGET_DIR:-target}"
 
 python3 -c "import numpy, PIL" 2>/dev/null || {
@@ -35,5 +37,6 @@ echo "encoders.sh: load before: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || e
 python3 benches/python/pillow_baseline.py --images "$tmp/images" --runs "$RUNS" --warmup "$WARMUP" \
     >"$tmp/python.jsonl"
 cat "$tmp/rust.jsonl" "$tmp/python.jsonl" >"$OUT/results.jsonl"
-python3 scripts/plot_encoders.py "$OUT/results.jsonl" -o "$OUT/encoders.svg" --markdown "$OUT/results.md"
+python3 scripts/plot_encoders.py "$OUT/results.jsonl" -o "$OUT/encoders.svg" --markdown "$OUT/results.md" \
+    ${UPDATE_DOC:+--update-doc "$UPDATE_DOC"}
 echo "encoders.sh: load after: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')" >&2
