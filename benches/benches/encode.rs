@@ -1,7 +1,12 @@
 //! PNG encoding, u8 pixels in -> complete PNG bytes out, ours beside peers in the same group.
 //!
-//! One criterion group per image; `Throughput::Elements(pixels)` so reports read in pixels/s
-//! (criterion prints "Melem/s" = MP/s). Output sizes are printed once per variant (stderr) as
+//! One criterion group per image of `pngcast_benches::encoder_images()` (photo mosaics at 512^2,
+//! 1024^2 and 2048^2, the painting crop, the 4K graphic, the screenshot, the gray photo, noise and
+//! a flat fill); `Throughput::Elements(pixels)` so reports read in pixels/s
+//! (criterion prints "Melem/s" = MP/s). Peers in every group: the png crate (`NoCompression`,
+//! `Fastest`, `Fast`, `Balanced`), mtpng at 1 and 2 threads, lodepng. fpng has no crates.io
+//! binding that links on Linux (see docs/perf.md); it is measured from Python by
+//! `scripts/encoders.sh`. Output sizes are printed once per variant (stderr) as
 //! `size <image> <variant>: <bytes> bytes = <ratio> of raw`, for the ratio tables in docs.
 //!
 //! Run briefly on a shared machine, e.g.:
@@ -13,7 +18,7 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
-use pngcast_benches::{encode_bench_images, Image};
+use pngcast_benches::{encoder_images, peers, Image};
 use pngcast_core::convert::{convert_image, BitDepth, ConvertOptions};
 use pngcast_core::png::{
     Compression, EncodeOptions, Encoder, FastLevel, Filter, ImageInfo, Threads,
@@ -85,26 +90,6 @@ fn ours(g: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>, img: &Imag
     }
 }
 
-fn png_colour(channels: u8) -> png::ColorType {
-    match channels {
-        1 => png::ColorType::Grayscale,
-        2 => png::ColorType::GrayscaleAlpha,
-        3 => png::ColorType::Rgb,
-        _ => png::ColorType::Rgba,
-    }
-}
-
-fn png_encode(img: &Image, compression: png::Compression, out: &mut Vec<u8>) {
-    out.clear();
-    let mut e = png::Encoder::new(&mut *out, img.width, img.height);
-    e.set_color(png_colour(img.channels));
-    e.set_depth(png::BitDepth::Eight);
-    e.set_compression(compression);
-    let mut w = e.write_header().unwrap();
-    w.write_image_data(&img.pixels).unwrap();
-    w.finish().unwrap();
-}
-
 fn png_crate(g: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>, img: &Image) {
     use png::Compression as C;
     for (name, c) in [
@@ -117,33 +102,11 @@ fn png_crate(g: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>, img: 
         let id = format!("png_{name}");
         let mut done = false;
         g.bench_function(&id, |b| {
-            png_encode(img, c, &mut out);
+            peers::png_crate(img, c, &mut out);
             report_size_once(&mut done, img, &id, out.len());
-            b.iter(|| png_encode(black_box(img), c, &mut out))
+            b.iter(|| peers::png_crate(black_box(img), c, &mut out))
         });
     }
-}
-
-fn mtpng_encode(img: &Image, pool: &rayon::ThreadPool) -> Vec<u8> {
-    use mtpng::{encoder, ColorType, CompressionLevel, Header};
-    let mut header = Header::new();
-    header.set_size(img.width, img.height).unwrap();
-    let colour = match img.channels {
-        1 => ColorType::Greyscale,
-        2 => ColorType::GreyscaleAlpha,
-        3 => ColorType::Truecolor,
-        _ => ColorType::TruecolorAlpha,
-    };
-    header.set_color(colour, 8).unwrap();
-    let mut options = encoder::Options::new();
-    options.set_thread_pool(pool).unwrap();
-    options
-        .set_compression_level(CompressionLevel::Fast)
-        .unwrap();
-    let mut e = encoder::Encoder::new(Vec::new(), &options);
-    e.write_header(&header).unwrap();
-    e.write_image_rows(&img.pixels).unwrap();
-    e.finish().unwrap()
 }
 
 fn mtpng(g: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>, img: &Image) {
@@ -158,42 +121,25 @@ fn mtpng(g: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>, img: &Ima
         let mut done = false;
         g.bench_function(&id, |b| {
             if !done {
-                report_size_once(&mut done, img, &id, mtpng_encode(img, &pool).len());
+                report_size_once(&mut done, img, &id, peers::mtpng(img, &pool).len());
             }
-            b.iter(|| mtpng_encode(black_box(img), &pool))
+            b.iter(|| peers::mtpng(black_box(img), &pool))
         });
     }
-}
-
-fn lodepng_encode(img: &Image) -> Vec<u8> {
-    let colour = match img.channels {
-        1 => lodepng::ColorType::GREY,
-        2 => lodepng::ColorType::GREY_ALPHA,
-        3 => lodepng::ColorType::RGB,
-        _ => lodepng::ColorType::RGBA,
-    };
-    lodepng::encode_memory(
-        &img.pixels,
-        img.width as usize,
-        img.height as usize,
-        colour,
-        8,
-    )
-    .unwrap()
 }
 
 fn lodepng(g: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>, img: &Image) {
     let mut done = false;
     g.bench_function("lodepng_default", |b| {
         if !done {
-            report_size_once(&mut done, img, "lodepng_default", lodepng_encode(img).len());
+            report_size_once(&mut done, img, "lodepng_default", peers::lodepng(img).len());
         }
-        b.iter(|| lodepng_encode(black_box(img)))
+        b.iter(|| peers::lodepng(black_box(img)))
     });
 }
 
 fn encode(c: &mut Criterion) {
-    for img in encode_bench_images() {
+    for img in encoder_images() {
         let mut g = c.benchmark_group(format!("encode/{}", img.name));
         g.throughput(Throughput::Elements(img.pixel_count()));
         g.sample_size(10);
@@ -208,9 +154,9 @@ fn encode(c: &mut Criterion) {
 /// f32 tensor in -> PNG out: conversion fused into each stripe (`encode_image_into`) against
 /// converting the whole image first (`convert_image`, itself parallel) then `encode_into`.
 fn encode_tensor(c: &mut Criterion) {
-    let Some(img) = encode_bench_images()
+    let Some(img) = encoder_images()
         .into_iter()
-        .find(|i| i.name == "painting_1024" || i.name == "photo_kodim23")
+        .find(|i| i.name == "painting_1024" || i.name == "photos_1024")
     else {
         return;
     };

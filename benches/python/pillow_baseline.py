@@ -23,12 +23,21 @@ With --pngcast PATH, the same float32 tensor is also saved as .npy and encoded b
 with `encode --repeat RUNS`, and its JSON figures are added under "pngcast", so both are measured in
 the same run on the same machine.
 
+With --images DIR (the PNGs that `encoders --dump-images DIR` writes, see scripts/encoders.sh), it
+instead runs the encoder comparison of docs/perf.md on exactly those images: it times only the encode
+of the u8 array into a BytesIO (Pillow: `img.save(buf, format="PNG", compress_level=1)` on an Image
+made once, untimed; fpng, when the PyPI `fpng` package is installed: `fpng.from_ndarray(u8)`, RGB and
+RGBA only), `--warmup` untimed then `--runs` timed rounds (each round runs every encoder once), checks
+once that each output decodes to the input pixels, and prints one JSON line per encoder x image in the
+schema of benches/examples/encoders.rs ("kind": "encode", best and median ms and MP/s, bytes/raw).
+
 Usage (from the repository root):
-    python3 -m pip install numpy pillow
+    python3 -m pip install numpy pillow          # and fpng, for the fpng peer
     python3 benches/python/pillow_baseline.py                      # corpus: ../shared/corpus
     python3 benches/python/pillow_baseline.py --runs 15 --corpus DIR
     cargo build --release -p pngcast
     python3 benches/python/pillow_baseline.py --pngcast target/release/pngcast
+    python3 benches/python/pillow_baseline.py --images DIR --runs 9 > python.jsonl
 """
 
 import argparse
@@ -106,6 +115,103 @@ def run_pngcast(binary, x, runs, threads):
         return json.loads(out.stdout)
 
 
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return os.uname().machine
+
+
+def load_average():
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+def peer_encoders(u8):
+    """(encoder, family, setting, encode) for every Python peer that can encode `u8`; encode() returns
+    the PNG bytes."""
+    peers = []
+    img = Image.fromarray(u8)
+
+    def pillow():
+        buf = io.BytesIO()
+        img.save(buf, format="PNG", compress_level=1)
+        return buf.getvalue()
+
+    import PIL
+    peers.append(("pillow level1", "pillow", f"Pillow {PIL.__version__} save(compress_level=1)", pillow))
+    try:
+        import fpng
+    except ImportError:
+        fpng = None
+    if fpng is not None and u8.ndim == 3 and u8.shape[2] in (3, 4):
+        peers.append(("fpng", "fpng", f"fpng (PyPI fpng {fpng.__version__}) from_ndarray, default flags",
+                      lambda: fpng.from_ndarray(u8)))
+    return peers
+
+
+def decodes_to(png, u8):
+    with Image.open(io.BytesIO(png)) as im:
+        im.load()
+        arr = np.asarray(im)
+    return arr.shape == u8.shape and arr.dtype == u8.dtype and np.array_equal(arr, u8)
+
+
+def compare_encoders(args):
+    """The --images mode: one JSON line per encoder x image, in encoders.rs's schema."""
+    files = sorted(args.images.glob("*.png"))
+    if not files:
+        sys.exit(f"pillow_baseline: no PNG in {args.images}")
+    try:
+        import fpng  # noqa: F401
+    except ImportError:
+        print("pillow_baseline: PyPI package fpng not installed (pip install fpng): fpng rows skipped",
+              file=sys.stderr)
+    machine, cores, started = cpu_model(), os.cpu_count(), int(time.time())
+    for path in files:
+        with Image.open(path) as im:
+            u8 = np.array(im)
+        h, w = u8.shape[:2]
+        c = 1 if u8.ndim == 2 else u8.shape[2]
+        mp, raw = h * w / 1e6, h * w * c
+        peers = []
+        for name, family, setting, enc in peer_encoders(u8):
+            png = enc()
+            if not decodes_to(png, u8):
+                print(f"pillow_baseline: {name} on {path.name}: output does not decode to the input; not timed",
+                      file=sys.stderr)
+                continue
+            peers.append([name, family, setting, enc, len(png), []])
+        load_before = load_average()
+        for r in range(args.warmup + args.runs):
+            for p in peers:
+                t0 = time.perf_counter()
+                p[3]()
+                dt = time.perf_counter() - t0
+                if r >= args.warmup:
+                    p[5].append(dt)
+        load_after = load_average()
+        for name, family, setting, _, size, times in peers:
+            times.sort()
+            best, med = times[0], statistics.median(times)
+            print(json.dumps({
+                "kind": "encode", "source": "pillow_baseline.py", "encoder": name, "family": family,
+                "setting": setting, "threads": 1, "image": path.stem, "width": w, "height": h,
+                "channels": c, "runs": args.runs,
+                "best_ms": round(best * 1e3, 3), "median_ms": round(med * 1e3, 3),
+                "best_mp_s": round(mp / best, 1), "median_mp_s": round(mp / med, 1),
+                "bytes": size, "bytes_per_raw": round(size / raw, 4), "verified": True,
+                "machine": machine, "cores": cores, "load_before": load_before, "load_after": load_after,
+                "unix_time": started,
+            }), flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--corpus", type=Path, default=None, help="folder of PNGs, searched recursively (default: ../shared/corpus)")
@@ -114,7 +220,13 @@ def main():
     ap.add_argument("--pngcast", help="also time this pngcast binary on the same tensors")
     ap.add_argument("--threads", type=int, help="--threads passed to pngcast")
     ap.add_argument("--markdown", action="store_true", help="print a Markdown table instead of JSON lines")
+    ap.add_argument("--images", type=Path, help="encoder comparison on the PNGs of this folder (see above)")
     args = ap.parse_args()
+    if args.runs < 1:
+        sys.exit("pillow_baseline: --runs must be at least 1")
+    if args.images is not None:
+        compare_encoders(args)
+        return
 
     if args.corpus is None:
         args.corpus = default_corpus()

@@ -145,12 +145,74 @@ pub fn flat(width: u32, height: u32, channels: u8) -> Image {
     }
 }
 
-/// The encode bench's images: a photo, a 1024x1024 crop of the digital painting, the 4K flat
-/// graphic, the text screenshot (RGBA), the gray photo, and 1024x1024 RGB noise and flat fill.
+/// Side of the photo tiles the photo mosaics are built from.
+pub const TILE: u32 = 512;
+
+/// The distinct 512x512 centre crops of corpus photos that the mosaics are made of (the Kodak
+/// photos, the astronaut, the Hubble field, the retina).
+const PHOTO_TILES: [&str; 7] = [
+    "photo/kodim23.png",
+    "photo/kodim02.png",
+    "photo/kodim07.png",
+    "photo/kodim17.png",
+    "photo/astronaut.png",
+    "photo/hubble_deep_field.png",
+    "photo/retina.png",
+];
+
+/// A `side x side` RGB photo (side a multiple of 512) made of 512x512 centre crops of different
+/// corpus photos, named `photos_<side>`: 512 is the kodim23 crop alone, 1024 four photos, 2048
+/// sixteen tiles of seven photos laid out so that no tile repeats within a row of tiles.
+///
+/// No photo in the corpus is 2048 pixels wide, and mirror-tiling one photo (as the latency bench
+/// does) repeats row content at a distance deflate's window reaches, which favours LZ77 coders
+/// unfairly; tiles of different photos repeat only 512 rows apart (megabytes, far outside the
+/// 32 KiB window). `None` (with a note) when a tile's photo is missing.
+pub fn photo_mosaic(side: u32) -> Option<Image> {
+    let n = (side / TILE).max(1);
+    let mut tiles = Vec::new();
+    for rel in PHOTO_TILES.iter().take((n * n) as usize) {
+        let img = find_image(rel, rel)?;
+        if img.channels != 3 || img.width < TILE || img.height < TILE {
+            eprintln!("note: {rel} is not an RGB image of at least {TILE}x{TILE}; skipped");
+            return None;
+        }
+        tiles.push(img.crop_centre(TILE, TILE, rel));
+    }
+    let side = n * TILE;
+    let row_bytes = side as usize * 3;
+    let tile_row = TILE as usize * 3;
+    let mut pixels = vec![0u8; row_bytes * side as usize];
+    for ty in 0..n as usize {
+        for tx in 0..n as usize {
+            // Consecutive indices modulo 7: the (at most 4) tiles of one row are all different.
+            let tile = &tiles[(ty * n as usize + tx) % tiles.len()];
+            for y in 0..TILE as usize {
+                let dst = (ty * TILE as usize + y) * row_bytes + tx * tile_row;
+                pixels[dst..dst + tile_row]
+                    .copy_from_slice(&tile.pixels[y * tile_row..(y + 1) * tile_row]);
+            }
+        }
+    }
+    Some(Image {
+        name: format!("photos_{side}"),
+        width: side,
+        height: side,
+        channels: 3,
+        pixels,
+    })
+}
+
+/// The image set of the encoder comparison (issue 3), shared by the criterion `encode` and `fast`
+/// suites and the `encoders` example: photo mosaics at 512^2, 1024^2 and 2048^2
+/// ([`photo_mosaic`]), a 1024x1024 centre crop of the digital painting, the 4K flat graphic, the
+/// text screenshot (RGBA), the gray photo (512x512), and 1024x1024 RGB noise and flat fill.
 /// Images missing from this checkout are skipped with a note.
-pub fn encode_bench_images() -> Vec<Image> {
-    let mut v = Vec::new();
-    v.extend(find_image("photo/kodim23.png", "photo_kodim23"));
+pub fn encoder_images() -> Vec<Image> {
+    let mut v: Vec<Image> = [512, 1024, 2048]
+        .into_iter()
+        .filter_map(photo_mosaic)
+        .collect();
     if let Some(p) = find_image("art/fantasy_digital_painting.png", "painting") {
         v.push(p.crop_centre(1024, 1024, "painting_1024"));
     }
@@ -163,7 +225,194 @@ pub fn encode_bench_images() -> Vec<Image> {
         "screenshot_rgba",
     ));
     v.extend(find_image("gray/camera.png", "gray_camera"));
-    v.push(noise(1024, 1024, 3, 7));
-    v.push(flat(1024, 1024, 3));
+    let mut noise = noise(1024, 1024, 3, 7);
+    noise.name = "noise_1024".into();
+    v.push(noise);
+    let mut flat = flat(1024, 1024, 3);
+    flat.name = "flat_1024".into();
+    v.push(flat);
     v
+}
+
+/// The peer encoders, called the same way by the criterion suites and the `encoders` example.
+pub mod peers {
+    use super::Image;
+
+    /// The png crate's colour type for `channels` (1..=4).
+    pub fn png_colour(channels: u8) -> png::ColorType {
+        match channels {
+            1 => png::ColorType::Grayscale,
+            2 => png::ColorType::GrayscaleAlpha,
+            3 => png::ColorType::Rgb,
+            _ => png::ColorType::Rgba,
+        }
+    }
+
+    /// Encodes `img` with the png crate at `compression` (default adaptive filtering) into `out`
+    /// (cleared first; its capacity is reused).
+    pub fn png_crate(img: &Image, compression: png::Compression, out: &mut Vec<u8>) {
+        out.clear();
+        let mut e = png::Encoder::new(&mut *out, img.width, img.height);
+        e.set_color(png_colour(img.channels));
+        e.set_depth(png::BitDepth::Eight);
+        e.set_compression(compression);
+        let mut w = e.write_header().expect("png header");
+        w.write_image_data(&img.pixels).expect("png image data");
+        w.finish().expect("png finish");
+    }
+
+    /// Encodes `img` with mtpng at its `Fast` level on `pool` (its thread count is mtpng's).
+    pub fn mtpng(img: &Image, pool: &rayon::ThreadPool) -> Vec<u8> {
+        use mtpng::{encoder, ColorType, CompressionLevel, Header};
+        let mut header = Header::new();
+        header.set_size(img.width, img.height).expect("mtpng size");
+        let colour = match img.channels {
+            1 => ColorType::Greyscale,
+            2 => ColorType::GreyscaleAlpha,
+            3 => ColorType::Truecolor,
+            _ => ColorType::TruecolorAlpha,
+        };
+        header.set_color(colour, 8).expect("mtpng colour");
+        let mut options = encoder::Options::new();
+        options.set_thread_pool(pool).expect("mtpng pool");
+        options
+            .set_compression_level(CompressionLevel::Fast)
+            .expect("mtpng level");
+        let mut e = encoder::Encoder::new(Vec::new(), &options);
+        e.write_header(&header).expect("mtpng header");
+        e.write_image_rows(&img.pixels).expect("mtpng rows");
+        e.finish().expect("mtpng finish")
+    }
+
+    /// Encodes `img` with lodepng's default settings (its own deflate, filter heuristics).
+    pub fn lodepng(img: &Image) -> Vec<u8> {
+        let colour = match img.channels {
+            1 => lodepng::ColorType::GREY,
+            2 => lodepng::ColorType::GREY_ALPHA,
+            3 => lodepng::ColorType::RGB,
+            _ => lodepng::ColorType::RGBA,
+        };
+        lodepng::encode_memory(
+            &img.pixels,
+            img.width as usize,
+            img.height as usize,
+            colour,
+            8,
+        )
+        .expect("lodepng encode")
+    }
+}
+
+/// Decodes `png_bytes` with the png crate and says whether it holds exactly `img`'s pixels: how
+/// every encoder's output is checked before it is timed. Encoders may choose another colour type
+/// losslessly (lodepng writes a palette or gray image when the pixels allow), so both sides are
+/// compared as 8-bit RGBA after palette and low-depth expansion.
+pub fn decodes_to(png_bytes: &[u8], img: &Image) -> bool {
+    let mut decoder = png::Decoder::new(Cursor::new(png_bytes));
+    decoder.set_transformations(png::Transformations::EXPAND);
+    let Ok(mut reader) = decoder.read_info() else {
+        return false;
+    };
+    let Some(size) = reader.output_buffer_size() else {
+        return false;
+    };
+    let mut pixels = vec![0; size];
+    let Ok(frame) = reader.next_frame(&mut pixels) else {
+        return false;
+    };
+    pixels.truncate(frame.buffer_size());
+    frame.width == img.width
+        && frame.height == img.height
+        && frame.bit_depth == png::BitDepth::Eight
+        && to_rgba(&pixels, frame.color_type.samples())
+            == to_rgba(&img.pixels, usize::from(img.channels))
+}
+
+/// 8-bit samples with `channels` (1..=4) per pixel as RGBA (opaque where there is no alpha).
+fn to_rgba(samples: &[u8], channels: usize) -> Vec<u8> {
+    samples
+        .chunks_exact(channels.max(1))
+        .flat_map(|p| match *p {
+            [g] => [g, g, g, 255],
+            [g, a] => [g, g, g, a],
+            [r, g, b] => [r, g, b, 255],
+            [r, g, b, a] => [r, g, b, a],
+            _ => [0, 0, 0, 0],
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small(channels: u8) -> Image {
+        let mut img = noise(37, 11, channels, 3);
+        img.name = "small".into();
+        img
+    }
+
+    #[test]
+    fn decodes_to_accepts_every_peer_and_rejects_a_changed_pixel() {
+        for channels in 1..=4 {
+            let img = small(channels);
+            let mut png = Vec::new();
+            peers::png_crate(&img, png::Compression::Fast, &mut png);
+            assert!(decodes_to(&png, &img), "png crate, {channels} channels");
+            assert!(decodes_to(&peers::lodepng(&img), &img), "lodepng");
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(1)
+                .build()
+                .unwrap();
+            assert!(decodes_to(&peers::mtpng(&img, &pool), &img), "mtpng");
+            let mut other = img.clone();
+            other.pixels[200] ^= 1;
+            assert!(!decodes_to(&png, &other), "a changed sample must be seen");
+            assert!(!decodes_to(&png[..png.len() / 2], &img), "truncated PNG");
+            let mut wider = img.clone();
+            wider.width += 1;
+            assert!(!decodes_to(&png, &wider), "other size");
+        }
+    }
+
+    #[test]
+    fn lodepng_palette_output_counts_as_lossless() {
+        // A flat fill: lodepng writes a palette image; the RGBA comparison accepts it.
+        let img = flat(64, 64, 3);
+        let png = peers::lodepng(&img);
+        assert!(decodes_to(&png, &img));
+        let mut other = img.clone();
+        other.pixels[5] ^= 0x10;
+        assert!(!decodes_to(&png, &other));
+    }
+
+    #[test]
+    fn photo_mosaic_tiles_are_crops_and_differ_within_a_row() {
+        // 512: the kodim23 crop, also found in benches/images on a fresh clone.
+        let one = photo_mosaic(512).expect("kodim23 is in benches/images");
+        let kodim = find_image("photo/kodim23.png", "k").unwrap();
+        assert_eq!(one.pixels, kodim.crop_centre(TILE, TILE, "k").pixels);
+        if !corpus_dir().join("photo/retina.png").is_file() {
+            eprintln!("note: corpus not found; the 1024/2048 mosaics are not checked");
+            return;
+        }
+        let big = photo_mosaic(2048).expect("corpus photos");
+        assert_eq!((big.width, big.height, big.channels), (2048, 2048, 3));
+        let tile = |tx: usize, ty: usize| -> Vec<u8> {
+            (0..TILE as usize)
+                .flat_map(|y| {
+                    let start = ((ty * 512 + y) * 2048 + tx * 512) * 3;
+                    big.pixels[start..start + 512 * 3].to_vec()
+                })
+                .collect()
+        };
+        assert_eq!(tile(0, 0), one.pixels, "first tile is the 512 image");
+        for ty in 0..4 {
+            for a in 0..4 {
+                for b in a + 1..4 {
+                    assert_ne!(tile(a, ty), tile(b, ty), "row {ty}: tiles {a} and {b}");
+                }
+            }
+        }
+    }
 }
