@@ -9,6 +9,20 @@
 /// Bits pending in `acc` never exceed 7 between writes, so a write may add up to this many.
 pub(crate) const MAX_WRITE_BITS: u32 = 56;
 
+/// Anything that takes LSB-first bits: the checked [`BitWriter`], or a kernel's own unchecked
+/// writer for its hot loop (see [`BitWriter::tail`]).
+pub(crate) trait Bits {
+    /// Appends the low `n` bits of `bits` (n <= 56; bits above n must be zero).
+    fn write(&mut self, bits: u64, n: u32);
+}
+
+impl Bits for BitWriter<'_> {
+    #[inline(always)]
+    fn write(&mut self, bits: u64, n: u32) {
+        BitWriter::write(self, bits, n)
+    }
+}
+
 /// The writer. `buf` is owned by the caller's scratch and reused across stripes.
 #[derive(Debug)]
 pub(crate) struct BitWriter<'a> {
@@ -56,6 +70,24 @@ impl<'a> BitWriter<'a> {
         self.nbits &= 7;
         // bytes <= 7, so the shift is < 64.
         self.acc >>= bytes * 8;
+    }
+
+    /// The unwritten rest of the buffer (from the byte that holds the pending bits) and the
+    /// pending bits (`acc`, `nbits`), for a kernel that runs its own write loop. Hand the result
+    /// back with [`BitWriter::resume`].
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub fn tail(&mut self) -> (&mut [u8], u64, u32) {
+        (&mut self.buf[self.pos..], self.acc, self.nbits)
+    }
+
+    /// Continues after a kernel completed `bytes` whole bytes of [`BitWriter::tail`] and left
+    /// `nbits < 8` bits pending in `acc`.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub fn resume(&mut self, bytes: usize, acc: u64, nbits: u32) {
+        assert!(nbits < 8 && self.pos + bytes + 8 <= self.buf.len());
+        self.pos += bytes;
+        self.acc = acc;
+        self.nbits = nbits;
     }
 
     /// Pads with zero bits to a byte boundary.

@@ -7,7 +7,7 @@
 use core::arch::x86_64::*;
 
 use super::scalar;
-use crate::png::fast::bitwriter::BitWriter;
+use crate::png::fast::bitwriter::{BitWriter, Bits};
 use crate::png::fast::huffman::{CostTable, Table};
 
 /// Proof that the CPU has AVX-512 F, BW and VBMI (and BMI2, for variable shifts in the writer).
@@ -341,7 +341,7 @@ unsafe fn lit_regs(table: &Table) -> LitRegs {
 /// under 7 bits: the common case on filtered photos), so the scalar bit writer, the serial
 /// part, takes eight codes per write.
 #[inline(always)]
-unsafe fn emit_block(x: __m512i, m: u64, t: &LitRegs, bw: &mut BitWriter<'_>) {
+unsafe fn emit_block(x: __m512i, m: u64, t: &LitRegs, bw: &mut impl Bits) {
     let live = 64 - m.leading_zeros() as usize;
     // SAFETY: (whole body) register intrinsics and stores into local arrays; avx512f+bw+vbmi
     // enabled by the caller.
@@ -469,6 +469,52 @@ unsafe fn load_window(seg: &[u8], p: usize) -> (__m512i, u64) {
     }
 }
 
+/// A bit writer without bounds checks for the segment loop (the same writes as
+/// [`BitWriter::write`]: an 8-byte store of the accumulator, then advance by whole bytes).
+struct RawBits {
+    ptr: *mut u8,
+    pos: usize,
+    acc: u64,
+    nbits: u32,
+}
+
+/// Upper bound of the bytes a segment of `n` bytes codes to, plus the store slack: a literal
+/// takes at most 14 bits, a run of k >= 12 zeros at most 14 + 20 * ceil((k - 1) / 258) bits,
+/// and every write stores 8 bytes.
+fn segment_room(n: usize) -> usize {
+    n * 2 + 16
+}
+
+impl RawBits {
+    /// # Safety
+    /// `ptr` must be valid for writes of `room` bytes, and the writes made through the result
+    /// must complete at most `room - 8` bytes (every write stores 8 bytes from `pos`).
+    unsafe fn new(ptr: *mut u8, acc: u64, nbits: u32) -> Self {
+        Self {
+            ptr,
+            pos: 0,
+            acc,
+            nbits,
+        }
+    }
+}
+
+impl Bits for RawBits {
+    #[inline(always)]
+    fn write(&mut self, bits: u64, n: u32) {
+        debug_assert!(n <= 56 && (n == 64 || bits >> n == 0));
+        self.acc |= bits << self.nbits;
+        self.nbits += n;
+        // SAFETY: `new`'s contract: emit_segment built this writer over segment_room(seg.len())
+        // bytes, and coding the segment completes fewer than that minus 8 bytes.
+        unsafe { (self.ptr.add(self.pos) as *mut u64).write_unaligned(self.acc.to_le()) };
+        let bytes = self.nbits >> 3;
+        self.pos += bytes as usize;
+        self.nbits &= 7;
+        self.acc >>= bytes * 8;
+    }
+}
+
 /// The fused segment coder: per 64-byte window, the zero masks of this window and the next
 /// give every run start in the window; the literals before it go out in one masked block.
 /// The next window is loaded once and carried over when no run interrupts.
@@ -478,11 +524,26 @@ unsafe fn emit_segment(seg: &[u8], table: &Table, bw: &mut BitWriter<'_>) {
     if n == 0 {
         return;
     }
+    let (tail, acc, nbits) = bw.tail();
+    if tail.len() < segment_room(n) {
+        // Cannot happen with the coder's buffer sizing; stay correct anyway.
+        // SAFETY: same features.
+        unsafe { emit_segment_with(seg, table, bw) };
+        return;
+    }
+    // SAFETY: tail is valid for tail.len() >= segment_room(n) bytes.
+    let mut w = unsafe { RawBits::new(tail.as_mut_ptr(), acc, nbits) };
+    // SAFETY: same features.
+    unsafe { emit_segment_with(seg, table, &mut w) };
+    debug_assert!(w.pos + 8 <= segment_room(n));
+    bw.resume(w.pos, w.acc, w.nbits);
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi,bmi2")]
+unsafe fn emit_segment_with(seg: &[u8], table: &Table, bw: &mut impl Bits) {
+    let n = seg.len();
     // SAFETY: reads the tables.
     let t = unsafe { lit_regs(table) };
-    let bw_outer = bw;
-    let mut w = bw_outer.detach();
-    let bw = &mut w;
     let mut pos = 0;
     // SAFETY: 0 < n.
     let (mut x, mut z) = unsafe { load_window(seg, 0) };
@@ -526,5 +587,4 @@ unsafe fn emit_segment(seg: &[u8], table: &Table, bw: &mut BitWriter<'_>) {
         // SAFETY: pos < n.
         (x, z) = unsafe { load_window(seg, pos) };
     }
-    *bw_outer = w;
 }

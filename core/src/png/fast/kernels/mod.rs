@@ -16,7 +16,7 @@ pub(crate) mod scalar;
 
 use std::sync::OnceLock;
 
-use super::bitwriter::BitWriter;
+use super::bitwriter::{BitWriter, Bits};
 use super::huffman::{CostTable, Table};
 
 /// A run of at least this many zero residuals becomes one literal zero plus distance-1 matches.
@@ -185,7 +185,7 @@ impl Kernel {
 /// Emits a run of `k >= MIN_RUN` zeros: a literal zero, then matches of distance 1 covering
 /// `k - 1` bytes (258 at a time; the last two split so that none is shorter than 3).
 #[inline]
-pub(crate) fn emit_run(k: usize, table: &Table, bw: &mut BitWriter<'_>) {
+pub(crate) fn emit_run(k: usize, table: &Table, bw: &mut impl Bits) {
     debug_assert!(k >= MIN_RUN);
     bw.write(table.codes[0] as u64, table.lens[0] as u32);
     let e = |len: usize| {
