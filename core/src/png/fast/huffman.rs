@@ -46,39 +46,38 @@ const LEN_SYMBOL: [u8; 256] = {
     t
 };
 
-/// The estimated cost of each filtered byte value, shaped so SIMD kernels can compute it with
-/// two 16-entry shuffles: bytes 0..=15 and 240..=255 (the small residuals, which dominate
-/// filtered rows) have their own cost, every other byte costs `mid`.
+/// Longest residual magnitude with its own cost in [`CostTable::near`]; larger ones share one.
+pub(crate) const NEAR_MAX: u8 = 31;
+
+/// The estimated cost of each filtered byte value, shaped so SIMD kernels compute it in three
+/// steps: the residual's magnitude `|r|` (as a signed byte), clamped to [`NEAR_MAX`], looked up
+/// in a 32-entry table (one `vpermb`, two `pshufb`, one `tbl`). `+d` and `-d` cost the same
+/// (their mean code length), which loses little: filtered residuals are nearly symmetric.
 #[derive(Debug, Clone)]
 pub(crate) struct CostTable {
-    /// Cost of bytes 0..=15.
-    pub lo: [u8; 16],
-    /// Cost of bytes 240..=255.
-    pub hi: [u8; 16],
-    /// Cost of bytes 16..=239.
-    pub mid: u8,
-    /// The same costs as a 256-entry table, for the scalar kernel.
+    /// Cost of a residual of magnitude `d` (index `min(d, NEAR_MAX)`).
+    pub near: [u8; 32],
+    /// The same costs as a 256-entry table by byte value, for the scalar kernel.
     pub full: [u8; 256],
 }
 
 impl CostTable {
-    fn from_parts(lo: [u8; 16], hi: [u8; 16], mid: u8) -> Self {
-        let mut full = [mid; 256];
-        full[..16].copy_from_slice(&lo);
-        full[240..].copy_from_slice(&hi);
-        Self { lo, hi, mid, full }
+    fn from_near(near: [u8; 32]) -> Self {
+        let mut full = [0u8; 256];
+        for (b, f) in full.iter_mut().enumerate() {
+            let d = (b as u8 as i8).unsigned_abs().min(NEAR_MAX);
+            *f = near[d as usize];
+        }
+        Self { near, full }
     }
 
     /// A prior for rows filtered before any histogram exists: roughly the code lengths of a
     /// Laplacian residual distribution.
     pub fn prior() -> Self {
-        let lo = [2, 3, 4, 4, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7, 7];
-        let mut hi = [0u8; 16];
-        for i in 0..16 {
-            // byte 256 - d costs like residual d.
-            hi[i] = lo[(16 - i).min(15)];
-        }
-        Self::from_parts(lo, hi, 9)
+        let mut near = [8u8; 32];
+        near[..16].copy_from_slice(&[2, 3, 4, 4, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7, 7]);
+        near[31] = 9;
+        Self::from_near(near)
     }
 }
 
@@ -145,18 +144,21 @@ impl Table {
             *m = bits | n << 24;
         }
 
-        // Costs: exact lengths for the small residuals, the frequency-weighted mean for the rest.
-        let mut lo = [0u8; 16];
-        let mut hi = [0u8; 16];
-        lo.copy_from_slice(&lens[..16]);
-        hi.copy_from_slice(&lens[240..256]);
-        let (mut wsum, mut fsum) = (0u64, 0u64);
-        for b in 16..240 {
-            wsum += freq[b] as u64 * lens[b] as u64;
-            fsum += freq[b] as u64;
+        // Costs: the frequency-weighted mean length of +d and -d for d < NEAR_MAX, of every
+        // larger magnitude for NEAR_MAX.
+        let mut wsum = [0u64; 32];
+        let mut fsum = [0u64; 32];
+        for b in 0..256 {
+            let d = (b as u8 as i8).unsigned_abs().min(NEAR_MAX) as usize;
+            wsum[d] += freq[b] as u64 * lens[b] as u64;
+            fsum[d] += freq[b] as u64;
         }
-        let mid = ((wsum + fsum / 2) / fsum.max(1)).clamp(1, MAX_LIT_BITS as u64) as u8;
-        let cost = CostTable::from_parts(lo, hi, mid);
+        let mut near = [0u8; 32];
+        for d in 0..32 {
+            near[d] =
+                ((wsum[d] + fsum[d] / 2) / fsum[d].max(1)).clamp(1, MAX_LIT_BITS as u64) as u8;
+        }
+        let cost = CostTable::from_near(near);
         Self {
             lens,
             codes,

@@ -156,7 +156,7 @@ pub(crate) fn encode_stripe(
     // stripe, about 1/SAMPLE_FRACTION of it (narrow rows: groups of whole consecutive rows, so
     // zero runs across rows are seen; wide rows: a window of one row, its position moving
     // across the width from piece to piece).
-    let mut counts = [0u32; NUM_LITLEN];
+    let mut hist = Histogram::new();
     let prior = CostTable::prior();
     let (rows_per_chunk, group) = chunk_rows(rb, nrows);
     let mut sampled_bytes = 0usize;
@@ -176,7 +176,7 @@ pub(crate) fn encode_stripe(
                 seg[0] = f;
                 kernel.filter_row(f, raw, prev, job.bpp, &mut seg[1..]);
             }
-            count_tokens(kernel, buf, &mut counts);
+            count_tokens(kernel, buf, &mut hist);
             sampled_bytes += buf.len();
         }
     } else {
@@ -195,10 +195,11 @@ pub(crate) fn encode_stripe(
             // The filter byte goes just before the window's first counted byte.
             buf[o - lo] = f;
             let buf = &buf[o - lo..];
-            count_tokens(kernel, buf, &mut counts);
+            count_tokens(kernel, buf, &mut hist);
             sampled_bytes += buf.len();
         }
     }
+    let counts = hist.finish();
     let table = Table::from_counts(&counts, &mut scratch.huff);
 
     // Predicted bits per byte above 8 (noise): skip coding altogether.
@@ -320,29 +321,50 @@ fn emit_tokens(kernel: Kernel, seg: &[u8], table: &Table, bw: &mut BitWriter<'_>
     kernel.emit_segment(seg, table, bw);
 }
 
-/// Counts the symbols [`emit_tokens`] would write for `seg`.
-fn count_tokens(kernel: Kernel, seg: &[u8], counts: &mut [u32; NUM_LITLEN]) {
-    // Four interleaved tables, so repeated bytes do not serialise on one counter.
-    let lit = |bytes: &[u8], counts: &mut [u32; NUM_LITLEN]| {
-        let mut t = [[0u32; 256]; 4];
+/// A symbol histogram being counted: literals in four interleaved tables (so that repeated
+/// bytes do not serialise on one counter), match lengths in deflate symbols.
+struct Histogram {
+    lit: [[u32; 256]; 4],
+    counts: [u32; NUM_LITLEN],
+}
+
+impl Histogram {
+    fn new() -> Self {
+        Self {
+            lit: [[0; 256]; 4],
+            counts: [0; NUM_LITLEN],
+        }
+    }
+
+    fn literals(&mut self, bytes: &[u8]) {
         let mut quads = bytes.chunks_exact(4);
         for q in &mut quads {
-            t[0][q[0] as usize] += 1;
-            t[1][q[1] as usize] += 1;
-            t[2][q[2] as usize] += 1;
-            t[3][q[3] as usize] += 1;
+            self.lit[0][q[0] as usize] += 1;
+            self.lit[1][q[1] as usize] += 1;
+            self.lit[2][q[2] as usize] += 1;
+            self.lit[3][q[3] as usize] += 1;
         }
         for &b in quads.remainder() {
-            t[0][b as usize] += 1;
+            self.lit[0][b as usize] += 1;
         }
-        for (b, c) in counts[..256].iter_mut().enumerate() {
-            *c += t[0][b] + t[1][b] + t[2][b] + t[3][b];
+    }
+
+    /// The counts of all symbols.
+    fn finish(mut self) -> [u32; NUM_LITLEN] {
+        for (b, c) in self.counts[..256].iter_mut().enumerate() {
+            *c += self.lit[0][b] + self.lit[1][b] + self.lit[2][b] + self.lit[3][b];
         }
-    };
+        self.counts
+    }
+}
+
+/// Counts the symbols [`emit_tokens`] would write for `seg`.
+fn count_tokens(kernel: Kernel, seg: &[u8], hist: &mut Histogram) {
     let mut i = 0;
     while let Some(s) = kernel.find_run(seg, i) {
-        lit(&seg[i..s], counts);
+        hist.literals(&seg[i..s]);
         let k = kernel.zero_run(seg, s);
+        let counts = &mut hist.counts;
         counts[0] += 1;
         let mut m = k - 1;
         while m >= 258 + 3 {
@@ -356,7 +378,7 @@ fn count_tokens(kernel: Kernel, seg: &[u8], counts: &mut [u32; NUM_LITLEN]) {
         counts[257 + length_symbol(m)] += 1;
         i = s + k;
     }
-    lit(&seg[i..], counts);
+    hist.literals(&seg[i..]);
 }
 
 /// Writes the stripe as stored blocks of filter-None rows; returns their Adler-32.

@@ -6,7 +6,7 @@
 use core::arch::x86_64::*;
 
 use super::scalar;
-use crate::png::fast::huffman::CostTable;
+use crate::png::fast::huffman::{CostTable, NEAR_MAX};
 
 /// Proof that the CPU has AVX2.
 #[derive(Debug, Clone, Copy)]
@@ -115,17 +115,16 @@ unsafe fn filter_costs(raw: &[u8], prev: &[u8], bpp: usize, cost: &CostTable) ->
     let head = bpp.min(n);
     let body_end = head + (n - head) / 32 * 32;
     let mut out = scalar::filter_costs(&raw[..head], &prev[..head], bpp, cost);
-    // SAFETY: 16-byte tables.
+    // SAFETY: near is 32 bytes: entries 0..16 and 16..32, each broadcast to both lanes.
     let (lo, hi) = unsafe {
         (
-            _mm256_broadcastsi128_si256(_mm_loadu_si128(cost.lo.as_ptr() as *const _)),
-            _mm256_broadcastsi128_si256(_mm_loadu_si128(cost.hi.as_ptr() as *const _)),
+            _mm256_broadcastsi128_si256(_mm_loadu_si128(cost.near.as_ptr() as *const _)),
+            _mm256_broadcastsi128_si256(_mm_loadu_si128(cost.near.as_ptr().add(16) as *const _)),
         )
     };
-    let mid = _mm256_set1_epi8(cost.mid as i8);
+    let near_max = _mm256_set1_epi8(NEAR_MAX as i8);
     let sixteen = _mm256_set1_epi8(16);
-    let n15 = _mm256_set1_epi8(15);
-    let n31 = _mm256_set1_epi8(31);
+    let to_hi = _mm256_set1_epi8(0x70);
     let zero = _mm256_setzero_si256();
     let mut acc = [zero; 5];
     let mut i = head;
@@ -143,13 +142,14 @@ unsafe fn filter_costs(raw: &[u8], prev: &[u8], bpp: usize, cost: &CostTable) ->
             ]
         };
         for f in 0..5 {
-            // t = r + 16: 0..16 for r in 240..256, 16..32 for r in 0..16.
-            let t = _mm256_add_epi8(r[f], sixteen);
-            let v_hi = _mm256_shuffle_epi8(hi, t);
-            let v_lo = _mm256_shuffle_epi8(lo, t);
-            // SAFETY: register intrinsics.
-            let (is_hi, near) = unsafe { (le_u8(t, n15), le_u8(t, n31)) };
-            let v = _mm256_blendv_epi8(mid, _mm256_blendv_epi8(v_lo, v_hi, is_hi), near);
+            // d = min(|r|, NEAR_MAX). pshufb gives 0 where the index has bit 7 set, so
+            // d + 0x70 (saturating) looks up entries 0..16 only for d < 16, and d - 16 entries
+            // 16..32 only for d >= 16: exactly one lookup is live.
+            let d = _mm256_min_epu8(_mm256_abs_epi8(r[f]), near_max);
+            let v = _mm256_or_si256(
+                _mm256_shuffle_epi8(lo, _mm256_adds_epu8(d, to_hi)),
+                _mm256_shuffle_epi8(hi, _mm256_sub_epi8(d, sixteen)),
+            );
             acc[f] = _mm256_add_epi64(acc[f], _mm256_sad_epu8(v, zero));
         }
         i += 32;

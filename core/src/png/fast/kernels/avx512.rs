@@ -8,7 +8,7 @@ use core::arch::x86_64::*;
 
 use super::scalar;
 use crate::png::fast::bitwriter::{BitWriter, Bits};
-use crate::png::fast::huffman::{CostTable, Table};
+use crate::png::fast::huffman::{CostTable, Table, NEAR_MAX};
 
 /// Proof that the CPU has AVX-512 F, BW and VBMI (and BMI2, for variable shifts in the writer).
 #[derive(Debug, Clone, Copy)]
@@ -145,16 +145,9 @@ unsafe fn filter_costs(raw: &[u8], prev: &[u8], bpp: usize, cost: &CostTable) ->
     let head = bpp.min(n);
     // The first bpp bytes have no left neighbour: scalar (a = c = 0 there).
     let mut out = scalar::filter_costs(&raw[..head], &prev[..head], bpp, cost);
-    // Near residuals r in 0..16 and 240..256 map to t = r + 16 in 16..32 and 0..16: one vpermb
-    // over a 32-entry table; all other residuals cost `mid`.
-    let mut tbl = [0u8; 64];
-    tbl[..16].copy_from_slice(&cost.hi);
-    tbl[16..32].copy_from_slice(&cost.lo);
-    // SAFETY: tbl is 64 bytes.
-    let tbl = unsafe { _mm512_loadu_si512(tbl.as_ptr() as *const _) };
-    let mid = _mm512_set1_epi8(cost.mid as i8);
-    let sixteen = _mm512_set1_epi8(16);
-    let thirty_two = _mm512_set1_epi8(32);
+    // SAFETY: near is 32 bytes; the upper half of the register is never indexed.
+    let tbl = unsafe { _mm512_castsi256_si512(_mm256_loadu_si256(cost.near.as_ptr() as *const _)) };
+    let near_max = _mm512_set1_epi8(NEAR_MAX as i8);
     let zero = _mm512_setzero_si512();
     let mut acc = [zero; 5];
     let mut i = head;
@@ -165,9 +158,9 @@ unsafe fn filter_costs(raw: &[u8], prev: &[u8], bpp: usize, cost: &CostTable) ->
         // SAFETY: intrinsics on registers, features enabled on this function.
         let r = unsafe { residuals(x, a, b, c) };
         for f in 0..5 {
-            let t = _mm512_add_epi8(r[f], sixteen);
-            let near = _mm512_cmplt_epu8_mask(t, thirty_two) & m;
-            let v = _mm512_mask_permutexvar_epi8(_mm512_maskz_mov_epi8(m, mid), near, t, tbl);
+            // |r| as a signed byte (|-128| = 128), clamped: the cost table's index.
+            let d = _mm512_min_epu8(_mm512_abs_epi8(r[f]), near_max);
+            let v = _mm512_maskz_permutexvar_epi8(m, d, tbl);
             acc[f] = _mm512_add_epi64(acc[f], _mm512_sad_epu8(v, zero));
         }
         i += 64;

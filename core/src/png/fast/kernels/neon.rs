@@ -5,7 +5,7 @@
 use core::arch::aarch64::*;
 
 use super::scalar;
-use crate::png::fast::huffman::CostTable;
+use crate::png::fast::huffman::{CostTable, NEAR_MAX};
 
 /// Proof that the CPU has NEON (always true on aarch64 Linux, still detected).
 #[derive(Debug, Clone, Copy)]
@@ -101,20 +101,22 @@ unsafe fn filter_costs(raw: &[u8], prev: &[u8], bpp: usize, cost: &CostTable) ->
     let mut out = scalar::filter_costs(&raw[..head], &prev[..head], bpp, cost);
     // SAFETY: 16-byte tables; register intrinsics.
     unsafe {
-        let lo = vld1q_u8(cost.lo.as_ptr());
-        let hi = vld1q_u8(cost.hi.as_ptr());
-        let mid = vdupq_n_u8(cost.mid);
-        let sixteen = vdupq_n_u8(16);
-        let n32 = vdupq_n_u8(32);
+        let tbl = uint8x16x2_t(
+            vld1q_u8(cost.near.as_ptr()),
+            vld1q_u8(cost.near.as_ptr().add(16)),
+        );
+        let near_max = vdupq_n_u8(NEAR_MAX);
         let mut i = head;
         while i < body_end {
             let [x, a, b, c] = load4(raw, prev, bpp, i);
             for f in 0..5u8 {
                 let r = residual(f, x, a, b, c);
-                let t = vaddq_u8(r, sixteen);
-                // Out-of-range indices give 0: exactly one of the two lookups is live.
-                let near = vorrq_u8(vqtbl1q_u8(hi, t), vqtbl1q_u8(lo, r));
-                let v = vbslq_u8(vcltq_u8(t, n32), near, mid);
+                // |r| as a signed byte (vabsq_s8(-128) = -128, i.e. 128), clamped.
+                let d = vminq_u8(
+                    vreinterpretq_u8_s8(vabsq_s8(vreinterpretq_s8_u8(r))),
+                    near_max,
+                );
+                let v = vqtbl2q_u8(tbl, d);
                 out[f as usize] += vaddlvq_u8(v) as u64;
             }
             i += 16;
