@@ -185,87 +185,68 @@ impl Table {
     }
 }
 
-/// Reusable buffers for code-length construction (no allocation per stripe after the first).
+/// Largest alphabet [`limited_lengths`] takes (deflate's literal/length alphabet is 286).
+pub(crate) const MAX_SYMBOLS: usize = 288;
+
+/// Kept for the callers' signatures: code-length construction now works in fixed-size arrays
+/// on the stack and needs no reusable buffers.
 #[derive(Debug, Default)]
-pub(crate) struct HuffWork {
-    order: Vec<u16>,
-    spare: Vec<u16>,
-    weight: Vec<u64>,
-    parent: Vec<u16>,
-    depth: Vec<u8>,
-}
+pub(crate) struct HuffWork;
 
 impl HuffWork {
-    /// Sizes the buffers for an alphabet of [`NUM_LITLEN`] symbols.
-    pub fn reserve(&mut self) {
-        let n = NUM_LITLEN;
-        self.order.reserve(n.saturating_sub(self.order.len()));
-        self.spare.reserve(n.saturating_sub(self.spare.len()));
-        self.weight
-            .reserve((2 * n).saturating_sub(self.weight.len()));
-        self.parent
-            .reserve((2 * n).saturating_sub(self.parent.len()));
-        self.depth.reserve((2 * n).saturating_sub(self.depth.len()));
-    }
+    /// Nothing to size (see the type's documentation).
+    pub fn reserve(&mut self) {}
 }
 
-/// Optimal prefix-code lengths for `freq` (all non-zero), limited to `limit` bits.
+/// Optimal prefix-code lengths for `freq` (all non-zero, at most [`MAX_SYMBOLS`]), limited to
+/// `limit` bits.
 ///
 /// Huffman's algorithm on the frequency-sorted symbols with the two-queue method (leaves in
 /// one queue, merged nodes, which come out in non-decreasing weight, in the other), then depths
 /// from the root down. If the longest code exceeds `limit`, the length counts are clamped and
 /// the Kraft sum repaired by lengthening the deepest shorter codes (zlib/miniz's heuristic:
 /// near-optimal, and exact when no code needs limiting). Lengths are then handed out longest
-/// first to the least frequent symbols, so the result is a complete code.
-pub(crate) fn limited_lengths(freq: &[u32], limit: u8, lens: &mut [u8], work: &mut HuffWork) {
+/// first to the least frequent symbols, so the result is a complete code. All in fixed-size
+/// stack arrays: a few microseconds for 286 symbols, once per stripe.
+pub(crate) fn limited_lengths(freq: &[u32], limit: u8, lens: &mut [u8], _work: &mut HuffWork) {
     let n = freq.len();
-    debug_assert!(n >= 2 && n < u16::MAX as usize / 2);
+    assert!((2..=MAX_SYMBOLS).contains(&n) && lens.len() >= n);
     debug_assert!(freq.iter().all(|&f| f > 0));
     debug_assert!((1usize << limit) >= n);
-    let order = &mut work.order;
-    sort_by_freq(freq, order, &mut work.spare);
+    let mut order = [0u16; MAX_SYMBOLS];
+    sort_by_freq(freq, &mut order[..n]);
 
     // Nodes 0..n are leaves (in sorted order), n..2n-1 internal nodes in creation order.
-    let weight = &mut work.weight;
-    weight.clear();
-    weight.extend(order.iter().map(|&s| freq[s as usize] as u64));
-    let parent = &mut work.parent;
-    parent.clear();
-    parent.resize(2 * n - 1, 0);
+    let mut weight = [0u64; 2 * MAX_SYMBOLS];
+    let mut parent = [0u16; 2 * MAX_SYMBOLS];
+    for (w, &s) in weight.iter_mut().zip(order[..n].iter()) {
+        *w = freq[s as usize] as u64;
+    }
     let (mut leaf, mut internal) = (0usize, n);
     for next in n..2 * n - 1 {
-        let mut pick = |weight: &Vec<u64>| -> usize {
+        let mut two = [0usize; 2];
+        for t in &mut two {
             let take_leaf = leaf < n && (internal >= next || weight[leaf] <= weight[internal]);
-            if take_leaf {
-                leaf += 1;
-                leaf - 1
-            } else {
-                internal += 1;
-                internal - 1
-            }
-        };
-        let a = pick(weight);
-        let b = pick(weight);
-        weight.push(weight[a] + weight[b]);
-        parent[a] = next as u16;
-        parent[b] = next as u16;
+            *t = if take_leaf { leaf } else { internal };
+            leaf += take_leaf as usize;
+            internal += !take_leaf as usize;
+        }
+        weight[next] = weight[two[0]] + weight[two[1]];
+        parent[two[0]] = next as u16;
+        parent[two[1]] = next as u16;
     }
     // Depths: root (2n-2) has depth 0; parents always have larger indices than children.
-    let depth = &mut work.depth;
-    depth.clear();
-    depth.resize(2 * n - 1, 0);
+    let mut depth = [0u8; 2 * MAX_SYMBOLS];
     for i in (0..2 * n - 2).rev() {
-        depth[i] = depth[parent[i] as usize] + 1;
+        depth[i] = depth[parent[i] as usize].saturating_add(1);
     }
-    let mut count = [0u32; 64];
+    let mut count = [0u32; 256];
     for &d in &depth[..n] {
         count[d as usize] += 1;
     }
     let limit = limit as usize;
-    for l in limit + 1..64 {
-        count[limit] += count[l];
-        count[l] = 0;
-    }
+    let deeper: u32 = count[limit + 1..].iter().sum();
+    count[limit] += deeper;
     let mut total: u64 = (1..=limit).map(|l| (count[l] as u64) << (limit - l)).sum();
     while total > 1u64 << limit {
         count[limit] -= 1;
@@ -289,23 +270,24 @@ pub(crate) fn limited_lengths(freq: &[u32], limit: u8, lens: &mut [u8], work: &m
     debug_assert_eq!(k, n);
 }
 
-/// The symbols `0..freq.len()` ordered by (frequency, symbol), into `order`.
+/// The symbols `0..order.len()` ordered by (frequency, symbol), into `order`.
 ///
 /// A least-significant-digit radix sort on the frequency, one byte per pass and only as many
 /// passes as the largest frequency needs (two for sampled histograms): each pass is stable, so
-/// equal frequencies keep symbol order. A few hundred nanoseconds for 286 symbols, against
-/// several microseconds for a comparison sort; it runs once per stripe.
-fn sort_by_freq(freq: &[u32], order: &mut Vec<u16>, spare: &mut Vec<u16>) {
-    let n = freq.len();
-    order.clear();
-    order.extend(0..n as u16);
-    spare.clear();
-    spare.resize(n, 0);
-    let max = freq.iter().copied().max().unwrap_or(0);
+/// equal frequencies keep symbol order. Much cheaper than a comparison sort at this size; it
+/// runs once per stripe.
+fn sort_by_freq(freq: &[u32], order: &mut [u16]) {
+    let n = order.len();
+    debug_assert!(n <= MAX_SYMBOLS && freq.len() >= n);
+    for (i, o) in order.iter_mut().enumerate() {
+        *o = i as u16;
+    }
+    let mut spare = [0u16; MAX_SYMBOLS];
+    let max = freq[..n].iter().copied().max().unwrap_or(0);
     let mut shift = 0;
     while shift < 32 && max >> shift != 0 {
         let digit = |s: u16| ((freq[s as usize] >> shift) & 0xFF) as usize;
-        let mut start = [0usize; 257];
+        let mut start = [0u16; 257];
         for &s in order.iter() {
             start[digit(s) + 1] += 1;
         }
@@ -314,13 +296,24 @@ fn sort_by_freq(freq: &[u32], order: &mut Vec<u16>, spare: &mut Vec<u16>) {
         }
         for &s in order.iter() {
             let d = digit(s);
-            spare[start[d]] = s;
+            spare[start[d] as usize] = s;
             start[d] += 1;
         }
-        std::mem::swap(order, spare);
+        order.copy_from_slice(&spare[..n]);
         shift += 8;
     }
 }
+
+/// Bit-reversed bytes.
+const REV8: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = (i as u8).reverse_bits();
+        i += 1;
+    }
+    t
+};
 
 /// Canonical deflate codes for `lens`, bit-reversed for an LSB-first writer.
 pub(crate) fn canonical_codes(lens: &[u8], codes: &mut [u16]) {
@@ -342,7 +335,8 @@ pub(crate) fn canonical_codes(lens: &[u8], codes: &mut [u16]) {
         }
         let v = next[l as usize];
         next[l as usize] += 1;
-        *c = v.reverse_bits() >> (16 - l);
+        let rev = (REV8[v as usize & 0xFF] as u16) << 8 | REV8[(v >> 8) as usize] as u16;
+        *c = rev >> (16 - l);
     }
 }
 
@@ -387,15 +381,49 @@ mod tests {
         assert_eq!(lens, [1, 1]);
     }
 
+    /// Optimal (unlimited) Huffman cost by the textbook heap method, as an oracle.
+    fn huffman_cost(freq: &[u32]) -> u64 {
+        let mut heap: std::collections::BinaryHeap<std::cmp::Reverse<u64>> =
+            freq.iter().map(|&f| std::cmp::Reverse(f as u64)).collect();
+        let mut cost = 0;
+        while heap.len() > 1 {
+            let a = heap.pop().unwrap().0;
+            let b = heap.pop().unwrap().0;
+            cost += a + b;
+            heap.push(std::cmp::Reverse(a + b));
+        }
+        cost
+    }
+
+    #[test]
+    fn lengths_are_optimal_when_the_limit_does_not_bind() {
+        let mut rng = fastrand::Rng::with_seed(9);
+        let mut work = HuffWork;
+        for _ in 0..300 {
+            let n = rng.usize(2..=NUM_LITLEN);
+            // Weights within 10x of each other keep every depth under 15 (asserted below).
+            let freq: Vec<u32> = (0..n).map(|_| rng.u32(100..1000)).collect();
+            let mut lens = vec![0u8; n];
+            limited_lengths(&freq, 15, &mut lens, &mut work);
+            assert!(lens.iter().all(|&l| l < 15));
+            let ours: u64 = freq
+                .iter()
+                .zip(&lens)
+                .map(|(&f, &l)| f as u64 * l as u64)
+                .sum();
+            assert_eq!(ours, huffman_cost(&freq), "n {n}");
+        }
+    }
+
     #[test]
     fn radix_order_matches_comparison_sort() {
         let mut rng = fastrand::Rng::with_seed(11);
-        let (mut order, mut spare) = (Vec::new(), Vec::new());
         for _ in 0..200 {
-            let n = rng.usize(1..=300);
+            let n = rng.usize(1..=MAX_SYMBOLS);
             let top = [1u32, 255, 256, 70_000, u32::MAX][rng.usize(0..5)];
             let freq: Vec<u32> = (0..n).map(|_| rng.u32(0..=top)).collect();
-            sort_by_freq(&freq, &mut order, &mut spare);
+            let mut order = vec![0u16; n];
+            sort_by_freq(&freq, &mut order);
             let mut expect: Vec<u16> = (0..n as u16).collect();
             expect.sort_by_key(|&s| (freq[s as usize], s));
             assert_eq!(order, expect);

@@ -335,13 +335,29 @@ unsafe fn lit_regs(table: &Table) -> LitRegs {
 /// part, takes eight codes per write.
 #[inline(always)]
 unsafe fn emit_block(x: __m512i, m: u64, t: &LitRegs, bw: &mut impl Bits) {
-    let live = 64 - m.leading_zeros() as usize;
+    if m == !0 {
+        // SAFETY: same contract; a separate instance whose loops have constant trip counts.
+        unsafe { emit_block_n::<true>(x, m, t, bw) }
+    } else {
+        // SAFETY: same contract.
+        unsafe { emit_block_n::<false>(x, m, t, bw) }
+    }
+}
+
+/// [`emit_block`], specialised for a full block (`FULL`, `m == !0`) or a partial one.
+#[inline(always)]
+unsafe fn emit_block_n<const FULL: bool>(x: __m512i, m: u64, t: &LitRegs, bw: &mut impl Bits) {
+    let live = if FULL {
+        64
+    } else {
+        64 - m.leading_zeros() as usize
+    };
     // SAFETY: (whole body) register intrinsics and stores into local arrays; avx512f+bw+vbmi
     // enabled by the caller.
     unsafe {
         let xp = _mm512_permutexvar_epi8(t.order, x);
         // Lanes past `live` (permuted like the symbols) get length 0 and code 0.
-        let mp = if m == !0 {
+        let mp = if FULL {
             !0
         } else {
             _mm512_movepi8_mask(_mm512_permutexvar_epi8(t.order, _mm512_movm_epi8(m)))
@@ -367,7 +383,7 @@ unsafe fn emit_block(x: __m512i, m: u64, t: &LitRegs, bw: &mut impl Bits) {
         let mut codes = [0u64; 8];
         let mut lens = [0u64; 8];
         for (half, &(c16, l16)) in halves.iter().enumerate() {
-            if half * 32 >= live {
+            if !FULL && half * 32 >= live {
                 break;
             }
             // (A & B) | C as a ternary-logic immediate.
@@ -392,7 +408,11 @@ unsafe fn emit_block(x: __m512i, m: u64, t: &LitRegs, bw: &mut impl Bits) {
             const SWAP: i32 = 0b01_00_11_10;
             let l_odd = _mm512_shuffle_epi32::<SWAP>(l64);
             let tot = _mm512_add_epi64(l64, l_odd);
-            let words = (live - half * 32).min(32).div_ceil(4);
+            let words = if FULL {
+                8
+            } else {
+                (live - half * 32).min(32).div_ceil(4)
+            };
             if _mm512_cmpgt_epu64_mask(tot, _mm512_set1_epi64(56)) & 0x55 == 0 {
                 let c_odd = _mm512_shuffle_epi32::<SWAP>(c64);
                 let c = _mm512_or_si512(c64, _mm512_sllv_epi64(c_odd, l64));
