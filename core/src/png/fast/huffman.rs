@@ -351,7 +351,7 @@ mod tests {
     #[test]
     fn lengths_are_complete_and_limited() {
         let mut rng = fastrand::Rng::with_seed(7);
-        let mut work = HuffWork::default();
+        let mut work = HuffWork;
         for _ in 0..300 {
             let n = rng.usize(2..=286);
             let freq: Vec<u32> = (0..n)
@@ -373,11 +373,11 @@ mod tests {
         // Fibonacci-like weights force deep trees; with a loose limit the cost equals Huffman's.
         let freq = [1u32, 1, 2, 3, 5, 8, 13, 21];
         let mut lens = [0u8; 8];
-        limited_lengths(&freq, 15, &mut lens, &mut HuffWork::default());
+        limited_lengths(&freq, 15, &mut lens, &mut HuffWork);
         assert_eq!(lens, [7, 7, 6, 5, 4, 3, 2, 1]);
         // A two-symbol code.
         let mut lens = [0u8; 2];
-        limited_lengths(&[5, 9], 15, &mut lens, &mut HuffWork::default());
+        limited_lengths(&[5, 9], 15, &mut lens, &mut HuffWork);
         assert_eq!(lens, [1, 1]);
     }
 
