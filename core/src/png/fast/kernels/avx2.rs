@@ -114,7 +114,7 @@ unsafe fn filter_costs(raw: &[u8], prev: &[u8], bpp: usize, cost: &CostTable) ->
     let n = raw.len();
     let head = bpp.min(n);
     let body_end = head + (n - head) / 32 * 32;
-    let mut out = scalar::filter_costs(&raw[..head], &prev[..head], bpp, cost);
+    let mut out = scalar::costs_between(raw, prev, bpp, 0, head, cost);
     // SAFETY: near is 32 bytes: entries 0..16 and 16..32, each broadcast to both lanes.
     let (lo, hi) = unsafe {
         (
@@ -152,36 +152,23 @@ unsafe fn filter_costs(raw: &[u8], prev: &[u8], bpp: usize, cost: &CostTable) ->
             );
             acc[f] = _mm256_add_epi64(acc[f], _mm256_sad_epu8(v, zero));
         }
+        // Two 32-byte steps per counted block, then skip one block (scalar::cost_counted).
         i += 32;
+        if (i - head) % (2 * scalar::COST_BLOCK) == scalar::COST_BLOCK {
+            i += scalar::COST_BLOCK;
+        }
     }
-    let tail = scalar_tail_costs(raw, prev, bpp, body_end, cost);
+    // The tail (< 32 bytes) lies within one block: counted whole or not at all.
+    let tail = if body_end < n && scalar::cost_counted(body_end, bpp) {
+        scalar::costs_between(raw, prev, bpp, body_end, n, cost)
+    } else {
+        [0; 5]
+    };
     for f in 0..5 {
         let mut lanes = [0u64; 4];
         // SAFETY: 32-byte array.
         unsafe { _mm256_storeu_si256(lanes.as_mut_ptr() as *mut _, acc[f]) };
         out[f] += lanes.iter().sum::<u64>() + tail[f];
-    }
-    out
-}
-
-/// Scalar costs of bytes `from..` (with their true left neighbours).
-fn scalar_tail_costs(
-    raw: &[u8],
-    prev: &[u8],
-    bpp: usize,
-    from: usize,
-    cost: &CostTable,
-) -> [u64; 5] {
-    if from >= raw.len() {
-        return [0; 5];
-    }
-    // Costs of [from - k ..] minus costs of [from - k .. from], with k = bpp so neighbours exist.
-    let k = bpp.min(from);
-    let all = scalar::filter_costs(&raw[from - k..], &prev[from - k..], bpp, cost);
-    let head = scalar::filter_costs(&raw[from - k..from], &prev[from - k..from], bpp, cost);
-    let mut out = [0; 5];
-    for f in 0..5 {
-        out[f] = all[f] - head[f];
     }
     out
 }

@@ -144,7 +144,7 @@ unsafe fn filter_costs(raw: &[u8], prev: &[u8], bpp: usize, cost: &CostTable) ->
     let n = raw.len();
     let head = bpp.min(n);
     // The first bpp bytes have no left neighbour: scalar (a = c = 0 there).
-    let mut out = scalar::filter_costs(&raw[..head], &prev[..head], bpp, cost);
+    let mut out = scalar::costs_between(raw, prev, bpp, 0, head, cost);
     // SAFETY: near is 32 bytes; the upper half of the register is never indexed.
     let tbl = unsafe { _mm512_castsi256_si512(_mm256_loadu_si256(cost.near.as_ptr() as *const _)) };
     let near_max = _mm512_set1_epi8(NEAR_MAX as i8);
@@ -163,7 +163,8 @@ unsafe fn filter_costs(raw: &[u8], prev: &[u8], bpp: usize, cost: &CostTable) ->
             let v = _mm512_maskz_permutexvar_epi8(m, d, tbl);
             acc[f] = _mm512_add_epi64(acc[f], _mm512_sad_epu8(v, zero));
         }
-        i += 64;
+        // Every other block (scalar::cost_counted).
+        i += 2 * scalar::COST_BLOCK;
     }
     for f in 0..5 {
         out[f] += _mm512_reduce_add_epi64(acc[f]) as u64;

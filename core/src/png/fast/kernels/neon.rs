@@ -98,7 +98,7 @@ unsafe fn filter_costs(raw: &[u8], prev: &[u8], bpp: usize, cost: &CostTable) ->
     let n = raw.len();
     let head = bpp.min(n);
     let body_end = head + (n - head) / 16 * 16;
-    let mut out = scalar::filter_costs(&raw[..head], &prev[..head], bpp, cost);
+    let mut out = scalar::costs_between(raw, prev, bpp, 0, head, cost);
     // SAFETY: 16-byte tables; register intrinsics.
     unsafe {
         let tbl = uint8x16x2_t(
@@ -119,20 +119,18 @@ unsafe fn filter_costs(raw: &[u8], prev: &[u8], bpp: usize, cost: &CostTable) ->
                 let v = vqtbl2q_u8(tbl, d);
                 out[f as usize] += vaddlvq_u8(v) as u64;
             }
+            // Four 16-byte steps per counted block, then skip one (scalar::cost_counted).
             i += 16;
+            if (i - head) % (2 * scalar::COST_BLOCK) == scalar::COST_BLOCK {
+                i += scalar::COST_BLOCK;
+            }
         }
     }
-    if body_end < n {
-        let k = bpp.min(body_end);
-        let all = scalar::filter_costs(&raw[body_end - k..], &prev[body_end - k..], bpp, cost);
-        let h = scalar::filter_costs(
-            &raw[body_end - k..body_end],
-            &prev[body_end - k..body_end],
-            bpp,
-            cost,
-        );
+    // The tail (< 16 bytes) lies within one block: counted whole or not at all.
+    if body_end < n && scalar::cost_counted(body_end, bpp) {
+        let t = scalar::costs_between(raw, prev, bpp, body_end, n, cost);
         for f in 0..5 {
-            out[f] += all[f] - h[f];
+            out[f] += t[f];
         }
     }
     out
