@@ -272,35 +272,21 @@ pub(crate) fn limited_lengths(freq: &[u32], limit: u8, lens: &mut [u8], _work: &
 
 /// The symbols `0..order.len()` ordered by (frequency, symbol), into `order`.
 ///
-/// A least-significant-digit radix sort on the frequency, one byte per pass and only as many
-/// passes as the largest frequency needs (two for sampled histograms): each pass is stable, so
-/// equal frequencies keep symbol order. Much cheaper than a comparison sort at this size; it
-/// runs once per stripe.
+/// Each symbol becomes one integer key, frequency above symbol, so an unstable sort of plain
+/// integers gives the (frequency, symbol) order; frequencies above 2^23 are scaled down first
+/// (keeping every one non-zero and the order of distinct scaled values).
 fn sort_by_freq(freq: &[u32], order: &mut [u16]) {
     let n = order.len();
     debug_assert!(n <= MAX_SYMBOLS && freq.len() >= n);
-    for (i, o) in order.iter_mut().enumerate() {
-        *o = i as u16;
-    }
-    let mut spare = [0u16; MAX_SYMBOLS];
     let max = freq[..n].iter().copied().max().unwrap_or(0);
-    let mut shift = 0;
-    while shift < 32 && max >> shift != 0 {
-        let digit = |s: u16| ((freq[s as usize] >> shift) & 0xFF) as usize;
-        let mut start = [0u16; 257];
-        for &s in order.iter() {
-            start[digit(s) + 1] += 1;
-        }
-        for d in 0..256 {
-            start[d + 1] += start[d];
-        }
-        for &s in order.iter() {
-            let d = digit(s);
-            spare[start[d] as usize] = s;
-            start[d] += 1;
-        }
-        order.copy_from_slice(&spare[..n]);
-        shift += 8;
+    let shift = (32 - max.leading_zeros()).saturating_sub(23);
+    let mut keys = [0u32; MAX_SYMBOLS];
+    for (s, k) in keys[..n].iter_mut().enumerate() {
+        *k = (freq[s] >> shift) << 9 | s as u32;
+    }
+    keys[..n].sort_unstable();
+    for (o, k) in order.iter_mut().zip(keys[..n].iter()) {
+        *o = (k & 0x1FF) as u16;
     }
 }
 
@@ -416,17 +402,29 @@ mod tests {
     }
 
     #[test]
-    fn radix_order_matches_comparison_sort() {
+    fn frequency_order_matches_comparison_sort() {
         let mut rng = fastrand::Rng::with_seed(11);
         for _ in 0..200 {
             let n = rng.usize(1..=MAX_SYMBOLS);
-            let top = [1u32, 255, 256, 70_000, u32::MAX][rng.usize(0..5)];
+            let top = [1u32, 255, 256, 70_000, (1 << 23) - 1, u32::MAX][rng.usize(0..6)];
             let freq: Vec<u32> = (0..n).map(|_| rng.u32(0..=top)).collect();
             let mut order = vec![0u16; n];
             sort_by_freq(&freq, &mut order);
+            // Exact (frequency, symbol) order below 2^23; above, the frequencies are compared
+            // scaled down (a permutation ordered by the scaled value).
+            let shift = if top < 1 << 23 { 0 } else { 9 };
             let mut expect: Vec<u16> = (0..n as u16).collect();
-            expect.sort_by_key(|&s| (freq[s as usize], s));
-            assert_eq!(order, expect);
+            expect.sort_by_key(|&s| (freq[s as usize] >> shift, s));
+            if shift == 0 {
+                assert_eq!(order, expect);
+            } else {
+                let mut seen = order.clone();
+                seen.sort_unstable();
+                assert_eq!(seen, (0..n as u16).collect::<Vec<_>>());
+                assert!(order
+                    .windows(2)
+                    .all(|w| freq[w[0] as usize] >> shift <= freq[w[1] as usize] >> shift));
+            }
         }
     }
 
