@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use mio::net::TcpStream;
 
+use crate::nosigpipe::NoSigPipe;
 use crate::ws::{discard_input, Read_, Ws};
 
 /// The bytes of a plain HTTP response being written, after which the connection closes.
@@ -88,7 +89,7 @@ impl Conn {
             return Ok(true);
         };
         while reply.pos < reply.out.len() {
-            match self.sock.write(&reply.out[reply.pos..]) {
+            match NoSigPipe(&self.sock).write(&reply.out[reply.pos..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => reply.pos += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),

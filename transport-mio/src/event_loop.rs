@@ -24,6 +24,7 @@ use pngcast_core::queue::ClientQueue;
 use pngcast_core::sink::Target;
 
 use crate::conn::{Conn, HeadRead, Phase, Reply};
+use crate::nosigpipe::NoSigPipe;
 use crate::shared::{Command, Shared, Stats};
 use crate::ws::{CloseWhy, Pump, Read_, Ws};
 
@@ -325,7 +326,7 @@ impl EventLoop {
             }
             Phase::Ws(ws) => {
                 if readable {
-                    match ws.on_readable(&mut conn.sock, &self.shared.stats, now) {
+                    match ws.on_readable(&mut NoSigPipe(&conn.sock), &self.shared.stats, now) {
                         Read_::Drained => {}
                         Read_::More => self.again.push(key),
                         Read_::Dead => self.end_ws(key, &mut conn, Phase::Done),
@@ -441,7 +442,7 @@ impl EventLoop {
         let Phase::Ws(ws) = &mut conn.phase else {
             return;
         };
-        match ws.pump(&mut conn.sock, &self.shared.stats, now) {
+        match ws.pump(&mut NoSigPipe(&conn.sock), &self.shared.stats, now) {
             Pump::Idle | Pump::Blocked => {}
             Pump::Finished => {
                 let deadline = self.linger_deadline(now);
