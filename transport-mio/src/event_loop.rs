@@ -309,7 +309,13 @@ impl EventLoop {
             }
             match conn.phase {
                 Phase::Reply(_) => self.write_reply(&mut conn, now),
-                Phase::Ws(_) => readable = true,
+                Phase::Ws(_) => {
+                    // The 101 (and the status) go out before anything is read, so a client
+                    // that half-closed right after its request still gets its answer before
+                    // its EOF ends the connection (the blocking transport behaves the same).
+                    self.pump(key, &mut conn, now);
+                    readable = true;
+                }
                 _ => {}
             }
         }
