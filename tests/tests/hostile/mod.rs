@@ -349,8 +349,37 @@ impl Witness {
     pub fn sent(&self) -> u32 {
         self.sent.load(Ordering::Acquire)
     }
-    /// Stops the pump and checks the healthy client got frames `0..n` in order; returns `n`.
+    /// Stops the pump and checks the healthy client got frames `0..n` in order (`Reliable`);
+    /// returns `n`.
     pub fn finish(self, what: &str) -> u32 {
+        let (n, idx) = self.collect(what);
+        assert!(
+            idx.iter().copied().eq(0..n),
+            "{what}: healthy client got {} of {n} frames, first gap at {:?}",
+            idx.len(),
+            idx.iter().zip(0..).find(|(a, b)| **a != *b)
+        );
+        n
+    }
+    /// Stops the pump and checks what `LatestWins` promises the healthy client: frames in
+    /// increasing order (some may have been dropped) ending with the newest one, `n - 1`.
+    /// Returns `n` and how many the client received.
+    pub fn finish_latest(self, what: &str) -> (u32, usize) {
+        let (n, idx) = self.collect(what);
+        assert!(
+            idx.windows(2).all(|w| w[0] < w[1]),
+            "{what}: frames out of order or repeated: {idx:?}"
+        );
+        assert_eq!(
+            idx.last().copied(),
+            n.checked_sub(1),
+            "{what}: the newest frame is not the last one received ({} of {n} received)",
+            idx.len()
+        );
+        (n, idx.len())
+    }
+    /// Stops the pump, joins the reader; returns the frames sent and the indices received.
+    fn collect(self, what: &str) -> (u32, Vec<u32>) {
         self.stop.store(true, Ordering::Release);
         self.pump.join().expect("pump");
         let n = self.sent.load(Ordering::Acquire);
@@ -367,14 +396,8 @@ impl Witness {
                 other => panic!("{what}: healthy client got {other:?}"),
             })
             .collect();
-        assert!(
-            idx.iter().copied().eq(0..n),
-            "{what}: healthy client got {} of {n} frames, first gap at {:?}",
-            idx.len(),
-            idx.iter().zip(0..).find(|(a, b)| **a != *b)
-        );
         let _ = &self.sink;
-        n
+        (n, idx)
     }
 }
 
