@@ -99,8 +99,8 @@ fn survives_resets<B: Backend>() {
                 // No reads, then bad input (an unmasked frame): the server cuts the socket
                 // while its writer is blocked mid-frame, then the peer resets.
                 std::thread::sleep(Duration::from_millis(100));
-                s.write_all(&hostile::frame(0x81, b"unmasked", false))
-                    .unwrap();
+                // (A write error here would only mean the server already let go: fine.)
+                let _ = s.write_all(&hostile::frame(0x81, b"unmasked", false));
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
