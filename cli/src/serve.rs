@@ -71,6 +71,11 @@ pub struct ServeArgs {
     #[arg(long)]
     insecure: bool,
 
+    /// A browser origin (`http[s]://host[:port]`) allowed to open the WebSocket besides the one
+    /// matching the `Host` header; repeat for several. Other origins get 403.
+    #[arg(long = "allowed-origin", value_name = "ORIGIN", value_parser = parse_origin)]
+    allowed_origins: Vec<String>,
+
     /// Deflate: `stored`, `compact` or `compact=LEVEL` (as for `encode`).
     #[arg(long, value_name = "MODE", value_parser = parse_compression)]
     compression: Option<Compression>,
@@ -108,6 +113,27 @@ impl From<PolicyArg> for Policy {
             PolicyArg::LatestWins => Policy::LatestWins,
             PolicyArg::Reliable => Policy::Reliable,
         }
+    }
+}
+
+/// An `--allowed-origin` value: `http://` or `https://`, a host and an optional port, nothing
+/// else (a browser's `Origin` never has a path). A trailing `/` is dropped.
+fn parse_origin(s: &str) -> Result<String, String> {
+    let origin = s.strip_suffix('/').unwrap_or(s);
+    let authority = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    match authority {
+        Some(a)
+            if !a.is_empty()
+                && !a.contains(['/', '?', '#', '@'])
+                && a.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            Ok(origin.to_owned())
+        }
+        _ => Err(format!(
+            "`{s}` is not an origin like http://host:port or https://host"
+        )),
     }
 }
 
@@ -214,7 +240,8 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         .addr(addr)
         .policy(args.policy.into())
         .token(args.token.clone())
-        .insecure(args.insecure);
+        .insecure(args.insecure)
+        .allowed_origins(args.allowed_origins.clone());
     let server = Running::bind(args.transport, config)?;
     let sink = server.sink();
     let mut options = EncodeOptions::default();

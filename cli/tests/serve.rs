@@ -286,6 +286,9 @@ fn bad_arguments_exit_2() {
         "--size",
     );
     fails(&["serve", "--compression", "zstd"], "zstd");
+    for bad in ["ftp://x", "example.org", "http://", "http://h/path", "null"] {
+        fails(&["serve", "--allowed-origin", bad], bad);
+    }
     let never = scratch("never").join("out");
     let never = never.to_str().unwrap();
     fails(&["recv", "ws://127.0.0.1:9/ws"], "--out");
@@ -363,5 +366,88 @@ fn serve_serves_the_viewer_page() {
         assert!(page.starts_with("HTTP/1.1 200"), "{t}: {page:.200}");
         assert!(page.contains("<title>pngcast viewer</title>"), "{t}");
         assert!(page.contains("supports_preview_metadata"), "{t}");
+    }
+}
+
+/// The HTTP status a WebSocket upgrade with this `Origin` header gets.
+fn upgrade_status(addr: std::net::SocketAddr, origin: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        s,
+        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nOrigin: {origin}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap() == 1 {
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 "), "{head}");
+    head[9..12].parse().unwrap()
+}
+
+#[test]
+fn allowed_origin_flag_feeds_the_allow_list() {
+    for t in TRANSPORTS {
+        let open = Serve::start(&["--transport", t, "--size", "8x8", "--fps", "5"]);
+        let listed = Serve::start(&[
+            "--transport",
+            t,
+            "--size",
+            "8x8",
+            "--fps",
+            "5",
+            "--allowed-origin",
+            "http://studio.example:8080",
+            "--allowed-origin",
+            "https://other.example/",
+        ]);
+        let own = format!("http://{}", listed.addr);
+        // Without the flag only the origin matching Host passes.
+        assert_eq!(
+            upgrade_status(open.addr, "http://studio.example:8080"),
+            403,
+            "{t}"
+        );
+        assert_eq!(
+            upgrade_status(open.addr, &format!("http://{}", open.addr)),
+            101,
+            "{t}"
+        );
+        // With it, each listed origin passes too (case-insensitive, trailing `/` dropped);
+        // others are still refused.
+        assert_eq!(
+            upgrade_status(listed.addr, "http://studio.example:8080"),
+            101,
+            "{t}"
+        );
+        assert_eq!(
+            upgrade_status(listed.addr, "HTTP://Studio.Example:8080"),
+            101,
+            "{t}"
+        );
+        assert_eq!(
+            upgrade_status(listed.addr, "https://other.example"),
+            101,
+            "{t}"
+        );
+        assert_eq!(upgrade_status(listed.addr, &own), 101, "{t}");
+        assert_eq!(
+            upgrade_status(listed.addr, "http://studio.example:8081"),
+            403,
+            "{t}"
+        );
+        assert_eq!(
+            upgrade_status(listed.addr, "https://evil.example"),
+            403,
+            "{t}"
+        );
+        assert_eq!(upgrade_status(listed.addr, "null"), 403, "{t}");
     }
 }

@@ -23,15 +23,9 @@ struct Servers {
 fn servers() -> &'static Servers {
     static S: OnceLock<Servers> = OnceLock::new();
     S.get_or_init(|| {
-        // libFuzzer's `main` is not Rust's, so SIGPIPE is not ignored here as it is in every
-        // Rust binary (and in CPython): the transports' `write_vectored` (writev, which takes
-        // no MSG_NOSIGNAL) to a reset peer would kill the process. Hosts embedding pngcast
-        // must ignore SIGPIPE the same way (docs/reliability.md).
-        // SAFETY: setting a signal disposition to SIG_IGN before any other thread of ours runs
-        // has no memory-safety preconditions.
-        unsafe {
-            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
-        }
+        // libFuzzer's `main` is not Rust's, so SIGPIPE keeps its default action here (a Rust
+        // binary ignores it before `main`): the transports must never raise it (they send with
+        // MSG_NOSIGNAL), and this target would die of signal 13 if one did.
         let config = ServerConfig::default()
             .addr("127.0.0.1:0".parse().unwrap())
             .max_message_bytes(4096)

@@ -1,11 +1,17 @@
 //! Faults against both transports: peers that vanish mid-frame, half-open peers, one-byte
 //! readers, connect/disconnect churn, shutdown under load, and bad tensors through the sender.
 //!
-//! Each case keeps a healthy `Reliable` client (the [`hostile::Witness`]) receiving numbered
-//! frames during the fault and checks it got every one in order; then it checks the server's
-//! client count, this process's open file descriptors (`/proc/self/fd`) and thread count return
-//! to their baseline (polled for a bounded time). The cases share one process, so they take a
-//! lock: descriptor counts are only meaningful one case at a time.
+//! Each case keeps a healthy client (the [`hostile::Witness`]) receiving numbered frames during
+//! the fault. Under `Reliable` it must get every one in order; the key faults (vanish mid-frame,
+//! half-open non-readers, 1,000 connect/disconnect cycles) also run under `LatestWins`, where it
+//! must get an increasing sequence ending with the newest frame, and every frame queued to any
+//! client must end up counted as sent or dropped (`frames_queued == frames_sent +
+//! frames_dropped` once the server is down). Then the case checks the server's client count,
+//! this process's open file descriptors (`/proc/self/fd`) and thread count return to their
+//! baseline (polled for a bounded time), and its resident memory to within [`RSS_MARGIN_KB`] of
+//! the baseline (a generous bound, not a timing: the allocator may keep freed pages). The cases
+//! share one process, so they take a lock: descriptor counts are only meaningful one case at a
+//! time.
 
 #[path = "suite/mod.rs"]
 mod suite;
@@ -20,7 +26,7 @@ use std::time::Duration;
 
 use pngcast_core::http::ServerConfig;
 use pngcast_core::queue::Policy;
-use pngcast_core::sink::{FrameSink, Target};
+use pngcast_core::sink::{FrameSink, SinkStats, Target};
 
 use hostile::{connect_healthy, open_ws, stats_until, Witness};
 use suite::{Backend, Harness, Net};
@@ -46,6 +52,20 @@ fn threads() -> usize {
         .count()
 }
 
+/// Resident memory of this process in KiB (`VmRSS` of `/proc/self/status`: the resident pages
+/// of `/proc/self/statm`, in KiB).
+fn rss_kb() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .expect("VmRSS line");
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// How far above its baseline resident memory may end after a case (32 MiB).
+const RSS_MARGIN_KB: u64 = 32 * 1024;
+
 /// Polls for up to 20 s until descriptors and threads are back at (or below) the baseline.
 fn back_to_baseline(what: &str, base_fds: usize, base_threads: usize) {
     for _ in 0..2000 {
@@ -65,27 +85,35 @@ fn back_to_baseline(what: &str, base_fds: usize, base_threads: usize) {
 struct Case {
     _serial: MutexGuard<'static, ()>,
     name: String,
+    policy: Policy,
     h: Net,
     sink: Arc<dyn FrameSink>,
     witness: Witness,
     base_fds: usize,
     base_threads: usize,
+    base_rss_kb: u64,
 }
 
 impl Case {
-    fn start<B: Backend>(name: &str, config: ServerConfig, frame_len: usize) -> Case {
-        Self::start_with::<B, ()>(name, config, frame_len, |_| ()).0
+    fn start<B: Backend>(
+        name: &str,
+        policy: Policy,
+        config: ServerConfig,
+        frame_len: usize,
+    ) -> Case {
+        Self::start_with::<B, ()>(name, policy, config, frame_len, |_| ()).0
     }
     /// As [`Case::start`], running `pre` (e.g. connecting more clients) before the witness
     /// starts pumping.
     fn start_with<B: Backend, T>(
         name: &str,
+        policy: Policy,
         config: ServerConfig,
         frame_len: usize,
         pre: impl FnOnce(&Net) -> T,
     ) -> (Case, T) {
         let serial = serial();
-        let config = config.policy(Policy::Reliable);
+        let config = config.policy(policy);
         let h = Net::start::<B>(config.clone());
         let sink = h.sink();
         let healthy = connect_healthy(&h, &config, "healthy");
@@ -94,9 +122,11 @@ impl Case {
         let witness = Witness::start(sink.clone(), healthy, frame_len);
         let case = Case {
             _serial: serial,
-            name: format!("{name} on {}", B::NAME),
+            name: format!("{name} on {} ({policy:?})", B::NAME),
+            policy,
             base_fds: fds(),
             base_threads: threads(),
+            base_rss_kb: rss_kb(),
             h,
             sink,
             witness,
@@ -104,27 +134,52 @@ impl Case {
         (case, extra)
     }
     /// Waits until only the healthy client is left and descriptors and threads are back, then
-    /// checks the witness got every frame. Returns the number of frames.
-    fn finish(self) -> u32 {
+    /// checks the witness got what the policy promises and (once the server is down) that every
+    /// queued frame was counted sent or dropped, and that resident memory is back within
+    /// [`RSS_MARGIN_KB`] of the baseline. Returns the server's final stats.
+    fn finish(self) -> SinkStats {
         stats_until(&*self.sink, "only the healthy client is left", |s| {
             s.clients == 1
         });
         back_to_baseline(&self.name, self.base_fds, self.base_threads);
-        let n = self.witness.finish(&self.name);
-        eprintln!(
-            "{}: {n} frames to the witness, {:?}",
-            self.name,
-            self.sink.stats()
-        );
+        let got = match self.policy {
+            Policy::Reliable => {
+                let n = self.witness.finish(&self.name);
+                format!("all {n} frames")
+            }
+            _ => {
+                let (n, got) = self.witness.finish_latest(&self.name);
+                format!("{got} of {n} frames, ending with the newest")
+            }
+        };
         drop(self.h);
-        n
+        let s = stats_until(&*self.sink, "every queued frame sent or dropped", |s| {
+            s.clients == 0 && s.frames_queued == s.frames_sent + s.frames_dropped
+        });
+        let rss = rss_kb();
+        eprintln!(
+            "{}: witness got {got}; rss {} -> {rss} kB; {s:?}",
+            self.name, self.base_rss_kb
+        );
+        assert!(
+            rss <= self.base_rss_kb + RSS_MARGIN_KB,
+            "{}: resident memory {rss} kB, baseline {} kB",
+            self.name,
+            self.base_rss_kb
+        );
+        s
     }
 }
 
 /// 50 clients each read part of a 16 KiB frame and vanish: half drop the socket with unread
 /// data (the kernel sends RST), half shut down writing first (FIN, then RST).
-fn vanish_mid_frame<B: Backend>() {
-    let case = Case::start::<B>("vanish_mid_frame", ServerConfig::default(), 16 * 1024);
+fn vanish_mid_frame<B: Backend>(policy: Policy) {
+    let case = Case::start::<B>(
+        "vanish_mid_frame",
+        policy,
+        ServerConfig::default(),
+        16 * 1024,
+    );
     for i in 0..50 {
         let mut s = TcpStream::connect(case.h.addr()).unwrap();
         let head = open_ws(&mut s, &format!("victim{i}"));
@@ -140,13 +195,14 @@ fn vanish_mid_frame<B: Backend>() {
 }
 
 /// 10 clients upgrade and then neither read nor close. The server closes them (queue overflow
-/// under `Reliable`, or the stall timeout); the witness is unaffected.
-fn half_open_never_read<B: Backend>() {
+/// under `Reliable`, or the stall timeout); the witness is unaffected. Under `LatestWins` their
+/// queues drop the oldest frames instead of overflowing, so frames are counted dropped.
+fn half_open_never_read<B: Backend>(policy: Policy) {
     let config = ServerConfig::default()
         .queue_bytes(1 << 20)
         .stall_timeout(Duration::from_millis(300))
         .write_timeout(Duration::from_millis(300));
-    let case = Case::start::<B>("half_open_never_read", config, 32 * 1024);
+    let case = Case::start::<B>("half_open_never_read", policy, config, 32 * 1024);
     let held: Vec<TcpStream> = (0..10)
         .map(|i| {
             let mut s = TcpStream::connect(case.h.addr()).unwrap();
@@ -159,7 +215,8 @@ fn half_open_never_read<B: Backend>() {
     });
     assert!(s.closed_overflow + s.closed_stall >= 10, "{s:?}");
     drop(held);
-    case.finish();
+    let s = case.finish();
+    assert!(s.frames_dropped > 0, "{s:?}");
 }
 
 /// A reader that takes one byte per `read` call.
@@ -230,11 +287,11 @@ fn one_byte_reader<B: Backend>() {
 
 /// 1000 connect/disconnect cycles while frames flow, four ways: a clean WebSocket close, a drop
 /// right after the upgrade request, a TCP connect with nothing sent, a drop after the 101.
-fn churn_1000<B: Backend>() {
+fn churn_1000<B: Backend>(policy: Policy) {
     let config = ServerConfig::default()
         .max_clients(4096)
         .handshake_timeout(Duration::from_millis(500));
-    let case = Case::start::<B>("churn_1000", config, 1024);
+    let case = Case::start::<B>("churn_1000", policy, config, 1024);
     let addr = case.h.addr();
     for i in 0..1000 {
         match i % 4 {
@@ -347,6 +404,7 @@ fn bad_tensors_through_sender<B: Backend>() {
     // The type-4 client connects before the witness pumps (its flags exchange comes first).
     let (case, mut flagged) = Case::start_with::<B, _>(
         "bad_tensors_through_sender",
+        Policy::Reliable,
         ServerConfig::default(),
         256,
         |h| h.connect(Some("flagged"), true),
@@ -476,11 +534,19 @@ macro_rules! faults_suite {
     ($b:ty) => {
         #[test]
         fn vanish_mid_frame() {
-            super::vanish_mid_frame::<$b>();
+            super::vanish_mid_frame::<$b>(Policy::Reliable);
+        }
+        #[test]
+        fn vanish_mid_frame_latest_wins() {
+            super::vanish_mid_frame::<$b>(Policy::LatestWins);
         }
         #[test]
         fn half_open_never_read() {
-            super::half_open_never_read::<$b>();
+            super::half_open_never_read::<$b>(Policy::Reliable);
+        }
+        #[test]
+        fn half_open_never_read_latest_wins() {
+            super::half_open_never_read::<$b>(Policy::LatestWins);
         }
         #[test]
         fn one_byte_reader() {
@@ -488,7 +554,11 @@ macro_rules! faults_suite {
         }
         #[test]
         fn churn_1000() {
-            super::churn_1000::<$b>();
+            super::churn_1000::<$b>(Policy::Reliable);
+        }
+        #[test]
+        fn churn_1000_latest_wins() {
+            super::churn_1000::<$b>(Policy::LatestWins);
         }
         #[test]
         fn shutdown_under_load() {
@@ -502,9 +572,11 @@ macro_rules! faults_suite {
 }
 
 mod mio {
+    use pngcast_core::queue::Policy;
     faults_suite!(crate::hostile::backends::Mio);
 }
 
 mod blocking {
+    use pngcast_core::queue::Policy;
     faults_suite!(crate::hostile::backends::Blocking);
 }

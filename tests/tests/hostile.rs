@@ -57,6 +57,8 @@ macro_rules! per_transport {
             close_with_invalid_code_1002,
             close_with_one_byte_payload_1002,
             ping_flood_answered,
+            frames_pipelined_behind_upgrade,
+            half_close_after_upgrade_101,
         );
     };
 }

@@ -29,6 +29,8 @@ use pngcast_core::wire::{self, BinaryMessage, ImageMeta, TextMessage};
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{ClientRequestBuilder, Message, WebSocket};
 
+use crate::nosigpipe::NoSigPipe;
+
 /// What a client that wants type-4 frames sends first (protocol.md section 3).
 const FEATURE_FLAGS_REQUEST: &str =
     r#"{"type": "feature_flags", "data": {"supports_preview_metadata": true}}"#;
@@ -168,7 +170,7 @@ impl From<tungstenite::Error> for ClientError {
 
 /// A connected client. See the [module docs](self).
 pub struct Client {
-    ws: WebSocket<TcpStream>,
+    ws: WebSocket<NoSigPipe<TcpStream>>,
     sid: String,
     close_code: Option<u16>,
     pending: VecDeque<Event>,
@@ -308,12 +310,11 @@ impl Client {
             .max_message_size(Some(options.max_message_bytes))
             .max_frame_size(Some(options.max_message_bytes));
         let (ws, _response) =
-            tungstenite::client::client_with_config(request, stream, Some(config)).map_err(
-                |e| match e {
+            tungstenite::client::client_with_config(request, NoSigPipe(stream), Some(config))
+                .map_err(|e| match e {
                     tungstenite::HandshakeError::Failure(e) => map_timeout(ClientError::from(e)),
                     tungstenite::HandshakeError::Interrupted(_) => ClientError::Timeout,
-                },
-            )?;
+                })?;
         let mut client = Client {
             ws,
             sid: String::new(),
@@ -360,8 +361,8 @@ impl Client {
                 }
             }
         }
-        client.ws.get_mut().set_read_timeout(None)?;
-        client.ws.get_mut().set_write_timeout(None)?;
+        client.ws.get_ref().0.set_read_timeout(None)?;
+        client.ws.get_ref().0.set_write_timeout(None)?;
         Ok(client)
     }
 
@@ -380,7 +381,7 @@ impl Client {
     /// `next_event` returns an [`ClientError::Io`] of kind `WouldBlock` or `TimedOut`; the
     /// client stays usable and the next call resumes where the read stopped.
     pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<(), ClientError> {
-        self.ws.get_mut().set_read_timeout(timeout)?;
+        self.ws.get_ref().0.set_read_timeout(timeout)?;
         Ok(())
     }
 
@@ -416,7 +417,7 @@ impl Client {
     /// [`Self::fill`] with what is left of the connect timeout.
     fn fill_timed(&mut self, start: Instant, limit: Duration) -> Result<bool, ClientError> {
         let left = remaining(start, limit)?;
-        self.ws.get_mut().set_read_timeout(Some(left))?;
+        self.ws.get_ref().0.set_read_timeout(Some(left))?;
         self.fill().map_err(map_timeout)
     }
 

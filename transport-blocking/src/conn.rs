@@ -32,6 +32,7 @@ use tungstenite::Message;
 
 use crate::handshake::{self, Upgraded};
 use crate::hub::{after, code, ClientHandle, ClientState, CloseRequest, EndReason, Hub, Refusal};
+use crate::nosigpipe::NoSigPipe;
 use crate::server::THREAD_STACK;
 
 /// How long the writer waits for the peer's answer to our Close before cutting the socket.
@@ -92,9 +93,8 @@ fn run_websocket(
         }
     };
     // Registered (so counted and targetable, with the status first in its queue): now the 101.
-    let mut s = &stream;
     let _ = stream.set_write_timeout(Some(config.handshake_timeout));
-    if s.write_all(&up.response).is_err() {
+    if NoSigPipe(&stream).write_all(&up.response).is_err() {
         client.cut();
         hub.remove(&client, EndReason::Normal);
         return;
@@ -312,7 +312,7 @@ const BATCH_ITEMS: usize = 32;
 /// The writer stops adding items to a batch past this many bytes.
 const BATCH_BYTES: usize = 4 << 20;
 
-fn writer_loop(mut sock: TcpStream, client: &ClientHandle, hub: &Hub, ping: Duration) -> EndReason {
+fn writer_loop(sock: TcpStream, client: &ClientHandle, hub: &Hub, ping: Duration) -> EndReason {
     let mut next_ping = after(ping);
     let keepalive = !ping.is_zero();
     // When the oldest ping not yet followed by any input went out.
@@ -391,16 +391,16 @@ fn writer_loop(mut sock: TcpStream, client: &ClientHandle, hub: &Hub, ping: Dura
                 mark_done(client);
                 return EndReason::Normal;
             }
-            Job::Control(bytes) => sock.write_all(&bytes).map(|_| (0, bytes.len())),
+            Job::Control(bytes) => NoSigPipe(&sock).write_all(&bytes).map(|_| (0, bytes.len())),
             Job::Ping => {
                 let now = Instant::now();
                 next_ping = after(ping);
                 unanswered_ping.get_or_insert(now);
                 let mut hdr = [0u8; 10];
                 let n = ws_frame_header(OPCODE_PING, 0, &mut hdr);
-                sock.write_all(&hdr[..n]).map(|_| (0, n))
+                NoSigPipe(&sock).write_all(&hdr[..n]).map(|_| (0, n))
             }
-            Job::Items => match write_batch(&mut sock, &batch) {
+            Job::Items => match write_batch(&sock, &batch) {
                 Ok(n) => Ok((batch.iter().filter(|i| i.is_image()).count() as u64, n)),
                 Err((e, done)) => {
                     // Account for the batch: items wholly written were sent, the rest dropped.
@@ -421,7 +421,7 @@ fn writer_loop(mut sock: TcpStream, client: &ClientHandle, hub: &Hub, ping: Dura
             },
             Job::Close(req) => {
                 let bytes = wire::close_frame(req.code, req.reason);
-                let _ = sock.write_all(&bytes);
+                let _ = NoSigPipe(&sock).write_all(&bytes);
                 hub.count_sent(0, bytes.len() as u64);
                 let reason = match req.code {
                     code::POLICY => EndReason::Overflow,
@@ -491,7 +491,7 @@ const MAX_PARTS: usize = BATCH_ITEMS * 5;
 
 /// Writes a batch of queue items as their WebSocket frames, straight from the shared buffers
 /// (headers live on the stack). Returns the bytes written.
-fn write_batch(sock: &mut TcpStream, batch: &[Outgoing]) -> Result<usize, (io::Error, usize)> {
+fn write_batch(sock: &TcpStream, batch: &[Outgoing]) -> Result<usize, (io::Error, usize)> {
     let mut headers = [[0u8; 10]; BATCH_ITEMS * 2];
     let mut lens = [0usize; BATCH_ITEMS * 2];
     for (i, item) in batch.iter().enumerate() {
@@ -528,7 +528,7 @@ fn write_batch(sock: &mut TcpStream, batch: &[Outgoing]) -> Result<usize, (io::E
             n += 1;
         }
     }
-    write_all_vectored(sock, &parts[..n])
+    write_all_vectored(&mut NoSigPipe(sock), &parts[..n])
 }
 
 /// `write_all` over several buffers with `write_vectored`: the kernel gathers them, nothing is

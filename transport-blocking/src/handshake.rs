@@ -12,6 +12,7 @@ use std::time::Instant;
 use pngcast_core::http::{self, RequestHead, Route, ServerConfig};
 
 use crate::hub::{after, Hub};
+use crate::nosigpipe::NoSigPipe;
 
 /// A connection that answered `101`.
 pub(crate) struct Upgraded {
@@ -79,11 +80,10 @@ pub(crate) fn serve_http(stream: &TcpStream, config: &ServerConfig, hub: &Hub) -
     };
 
     let answer = |bytes: &[u8]| {
-        let mut s = sock;
-        let _ = s.set_write_timeout(Some(config.handshake_timeout));
-        let _ = s.write_all(bytes);
-        let _ = s.shutdown(Shutdown::Write);
-        linger_until_closed(s, deadline);
+        let _ = sock.set_write_timeout(Some(config.handshake_timeout));
+        let _ = NoSigPipe(sock).write_all(bytes);
+        let _ = sock.shutdown(Shutdown::Write);
+        linger_until_closed(sock, deadline);
     };
     match http::route(&head, config, hub.client_count()) {
         Route::Viewer => {
@@ -122,11 +122,10 @@ pub(crate) fn serve_http(stream: &TcpStream, config: &ServerConfig, hub: &Hub) -
 /// Sends a refusal, counts it and closes cleanly.
 pub(crate) fn refuse_with(sock: &TcpStream, response: &[u8], hub: &Hub) {
     hub.count_refused();
-    let mut s = sock;
-    let _ = s.set_write_timeout(Some(std::time::Duration::from_secs(1)));
-    let _ = s.write_all(response);
-    let _ = s.shutdown(Shutdown::Write);
-    linger_until_closed(s, Instant::now() + std::time::Duration::from_secs(1));
+    let _ = sock.set_write_timeout(Some(std::time::Duration::from_secs(1)));
+    let _ = NoSigPipe(sock).write_all(response);
+    let _ = sock.shutdown(Shutdown::Write);
+    linger_until_closed(sock, Instant::now() + std::time::Duration::from_secs(1));
 }
 
 /// After our answer and FIN: read and discard what the client still sends, until it closes or

@@ -30,6 +30,7 @@ pub mod client;
 mod conn;
 mod handshake;
 mod hub;
+mod nosigpipe;
 mod server;
 
 pub use server::{Error, Server};

@@ -14,7 +14,9 @@ use std::net::Shutdown;
 use std::time::Instant;
 
 use mio::net::TcpStream;
+use pngcast_core::http::RequestHead;
 
+use crate::nosigpipe::NoSigPipe;
 use crate::ws::{discard_input, Read_, Ws};
 
 /// The bytes of a plain HTTP response being written, after which the connection closes.
@@ -61,13 +63,22 @@ pub(crate) enum HeadRead {
 }
 
 impl Conn {
-    /// Reads request-head bytes until `WouldBlock`, keeping at most `max` bytes (plus one read).
+    /// Reads request-head bytes until `WouldBlock`, EOF, or the end of the head; more than
+    /// `max` bytes without an end is `TooLarge`.
+    ///
+    /// Only the head counts against `max`: reading stops at the first chunk that holds the
+    /// head's end, so frames a client pipelines behind its upgrade request are not read here
+    /// (beyond that chunk, which becomes the WebSocket layer's leftover) and stay in the socket
+    /// for the WebSocket reader, which reads a fresh client at once (no readiness edge needed).
     pub(crate) fn read_head(&mut self, max: usize) -> HeadRead {
         let Phase::Head(buf) = &mut self.phase else {
             return HeadRead::Pending;
         };
         let mut chunk = [0u8; 2048];
         loop {
+            if head_ended(buf, max) {
+                return HeadRead::Pending;
+            }
             if buf.len() > max {
                 return HeadRead::TooLarge;
             }
@@ -88,7 +99,7 @@ impl Conn {
             return Ok(true);
         };
         while reply.pos < reply.out.len() {
-            match self.sock.write(&reply.out[reply.pos..]) {
+            match NoSigPipe(&self.sock).write(&reply.out[reply.pos..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => reply.pos += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
@@ -124,4 +135,12 @@ impl Conn {
             Phase::Head(_) | Phase::Linger | Phase::Done => false,
         }
     }
+}
+
+/// Whether `buf` holds a request head the parser is done with (complete, or malformed, or over
+/// `max` by its own length): anything but "need more bytes". The parser only runs once an
+/// empty line (`\n\n` or `\n\r\n`, the ends it accepts) is in the buffer.
+fn head_ended(buf: &[u8], max: usize) -> bool {
+    let empty_line = buf.windows(2).any(|w| w == b"\n\n") || buf.windows(3).any(|w| w == b"\n\r\n");
+    empty_line && !matches!(RequestHead::parse_with_limit(buf, max), Ok(None))
 }

@@ -24,6 +24,7 @@ use pngcast_core::queue::ClientQueue;
 use pngcast_core::sink::Target;
 
 use crate::conn::{Conn, HeadRead, Phase, Reply};
+use crate::nosigpipe::NoSigPipe;
 use crate::shared::{Command, Shared, Stats};
 use crate::ws::{CloseWhy, Pump, Read_, Ws};
 
@@ -308,7 +309,13 @@ impl EventLoop {
             }
             match conn.phase {
                 Phase::Reply(_) => self.write_reply(&mut conn, now),
-                Phase::Ws(_) => readable = true,
+                Phase::Ws(_) => {
+                    // The 101 (and the status) go out before anything is read, so a client
+                    // that half-closed right after its request still gets its answer before
+                    // its EOF ends the connection (the blocking transport behaves the same).
+                    self.pump(key, &mut conn, now);
+                    readable = true;
+                }
                 _ => {}
             }
         }
@@ -325,7 +332,7 @@ impl EventLoop {
             }
             Phase::Ws(ws) => {
                 if readable {
-                    match ws.on_readable(&mut conn.sock, &self.shared.stats, now) {
+                    match ws.on_readable(&mut NoSigPipe(&conn.sock), &self.shared.stats, now) {
                         Read_::Drained => {}
                         Read_::More => self.again.push(key),
                         Read_::Dead => self.end_ws(key, &mut conn, Phase::Done),
@@ -441,7 +448,7 @@ impl EventLoop {
         let Phase::Ws(ws) = &mut conn.phase else {
             return;
         };
-        match ws.pump(&mut conn.sock, &self.shared.stats, now) {
+        match ws.pump(&mut NoSigPipe(&conn.sock), &self.shared.stats, now) {
             Pump::Idle | Pump::Blocked => {}
             Pump::Finished => {
                 let deadline = self.linger_deadline(now);

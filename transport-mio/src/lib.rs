@@ -25,6 +25,7 @@
 
 mod conn;
 mod event_loop;
+mod nosigpipe;
 mod shared;
 mod ws;
 

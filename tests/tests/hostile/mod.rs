@@ -57,6 +57,11 @@ pub enum Attack {
     Ws(fn() -> Vec<u8>),
     /// Upgrades, then sends 2000 pings while reading, then a last ping whose pong must come.
     PingFlood,
+    /// Sends the upgrade request and these client frames in one write (frames pipelined right
+    /// behind the head, before any 101), then reads to the end.
+    Pipelined(fn() -> Vec<u8>),
+    /// Sends the upgrade request, half-closes (`shutdown(Write)`) at once, reads to the end.
+    HalfClosedUpgrade,
 }
 
 /// One hostile case.
@@ -224,6 +229,20 @@ pub fn perform(attack: Attack, addr: SocketAddr) -> Outcome {
             ws_outcome(&head)
         }
         Attack::PingFlood => ping_flood(s),
+        Attack::Pipelined(frames) => {
+            let mut bytes = upgrade("/ws?clientId=attacker", "", "");
+            bytes.extend(frames());
+            // The server may close before reading it all: ignore write errors.
+            let _ = s.write_all(&bytes);
+            ws_outcome(&read_to_end(&mut s))
+        }
+        Attack::HalfClosedUpgrade => {
+            s.write_all(&upgrade("/ws?clientId=attacker", "", ""))
+                .unwrap();
+            s.shutdown(std::net::Shutdown::Write).unwrap();
+            // The answer, then the end of the connection (no hang: `read_to_end` has a guard).
+            http_outcome(&read_to_end(&mut s))
+        }
     }
 }
 
@@ -330,8 +349,37 @@ impl Witness {
     pub fn sent(&self) -> u32 {
         self.sent.load(Ordering::Acquire)
     }
-    /// Stops the pump and checks the healthy client got frames `0..n` in order; returns `n`.
+    /// Stops the pump and checks the healthy client got frames `0..n` in order (`Reliable`);
+    /// returns `n`.
     pub fn finish(self, what: &str) -> u32 {
+        let (n, idx) = self.collect(what);
+        assert!(
+            idx.iter().copied().eq(0..n),
+            "{what}: healthy client got {} of {n} frames, first gap at {:?}",
+            idx.len(),
+            idx.iter().zip(0..).find(|(a, b)| **a != *b)
+        );
+        n
+    }
+    /// Stops the pump and checks what `LatestWins` promises the healthy client: frames in
+    /// increasing order (some may have been dropped) ending with the newest one, `n - 1`.
+    /// Returns `n` and how many the client received.
+    pub fn finish_latest(self, what: &str) -> (u32, usize) {
+        let (n, idx) = self.collect(what);
+        assert!(
+            idx.windows(2).all(|w| w[0] < w[1]),
+            "{what}: frames out of order or repeated: {idx:?}"
+        );
+        assert_eq!(
+            idx.last().copied(),
+            n.checked_sub(1),
+            "{what}: the newest frame is not the last one received ({} of {n} received)",
+            idx.len()
+        );
+        (n, idx.len())
+    }
+    /// Stops the pump, joins the reader; returns the frames sent and the indices received.
+    fn collect(self, what: &str) -> (u32, Vec<u32>) {
         self.stop.store(true, Ordering::Release);
         self.pump.join().expect("pump");
         let n = self.sent.load(Ordering::Acquire);
@@ -348,14 +396,8 @@ impl Witness {
                 other => panic!("{what}: healthy client got {other:?}"),
             })
             .collect();
-        assert!(
-            idx.iter().copied().eq(0..n),
-            "{what}: healthy client got {} of {n} frames, first gap at {:?}",
-            idx.len(),
-            idx.iter().zip(0..).find(|(a, b)| **a != *b)
-        );
         let _ = &self.sink;
-        n
+        (n, idx)
     }
 }
 
@@ -765,6 +807,31 @@ pub const TABLE: &[Row] = &[
         config: same,
         attack: Attack::Ws(|| frame(0x88, &[3], true)),
         expect: &[Close(1002)],
+    },
+    Row {
+        name: "frames_pipelined_behind_upgrade",
+        // 20 KiB of client frames right behind a 170-byte head, against a 1 KiB head limit:
+        // only the head counts, the frames reach the WebSocket layer, whose answer to the
+        // trailing Close proves it read all of them.
+        config: |c| c.max_handshake_bytes(1024),
+        attack: Attack::Pipelined(|| {
+            let mut f = Vec::new();
+            for i in 0..40u8 {
+                f.extend(frame(0x81, &[b'a' + i % 26; 500], true));
+                f.extend(frame(0x89, &[i], true));
+            }
+            f.extend(frame(0x88, &1000u16.to_be_bytes(), true));
+            f
+        }),
+        expect: &[Close(1000)],
+    },
+    Row {
+        name: "half_close_after_upgrade_101",
+        // A valid upgrade request, then EOF at once: both transports answer 101 (and may send
+        // the status message), then close the connection, since the peer can send no more.
+        config: same,
+        attack: Attack::HalfClosedUpgrade,
+        expect: &[Status(101)],
     },
     Row {
         name: "ping_flood_answered",

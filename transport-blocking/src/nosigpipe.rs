@@ -1,0 +1,93 @@
+#![forbid(unsafe_code)]
+//! Socket writes that never raise SIGPIPE.
+//!
+//! `write_vectored` on a socket is `writev`, which raises SIGPIPE when the connection is already
+//! broken: reset by the peer after our reader thread saw the reset, or shut down by us under a
+//! writer blocked mid-frame (bad input, shutdown deadline). Rust binaries and CPython ignore
+//! SIGPIPE, so they only see `EPIPE`; a host whose `main` is not Rust's (a C program embedding
+//! pngcast, libFuzzer) keeps the default action and is killed. Every socket write of this crate
+//! goes through [`NoSigPipe`], which sends with `send`/`sendmsg` and `MSG_NOSIGNAL`: the error
+//! comes back as `EPIPE` and no signal is raised. Costs nothing over `write`/`writev` (the same
+//! system call work; std's own `write` on a socket already passes the flag).
+//!
+//! Targets without `MSG_NOSIGNAL` (macOS, Windows) send with no flags: Windows has no SIGPIPE;
+//! on macOS a host that does not ignore SIGPIPE is not protected.
+
+use std::borrow::Borrow;
+use std::ffi::c_int;
+use std::io::{self, IoSlice, Read, Write};
+use std::net::TcpStream;
+
+use socket2::SockRef;
+
+#[cfg(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "freebsd",
+    target_os = "dragonfly",
+    target_os = "netbsd",
+    target_os = "openbsd"
+))]
+const FLAGS: c_int = libc::MSG_NOSIGNAL;
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "freebsd",
+    target_os = "dragonfly",
+    target_os = "netbsd",
+    target_os = "openbsd"
+)))]
+const FLAGS: c_int = 0;
+
+/// A socket (owned or borrowed) whose writes never raise SIGPIPE; reads are plain reads.
+#[derive(Debug)]
+pub(crate) struct NoSigPipe<S>(pub(crate) S);
+
+impl<S: Borrow<TcpStream>> Read for NoSigPipe<S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.borrow().read(buf)
+    }
+}
+
+impl<S: Borrow<TcpStream>> Write for NoSigPipe<S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        SockRef::from(self.0.borrow()).send_with_flags(buf, FLAGS)
+    }
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        SockRef::from(self.0.borrow()).send_vectored_with_flags(bufs, FLAGS)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Shutdown, TcpListener};
+
+    /// Writes after our own `shutdown(Write)` fail with `EPIPE` (the case that raises SIGPIPE
+    /// without the flag); the bytes before it arrive intact through both write paths.
+    #[test]
+    fn writes_then_epipe_after_shutdown() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        let mut w = NoSigPipe(&s);
+        w.write_all(b"ab").unwrap();
+        let n = w
+            .write_vectored(&[IoSlice::new(b"cd"), IoSlice::new(b"ef")])
+            .unwrap();
+        assert_eq!(n, 4);
+        s.shutdown(Shutdown::Write).unwrap();
+        let mut got = Vec::new();
+        NoSigPipe(c).read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"abcdef");
+        for _ in 0..2 {
+            let e = w.write_vectored(&[IoSlice::new(b"x")]).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
+            let e = w.write(b"x").unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
+        }
+    }
+}
