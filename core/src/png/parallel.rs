@@ -35,16 +35,20 @@ pub(crate) struct StripePlan {
 impl StripePlan {
     /// Plans `height` rows of `row_bytes` (unfiltered) bytes. `requested` fixes the rows per
     /// stripe; `None` takes one stripe per >= [`AUTO_MIN_STRIPE_BYTES`], at most
-    /// [`AUTO_MAX_STRIPES`]. `height >= 1`.
+    /// [`AUTO_MAX_STRIPES`], rounded down to a multiple of 4 from 4 up. `height >= 1`.
     pub(crate) fn new(height: usize, row_bytes: usize, requested: Option<NonZeroU32>) -> Self {
         let height = height.max(1);
         let rows_per = match requested {
             Some(r) => (r.get() as usize).min(height),
             None => {
                 let raw = height.saturating_mul(row_bytes + 1);
-                let count = (raw / AUTO_MIN_STRIPE_BYTES)
-                    .clamp(1, AUTO_MAX_STRIPES)
-                    .min(height);
+                let mut count = (raw / AUTO_MIN_STRIPE_BYTES).clamp(1, AUTO_MAX_STRIPES);
+                // From 4 stripes up, a multiple of 4, so 2 and 4 threads get equal shares
+                // (9 stripes on 2 threads leave one thread idle for a ninth of the frame).
+                if count >= 4 {
+                    count -= count % 4;
+                }
+                let count = count.min(height);
                 height.div_ceil(count)
             }
         };
@@ -219,10 +223,13 @@ impl Stripes {
         let workers = &self.workers;
         let slots = &mut self.slots;
         if parallel && slots.len() > 1 {
+            // One scratch per stripe while it is coded (not per rayon split: a split's
+            // thread may wait in a join and code stolen stripes meanwhile, so per-split
+            // scratches could outnumber the threads and force a new one to be allocated).
             slots
                 .par_iter_mut()
                 .enumerate()
-                .for_each_init(|| WorkerGuard::take(workers), one);
+                .for_each(|s| one(&mut WorkerGuard::take(workers), s));
         } else {
             let mut g = WorkerGuard::take(workers);
             slots.iter_mut().enumerate().for_each(|s| one(&mut g, s));
@@ -332,6 +339,8 @@ mod tests {
         assert!(p.count > 1 && p.count <= AUTO_MAX_STRIPES, "{p:?}");
         assert!(p.rows_per * 3073 >= AUTO_MIN_STRIPE_BYTES);
         assert_eq!(p.rows(p.count - 1, 1024).1, 1024);
+        // kodim23 (768x512 RGB, 9 x 128 KiB): 8 stripes, 4 per thread on 2 threads.
+        assert_eq!(StripePlan::new(512, 2304, None).count, 8);
         // Huge images stay within the stripe cap.
         assert_eq!(
             StripePlan::new(100_000, 100_000, None).count,
