@@ -1,12 +1,15 @@
 //! The fast coder: a deflate encoder specialised for filtered PNG rows (`Compression::Fast`).
 //!
 //! Per stripe:
-//! 1. **Sample.** A few rows spread over the stripe are filtered (per-row choice under a prior
-//!    cost model) and tokenised into a symbol histogram.
+//! 1. **Sample.** About one byte in eight, in 2 KiB pieces spread over the stripe's rows and
+//!    across their width, is filtered (per-row choice under a prior cost model) and tokenised
+//!    into a symbol histogram.
 //! 2. **Table.** One dynamic Huffman code, limited to 14 bits, is built from the histogram (every
 //!    symbol keeps a code, so unsampled rows may hold anything). The table also yields a cost
-//!    model shaped for SIMD: per-byte costs for the 32 small residuals, one mean for the rest.
-//! 3. **Code.** Each row is filtered (the filter with the least estimated bits, or a fixed one),
+//!    model shaped for SIMD: the mean code length of residuals `+d`/`-d` for `|d| < 31`, one
+//!    mean for the rest (a 32-entry table).
+//! 3. **Code.** Each row is filtered (the filter with the least estimated bits, estimated on
+//!    every other 64-byte block of the row, or a fixed filter),
 //!    Adler-32'd while in cache, and coded: literals, except that a run of >= 12 zero residuals
 //!    becomes one literal zero followed by distance-1 matches (zero runs are the only repeats
 //!    worth finding in filtered rows; anything longer-range costs more time than it saves).

@@ -94,8 +94,9 @@ impl Kernel {
         }
     }
 
-    /// Estimated coded bits of `raw` under filters None, Sub, Up, Average, Paeth.
-    /// `prev` is the unfiltered row above (zeros for the image's first row), same length.
+    /// Estimated coded bits of `raw` under filters None, Sub, Up, Average, Paeth, counted over
+    /// the bytes [`scalar::cost_counted`] selects (every other 64-byte block). `prev` is the
+    /// unfiltered row above (zeros for the image's first row), same length.
     #[inline]
     pub fn filter_costs(&self, raw: &[u8], prev: &[u8], bpp: usize, cost: &CostTable) -> [u64; 5] {
         assert_eq!(raw.len(), prev.len());
