@@ -223,6 +223,7 @@ pub(crate) fn encode_stripe(
 
     let mut adler = simd_adler32::Adler32::new();
     let cost = &table.cost;
+    let mut repeating = false;
     let mut r = 0;
     while r < nrows {
         let n = rows_per_chunk.min(nrows - r);
@@ -230,6 +231,19 @@ pub(crate) fn encode_stripe(
         for (i, seg) in chunk.chunks_exact_mut(rb + 1).enumerate() {
             let raw = row(job, r + i);
             let prev = prev_of(job, r + i, &scratch.zeros[..rb]);
+            // A row equal to the one above (flat fills, margins) is all zeros under Up, the
+            // cheapest any filter can do: no cost pass, no filter. The comparison is tried
+            // while rows keep repeating, and on every 8th row otherwise (rows of plots and
+            // screenshots often match until late in the row, which makes a failed comparison
+            // cost nearly a pass).
+            if fixed.is_none() && (repeating || (r + i) % 8 == 0) {
+                repeating = raw == prev;
+                if repeating {
+                    seg[0] = scalar::UP;
+                    seg[1..].fill(0);
+                    continue;
+                }
+            }
             let f = fixed.unwrap_or_else(|| choose(kernel, raw, prev, job.bpp, cost));
             seg[0] = f;
             kernel.filter_row(f, raw, prev, job.bpp, &mut seg[1..]);
