@@ -616,8 +616,13 @@ impl EventLoop {
                     // A peer that answers nothing, not even our pings, is half-open or gone.
                     let silent = now.duration_since(ws.last_inbound) >= silence;
                     if stalled || silent {
+                        // A connection already closing for another reason (overflow) that then
+                        // stalls is counted once, under that reason.
+                        let counted = ws.is_closing();
                         lp.end_ws(key, conn, Phase::Done);
-                        lp.shared.stats.closed_stall.fetch_add(1, Ordering::Release);
+                        if !counted {
+                            lp.shared.stats.closed_stall.fetch_add(1, Ordering::Release);
+                        }
                         return;
                     }
                     if ping {

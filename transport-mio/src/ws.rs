@@ -270,6 +270,11 @@ impl Ws {
         }
     }
 
+    /// True once a close was started for some reason (overflow, shutdown, a protocol error).
+    pub(crate) fn is_closing(&self) -> bool {
+        self.why.is_some()
+    }
+
     /// Queues a keepalive ping for the next frame boundary.
     pub(crate) fn ping(&mut self, stats: &Stats) {
         if self.closing == Closing::Open && self.queue.push_control(&PING) == PushOutcome::Overflow
