@@ -108,13 +108,13 @@ pub(crate) struct Table {
 
 impl Table {
     /// Builds the table from symbol counts (any scale; every symbol gets at least a small count).
-    pub fn from_counts(counts: &[u32; NUM_LITLEN], work: &mut HuffWork) -> Self {
+    pub fn from_counts(counts: &[u32; NUM_LITLEN]) -> Self {
         let mut freq = [0u32; NUM_LITLEN];
         for (f, &c) in freq.iter_mut().zip(counts.iter()) {
             *f = c.saturating_add(1);
         }
         let mut lens = [0u8; NUM_LITLEN];
-        limited_lengths(&freq, MAX_LIT_BITS, &mut lens, work);
+        limited_lengths(&freq, MAX_LIT_BITS, &mut lens);
         let mut codes = [0u16; NUM_LITLEN];
         canonical_codes(&lens, &mut codes);
 
@@ -188,16 +188,6 @@ impl Table {
 /// Largest alphabet [`limited_lengths`] takes (deflate's literal/length alphabet is 286).
 pub(crate) const MAX_SYMBOLS: usize = 288;
 
-/// Kept for the callers' signatures: code-length construction now works in fixed-size arrays
-/// on the stack and needs no reusable buffers.
-#[derive(Debug, Default)]
-pub(crate) struct HuffWork;
-
-impl HuffWork {
-    /// Nothing to size (see the type's documentation).
-    pub fn reserve(&mut self) {}
-}
-
 /// Optimal prefix-code lengths for `freq` (all non-zero, at most [`MAX_SYMBOLS`]), limited to
 /// `limit` bits.
 ///
@@ -208,7 +198,7 @@ impl HuffWork {
 /// near-optimal, and exact when no code needs limiting). Lengths are then handed out longest
 /// first to the least frequent symbols, so the result is a complete code. All in fixed-size
 /// stack arrays: a few microseconds for 286 symbols, once per stripe.
-pub(crate) fn limited_lengths(freq: &[u32], limit: u8, lens: &mut [u8], _work: &mut HuffWork) {
+pub(crate) fn limited_lengths(freq: &[u32], limit: u8, lens: &mut [u8]) {
     let n = freq.len();
     assert!((2..=MAX_SYMBOLS).contains(&n) && lens.len() >= n);
     debug_assert!(freq.iter().all(|&f| f > 0));
@@ -337,7 +327,6 @@ mod tests {
     #[test]
     fn lengths_are_complete_and_limited() {
         let mut rng = fastrand::Rng::with_seed(7);
-        let mut work = HuffWork;
         for _ in 0..300 {
             let n = rng.usize(2..=286);
             let freq: Vec<u32> = (0..n)
@@ -348,7 +337,7 @@ mod tests {
                 })
                 .collect();
             let mut lens = vec![0u8; n];
-            limited_lengths(&freq, MAX_LIT_BITS, &mut lens, &mut work);
+            limited_lengths(&freq, MAX_LIT_BITS, &mut lens);
             assert!(lens.iter().all(|&l| (1..=MAX_LIT_BITS).contains(&l)));
             assert_eq!(kraft(&lens, MAX_LIT_BITS), 1 << MAX_LIT_BITS);
         }
@@ -359,11 +348,11 @@ mod tests {
         // Fibonacci-like weights force deep trees; with a loose limit the cost equals Huffman's.
         let freq = [1u32, 1, 2, 3, 5, 8, 13, 21];
         let mut lens = [0u8; 8];
-        limited_lengths(&freq, 15, &mut lens, &mut HuffWork);
+        limited_lengths(&freq, 15, &mut lens);
         assert_eq!(lens, [7, 7, 6, 5, 4, 3, 2, 1]);
         // A two-symbol code.
         let mut lens = [0u8; 2];
-        limited_lengths(&[5, 9], 15, &mut lens, &mut HuffWork);
+        limited_lengths(&[5, 9], 15, &mut lens);
         assert_eq!(lens, [1, 1]);
     }
 
@@ -384,13 +373,12 @@ mod tests {
     #[test]
     fn lengths_are_optimal_when_the_limit_does_not_bind() {
         let mut rng = fastrand::Rng::with_seed(9);
-        let mut work = HuffWork;
         for _ in 0..300 {
             let n = rng.usize(2..=NUM_LITLEN);
             // Weights within 10x of each other keep every depth under 15 (asserted below).
             let freq: Vec<u32> = (0..n).map(|_| rng.u32(100..1000)).collect();
             let mut lens = vec![0u8; n];
-            limited_lengths(&freq, 15, &mut lens, &mut work);
+            limited_lengths(&freq, 15, &mut lens);
             assert!(lens.iter().all(|&l| l < 15));
             let ours: u64 = freq
                 .iter()

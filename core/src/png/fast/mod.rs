@@ -25,7 +25,7 @@ pub(crate) mod huffman;
 pub(crate) mod kernels;
 
 use bitwriter::BitWriter;
-use huffman::{length_symbol, CostTable, HuffWork, Table, NUM_LITLEN};
+use huffman::{length_symbol, CostTable, Table, NUM_LITLEN};
 use kernels::{scalar, Kernel};
 
 use super::stripe::StripeJob;
@@ -73,7 +73,6 @@ pub(crate) struct FastScratch {
     row: Vec<u8>,
     /// The coded stripe, sized for the worst case that is still smaller than stored.
     bits: Vec<u8>,
-    huff: HuffWork,
     /// The kernel to use; `None` means the cached best one.
     kernel: Option<Kernel>,
 }
@@ -86,7 +85,6 @@ impl FastScratch {
         grow(&mut self.zeros, row_bytes);
         grow(&mut self.row, chunk);
         grow(&mut self.bits, bits);
-        self.huff.reserve();
     }
 
     /// Scratch pinned to one kernel (tests compare kernels).
@@ -205,7 +203,7 @@ pub(crate) fn encode_stripe(
         }
     }
     let counts = hist.finish();
-    let table = Table::from_counts(&counts, &mut scratch.huff);
+    let table = Table::from_counts(&counts);
 
     // Predicted at 63/64 of stored size or more (noise codes to exactly 8 bits a byte): skip
     // coding altogether; coding would save at most ~1.5% and cost the whole coding pass.

@@ -4,7 +4,7 @@
 #![forbid(unsafe_code)]
 
 use super::bitwriter::BitWriter;
-use super::huffman::{HuffWork, Table, NUM_LITLEN};
+use super::huffman::{Table, NUM_LITLEN};
 use super::kernels::{scalar, Kernel};
 use super::*;
 
@@ -426,12 +426,11 @@ const LENS: [usize; 22] = [
 #[test]
 fn kernels_filter_and_cost_match_scalar() {
     let mut rng = fastrand::Rng::with_seed(3);
-    let mut work = HuffWork;
     let mut counts = [0u32; NUM_LITLEN];
     for c in counts.iter_mut().take(256) {
         *c = rng.u32(0..1000);
     }
-    let table = Table::from_counts(&counts, &mut work);
+    let table = Table::from_counts(&counts);
     for k in Kernel::available() {
         for &len in &LENS {
             for bpp in 1..=8 {
@@ -479,14 +478,14 @@ fn kernels_runs_and_literals_match_scalar() {
     for c in counts.iter_mut() {
         *c = rng.u32(0..5000);
     }
-    let flat = Table::from_counts(&counts, &mut HuffWork);
+    let flat = Table::from_counts(&counts);
     // A skewed table (short codes for small residuals, as on photos): eight codes usually fit
     // one 56-bit write, which the AVX-512 kernel merges; the flat one mostly does not.
     for (b, c) in counts.iter_mut().enumerate().take(256) {
         let d = b.min(256 - b) as u32;
         *c = 1_000_000 >> d.min(20);
     }
-    let skewed = Table::from_counts(&counts, &mut HuffWork);
+    let skewed = Table::from_counts(&counts);
     for (k, table) in Kernel::available()
         .into_iter()
         .flat_map(|k| [(k, &flat), (k, &skewed)])
