@@ -291,6 +291,18 @@ unsafe fn lookup(t: &[__m512i; 4], x: __m512i, top: u64, m: u64) -> __m512i {
 #[repr(align(64))]
 struct Lanes([u64; 8]);
 
+impl Lanes {
+    /// Lane `j`, read from memory. The compiler would otherwise turn the store-then-load into
+    /// register extracts (`vextracti32x4`, `vpextrq`, `vmovq`), which run on the same two
+    /// vector ports as the coding itself, the emitter's bottleneck; a load from a forwarded
+    /// store uses a load port instead.
+    #[inline(always)]
+    fn get(&self, j: usize) -> u64 {
+        // SAFETY: j < 8 is checked by the index; a volatile read of an initialised u64.
+        unsafe { core::ptr::read_volatile(&self.0[j]) }
+    }
+}
+
 /// The literal tables of one [`Table`] in registers, and the byte order of [`UNPACK_ORDER`].
 struct LitRegs {
     len: [__m512i; 4],
@@ -427,14 +439,14 @@ unsafe fn emit_block_n<const FULL: bool>(x: __m512i, m: u64, t: &LitRegs, bw: &m
                 _mm512_storeu_si512(codes.0.as_mut_ptr() as *mut _, c);
                 _mm512_storeu_si512(lens.0.as_mut_ptr() as *mut _, tot);
                 for j in 0..words.div_ceil(2) {
-                    bw.write(codes.0[2 * j], lens.0[2 * j] as u32);
+                    bw.write(codes.get(2 * j), lens.get(2 * j) as u32);
                 }
                 continue;
             }
             _mm512_storeu_si512(codes.0.as_mut_ptr() as *mut _, c64);
             _mm512_storeu_si512(lens.0.as_mut_ptr() as *mut _, l64);
             for j in 0..words {
-                bw.write(codes.0[j], lens.0[j] as u32);
+                bw.write(codes.get(j), lens.get(j) as u32);
             }
         }
     }
