@@ -10,7 +10,7 @@ use miniz_oxide::deflate::core::{
 use simd_adler32::Adler32;
 
 use super::filter::{for_each_filtered_row, RowFilter};
-use super::stripe::StripeJob;
+use super::stripe::{StripeJob, StripeOut};
 
 /// The largest stored block payload deflate allows.
 const MAX_STORED: usize = 65535;
@@ -41,7 +41,7 @@ impl StoredWriter {
         }
     }
 
-    fn header(&mut self, out: &mut Vec<u8>) {
+    fn header(&mut self, out: &mut StripeOut) {
         let len = self.remaining.min(MAX_STORED);
         let bfinal = u8::from(self.is_last && len == self.remaining);
         let len16 = len as u16;
@@ -51,7 +51,7 @@ impl StoredWriter {
         self.block_left = len;
     }
 
-    fn push(&mut self, out: &mut Vec<u8>, mut data: &[u8]) {
+    fn push(&mut self, out: &mut StripeOut, mut data: &[u8]) {
         while !data.is_empty() {
             if self.block_left == 0 {
                 self.header(out);
@@ -67,7 +67,7 @@ impl StoredWriter {
 
 /// Stored-block coder: filters each row (hot in L1), appends it framed as stored blocks and
 /// folds it into the Adler-32. Costs one filter pass plus one copy per byte.
-pub(crate) fn stored_stripe(job: &StripeJob<'_>, rf: &mut RowFilter, out: &mut Vec<u8>) -> u32 {
+pub(crate) fn stored_stripe(job: &StripeJob<'_>, rf: &mut RowFilter, out: &mut StripeOut) -> u32 {
     let n_rows = job.rows.len() / job.row_bytes;
     let total = n_rows * (job.row_bytes + 1);
     out.reserve(total + stored_overhead(total));
@@ -145,7 +145,7 @@ pub(crate) fn compact_stripe(
     level: u8,
     rf: &mut RowFilter,
     scratch: &mut MinizScratch,
-    out: &mut Vec<u8>,
+    out: &mut StripeOut,
 ) -> u32 {
     let n_rows = job.rows.len() / job.row_bytes;
     // Moved out and back so the compressor can be borrowed beside it; an empty Vec costs nothing.

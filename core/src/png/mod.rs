@@ -32,7 +32,7 @@ use crate::tensor::{ImageView, MAX_PNG_SIDE};
 
 pub use adler::adler32_combine;
 use parallel::{Exec, StripePlan, Stripes};
-use stripe::{code_stripe, StripeJob};
+use stripe::{code_stripe, StripeJob, StripeOut};
 
 /// How the filtered rows are deflated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -387,7 +387,7 @@ impl Encoder {
 
         let header = zlib_header(compression);
         let (filter, row_bytes, bpp) = (opts.filter, geom.row_bytes, geom.bpp);
-        let code = move |i: usize, scratch: &mut stripe::StripeScratch, data: &mut Vec<u8>| {
+        let code = move |i: usize, scratch: &mut stripe::StripeScratch, data: &mut StripeOut| {
             data.clear();
             if i == 0 {
                 data.extend_from_slice(&header);

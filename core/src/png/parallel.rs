@@ -14,8 +14,8 @@ use rayon::ThreadPool;
 use super::adler::adler32_combine;
 use super::chunk::{chunk_crc, CHUNK_OVERHEAD, MAX_CHUNK_DATA};
 use super::deflate::stored_overhead;
-use super::stripe::StripeScratch;
-use super::Compression;
+use super::stripe::{StripeOut, StripeScratch};
+use super::{fast, Compression};
 
 /// Auto plan: a stripe holds at least this many filtered bytes (smaller images use one stripe;
 /// every sync-flushed stripe boundary costs a few bytes and the lost deflate window).
@@ -96,7 +96,7 @@ impl Exec<'_> {
 pub(crate) struct Slot {
     /// Raw deflate bytes of this stripe (the first slot starts with the zlib header; the last
     /// slot ends with the Adler-32 trailer once it is merged).
-    pub data: Vec<u8>,
+    pub data: StripeOut,
     /// Adler-32 of the stripe's filtered bytes.
     pub adler: u32,
     /// Filtered bytes the stripe contributes to the zlib payload.
@@ -173,8 +173,12 @@ impl Stripes {
             slot.filtered_len = ((y1 - y0) * (row_bytes + 1)) as u64;
             slot.data.clear();
             // + 2 for the zlib header (first slot), + 4 for the trailer (last slot).
+            let coder = match compression {
+                Compression::Fast(_) => fast::out_bound(row_bytes, y1 - y0),
+                _ => 0,
+            };
             slot.data
-                .reserve(deflate_bound(slot.filtered_len as usize) + 6);
+                .reserve(deflate_bound(slot.filtered_len as usize).max(coder) + 6);
         }
         let stripe_bytes = plan.rows_per * (row_bytes + 1);
         let list = self
@@ -212,12 +216,12 @@ impl Stripes {
     /// returns its Adler-32. Fills the slots (data, adler, IDAT CRC). Runs serially or on the pool.
     pub(crate) fn code<F>(&mut self, parallel: bool, code: F)
     where
-        F: Fn(usize, &mut StripeScratch, &mut Vec<u8>) -> u32 + Sync,
+        F: Fn(usize, &mut StripeScratch, &mut StripeOut) -> u32 + Sync,
     {
         let one = |g: &mut WorkerGuard<'_>, (i, slot): (usize, &mut Slot)| {
             slot.adler = code(i, g.get(), &mut slot.data);
             if slot.data.len() <= MAX_CHUNK_DATA {
-                slot.crc = chunk_crc(b"IDAT", &slot.data);
+                slot.crc = chunk_crc(b"IDAT", slot.data.as_slice());
             }
         };
         let workers = &self.workers;
@@ -285,10 +289,10 @@ fn write_slots(slots: &[Slot], dst: &mut [u8], parallel: bool) {
     let mut pos = 0;
     for s in slots {
         if s.data.len() <= MAX_CHUNK_DATA {
-            pos = put_idat(dst, pos, &s.data, s.crc);
+            pos = put_idat(dst, pos, s.data.as_slice(), s.crc);
         } else {
             // Over 2 GiB in one stripe: split into several chunks, CRC computed here.
-            for piece in s.data.chunks(MAX_CHUNK_DATA) {
+            for piece in s.data.as_slice().chunks(MAX_CHUNK_DATA) {
                 pos = put_idat(dst, pos, piece, chunk_crc(b"IDAT", piece));
             }
         }

@@ -30,6 +30,74 @@ pub(crate) struct StripeJob<'a> {
     pub is_last: bool,
 }
 
+/// One stripe's output bytes, kept across frames.
+///
+/// Bytes `..len` are the output. Unlike a `Vec`'s spare capacity, `buf` stays initialised past
+/// `len`, so a coder that writes in place (the fast coder's bit writer takes a `&mut [u8]`) gets
+/// its room with [`StripeOut::spare`] without zeroing it each frame, and without coding into a
+/// scratch buffer first and copying. Growing zero-fills once; a frame of a size seen before
+/// neither allocates nor fills.
+#[derive(Debug, Default)]
+pub(crate) struct StripeOut {
+    buf: Vec<u8>,
+    len: usize,
+}
+
+impl StripeOut {
+    /// Empties the output (keeps the buffer).
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Bytes of output.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The output.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    /// Makes room for `additional` more bytes (allocating and zero-filling only on growth).
+    pub fn reserve(&mut self, additional: usize) {
+        let need = self.len + additional;
+        if self.buf.len() < need {
+            self.buf.resize(need, 0);
+        }
+    }
+
+    /// Appends one byte.
+    pub fn push(&mut self, b: u8) {
+        self.extend_from_slice(&[b]);
+    }
+
+    /// Appends `bytes`.
+    pub fn extend_from_slice(&mut self, bytes: &[u8]) {
+        self.spare(bytes.len()).copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    /// The `n` bytes after the output, to be written in place and kept with
+    /// [`StripeOut::commit`]. Their contents are whatever an earlier frame left.
+    pub fn spare(&mut self, n: usize) -> &mut [u8] {
+        self.reserve(n);
+        &mut self.buf[self.len..self.len + n]
+    }
+
+    /// Bytes allocated (tests check that a repeated frame does not grow it).
+    #[cfg(test)]
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// Keeps the first `n` bytes of the last [`StripeOut::spare`] as output.
+    pub fn commit(&mut self, n: usize) {
+        assert!(self.len + n <= self.buf.len());
+        self.len += n;
+    }
+}
+
 /// Per-worker scratch shared by every coder: taken by one rayon worker for the stripes it codes,
 /// then returned to the encoder's free list, so a frame reuses the previous frame's buffers.
 #[derive(Debug, Default)]
@@ -68,7 +136,7 @@ pub(crate) fn code_stripe(
     job: &StripeJob<'_>,
     compression: Compression,
     scratch: &mut StripeScratch,
-    out: &mut Vec<u8>,
+    out: &mut StripeOut,
 ) -> u32 {
     match compression {
         Compression::Stored => deflate::stored_stripe(job, &mut scratch.rows, out),

@@ -28,7 +28,7 @@ use bitwriter::BitWriter;
 use huffman::{length_symbol, CostTable, Table, NUM_LITLEN};
 use kernels::{scalar, Kernel};
 
-use super::stripe::StripeJob;
+use super::stripe::{StripeJob, StripeOut};
 use super::Filter;
 
 /// What the fast coder trades between speed and size. Both levels decode with any inflater.
@@ -71,8 +71,6 @@ pub(crate) struct FastScratch {
     zeros: Vec<u8>,
     /// A chunk of filtered rows, each with its filter byte in front.
     row: Vec<u8>,
-    /// The coded stripe, sized for the worst case that is still smaller than stored.
-    bits: Vec<u8>,
     /// The kernel to use; `None` means the cached best one.
     kernel: Option<Kernel>,
 }
@@ -81,10 +79,9 @@ impl FastScratch {
     /// Sizes the buffers for stripes of `stripe_bytes` filtered bytes (rows of `row_bytes` plus
     /// their filter bytes), so that coding such a stripe allocates nothing.
     pub fn reserve(&mut self, row_bytes: usize, stripe_bytes: usize) {
-        let (chunk, bits) = buffer_sizes(row_bytes, stripe_bytes / (row_bytes + 1));
+        let chunk = chunk_size(row_bytes, stripe_bytes / (row_bytes + 1));
         grow(&mut self.zeros, row_bytes);
         grow(&mut self.row, chunk);
-        grow(&mut self.bits, bits);
     }
 
     /// Scratch pinned to one kernel (tests compare kernels).
@@ -111,15 +108,20 @@ fn chunk_rows(row_bytes: usize, nrows: usize) -> (usize, usize) {
     (coded, sampled)
 }
 
-/// Bytes of the chunk buffer and of the bit buffer for a stripe of `nrows` rows: the bit buffer
-/// holds anything up to stored size plus one worst-case chunk (14 bits a byte) and the header.
-fn buffer_sizes(row_bytes: usize, nrows: usize) -> (usize, usize) {
+/// Bytes of the chunk buffer for a stripe of `nrows` rows.
+fn chunk_size(row_bytes: usize, nrows: usize) -> usize {
     let (coded, sampled) = chunk_rows(row_bytes, nrows);
-    let chunk = (coded * (row_bytes + 1))
+    (coded * (row_bytes + 1))
         .max(sampled * (row_bytes + 1))
-        .max(SAMPLE_PIECE + 9);
-    let bits = stored_size(nrows * (row_bytes + 1)) + coded * (row_bytes + 1) * 2 + 512;
-    (chunk, bits)
+        .max(SAMPLE_PIECE + 9)
+}
+
+/// Room the coder writes into for a stripe of `nrows` rows (the caller's output must have this
+/// much after its current length): anything up to stored size plus one worst-case chunk (14
+/// bits a byte; the coder checks after every chunk), the header and the writer's slack.
+pub(crate) fn out_bound(row_bytes: usize, nrows: usize) -> usize {
+    let (coded, _) = chunk_rows(row_bytes, nrows);
+    stored_size(nrows * (row_bytes + 1)) + coded * (row_bytes + 1) * 2 + 512
 }
 
 /// Size of `data_len` bytes written as stored blocks (5 header bytes per 65535 bytes).
@@ -133,7 +135,7 @@ pub(crate) fn encode_stripe(
     job: &StripeJob<'_>,
     level: FastLevel,
     scratch: &mut FastScratch,
-    out: &mut Vec<u8>,
+    out: &mut StripeOut,
 ) -> u32 {
     let rb = job.row_bytes;
     assert!(
@@ -149,10 +151,8 @@ pub(crate) fn encode_stripe(
     let data_len = nrows * (rb + 1);
     let stored_len = stored_size(data_len);
 
-    let (chunk_size, cap) = buffer_sizes(rb, nrows);
     grow(&mut scratch.zeros, rb);
-    grow(&mut scratch.row, chunk_size);
-    grow(&mut scratch.bits, cap);
+    grow(&mut scratch.row, chunk_size(rb, nrows));
     let fixed = fixed_filter(job.filter, level);
 
     // 1. Sample a histogram from a few pieces of about SAMPLE_PIECE bytes spread over the
@@ -212,9 +212,10 @@ pub(crate) fn encode_stripe(
         return write_stored(job, out);
     }
 
-    // 2. Code. Rows are filtered into a chunk of about CHUNK_BYTES, which is then Adler-32'd and
-    // tokenised as one segment (so zero runs continue across the rows of narrow images).
-    let mut bw = BitWriter::new(&mut scratch.bits[..cap]);
+    // 2. Code, in place after the output's current end. Rows are filtered into a chunk of about
+    // CHUNK_BYTES, which is then Adler-32'd and tokenised as one segment (so zero runs continue
+    // across the rows of narrow images).
+    let mut bw = BitWriter::new(out.spare(out_bound(rb, nrows)));
     bw.write(job.is_last as u64, 1);
     bw.write(2, 2); // BTYPE = 10: dynamic Huffman
     write_header(&table, &mut bw);
@@ -265,7 +266,7 @@ pub(crate) fn encode_stripe(
     if n > stored_len {
         return write_stored(job, out);
     }
-    out.extend_from_slice(&scratch.bits[..n]);
+    out.commit(n);
     adler.finish()
 }
 
@@ -397,7 +398,7 @@ fn count_tokens(kernel: Kernel, seg: &[u8], hist: &mut Histogram) {
 }
 
 /// Writes the stripe as stored blocks of filter-None rows; returns their Adler-32.
-fn write_stored(job: &StripeJob<'_>, out: &mut Vec<u8>) -> u32 {
+fn write_stored(job: &StripeJob<'_>, out: &mut StripeOut) -> u32 {
     let rb = job.row_bytes;
     let nrows = job.rows.len() / rb;
     let data_len = nrows * (rb + 1);
@@ -405,7 +406,7 @@ fn write_stored(job: &StripeJob<'_>, out: &mut Vec<u8>) -> u32 {
     let mut adler = simd_adler32::Adler32::new();
     let mut left_in_block = 0usize;
     let mut remaining = data_len;
-    let mut put = |bytes: &[u8], out: &mut Vec<u8>, left_in_block: &mut usize| {
+    let mut put = |bytes: &[u8], out: &mut StripeOut, left_in_block: &mut usize| {
         let mut bytes = bytes;
         while !bytes.is_empty() {
             if *left_in_block == 0 {

@@ -25,7 +25,8 @@ fn code_image(
     kernel: Kernel,
 ) -> Coded {
     let nrows = pixels.len() / row_bytes;
-    let mut zlib = vec![0x78, 0x01];
+    let mut zlib = StripeOut::default();
+    zlib.extend_from_slice(&[0x78, 0x01]);
     let mut scratch = FastScratch::with_kernel(kernel);
     let mut stripe_adlers = Vec::new();
     let mut stripe_lens = Vec::new();
@@ -45,7 +46,7 @@ fn code_image(
         r += n;
     }
     Coded {
-        zlib,
+        zlib: zlib.as_slice().to_vec(),
         stripe_adlers,
         stripe_lens,
     }
@@ -559,7 +560,7 @@ fn scratch_is_reused_without_growth() {
     };
     let px = smooth(&s, 1);
     let mut scratch = FastScratch::default();
-    let mut out = Vec::new();
+    let mut out = StripeOut::default();
     let job = StripeJob {
         prev_row: None,
         rows: &px,
@@ -570,19 +571,19 @@ fn scratch_is_reused_without_growth() {
     };
     encode_stripe(&job, FastLevel::Balanced, &mut scratch, &mut out);
     let caps = (
-        scratch.bits.capacity(),
+        out.capacity(),
         scratch.row.capacity(),
         scratch.zeros.capacity(),
     );
-    let first = out.clone();
+    let first = out.as_slice().to_vec();
     for _ in 0..3 {
         out.clear();
         encode_stripe(&job, FastLevel::Balanced, &mut scratch, &mut out);
-        assert_eq!(out, first, "deterministic");
+        assert_eq!(out.as_slice(), first, "deterministic");
         assert_eq!(
             caps,
             (
-                scratch.bits.capacity(),
+                out.capacity(),
                 scratch.row.capacity(),
                 scratch.zeros.capacity()
             )
