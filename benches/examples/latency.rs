@@ -169,7 +169,10 @@ impl Server {
             .queue_bytes(1 << 30)
             .max_clients(clients + 8);
         match kind {
-            Kind::Mio => Server::Mio(pngcast_mio::Server::bind(config).expect("bind")),
+            Kind::Mio => Server::Mio(match mio_loops() {
+                Some(n) => pngcast_mio::Server::bind_loops(config, n).expect("bind"),
+                None => pngcast_mio::Server::bind(config).expect("bind"),
+            }),
             Kind::Blocking => {
                 Server::Blocking(pngcast_blocking::Server::bind(config).expect("bind"))
             }
@@ -332,6 +335,13 @@ fn send_one(sender: &mut Sender, t: &[f32], w: usize, h: usize) -> usize {
         .png_bytes
 }
 
+/// `--mio-loops=N`: the mio server's event loops (default: `Server::bind`'s, one per core).
+fn mio_loops() -> Option<NonZeroUsize> {
+    std::env::args()
+        .find_map(|a| a.strip_prefix("--mio-loops=").map(str::to_owned))
+        .and_then(|n| n.parse().ok())
+}
+
 /// `--one-thread`: encode on the calling thread (`Threads::Fixed(1)`) instead of the global
 /// rayon pool; on a loaded machine this avoids waiting for a second worker to be scheduled.
 fn one_thread() -> bool {
@@ -354,10 +364,15 @@ fn latency(kind: Kind, t: &[f32], w: usize, h: usize, frames: usize, warmup: usi
     let mut sender = Sender::new(server.sink(), options()).expect("sender");
     let p = readers.progress[0].clone();
     let mut lat = Vec::with_capacity(frames);
+    // Time inside `send` (convert + encode + hand-off), the rest being delivery.
+    let mut send = Vec::with_capacity(frames);
     let mut png_bytes = 0;
     for k in 0..warmup + frames {
         let t0 = base.elapsed().as_nanos() as u64;
         png_bytes = send_one(&mut sender, t, w, h);
+        if k >= warmup {
+            send.push((base.elapsed().as_nanos() as u64 - t0) as f64 / 1e6);
+        }
         while p.frames.load(Ordering::Acquire) < k + 1 {
             thread::park_timeout(Duration::from_millis(2));
         }
@@ -369,16 +384,18 @@ fn latency(kind: Kind, t: &[f32], w: usize, h: usize, frames: usize, warmup: usi
     server.sink().shutdown(Duration::from_secs(1));
     readers.join();
     lat.sort_by(f64::total_cmp);
+    send.sort_by(f64::total_cmp);
     let mean = lat.iter().sum::<f64>() / lat.len() as f64;
     println!(
         "{{\"kind\":\"latency\",\"impl\":\"pngcast\",\"threads\":\"{}\",\"transport\":\"{}\",\"width\":{w},\"height\":{h},\
          \"frames\":{frames},\"png_bytes\":{png_bytes},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\
-         \"mean_ms\":{mean:.3},\"min_ms\":{:.3}}}",
+         \"mean_ms\":{mean:.3},\"min_ms\":{:.3},\"send_p50_ms\":{:.3}}}",
         if one_thread() { "1" } else { "global pool" },
         kind.name(),
         percentile(&lat, 0.5),
         percentile(&lat, 0.99),
-        lat[0]
+        lat[0],
+        percentile(&send, 0.5)
     );
 }
 
@@ -580,7 +597,7 @@ fn main() {
     if only("fanout") || only("fanout100") {
         // `fanout100`: only the 100-client rows (for `perf record`).
         let counts: &[usize] = if only("fanout") {
-            &[1, 10, 100]
+            &[1, 10, 50, 100]
         } else {
             &[100]
         };

@@ -37,7 +37,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8188")]
     addr: String,
 
-    /// The WebSocket service: `mio` (one event-loop thread) or `blocking` (a thread per client).
+    /// The WebSocket service: `mio` (event loops, a thread per core) or `blocking` (a thread per
+    /// client).
     #[arg(long, value_enum, default_value_t = TransportArg::Mio)]
     transport: TransportArg,
 
@@ -92,7 +93,7 @@ pub struct ServeArgs {
 /// `--transport` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum TransportArg {
-    /// pngcast-mio: one event-loop thread for all clients.
+    /// pngcast-mio: event loops (a thread per core) sharing the clients.
     Mio,
     /// pngcast-blocking: std sockets, a thread per client.
     Blocking,

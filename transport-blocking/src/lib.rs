@@ -6,7 +6,7 @@
 //! [`ClientQueue`](pngcast_core::queue::ClientQueue) and written straight from the shared
 //! encoded buffers (`[ws header][prefix][png]` with vectored writes, no per-client copy of the
 //! PNG). It behaves like `pngcast-mio`: same routes, same limits, same policies; the choice is
-//! threads (simple, a few hundred clients) against one event loop (thousands of clients).
+//! threads (simple, a few hundred clients) against a few event loops (thousands of clients).
 //!
 //! ```no_run
 //! use std::sync::Arc;

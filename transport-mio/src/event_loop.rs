@@ -1,4 +1,9 @@
-//! The event loop: one thread, one `mio::Poll`, every connection.
+//! An event loop: one thread, one `mio::Poll`, its share of the connections.
+//!
+//! Loop 0 owns the listener and deals accepted connections out round-robin (its own turn
+//! included; the others get theirs as [`Command::Adopt`]). Every loop gets every caller command
+//! in the same order. A clientId lives in one loop; a client connecting with an id already live
+//! in another loop is announced there ([`Command::Evict`], with a generation so the newest wins).
 //!
 //! Tokens: [`LISTENER`] and [`WAKER`] are constants; a connection's token packs its slot index
 //! and the slot's generation, so an event or a clientId entry left over from a closed connection
@@ -72,12 +77,16 @@ pub(crate) struct EventLoop {
     poll: Poll,
     listener: Option<TcpListener>,
     shared: Arc<Shared>,
+    /// This loop's index in `shared.inboxes`.
+    index: usize,
+    /// Loop that gets the next accepted connection (loop 0 only).
+    next_loop: usize,
     config: ServerConfig,
     slots: Vec<Slot>,
     free: Vec<usize>,
-    /// Live WebSocket clients by clientId.
-    by_id: HashMap<Arc<str>, Key>,
-    /// Open connections in any phase.
+    /// Live WebSocket clients of this loop by clientId, with their generation.
+    by_id: HashMap<Arc<str>, (Key, u64)>,
+    /// Open connections of this loop in any phase.
     conns: usize,
     /// Connections that ran out of read budget and must be read again.
     again: Vec<Key>,
@@ -96,15 +105,19 @@ pub(crate) struct EventLoop {
 }
 
 impl EventLoop {
-    /// Registers the listener; the waker is already registered under [`WAKER`].
+    /// Loop `index`; registers the listener if it gets it (loop 0). The waker is already
+    /// registered under [`WAKER`].
     pub(crate) fn new(
         poll: Poll,
-        mut listener: TcpListener,
+        index: usize,
+        mut listener: Option<TcpListener>,
         shared: Arc<Shared>,
         config: ServerConfig,
     ) -> io::Result<EventLoop> {
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        if let Some(listener) = &mut listener {
+            poll.registry()
+                .register(listener, LISTENER, Interest::READABLE)?;
+        }
         let shortest = [
             config.handshake_timeout,
             config.stall_timeout,
@@ -118,8 +131,10 @@ impl EventLoop {
         let now = Instant::now();
         Ok(EventLoop {
             poll,
-            listener: Some(listener),
+            listener,
             shared,
+            index,
+            next_loop: 0,
             next_ping: now + config.ping_interval,
             config,
             slots: Vec::new(),
@@ -186,10 +201,12 @@ impl EventLoop {
         self.shared.closed.store(true, Ordering::Release);
         for slot in &mut self.slots {
             if let Some(conn) = slot.conn.take() {
+                self.shared.conns.fetch_sub(1, Ordering::Relaxed);
                 finish_ws_counts(&self.shared.stats, conn.phase);
             }
         }
-        self.shared.stats.clients.store(0, Ordering::Relaxed);
+        self.ids_changed(-(self.by_id.len() as isize));
+        self.by_id.clear();
     }
 
     fn accept_all(&mut self) {
@@ -199,14 +216,22 @@ impl EventLoop {
             };
             match listener.accept() {
                 Ok((sock, _addr)) => {
-                    if self.conns >= self.config.max_clients.saturating_add(SPARE_CONNECTIONS) {
+                    let open = self.shared.conns.load(Ordering::Relaxed);
+                    if open >= self.config.max_clients.saturating_add(SPARE_CONNECTIONS) {
                         // Beyond every limit: not even a 503, the socket just closes.
                         Stats::add(&self.shared.stats.handshakes_refused, 1);
                         continue;
                     }
+                    self.shared.conns.fetch_add(1, Ordering::Relaxed);
                     // Frames are written whole with vectored writes: no need to wait for ACKs.
                     let _ = sock.set_nodelay(true);
-                    self.insert(sock);
+                    let to = self.next_loop;
+                    self.next_loop = (self.next_loop + 1) % self.shared.inboxes.len();
+                    if to == self.index {
+                        self.insert(sock);
+                    } else {
+                        self.shared.inboxes[to].push(Command::Adopt(sock));
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e)
@@ -242,6 +267,7 @@ impl EventLoop {
             .is_err()
         {
             self.free.push(idx);
+            self.shared.conns.fetch_sub(1, Ordering::Relaxed);
             return;
         }
         let deadline = Instant::now() + self.config.handshake_timeout;
@@ -268,6 +294,7 @@ impl EventLoop {
         if let Phase::Done = conn.phase {
             let _ = self.poll.registry().deregister(&mut conn.sock);
             self.conns -= 1;
+            self.shared.conns.fetch_sub(1, Ordering::Relaxed);
             let slot = &mut self.slots[key.idx];
             slot.gen = slot.gen.wrapping_add(1);
             self.free.push(key.idx);
@@ -385,7 +412,8 @@ impl EventLoop {
             Err(e) => return self.refuse(conn, e.response()),
         };
         let leftover = buf[used..].to_vec();
-        match http::route(&head, &self.config, self.by_id.len()) {
+        let live = self.shared.ids.load(Ordering::Relaxed);
+        match http::route(&head, &self.config, live) {
             Route::Viewer => self.reply(conn, http::viewer_response()),
             Route::Features => self.reply(conn, http::features_response()),
             Route::Refuse { status, reason } => {
@@ -409,14 +437,54 @@ impl EventLoop {
                 conn.phase = Phase::Ws(Box::new(ws));
                 Stats::add(&stats.clients_accepted, 1);
                 stats.clients.fetch_add(1, Ordering::Relaxed);
-                if let Some(old) = self.by_id.insert(client_id, key) {
-                    self.with(old, |lp, old_conn, now| {
-                        if let Phase::Ws(ws) = &mut old_conn.phase {
-                            ws.close(CloseWhy::Replaced, &lp.shared.stats);
-                        }
-                        lp.pump(old, old_conn, now);
-                    });
+                let gen = self.shared.next_gen.fetch_add(1, Ordering::Relaxed);
+                match self.by_id.insert(client_id.clone(), (key, gen)) {
+                    Some((old, _)) => self.replace(old),
+                    None => {
+                        self.ids_changed(1);
+                    }
                 }
+                // The same id may be live in another loop.
+                for (i, inbox) in self.shared.inboxes.iter().enumerate() {
+                    if i != self.index {
+                        inbox.push(Command::Evict(client_id.clone(), gen));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Counts `by_id` growing or shrinking by `d`: in the server-wide count (the client limit)
+    /// and in this loop's (callers skip a loop without clients).
+    fn ids_changed(&self, d: isize) {
+        let n = d.unsigned_abs();
+        let mine = &self.shared.inboxes[self.index].clients;
+        if d >= 0 {
+            self.shared.ids.fetch_add(n, Ordering::Relaxed);
+            mine.fetch_add(n, Ordering::Release);
+        } else {
+            self.shared.ids.fetch_sub(n, Ordering::Relaxed);
+            mine.fetch_sub(n, Ordering::Release);
+        }
+    }
+
+    /// Closes a client whose clientId a newer client took (it is no longer in `by_id`).
+    fn replace(&mut self, old: Key) {
+        self.with(old, |lp, old_conn, now| {
+            if let Phase::Ws(ws) = &mut old_conn.phase {
+                ws.close(CloseWhy::Replaced, &lp.shared.stats);
+            }
+            lp.pump(old, old_conn, now);
+        });
+    }
+
+    /// Another loop took `id` with generation `gen`: an older client of that id here goes.
+    fn evict(&mut self, id: &Arc<str>, gen: u64) {
+        if let Some(&(old, old_gen)) = self.by_id.get(id) {
+            if old_gen < gen {
+                self.by_id.remove(id);
+                self.ids_changed(-1);
+                self.replace(old);
             }
         }
     }
@@ -466,8 +534,9 @@ impl EventLoop {
         let Phase::Ws(ws) = std::mem::replace(&mut conn.phase, next) else {
             return;
         };
-        if self.by_id.get(&ws.client_id) == Some(&key) {
+        if self.by_id.get(&ws.client_id).map(|e| e.0) == Some(key) {
             self.by_id.remove(&ws.client_id);
+            self.ids_changed(-1);
         }
         finish_ws_counts(&self.shared.stats, Phase::Ws(ws));
     }
@@ -482,7 +551,7 @@ impl EventLoop {
 
     fn run_commands(&mut self) {
         {
-            let mut commands = self.shared.lock_commands();
+            let mut commands = self.shared.inboxes[self.index].lock();
             if commands.is_empty() {
                 return;
             }
@@ -498,6 +567,15 @@ impl EventLoop {
                     self.fan_out(&target, |ws, stats| ws.push_text(text.clone(), stats))
                 }
                 Command::Shutdown(at) => self.begin_shutdown(at),
+                Command::Adopt(sock) => {
+                    if self.shutdown_at.is_some() {
+                        // Closing down: the connection closes unserved.
+                        self.shared.conns.fetch_sub(1, Ordering::Relaxed);
+                    } else {
+                        self.insert(sock);
+                    }
+                }
+                Command::Evict(id, gen) => self.evict(&id, gen),
             }
         }
         self.spare = commands;
@@ -509,8 +587,8 @@ impl EventLoop {
         let mut targets = std::mem::take(&mut self.targets);
         targets.clear();
         match target {
-            Target::All => targets.extend(self.by_id.values().copied()),
-            Target::Client(id) => targets.extend(self.by_id.get(id).copied()),
+            Target::All => targets.extend(self.by_id.values().map(|e| e.0)),
+            Target::Client(id) => targets.extend(self.by_id.get(id).map(|e| e.0)),
         }
         for &key in &targets {
             self.with(key, |lp, conn, now| {

@@ -1,12 +1,12 @@
-//! State shared between the callers' threads and the event-loop thread.
+//! State shared between the callers' threads and the event-loop threads.
 //!
-//! Callers never touch sockets: `send_image`/`send_text` push a [`Command`] under a mutex and
-//! wake the loop through the `mio::Waker` (one `write(2)` on an eventfd, only when the command list
-//! was empty, so a burst costs one wake). The loop swaps the whole list out for a spare one, so in
-//! steady state neither side allocates. Stats are atomics written by the loop only.
+//! Callers never touch sockets: `send_image`/`send_text` push a [`Command`] into every loop's
+//! [`Inbox`] (one mutex each) and wake the loops through their `mio::Waker` (one `write(2)` on an
+//! eventfd, only when the inbox was empty, so a burst costs one wake per loop). A loop swaps its
+//! whole list out for a spare one, so in steady state neither side allocates. Stats are atomics.
 #![forbid(unsafe_code)]
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -14,7 +14,7 @@ use std::time::Instant;
 use pngcast_core::sink::{SinkStats, Target};
 use pngcast_core::wire::WireFrame;
 
-/// Work handed to the event loop.
+/// Work handed to an event loop.
 pub(crate) enum Command {
     /// Queue an image for the target's clients.
     Image(Target, WireFrame),
@@ -22,6 +22,54 @@ pub(crate) enum Command {
     Text(Target, Arc<str>),
     /// Close every client with 1001, flush until the deadline, then stop the loop.
     Shutdown(Instant),
+    /// A connection accepted by the first loop for this one to serve.
+    Adopt(mio::net::TcpStream),
+    /// A client with this clientId connected to another loop with this generation: a client of
+    /// that id with an older generation here is replaced (closed), as within one loop.
+    Evict(Arc<str>, u64),
+}
+
+impl Command {
+    /// A copy for another loop (frames and texts are shared, not copied); `None` for the
+    /// commands meant for one loop.
+    fn dup(&self) -> Option<Command> {
+        match self {
+            Command::Image(t, f) => Some(Command::Image(t.clone(), f.clone())),
+            Command::Text(t, x) => Some(Command::Text(t.clone(), x.clone())),
+            Command::Shutdown(at) => Some(Command::Shutdown(*at)),
+            Command::Adopt(_) | Command::Evict(..) => None,
+        }
+    }
+}
+
+/// One loop's command list and the waker of its poll.
+pub(crate) struct Inbox {
+    pub(crate) commands: Mutex<Vec<Command>>,
+    pub(crate) waker: mio::Waker,
+    /// The loop's live WebSocket clients (its clientIds): images and texts skip a loop that has
+    /// none, so a loop without clients is not woken for every frame.
+    pub(crate) clients: AtomicUsize,
+}
+
+impl Inbox {
+    /// Locks the command list; a poisoned lock (a panic elsewhere) still yields the list.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Vec<Command>> {
+        self.commands.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues a command and wakes the loop if it may be asleep.
+    pub(crate) fn push(&self, command: Command) {
+        let was_empty = {
+            let mut commands = self.lock();
+            let was_empty = commands.is_empty();
+            commands.push(command);
+            was_empty
+        };
+        if was_empty {
+            // A failed wake means the loop is gone; its exit path sets `closed`.
+            let _ = self.waker.wake();
+        }
+    }
 }
 
 /// Counters behind `FrameSink::stats`.
@@ -69,34 +117,50 @@ impl Stats {
 
 /// Everything both sides hold through an `Arc`.
 pub(crate) struct Shared {
-    pub(crate) commands: Mutex<Vec<Command>>,
-    pub(crate) waker: mio::Waker,
+    /// One per event loop; loop 0 also accepts.
+    pub(crate) inboxes: Vec<Inbox>,
+    /// Held while a command is pushed to every inbox, so that every loop sees the callers'
+    /// commands in the same order; guards the `closed` transition too. Loops never take it.
+    pub(crate) order: Mutex<()>,
     pub(crate) stats: Stats,
-    /// Set once shutdown was requested or the loop ended: sends are refused from then on.
+    /// Set once shutdown was requested or a loop ended: sends are refused from then on.
     pub(crate) closed: AtomicBool,
-    pub(crate) thread: Mutex<Option<JoinHandle<()>>>,
+    pub(crate) threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Open connections in all loops (the accept limit).
+    pub(crate) conns: AtomicUsize,
+    /// Distinct clientIds with a live client in all loops (the `max_clients` limit).
+    pub(crate) ids: AtomicUsize,
+    /// Generation of the next WebSocket client: of two clients with one clientId, the newer
+    /// (higher) one stays.
+    pub(crate) next_gen: AtomicU64,
 }
 
 impl Shared {
-    /// Locks the command list; a poisoned lock (a panic elsewhere) still yields the list.
-    pub(crate) fn lock_commands(&self) -> MutexGuard<'_, Vec<Command>> {
-        self.commands.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Takes the ordering lock; a poisoned lock still yields it.
+    pub(crate) fn lock_order(&self) -> MutexGuard<'_, ()> {
+        self.order.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues a command and wakes the loop if it may be asleep. Returns false when closed.
+    /// Queues a command for every loop (a copy each: frames are shared). Returns false when
+    /// closed.
     pub(crate) fn push(&self, command: Command) -> bool {
-        let was_empty = {
-            let mut commands = self.lock_commands();
-            if self.closed.load(Ordering::Acquire) {
-                return false;
+        let _order = self.lock_order();
+        if self.closed.load(Ordering::Acquire) {
+            return false;
+        }
+        // Images and texts only reach clients: a loop without any needs neither the command
+        // nor the wake (a client that upgrades there later gets the next one, as a client
+        // that upgrades just after a frame would anyway).
+        let for_clients = matches!(command, Command::Image(..) | Command::Text(..));
+        let wanted = |inbox: &Inbox| !for_clients || inbox.clients.load(Ordering::Acquire) > 0;
+        let (last, rest) = self.inboxes.split_last().expect("at least one loop");
+        for inbox in rest.iter().filter(|i| wanted(i)) {
+            if let Some(copy) = command.dup() {
+                inbox.push(copy);
             }
-            let was_empty = commands.is_empty();
-            commands.push(command);
-            was_empty
-        };
-        if was_empty {
-            // A failed wake means the loop is gone; its exit path sets `closed`.
-            let _ = self.waker.wake();
+        }
+        if wanted(last) {
+            last.push(command);
         }
         true
     }

@@ -608,3 +608,46 @@ fn shutdown_ends_at_the_deadline_with_a_stuck_client() {
     assert_eq!((st.clients, st.clients_closed), (0, 1), "{st:?}");
     assert!(st.frames_sent < 64);
 }
+
+#[test]
+fn one_loop_serves_replaces_and_limits() {
+    let server = start_loops(config().max_clients(2), 1);
+    let (mut a, _) = connect(&server, "/ws?clientId=a", false);
+    let (mut a2, _) = connect(&server, "/ws?clientId=a", true);
+    assert_eq!(read_until_close(&mut a), Some(CloseCode::Normal));
+    let (_b, _) = connect(&server, "/ws?clientId=b", false);
+    assert!(wait_for(|| server.stats().clients == 2));
+    assert_eq!(
+        status_of(&http(&server, &upgrade_request("/ws?clientId=c", ""))),
+        503
+    );
+    let f = frame(1, 100);
+    server.send_image(&Target::client("a"), &f).unwrap();
+    expect_meta(&mut a2, &f);
+}
+
+#[test]
+fn a_client_id_moving_between_loops_keeps_one_live_client() {
+    let server = start(config().max_clients(2));
+    // Six connections with one id land in every loop in turn; each replaces the one before.
+    let mut old = connect(&server, "/ws?clientId=x", false).0;
+    for _ in 0..5 {
+        let (new, _) = connect(&server, "/ws?clientId=x", true);
+        assert_eq!(read_until_close(&mut old), Some(CloseCode::Normal));
+        old = new;
+    }
+    assert!(wait_for(|| server.stats().clients == 1));
+    // One id counts once against the limit: a second id fits, a third does not.
+    let (_y, _) = connect(&server, "/ws?clientId=y", false);
+    assert_eq!(
+        status_of(&http(&server, &upgrade_request("/ws?clientId=z", ""))),
+        503
+    );
+    let f = frame(3, 100);
+    server.send_image(&Target::client("x"), &f).unwrap();
+    expect_meta(&mut old, &f);
+    let reader = std::thread::spawn(move || read_until_close(&mut old));
+    server.sink().shutdown(Duration::from_secs(5));
+    assert_eq!(reader.join().unwrap(), Some(CloseCode::Away));
+    assert_eq!(server.stats().clients, 0);
+}

@@ -25,9 +25,19 @@ pub fn config() -> ServerConfig {
     ServerConfig::default().addr("127.0.0.1:0".parse().unwrap())
 }
 
-/// Starts a server with `config`.
+/// Event loops of the servers the tests start: more than one, so that consecutive connections
+/// land in different loops (accepts are dealt round-robin) and every test also covers the
+/// cross-loop paths (clientId replacement, targeting, limits, shutdown).
+pub const LOOPS: usize = 3;
+
+/// Starts a server with `config` on [`LOOPS`] event loops.
 pub fn start(config: ServerConfig) -> Server {
-    Server::bind(config).expect("bind")
+    start_loops(config, LOOPS)
+}
+
+/// Starts a server with `config` on `loops` event loops.
+pub fn start_loops(config: ServerConfig, loops: usize) -> Server {
+    Server::bind_loops(config, std::num::NonZeroUsize::new(loops).unwrap()).expect("bind")
 }
 
 /// A frame `index` of `count` whose PNG is `len` bytes of a pattern derived from `index`.
