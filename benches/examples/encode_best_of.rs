@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use pngcast_core::convert::BitDepth;
 use pngcast_core::png::{
-    Compression, EncodeOptions, Encoder, FastLevel, Filter, ImageInfo, Threads,
+    Compression, EncodeOptions, Encoder, FastKernel, FastLevel, Filter, ImageInfo, Threads,
 };
 
 fn best_of(runs: usize, mut f: impl FnMut()) -> Duration {
@@ -92,6 +92,26 @@ fn main() {
             });
             report(&label, d, out.len());
         }
+    }
+    // The fast coder's other kernels (the lines above use the best one), one thread: what a
+    // CPU without AVX-512 (or without SIMD) would see.
+    let best = FastKernel::best();
+    for k in FastKernel::available().into_iter().filter(|&k| k != best) {
+        let label = format!("pngcast fast/adaptive {} t1", k.name());
+        if !wanted(&label) {
+            continue;
+        }
+        let mut enc = Encoder::new(
+            EncodeOptions::default()
+                .fast_kernel(Some(k))
+                .threads(Threads::Fixed(NonZeroUsize::MIN)),
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        let d = best_of(runs, || {
+            enc.encode_into(&info, &img.pixels, &mut out).unwrap()
+        });
+        report(&label, d, out.len());
     }
     let colour = match img.channels {
         1 => png::ColorType::Grayscale,

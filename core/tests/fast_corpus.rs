@@ -8,7 +8,9 @@ mod png_util;
 
 use std::num::{NonZeroU32, NonZeroUsize};
 
-use pngcast_core::png::{Compression, EncodeOptions, Encoder, FastLevel, ImageInfo, Threads};
+use pngcast_core::png::{
+    Compression, EncodeOptions, Encoder, FastKernel, FastLevel, ImageInfo, Threads,
+};
 
 fn png_crate_fast(info: &ImageInfo, pixels: &[u8]) -> usize {
     let mut out = Vec::new();
@@ -92,4 +94,29 @@ fn default_compression_is_fast() {
         Compression::Fast(FastLevel::Balanced)
     );
     assert_eq!(EncodeOptions::default().compression, Compression::default());
+}
+
+#[test]
+fn every_kernel_writes_the_same_file() {
+    let kernels = FastKernel::available();
+    assert_eq!(kernels[0].name(), "scalar");
+    assert!(kernels.contains(&FastKernel::best()));
+    for path in png_util::corpus_files() {
+        let (info, pixels) = png_util::load_png(&path);
+        let mut first: Option<Vec<u8>> = None;
+        for &k in &kernels {
+            let opts = EncodeOptions::default().fast_kernel(Some(k));
+            let mut out = Vec::new();
+            Encoder::new(opts)
+                .unwrap()
+                .encode_into(&info, &pixels, &mut out)
+                .unwrap();
+            let what = format!("{} kernel {}", path.display(), k.name());
+            png_util::assert_decodes_to(&out, &info, &pixels, &what);
+            match &first {
+                None => first = Some(out),
+                Some(f) => assert!(*f == out, "{what}: bytes differ from the scalar kernel's"),
+            }
+        }
+    }
 }

@@ -21,7 +21,7 @@ mod filter;
 mod parallel;
 mod stripe;
 
-pub use fast::FastLevel;
+pub use fast::{FastKernel, FastLevel};
 
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::Arc;
@@ -113,6 +113,9 @@ pub struct EncodeOptions {
     pub stripe_rows: Option<NonZeroU32>,
     /// `tEXt` chunks written before the image data, in order.
     pub text: Vec<(String, String)>,
+    /// The fast coder's kernel; `None` (the default) takes the best this CPU has. Every kernel
+    /// writes the same bytes: pinning one is for benchmarks and comparisons.
+    pub fast_kernel: Option<FastKernel>,
 }
 
 impl EncodeOptions {
@@ -139,6 +142,11 @@ impl EncodeOptions {
     /// Adds a `tEXt` chunk.
     pub fn text(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.text.push((key.into(), value.into()));
+        self
+    }
+    /// Pins the fast coder's kernel (see [`FastKernel::available`]); `None` takes the best.
+    pub fn fast_kernel(mut self, k: Option<FastKernel>) -> Self {
+        self.fast_kernel = k;
         self
     }
 }
@@ -387,7 +395,9 @@ impl Encoder {
 
         let header = zlib_header(compression);
         let (filter, row_bytes, bpp) = (opts.filter, geom.row_bytes, geom.bpp);
+        let kernel = opts.fast_kernel;
         let code = move |i: usize, scratch: &mut stripe::StripeScratch, data: &mut StripeOut| {
+            scratch.fast.pin_kernel(kernel);
             data.clear();
             if i == 0 {
                 data.extend_from_slice(&header);

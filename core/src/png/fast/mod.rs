@@ -31,6 +31,37 @@ use kernels::{scalar, Kernel};
 use super::stripe::{StripeJob, StripeOut};
 use super::Filter;
 
+/// One of the fast coder's per-ISA kernels (scalar, AVX2, AVX-512, NEON), proven available on
+/// this CPU. All write identical bytes; they differ in speed only.
+#[derive(Debug, Clone, Copy)]
+pub struct FastKernel(Kernel);
+
+impl FastKernel {
+    /// Every kernel this CPU can run, scalar first, best last.
+    pub fn available() -> Vec<FastKernel> {
+        Kernel::available().into_iter().map(FastKernel).collect()
+    }
+
+    /// The kernel used when none is pinned: the best available (scalar under
+    /// `--cfg pngcast_force_scalar`).
+    pub fn best() -> FastKernel {
+        FastKernel(Kernel::get())
+    }
+
+    /// Its short name: `scalar`, `avx2`, `avx512` or `neon`.
+    pub fn name(&self) -> &'static str {
+        self.0.name()
+    }
+}
+
+impl PartialEq for FastKernel {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Eq for FastKernel {}
+
 /// What the fast coder trades between speed and size. Both levels decode with any inflater.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
@@ -82,6 +113,11 @@ impl FastScratch {
         let chunk = chunk_size(row_bytes, stripe_bytes / (row_bytes + 1));
         grow(&mut self.zeros, row_bytes);
         grow(&mut self.row, chunk);
+    }
+
+    /// Pins the kernel (`None`: the best one).
+    pub fn pin_kernel(&mut self, kernel: Option<FastKernel>) {
+        self.kernel = kernel.map(|k| k.0);
     }
 
     /// Scratch pinned to one kernel (tests compare kernels).

@@ -80,8 +80,7 @@ impl Kernel {
         v
     }
 
-    /// A short name for test messages.
-    #[cfg(test)]
+    /// A short name (`scalar`, `avx2`, `avx512`, `neon`).
     pub fn name(&self) -> &'static str {
         match self {
             Kernel::Scalar => "scalar",

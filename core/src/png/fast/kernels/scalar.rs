@@ -59,16 +59,54 @@ pub(crate) fn cost_counted(i: usize, bpp: usize) -> bool {
     i < bpp || ((i - bpp) / COST_BLOCK).is_multiple_of(2)
 }
 
+/// Paeth as [`paeth`], written to compile without branches (photos make the branches of the
+/// spec's form mispredict about a third of the time): `p - a = b - c`, `p - b = a - c`,
+/// `p - c = a + b - 2c`, and the choice by comparisons (conditional moves).
+#[inline(always)]
+fn paeth_select(a: u8, b: u8, c: u8) -> u8 {
+    let (a16, b16, c16) = (a as i16, b as i16, c as i16);
+    let pa = (b16 - c16).abs();
+    let pb = (a16 - c16).abs();
+    let pc = (a16 + b16 - 2 * c16).abs();
+    let bc = if pb <= pc { b } else { c };
+    if pa <= pb && pa <= pc {
+        a
+    } else {
+        bc
+    }
+}
+
 /// Estimated coded bits of `raw` under each of the five filters (`cost.full` per residual),
 /// over the bytes [`cost_counted`] selects.
 pub(crate) fn filter_costs(raw: &[u8], prev: &[u8], bpp: usize, cost: &CostTable) -> [u64; 5] {
-    let mut out = [0u64; 5];
-    for i in 0..raw.len() {
-        if cost_counted(i, bpp) {
-            for (f, o) in out.iter_mut().enumerate() {
-                *o += cost.full[residual(f as u8, raw, prev, bpp, i) as usize] as u64;
-            }
+    let n = raw.len();
+    let prev = &prev[..n];
+    let head = bpp.min(n);
+    // The first bpp bytes have no left neighbour; then every other COST_BLOCK-byte block.
+    let mut out = costs_between(raw, prev, bpp, 0, head, cost);
+    let t = &cost.full;
+    let mut s = head;
+    while s < n {
+        let e = (s + COST_BLOCK).min(n);
+        let x = &raw[s..e];
+        let a = &raw[s - bpp..e - bpp];
+        let b = &prev[s..e];
+        let c = &prev[s - bpp..e - bpp];
+        // Five scalar accumulators (an array would be kept in memory: a store-to-load chain
+        // per add).
+        let (mut s0, mut s1, mut s2, mut s3, mut s4) = (0u32, 0u32, 0u32, 0u32, 0u32);
+        for (((&x, &a), &b), &c) in x.iter().zip(a).zip(b).zip(c) {
+            let avg = ((a as u16 + b as u16) >> 1) as u8;
+            s0 += t[x as usize] as u32;
+            s1 += t[x.wrapping_sub(a) as usize] as u32;
+            s2 += t[x.wrapping_sub(b) as usize] as u32;
+            s3 += t[x.wrapping_sub(avg) as usize] as u32;
+            s4 += t[x.wrapping_sub(paeth_select(a, b, c)) as usize] as u32;
         }
+        for (o, v) in out.iter_mut().zip([s0, s1, s2, s3, s4]) {
+            *o += v as u64;
+        }
+        s += 2 * COST_BLOCK;
     }
     out
 }
@@ -96,10 +134,43 @@ pub(crate) fn costs_between(
     out
 }
 
-/// Writes the residuals of filter `f` for `raw` (row above `prev`) into `dst`.
+/// Writes the residuals of filter `f` for `raw` (row above `prev`) into `dst`: the first `bpp`
+/// bytes through [`residual`], the rest one loop per filter over zipped slices (no bounds
+/// checks, no per-byte dispatch; the compiler may vectorise them).
 pub(crate) fn filter_row(f: u8, raw: &[u8], prev: &[u8], bpp: usize, dst: &mut [u8]) {
-    for (i, d) in dst[..raw.len()].iter_mut().enumerate() {
+    let n = raw.len();
+    let prev = &prev[..n];
+    let head = bpp.min(n);
+    for (i, d) in dst[..head].iter_mut().enumerate() {
         *d = residual(f, raw, prev, bpp, i);
+    }
+    let d = &mut dst[head..n];
+    let x = &raw[head..];
+    let a = &raw[..n - head];
+    let b = &prev[head..];
+    let c = &prev[..n - head];
+    match f {
+        NONE => d.copy_from_slice(x),
+        SUB => {
+            for ((d, &x), &a) in d.iter_mut().zip(x).zip(a) {
+                *d = x.wrapping_sub(a);
+            }
+        }
+        UP => {
+            for ((d, &x), &b) in d.iter_mut().zip(x).zip(b) {
+                *d = x.wrapping_sub(b);
+            }
+        }
+        AVG => {
+            for (((d, &x), &a), &b) in d.iter_mut().zip(x).zip(a).zip(b) {
+                *d = x.wrapping_sub(((a as u16 + b as u16) >> 1) as u8);
+            }
+        }
+        _ => {
+            for ((((d, &x), &a), &b), &c) in d.iter_mut().zip(x).zip(a).zip(b).zip(c) {
+                *d = x.wrapping_sub(paeth_select(a, b, c));
+            }
+        }
     }
 }
 
@@ -140,5 +211,54 @@ pub(crate) fn emit_literals(bytes: &[u8], table: &Table, bw: &mut BitWriter<'_>)
     for &b in chunks.remainder() {
         let e = table.lit_packed[b as usize];
         bw.write((e & 0xFFFF) as u64, e >> 16);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn branch_free_paeth_is_paeth() {
+        for a in 0..=255u8 {
+            for b in 0..=255u8 {
+                for c in (0..=255u8).step_by(3).chain([254, 255]) {
+                    assert_eq!(paeth_select(a, b, c), paeth(a, b, c), "{a} {b} {c}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn fast_loops_match_the_definition() {
+        let mut seed = 12345u32;
+        let mut rnd = move || {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (seed >> 24) as u8
+        };
+        let cost = CostTable::prior();
+        for n in [0usize, 1, 3, 7, 64, 65, 200, 515] {
+            for bpp in 1..=8 {
+                let raw: Vec<u8> = (0..n).map(|_| rnd()).collect();
+                let prev: Vec<u8> = (0..n).map(|_| rnd()).collect();
+                let mut want = [0u64; 5];
+                for f in 0..5u8 {
+                    let mut dst = vec![0u8; n];
+                    filter_row(f, &raw, &prev, bpp, &mut dst);
+                    for i in 0..n {
+                        let r = residual(f, &raw, &prev, bpp, i);
+                        assert_eq!(dst[i], r, "filter {f} n {n} bpp {bpp} byte {i}");
+                        if cost_counted(i, bpp) {
+                            want[f as usize] += cost.full[r as usize] as u64;
+                        }
+                    }
+                }
+                assert_eq!(
+                    filter_costs(&raw, &prev, bpp, &cost),
+                    want,
+                    "n {n} bpp {bpp}"
+                );
+            }
+        }
     }
 }
