@@ -245,9 +245,9 @@ mod tests {
                 for f in 0..5u8 {
                     let mut dst = vec![0u8; n];
                     filter_row(f, &raw, &prev, bpp, &mut dst);
-                    for i in 0..n {
+                    for (i, &got) in dst.iter().enumerate() {
                         let r = residual(f, &raw, &prev, bpp, i);
-                        assert_eq!(dst[i], r, "filter {f} n {n} bpp {bpp} byte {i}");
+                        assert_eq!(got, r, "filter {f} n {n} bpp {bpp} byte {i}");
                         if cost_counted(i, bpp) {
                             want[f as usize] += cost.full[r as usize] as u64;
                         }
