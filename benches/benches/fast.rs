@@ -1,5 +1,6 @@
 //! The fast coder against its peers, per image: `Compression::Fast` at both levels (one thread,
-//! and two threads for the 1 MP+ images), miniz_oxide level 1 through our writer (ComfyUI's
+//! and two threads for the 1 MP+ images; the other kernels this CPU has, one thread, as
+//! `fast_balanced_1t_<kernel>`), miniz_oxide level 1 through our writer (ComfyUI's
 //! Pillow setting), the png crate (`NoCompression`, `Fastest`, `Fast`, `Balanced`), mtpng at 1
 //! and 2 threads and lodepng, all in the same run on the same pixels. Throughput is in pixels
 //! (reports read in MP/s); each variant's output size over the raw size is printed once
@@ -20,7 +21,9 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use pngcast_benches::{encoder_images, peers};
 use pngcast_core::convert::BitDepth;
-use pngcast_core::png::{Compression, EncodeOptions, Encoder, FastLevel, ImageInfo, Threads};
+use pngcast_core::png::{
+    Compression, EncodeOptions, Encoder, FastKernel, FastLevel, ImageInfo, Threads,
+};
 
 fn thread_cpu_time() -> Option<Duration> {
     let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
@@ -112,6 +115,23 @@ fn bench(c: &mut Criterion) {
                 } else {
                     b.iter(&mut f)
                 }
+            });
+        }
+        // The fast coder's other kernels (the rows above use the best one), one thread: what a
+        // CPU without AVX-512 or without SIMD gets. Same bytes as the best kernel (tested).
+        let best = FastKernel::best();
+        for k in FastKernel::available().into_iter().filter(|&k| k != best) {
+            let name = format!("fast_balanced_1t_{}", k.name());
+            let opts = EncodeOptions::default()
+                .threads(Threads::Fixed(std::num::NonZeroUsize::MIN))
+                .fast_kernel(Some(k));
+            let mut enc = Encoder::new(opts).unwrap();
+            let mut out = Vec::new();
+            g.bench_function(&name, |b| {
+                iter_cpu(b, || {
+                    enc.encode_into(&info, black_box(&img.pixels), &mut out)
+                        .unwrap()
+                })
             });
         }
         for (name, comp) in [
