@@ -33,7 +33,7 @@ use super::Filter;
 
 /// One of the fast coder's per-ISA kernels (scalar, AVX2, AVX-512, NEON), proven available on
 /// this CPU. All write identical bytes; they differ in speed only.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FastKernel(Kernel);
 
 impl FastKernel {
@@ -53,14 +53,6 @@ impl FastKernel {
         self.0.name()
     }
 }
-
-impl PartialEq for FastKernel {
-    fn eq(&self, other: &Self) -> bool {
-        self.name() == other.name()
-    }
-}
-
-impl Eq for FastKernel {}
 
 /// What the fast coder trades between speed and size. Both levels decode with any inflater.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]

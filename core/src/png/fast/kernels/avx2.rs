@@ -9,7 +9,7 @@ use super::scalar;
 use crate::png::fast::huffman::{CostTable, NEAR_MAX};
 
 /// Proof that the CPU has AVX2.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Kernel(());
 
 impl Kernel {

@@ -11,7 +11,7 @@ use crate::png::fast::bitwriter::{BitWriter, Bits};
 use crate::png::fast::huffman::{CostTable, Table, NEAR_MAX};
 
 /// Proof that the CPU has AVX-512 F, BW and VBMI (and BMI2, for variable shifts in the writer).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Kernel(());
 
 impl Kernel {

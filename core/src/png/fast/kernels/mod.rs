@@ -26,7 +26,7 @@ use super::huffman::{CostTable, Table};
 pub(crate) const MIN_RUN: usize = 12;
 
 /// A kernel, proven available on this CPU by construction.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kernel {
     /// Portable code.
     Scalar,

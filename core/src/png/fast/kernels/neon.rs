@@ -8,7 +8,7 @@ use super::scalar;
 use crate::png::fast::huffman::{CostTable, NEAR_MAX};
 
 /// Proof that the CPU has NEON (always true on aarch64 Linux, still detected).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Kernel(());
 
 impl Kernel {

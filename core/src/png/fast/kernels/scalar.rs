@@ -112,11 +112,7 @@ pub(crate) fn filter_costs(raw: &[u8], prev: &[u8], bpp: usize, cost: &CostTable
 }
 
 /// Costs of every byte in `from..to` (no block selection), with their true neighbours: the
-/// heads and tails of the SIMD kernels.
-#[cfg_attr(
-    not(any(target_arch = "x86_64", target_arch = "aarch64")),
-    allow(dead_code)
-)]
+/// first `bpp` bytes of a row (every kernel) and the tails of the AVX2 and NEON kernels.
 pub(crate) fn costs_between(
     raw: &[u8],
     prev: &[u8],
