@@ -24,6 +24,9 @@
 //!   isolates the sender's own share.
 //!
 //! `--one-thread` encodes on the sending thread alone (`Threads::Fixed(1)`) for the latency rows.
+//! The sending (main) thread is worker 0 of the global rayon pool (`use_current_thread`, as in
+//! `pngcast serve`); `--caller-outside-pool` leaves it outside, so each frame is injected into
+//! the pool from outside (rayon's injector then allocates a block per 63 frames).
 //!
 //! The client is a raw TCP reader that does the upgrade by hand and parses WebSocket frame
 //! headers, reading payloads into one reused buffer: it costs less than any client library, so the
@@ -557,6 +560,14 @@ fn allocs_sender_only(t: &[f32], w: usize, h: usize, frames: usize) {
 }
 
 fn main() {
+    if !std::env::args().any(|a| a == "--caller-outside-pool") {
+        // The sending thread as worker 0 of the global pool, as `pngcast serve` runs: a frame
+        // then enters the pool without injecting a job (no allocation, one thread less to wake).
+        rayon::ThreadPoolBuilder::new()
+            .use_current_thread()
+            .build_global()
+            .expect("the global pool is built once, here");
+    }
     let quick = std::env::args().any(|a| a == "--quick");
     let only = |name: &str| {
         let args: Vec<String> = std::env::args()

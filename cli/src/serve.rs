@@ -235,6 +235,15 @@ impl Window {
 
 /// Runs `pngcast serve`.
 pub fn run(args: ServeArgs) -> Result<(), CliError> {
+    // This thread sends every frame: make it worker 0 of the global rayon pool, so a frame's
+    // stripes start here at once and no job is injected from outside (rayon's injector would
+    // allocate a block every 63 frames). Fails only if something built the pool already.
+    if let Err(e) = rayon::ThreadPoolBuilder::new()
+        .use_current_thread()
+        .build_global()
+    {
+        eprintln!("pngcast: encoding on the existing rayon pool ({e})");
+    }
     let mut source = Source::open(&args.source, args.size)?;
     let addr = resolve(&args.addr)?;
     let config = ServerConfig::default()

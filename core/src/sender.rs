@@ -9,7 +9,9 @@
 //! strings, its announcement and its type-4 prefix. A frame is rebuilt in place once every client
 //! has written (and dropped) it, which `Arc::get_mut` detects, so in steady state a frame costs no
 //! allocation at all (checked by `tests/tests/sender_alloc.rs`: 0 allocations per frame, with
-//! announcements on or off and node keys set), plus whatever the sink does to queue it. When every
+//! announcements on or off and node keys set, and with clients a few frames behind: the first
+//! frame fills the whole pool with frames of its shape, so a slot first needed late costs
+//! nothing either), plus whatever the sink does to queue it. When every
 //! pooled frame is still held (clients far behind), a new frame replaces the oldest pool slot
 //! (a handful of allocations); the old one lives on, intact, until its last client drops it, so
 //! memory stays bounded by the pool size plus what the clients hold.
@@ -231,6 +233,8 @@ impl Sender {
             let rebuilt = frame.rebuild(&self.meta, self.announce);
             debug_assert!(rebuilt, "the frame is still unshared");
             report.png_bytes += frame.png().len();
+            self.prime_pool(slot);
+            let frame = &self.pool[slot];
             self.sink
                 .send_image(target, frame)
                 .map_err(|source| SendError::Sink { index, source })?;
@@ -247,6 +251,17 @@ impl Sender {
         data: &serde_json::Value,
     ) -> std::result::Result<(), SinkError> {
         self.sink.send_json(target, event, data)
+    }
+
+    /// Fills the pool up to [`POOL_SIZE`] with frames shaped like the one in `slot` (its PNG
+    /// capacity, its texts). Done once, on a stream's first frame, so that a slot first needed
+    /// later (the clients briefly a frame or two behind) allocates nothing then. The reserved PNG
+    /// buffers are not touched until used, so they cost address space, not resident memory.
+    fn prime_pool(&mut self, slot: usize) {
+        while self.pool.len() < POOL_SIZE {
+            let spare = self.pool[slot].spare_like();
+            self.pool.push(spare);
+        }
     }
 
     /// A pool slot whose frame nobody else holds, and whether it is a reused frame.
@@ -341,7 +356,9 @@ mod tests {
         let t = TensorView::bhwc(&px[..], [3, 5, 7, 4]).unwrap();
         let extra = FrameExtra::default().prompt_id("p").real_node_id("r");
         let r = s.send("ev", &t, &Target::All, &extra).unwrap();
-        assert_eq!((r.frames, r.buffers_reused), (3, 0));
+        // The first frame is new; it primes the pool, so the next two come from the pool.
+        assert_eq!((r.frames, r.buffers_reused), (3, 2));
+        assert_eq!(s.pool.len(), POOL_SIZE);
         let log = mem.take_log();
         for (i, (target, rec)) in log.iter().enumerate() {
             assert_eq!(target, &Target::All);

@@ -276,6 +276,28 @@ impl WireFrame {
         }
     }
 
+    /// A new pool frame shaped like this one: its PNG buffer reserves this one's capacity and
+    /// its texts are copies with some room to grow, so the first frame encoded into it later
+    /// allocates nothing (unless the image or its metadata grew).
+    pub(crate) fn spare_like(&self) -> WireFrame {
+        /// Room for a longer PNG size or index in the texts (a few digits).
+        const SLACK: usize = 32;
+        let src = &self.inner;
+        let mut announcement = String::with_capacity(src.announcement.len() + SLACK);
+        announcement.push_str(&src.announcement);
+        let mut meta_prefix = Vec::with_capacity(src.meta_prefix.len() + SLACK);
+        meta_prefix.extend_from_slice(&src.meta_prefix);
+        WireFrame {
+            inner: Arc::new(FrameInner {
+                png: Arc::new(Vec::with_capacity(src.png.capacity())),
+                meta: src.meta.clone(),
+                announce: src.announce,
+                announcement,
+                meta_prefix,
+            }),
+        }
+    }
+
     /// True when this handle is the only holder of the frame and of its PNG buffer, so
     /// [`WireFrame::png_buf_mut`] and [`WireFrame::rebuild`] may change it in place.
     pub(crate) fn is_unshared(&mut self) -> bool {

@@ -158,7 +158,7 @@ fn second_frame_allocates_nothing() {
     let opts = EncodeOptions::default()
         .compression(Compression::Stored)
         .filter(Filter::Sub);
-    let mut enc = Encoder::new(opts.threads(Threads::Fixed(two))).unwrap();
+    let mut enc = Encoder::new(opts.clone().threads(Threads::Fixed(two))).unwrap();
     let mut out = Vec::new();
     warm_up(|| enc.encode_into(&info, &frame_a, &mut out).unwrap());
     // More untimed frames, so that both workers have stolen (and registered) at least once.
@@ -174,4 +174,37 @@ fn second_frame_allocates_nothing() {
     });
     eprintln!("{frames} frames on a 2-thread pool: {n} allocations");
     assert!(n <= frames / 63 + 1, "{n} allocations in {frames} frames");
+
+    // The same run from a thread that is itself worker 0 of the pool (rayon's
+    // `use_current_thread`): `install` runs the frame in place and the stripes are pushed on the
+    // thread's own deque, so no job is injected and nothing at all is allocated.
+    let opts_pool = opts.clone();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(2)
+                .use_current_thread()
+                .build()
+                .unwrap();
+            let mut enc =
+                Encoder::new(opts_pool.threads(Threads::Pool(std::sync::Arc::new(pool)))).unwrap();
+            let mut out = Vec::new();
+            warm_up(|| enc.encode_into(&info, &frame_a, &mut out).unwrap());
+            for _ in 0..10 {
+                enc.encode_into(&info, &frame_b, &mut out).unwrap();
+            }
+            let n = allocations_during(|| {
+                for i in 0..frames {
+                    let f = if i % 2 == 0 { &frame_b } else { &frame_a };
+                    enc.encode_into(&info, f, &mut out).unwrap();
+                }
+            });
+            eprintln!("{frames} frames from a pool member: {n} allocations");
+            assert_eq!(
+                n, 0,
+                "{n} allocations in {frames} frames from a pool member"
+            );
+            assert!(png_util::decode(&out).pixels == frame_a);
+        });
+    });
 }

@@ -5,12 +5,13 @@
 #![deny(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pngcast_core::png::EncodeOptions;
-use pngcast_core::sender::{FrameExtra, Sender};
+use pngcast_core::sender::{FrameExtra, Sender, POOL_SIZE};
 use pngcast_core::sink::{FrameSink, MemorySink, SinkError, SinkStats, Target};
 use pngcast_core::tensor::TensorView;
 use pngcast_core::wire::WireFrame;
@@ -61,6 +62,41 @@ impl FrameSink for Releasing {
     fn send_image(&self, _target: &Target, frame: &WireFrame) -> Result<(), SinkError> {
         assert!(frame.png().starts_with(b"\x89PNG"));
         self.frames.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+    fn send_text(&self, _target: &Target, _text: Arc<str>) -> Result<(), SinkError> {
+        Ok(())
+    }
+    fn stats(&self) -> SinkStats {
+        SinkStats::default()
+    }
+    fn shutdown(&self, _deadline: Duration) {}
+}
+
+/// A sink whose clients lag a little behind: it keeps the last `lag` frames it was given (as a
+/// transport's queues do until every client has written them), `lag` changing from send to send
+/// but never reaching the sender's pool size.
+struct Lagging {
+    held: Mutex<VecDeque<WireFrame>>,
+    lag: AtomicUsize,
+}
+
+impl Lagging {
+    fn new() -> Self {
+        Self {
+            held: Mutex::new(VecDeque::with_capacity(POOL_SIZE)),
+            lag: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl FrameSink for Lagging {
+    fn send_image(&self, _target: &Target, frame: &WireFrame) -> Result<(), SinkError> {
+        let mut held = self.held.lock().unwrap();
+        held.push_back(frame.clone());
+        while held.len() > self.lag.load(Ordering::Relaxed) {
+            held.pop_front();
+        }
         Ok(())
     }
     fn send_text(&self, _target: &Target, _text: Arc<str>) -> Result<(), SinkError> {
@@ -155,6 +191,29 @@ fn steady_state_allocations_per_frame() {
             10 * tensor.batch() as u64
         );
     }
+
+    // Clients a frame or three behind, first after a steady stretch: the pool was filled on
+    // the stream's first frame, so the slots first needed now allocate nothing either.
+    let single = TensorView::bhwc(&pixels[..h * w * c], [1, h, w, c]).unwrap();
+    let lagging = Arc::new(Lagging::new());
+    let mut sender = Sender::new(lagging.clone(), EncodeOptions::default()).unwrap();
+    for _ in 0..3 {
+        sender
+            .send("preview", &single, &Target::All, &node_keys)
+            .unwrap();
+    }
+    ALLOCS.store(0, Ordering::SeqCst);
+    COUNTING.store(true, Ordering::SeqCst);
+    for lag in [1, 3, 0, 2, 3, 3, 1, 0, 3, 2] {
+        lagging.lag.store(lag, Ordering::Relaxed);
+        sender
+            .send("preview", &single, &Target::All, &node_keys)
+            .unwrap();
+    }
+    COUNTING.store(false, Ordering::SeqCst);
+    let lag_allocs = ALLOCS.load(Ordering::SeqCst);
+    println!("sender + lagging sink: {lag_allocs} allocations in 10 frames");
+    assert_eq!(lag_allocs, 0, "a slot first used late allocated");
 
     // Against MemorySink, emptied after each send (its log and records are the sink's own).
     let mem = Arc::new(MemorySink::new());

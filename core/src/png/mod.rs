@@ -159,7 +159,10 @@ impl EncodeOptions {
 /// (incompressible data), so later frames of that size allocate nothing in this crate. On a
 /// multi-threaded pool entered from outside, rayon pushes one job per frame on its injector
 /// queue (crossbeam-deque), which allocates one 63-slot block every 63 pushes: amortised one
-/// allocation per 63 frames (`core/tests/png_alloc.rs` checks both facts).
+/// allocation per 63 frames (`core/tests/png_alloc.rs` checks both facts). Encoding from a
+/// thread that is itself a member of the pool injects nothing, so nothing at all is allocated:
+/// build the pool (or, in `main`, the global pool) with rayon's
+/// `ThreadPoolBuilder::use_current_thread` on the thread that sends, as `pngcast serve` does.
 #[derive(Debug)]
 pub struct Encoder {
     options: EncodeOptions,
