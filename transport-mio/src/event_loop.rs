@@ -205,7 +205,7 @@ impl EventLoop {
                 finish_ws_counts(&self.shared.stats, conn.phase);
             }
         }
-        self.ids_changed(-(self.by_id.len() as isize));
+        self.ids_removed(self.by_id.len());
         self.by_id.clear();
     }
 
@@ -441,7 +441,7 @@ impl EventLoop {
                 match self.by_id.insert(client_id.clone(), (key, gen)) {
                     Some((old, _)) => self.replace(old),
                     None => {
-                        self.ids_changed(1);
+                        self.ids_added(1);
                     }
                 }
                 // The same id may be live in another loop.
@@ -454,18 +454,21 @@ impl EventLoop {
         }
     }
 
-    /// Counts `by_id` growing or shrinking by `d`: in the server-wide count (the client limit)
-    /// and in this loop's (callers skip a loop without clients).
-    fn ids_changed(&self, d: isize) {
-        let n = d.unsigned_abs();
-        let mine = &self.shared.inboxes[self.index].clients;
-        if d >= 0 {
-            self.shared.ids.fetch_add(n, Ordering::Relaxed);
-            mine.fetch_add(n, Ordering::Release);
-        } else {
-            self.shared.ids.fetch_sub(n, Ordering::Relaxed);
-            mine.fetch_sub(n, Ordering::Release);
-        }
+    /// Counts `n` ids added to `by_id`: in the server-wide count (the client limit) and in this
+    /// loop's (callers skip a loop without clients).
+    fn ids_added(&self, n: usize) {
+        self.shared.ids.fetch_add(n, Ordering::Relaxed);
+        self.shared.inboxes[self.index]
+            .clients
+            .fetch_add(n, Ordering::Release);
+    }
+
+    /// Counts `n` ids removed from `by_id` (see [`EventLoop::ids_added`]).
+    fn ids_removed(&self, n: usize) {
+        self.shared.ids.fetch_sub(n, Ordering::Relaxed);
+        self.shared.inboxes[self.index]
+            .clients
+            .fetch_sub(n, Ordering::Release);
     }
 
     /// Closes a client whose clientId a newer client took (it is no longer in `by_id`).
@@ -483,7 +486,7 @@ impl EventLoop {
         if let Some(&(old, old_gen)) = self.by_id.get(id) {
             if old_gen < gen {
                 self.by_id.remove(id);
-                self.ids_changed(-1);
+                self.ids_removed(1);
                 self.replace(old);
             }
         }
@@ -536,7 +539,7 @@ impl EventLoop {
         };
         if self.by_id.get(&ws.client_id).map(|e| e.0) == Some(key) {
             self.by_id.remove(&ws.client_id);
-            self.ids_changed(-1);
+            self.ids_removed(1);
         }
         finish_ws_counts(&self.shared.stats, Phase::Ws(ws));
     }

@@ -98,9 +98,11 @@ impl Server {
         )
     }
 
-    /// [`Server::bind`] with `loops` event-loop threads.
+    /// [`Server::bind`] with `loops` event-loop threads (at most [`MAX_LOOPS`]; more are
+    /// clamped).
     pub fn bind_loops(config: ServerConfig, loops: NonZeroUsize) -> Result<Server, Error> {
         config.validate().map_err(Error::Config)?;
+        let loops = NonZeroUsize::new(loops.get().min(MAX_LOOPS)).unwrap_or(NonZeroUsize::MIN);
         let addr = config.addr;
         let std_listener =
             std::net::TcpListener::bind(addr).map_err(|source| Error::Bind { addr, source })?;

@@ -59,16 +59,24 @@ impl Inbox {
 
     /// Queues a command and wakes the loop if it may be asleep.
     pub(crate) fn push(&self, command: Command) {
-        let was_empty = {
-            let mut commands = self.lock();
-            let was_empty = commands.is_empty();
-            commands.push(command);
-            was_empty
-        };
-        if was_empty {
-            // A failed wake means the loop is gone; its exit path sets `closed`.
-            let _ = self.waker.wake();
+        if self.enqueue(command) {
+            self.wake();
         }
+    }
+
+    /// Queues a command without waking the loop; true when the loop may be asleep (the list
+    /// was empty), i.e. the caller must [`Inbox::wake`] it.
+    pub(crate) fn enqueue(&self, command: Command) -> bool {
+        let mut commands = self.lock();
+        let was_empty = commands.is_empty();
+        commands.push(command);
+        was_empty
+    }
+
+    /// Wakes the loop.
+    pub(crate) fn wake(&self) {
+        // A failed wake means the loop is gone; its exit path sets `closed`.
+        let _ = self.waker.wake();
     }
 }
 
@@ -143,24 +151,37 @@ impl Shared {
 
     /// Queues a command for every loop (a copy each: frames are shared). Returns false when
     /// closed.
+    ///
+    /// The commands go in under the ordering lock (every loop sees callers' commands in one
+    /// order); the wakes (an eventfd write each) are made after it is released, so a caller
+    /// never holds up the next one with system calls.
     pub(crate) fn push(&self, command: Command) -> bool {
-        let _order = self.lock_order();
-        if self.closed.load(Ordering::Acquire) {
-            return false;
-        }
-        // Images and texts only reach clients: a loop without any needs neither the command
-        // nor the wake (a client that upgrades there later gets the next one, as a client
-        // that upgrades just after a frame would anyway).
-        let for_clients = matches!(command, Command::Image(..) | Command::Text(..));
-        let wanted = |inbox: &Inbox| !for_clients || inbox.clients.load(Ordering::Acquire) > 0;
-        let (last, rest) = self.inboxes.split_last().expect("at least one loop");
-        for inbox in rest.iter().filter(|i| wanted(i)) {
-            if let Some(copy) = command.dup() {
-                inbox.push(copy);
+        const _: () = assert!(crate::MAX_LOOPS <= u32::BITS as usize);
+        let mut wake = 0u32;
+        {
+            let _order = self.lock_order();
+            if self.closed.load(Ordering::Acquire) {
+                return false;
+            }
+            // Images and texts only reach clients: a loop without any needs neither the
+            // command nor the wake (a client that upgrades there later gets the next one, as a
+            // client that upgrades just after a frame would anyway).
+            let for_clients = matches!(command, Command::Image(..) | Command::Text(..));
+            let wanted = |inbox: &Inbox| !for_clients || inbox.clients.load(Ordering::Acquire) > 0;
+            let (last, rest) = self.inboxes.split_last().expect("at least one loop");
+            for (i, inbox) in rest.iter().enumerate().filter(|(_, i)| wanted(i)) {
+                if let Some(copy) = command.dup() {
+                    wake |= u32::from(inbox.enqueue(copy)) << i;
+                }
+            }
+            if wanted(last) {
+                wake |= u32::from(last.enqueue(command)) << rest.len();
             }
         }
-        if wanted(last) {
-            last.push(command);
+        for (i, inbox) in self.inboxes.iter().enumerate() {
+            if wake & (1 << i) != 0 {
+                inbox.wake();
+            }
         }
         true
     }

@@ -651,3 +651,19 @@ fn a_client_id_moving_between_loops_keeps_one_live_client() {
     assert_eq!(reader.join().unwrap(), Some(CloseCode::Away));
     assert_eq!(server.stats().clients, 0);
 }
+
+#[test]
+fn loops_beyond_the_maximum_are_clamped() {
+    // More loops than MAX_LOOPS: the server runs MAX_LOOPS, and clients in every one of them
+    // get the frames (the callers' wake mask has one bit per loop).
+    let server = start_loops(config(), 1000);
+    let mut clients: Vec<_> = (0..pngcast_mio::MAX_LOOPS + 2)
+        .map(|i| connect(&server, &format!("/ws?clientId=c{i}"), true).0)
+        .collect();
+    assert!(wait_for(|| server.stats().clients == clients.len()));
+    let f = frame(7, 1000);
+    server.send_image(&Target::All, &f).unwrap();
+    for c in &mut clients {
+        expect_meta(c, &f);
+    }
+}
