@@ -25,6 +25,12 @@ fn best_of(runs: usize, mut f: impl FnMut()) -> Duration {
 }
 
 fn main() {
+    // Main as worker 0 of a two-thread global pool (the `t2pool` line).
+    let in_global_pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .use_current_thread()
+        .build_global()
+        .is_ok();
     let mut args = std::env::args().skip(1);
     let rel = args.next().unwrap_or_else(|| "photo/kodim23.png".into());
     let runs: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(100);
@@ -92,6 +98,18 @@ fn main() {
             });
             report(&label, d, out.len());
         }
+    }
+    // Two threads as `pngcast serve` runs them: this (main) thread is worker 0 of the global
+    // pool, so a frame starts here at once and only the other worker is woken; the `t2` lines
+    // above enter a private pool from outside and wait for two workers to wake.
+    let label = "pngcast fast/adaptive t2pool";
+    if wanted(label) && in_global_pool {
+        let mut enc = Encoder::new(EncodeOptions::default().threads(Threads::Global)).unwrap();
+        let mut out = Vec::new();
+        let d = best_of(runs, || {
+            enc.encode_into(&info, &img.pixels, &mut out).unwrap()
+        });
+        report(label, d, out.len());
     }
     // The fast coder's other kernels (the lines above use the best one), one thread: what a
     // CPU without AVX-512 (or without SIMD) would see.

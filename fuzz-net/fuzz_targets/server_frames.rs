@@ -42,16 +42,33 @@ fn servers() -> &'static Servers {
 
 const UPGRADE: &str = "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
 
+/// `read`, retried when a signal interrupts it. libFuzzer's timeout alarm (SIGALRM, every
+/// `-timeout / 2 + 1` seconds) lands on whichever thread, and a read with a socket timeout set
+/// is never restarted by the kernel: it fails with EINTR (found at the 601st second of a run).
+fn read_retrying(s: &mut TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match s.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => return r,
+        }
+    }
+}
+
 /// Upgrades; returns the socket once the 101 head has been read.
 fn open(addr: SocketAddr) -> TcpStream {
-    let mut s = TcpStream::connect(addr).unwrap();
+    let mut s = loop {
+        match TcpStream::connect(addr) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => break r.unwrap(),
+        }
+    };
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(UPGRADE.as_bytes()).unwrap();
     let mut head = Vec::new();
     let mut b = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
         assert_eq!(
-            s.read(&mut b).unwrap(),
+            read_retrying(&mut s, &mut b).unwrap(),
             1,
             "server closed during the upgrade"
         );
@@ -83,7 +100,7 @@ fuzz_target!(|data: &[u8]| {
     sock.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
     let mut buf = [0u8; 4096];
-    while matches!(sock.read(&mut buf), Ok(n) if n > 0) {}
+    while matches!(read_retrying(&mut sock, &mut buf), Ok(n) if n > 0) {}
     drop(sock);
     if RUNS.fetch_add(1, Ordering::Relaxed) % 256 == 0 {
         for addr in [s.mio.local_addr(), s.blocking.local_addr()] {
