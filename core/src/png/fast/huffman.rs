@@ -104,6 +104,10 @@ pub(crate) struct Table {
     pub matches: [u32; 256],
     /// The filter-choice cost of each byte derived from this code.
     pub cost: CostTable,
+    /// Of the sampled literals, how many per mille have codes of at most 8 bits: kernels with a
+    /// faster path for blocks of such codes decide from it whether to try that path.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub short_per_mille: u32,
 }
 
 impl Table {
@@ -159,6 +163,15 @@ impl Table {
                 ((wsum[d] + fsum[d] / 2) / fsum[d].max(1)).clamp(1, MAX_LIT_BITS as u64) as u8;
         }
         let cost = CostTable::from_near(near);
+        let (mut short, mut all) = (0u64, 0u64);
+        for b in 0..256 {
+            let c = counts[b] as u64;
+            all += c;
+            if lens[b] <= 8 {
+                short += c;
+            }
+        }
+        let short_per_mille = (short * 1000 / all.max(1)) as u32;
         Self {
             lens,
             codes,
@@ -168,6 +181,7 @@ impl Table {
             lit_packed,
             matches,
             cost,
+            short_per_mille,
         }
     }
 

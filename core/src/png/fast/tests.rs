@@ -487,10 +487,26 @@ fn kernels_runs_and_literals_match_scalar() {
         *c = 1_000_000 >> d.min(20);
     }
     let skewed = Table::from_counts(&counts);
+    // Codes of at most 8 bits for most of 180 symbols (7 and 8 bits: eight of them may exceed
+    // one 56-bit write), longer ones for the rest, which the segments below use rarely: the AVX-512
+    // kernel's short path (whole blocks of <= 8-bit codes, packed with `pext`) and its fallback
+    // within one stripe.
+    for (b, c) in counts.iter_mut().enumerate() {
+        *c = if b < 180 { 1000 } else { 1 };
+    }
+    counts[0] = 5000; // zeros (and zero runs) commoner still
+    let near = Table::from_counts(&counts);
+    let short_syms: Vec<u8> = (0..=255u8)
+        .filter(|&b| near.lens[b as usize] <= 8)
+        .collect();
+    let long_syms: Vec<u8> = (0..=255u8).filter(|&b| near.lens[b as usize] > 8).collect();
+    assert!(near.short_per_mille >= 990 && short_syms.len() > 150 && !long_syms.is_empty());
+    assert!(short_syms.iter().any(|&b| near.lens[b as usize] == 8));
     for (k, table) in Kernel::available()
         .into_iter()
-        .flat_map(|k| [(k, &flat), (k, &skewed)])
+        .flat_map(|k| [(k, &flat), (k, &skewed), (k, &near)])
     {
+        let near_symbols = std::ptr::eq(table, &near);
         for _ in 0..400 {
             let len = if rng.bool() {
                 LENS[rng.usize(0..LENS.len())]
@@ -500,7 +516,14 @@ fn kernels_runs_and_literals_match_scalar() {
             let density = rng.u8(1..=10);
             let seg: Vec<u8> = (0..len)
                 .map(|_| {
-                    if rng.u8(0..10) < density {
+                    if near_symbols {
+                        // 1 in 40 outside the short codes; zero runs as elsewhere.
+                        match rng.u8(0..40) {
+                            0 => long_syms[rng.usize(..long_syms.len())],
+                            n if n < density => 0,
+                            _ => short_syms[rng.usize(..short_syms.len())],
+                        }
+                    } else if rng.u8(0..10) < density {
                         0
                     } else {
                         rng.u8(..)
