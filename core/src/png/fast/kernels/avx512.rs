@@ -1,7 +1,8 @@
 //! AVX-512 kernel (F + BW + VBMI): 64 bytes per step, masked loads for row tails, and the
 //! literal coder fully vectorised: 256-entry table lookups with two `vpermi2b` each, then codes
-//! packed pairwise 16 -> 32 -> 64 bits with variable shifts, so the bit writer takes four
-//! literals per write.
+//! packed pairwise 16 -> 32 -> 64 bits with variable shifts, so the bit writer takes four (or
+//! eight) literals per write; blocks whose codes are all at most 8 bits skip the packing and go
+//! out eight codes per `pext` ([`emit_short`]).
 #![allow(unsafe_code)]
 
 use core::arch::x86_64::*;
@@ -393,6 +394,7 @@ const LEN_MASK: [u8; 64] = {
 /// each group of 8 codes (bytes, stream order) is compacted by one `pext` under a mask of each
 /// byte's low `len` bits, which runs on a scalar port while the vector ports code the next
 /// block; the group's length is one `vpsadbw` sum. Writes the same bits as the long path.
+/// (`pext` is slow only on AMD before Zen 3, which lacks AVX-512 VBMI and never runs this.)
 #[inline(always)]
 unsafe fn emit_short(
     x: __m512i,
@@ -440,8 +442,8 @@ unsafe fn emit_block_n<const FULL: bool>(x: __m512i, m: u64, t: &LitRegs, bw: &m
     // SAFETY: (whole body) register intrinsics and stores into local arrays; avx512f+bw+vbmi
     // enabled by the caller.
     unsafe {
-        // Code lengths in stream order; lanes past `live` get length 0.
         if t.short {
+            // Code lengths in stream order; lanes past `live` get length 0.
             let top_x = _mm512_movepi8_mask(x);
             let l8x = lookup(&t.len, x, top_x, m);
             if _mm512_cmpgt_epu8_mask(l8x, _mm512_set1_epi8(8)) == 0 {
