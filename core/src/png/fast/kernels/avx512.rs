@@ -304,43 +304,23 @@ impl Lanes {
     }
 }
 
-/// The literal tables of one [`Table`] in registers, and the byte order of [`UNPACK_ORDER`].
+/// The literal tables of one [`Table`] in registers.
 struct LitRegs {
     len: [__m512i; 4],
     lo: [__m512i; 4],
     hi: [__m512i; 4],
-    order: __m512i,
     /// Try [`emit_short`] first ([`SHORT_MIN_PER_MILLE`]).
     short: bool,
 }
 
-/// Symbol order that makes `unpacklo_epi8` / `unpackhi_epi8` (which interleave bytes 0..8 /
-/// 8..16 of each 128-bit lane) produce symbols 0..32 / 32..64 in stream order: lane `k` holds
-/// symbols `8k..8k+8` in its low half and `32+8k..32+8k+8` in its high half.
-const UNPACK_ORDER: [u8; 64] = {
-    let mut t = [0u8; 64];
-    let mut k = 0;
-    while k < 4 {
-        let mut j = 0;
-        while j < 8 {
-            t[16 * k + j] = (8 * k + j) as u8;
-            t[16 * k + 8 + j] = (32 + 8 * k + j) as u8;
-            j += 1;
-        }
-        k += 1;
-    }
-    t
-};
-
 #[inline(always)]
 unsafe fn lit_regs(table: &Table) -> LitRegs {
-    // SAFETY: 256-byte tables and a 64-byte order table.
+    // SAFETY: 256-byte tables.
     unsafe {
         LitRegs {
             len: load_table(&table.lit_len),
             lo: load_table(&table.lit_lo),
             hi: load_table(&table.lit_hi),
-            order: _mm512_loadu_si512(UNPACK_ORDER.as_ptr() as *const _),
             short: table.short_per_mille >= SHORT_MIN_PER_MILLE,
         }
     }
@@ -348,12 +328,11 @@ unsafe fn lit_regs(table: &Table) -> LitRegs {
 
 /// Emits the literals of the lanes of `x` selected by the contiguous-from-0 mask `m`.
 ///
-/// The symbols are permuted once ([`UNPACK_ORDER`]) so that byte unpacks build the 16-bit
-/// (code, length) lanes in stream order; then codes are packed pairwise 16 -> 32 -> 64 bits
-/// with variable shifts (four codes, <= 56 bits, per 64-bit lane). Neighbouring 64-bit lanes
-/// are merged once more when all four pairs of a half fit in 56 bits (eight codes averaging
-/// under 7 bits: the common case on filtered photos), so the scalar bit writer, the serial
-/// part, takes eight codes per write.
+/// Codes are looked up per byte (256-entry tables, two `vpermi2b` each) and compacted into the
+/// bit stream by `pext`, which runs on a scalar port, not on the two vector ports the lookups
+/// need: eight codes per `pext` when all of the block's codes are at most 8 bits
+/// ([`emit_short`]), else four ([`emit_long`]). The bit writer, the serial part, takes up to
+/// eight codes per write either way.
 #[inline(always)]
 unsafe fn emit_block(x: __m512i, m: u64, t: &LitRegs, bw: &mut impl Bits) {
     if m == !0 {
@@ -373,32 +352,33 @@ unsafe fn emit_block(x: __m512i, m: u64, t: &LitRegs, bw: &mut impl Bits) {
 /// gain stays on the photos and the painting and the losses go (hubble, screenshot +-0.5%).
 const SHORT_MIN_PER_MILLE: u32 = 950;
 
-/// `(1 << len) - 1` for a code length `len` of 0..=8, indexed by the length (a 16-entry
-/// `vpshufb` table, repeated in each 128-bit lane).
-const LEN_MASK: [u8; 64] = {
-    let mut t = [0xFFu8; 64];
-    let mut lane = 0;
-    while lane < 4 {
-        let mut len = 0;
-        while len <= 8 {
-            t[16 * lane + len] = ((1u16 << len) - 1) as u8;
-            len += 1;
-        }
-        lane += 1;
+/// 16-entry `vpshufb` tables of the bytes of `(1 << len) - 1` for a code length `len` < 16,
+/// repeated in each 128-bit lane: the low byte (`high == false`) or the high one.
+const fn len_mask_table(high: bool) -> [u8; 64] {
+    let mut t = [0u8; 64];
+    let mut i = 0;
+    while i < 64 {
+        let mask = (1u32 << (i % 16)) - 1;
+        t[i] = if high { (mask >> 8) as u8 } else { mask as u8 };
+        i += 1;
     }
     t
-};
+}
+
+/// Low byte of `(1 << len) - 1`: a code of `len` <= 8 bits is all in it.
+const MASK_BYTE: [u8; 64] = len_mask_table(false);
+/// High byte of `(1 << len) - 1` (zero up to 8 bits).
+const MASK_HIGH_BYTE: [u8; 64] = len_mask_table(true);
 
 /// The short path of [`emit_block`]: every code of the block is at most 8 bits long (the
-/// common case in smooth parts of photos). One byte per code, no packing in vector registers:
-/// each group of 8 codes (bytes, stream order) is compacted by one `pext` under a mask of each
-/// byte's low `len` bits, which runs on a scalar port while the vector ports code the next
-/// block; the group's length is one `vpsadbw` sum. Writes the same bits as the long path.
-/// (`pext` is slow only on AMD before Zen 3, which lacks AVX-512 VBMI and never runs this.)
+/// common case in smooth parts of photos). One byte per code: each group of 8 codes (bytes,
+/// stream order) is compacted by one `pext` under a mask of each byte's low `len` bits; the
+/// group's length is one `vpsadbw` sum. (`pext` is slow only on AMD before Zen 3, which lacks
+/// AVX-512 VBMI and never runs this.)
 #[inline(always)]
 unsafe fn emit_short(
     x: __m512i,
-    top_x: u64,
+    top: u64,
     m: u64,
     l8: __m512i,
     live: usize,
@@ -408,8 +388,8 @@ unsafe fn emit_short(
     // SAFETY: (whole body) register intrinsics, aligned stores into local arrays and `pext`;
     // avx512f+bw+vbmi and bmi2 enabled by the caller.
     unsafe {
-        let c8 = lookup(&t.lo, x, top_x, m);
-        let masks = _mm512_shuffle_epi8(_mm512_loadu_si512(LEN_MASK.as_ptr() as *const _), l8);
+        let c8 = lookup(&t.lo, x, top, m);
+        let masks = _mm512_shuffle_epi8(_mm512_loadu_si512(MASK_BYTE.as_ptr() as *const _), l8);
         let counts = _mm512_sad_epu8(l8, _mm512_setzero_si512());
         let mut c = Lanes([0; 8]);
         let mut k = Lanes([0; 8]);
@@ -431,6 +411,73 @@ unsafe fn emit_short(
     }
 }
 
+/// The general path of [`emit_block`]: codes of up to 14 bits as 16-bit lanes, four codes
+/// (<= 56 bits) compacted per `pext` under 16-bit masks of each code's low `len` bits, and two
+/// such groups merged into one write when they fit 56 bits together (eight codes averaging
+/// under 7 bits, common on photos). The byte unpacks interleave within 128-bit lanes, so the
+/// groups of lane `k` are words `2k, 2k + 1` of the low unpack, then of the high one: stream
+/// order without a permutation.
+#[inline(always)]
+unsafe fn emit_long(
+    x: __m512i,
+    top: u64,
+    m: u64,
+    l8: __m512i,
+    live: usize,
+    t: &LitRegs,
+    bw: &mut impl Bits,
+) {
+    // SAFETY: (whole body) register intrinsics, aligned stores into local arrays and `pext`;
+    // avx512f+bw+vbmi and bmi2 enabled by the caller.
+    unsafe {
+        let lo8 = lookup(&t.lo, x, top, m);
+        let hi8 = lookup(&t.hi, x, top, m);
+        let mask_lo = _mm512_shuffle_epi8(_mm512_loadu_si512(MASK_BYTE.as_ptr() as *const _), l8);
+        let mask_hi =
+            _mm512_shuffle_epi8(_mm512_loadu_si512(MASK_HIGH_BYTE.as_ptr() as *const _), l8);
+        // Code lengths summed per four bytes: group g's length in 32-bit lane g.
+        let sums = _mm512_madd_epi16(
+            _mm512_maddubs_epi16(l8, _mm512_set1_epi8(1)),
+            _mm512_set1_epi16(1),
+        );
+        let mut codes = [Lanes([0; 8]), Lanes([0; 8])];
+        let mut masks = [Lanes([0; 8]), Lanes([0; 8])];
+        let mut n = Lanes([0; 8]);
+        _mm512_store_si512(
+            codes[0].0.as_mut_ptr() as *mut _,
+            _mm512_unpacklo_epi8(lo8, hi8),
+        );
+        _mm512_store_si512(
+            codes[1].0.as_mut_ptr() as *mut _,
+            _mm512_unpackhi_epi8(lo8, hi8),
+        );
+        _mm512_store_si512(
+            masks[0].0.as_mut_ptr() as *mut _,
+            _mm512_unpacklo_epi8(mask_lo, mask_hi),
+        );
+        _mm512_store_si512(
+            masks[1].0.as_mut_ptr() as *mut _,
+            _mm512_unpackhi_epi8(mask_lo, mask_hi),
+        );
+        _mm512_store_si512(n.0.as_mut_ptr() as *mut _, sums);
+        // Pairs of groups: g = 2p and 2p + 1, i.e. lane p / 2, unpack half p % 2.
+        for p in 0..live.div_ceil(8) {
+            let (half, w) = (p % 2, p / 2 * 2);
+            let (c, k) = (&codes[half], &masks[half]);
+            let b0 = _pext_u64(c.get(w), k.get(w));
+            let b1 = _pext_u64(c.get(w + 1), k.get(w + 1));
+            let lens = n.get(p);
+            let (n0, n1) = (lens as u32, (lens >> 32) as u32);
+            if n0 + n1 <= 56 {
+                bw.write(b0 | b1 << n0, n0 + n1);
+            } else {
+                bw.write(b0, n0);
+                bw.write(b1, n1);
+            }
+        }
+    }
+}
+
 /// [`emit_block`], specialised for a full block (`FULL`, `m == !0`) or a partial one.
 #[inline(always)]
 unsafe fn emit_block_n<const FULL: bool>(x: __m512i, m: u64, t: &LitRegs, bw: &mut impl Bits) {
@@ -439,94 +486,15 @@ unsafe fn emit_block_n<const FULL: bool>(x: __m512i, m: u64, t: &LitRegs, bw: &m
     } else {
         64 - m.leading_zeros() as usize
     };
-    // SAFETY: (whole body) register intrinsics and stores into local arrays; avx512f+bw+vbmi
-    // enabled by the caller.
+    // SAFETY: register intrinsics; the paths' contract is this function's.
     unsafe {
-        if t.short {
-            // Code lengths in stream order; lanes past `live` get length 0.
-            let top_x = _mm512_movepi8_mask(x);
-            let l8x = lookup(&t.len, x, top_x, m);
-            if _mm512_cmpgt_epu8_mask(l8x, _mm512_set1_epi8(8)) == 0 {
-                emit_short(x, top_x, m, l8x, live, t, bw);
-                return;
-            }
-        }
-        let xp = _mm512_permutexvar_epi8(t.order, x);
-        // Lanes past `live` (permuted like the symbols) get length 0 and code 0.
-        let mp = if FULL {
-            !0
+        // Code lengths in stream order; lanes past `live` get length 0.
+        let top = _mm512_movepi8_mask(x);
+        let l8 = lookup(&t.len, x, top, m);
+        if t.short && _mm512_cmpgt_epu8_mask(l8, _mm512_set1_epi8(8)) == 0 {
+            emit_short(x, top, m, l8, live, t, bw);
         } else {
-            _mm512_movepi8_mask(_mm512_permutexvar_epi8(t.order, _mm512_movm_epi8(m)))
-        };
-        let top = _mm512_movepi8_mask(xp);
-        let l8 = lookup(&t.len, xp, top, mp);
-        let lo8 = lookup(&t.lo, xp, top, mp);
-        let hi8 = lookup(&t.hi, xp, top, mp);
-        let zero = _mm512_setzero_si512();
-        let m16 = _mm512_set1_epi32(0xFFFF);
-        let m32 = _mm512_set1_epi64(0xFFFF_FFFF);
-        let ones16 = _mm512_set1_epi16(1);
-        let halves = [
-            (
-                _mm512_unpacklo_epi8(lo8, hi8),
-                _mm512_unpacklo_epi8(l8, zero),
-            ),
-            (
-                _mm512_unpackhi_epi8(lo8, hi8),
-                _mm512_unpackhi_epi8(l8, zero),
-            ),
-        ];
-        // 64-byte aligned: a vector store that splits across cache lines makes the scalar
-        // reloads below slow (store forwarding); on a randomised stack that cost one process in
-        // two about 30% of the coder's speed.
-        let mut codes = Lanes([0; 8]);
-        let mut lens = Lanes([0; 8]);
-        for (half, &(c16, l16)) in halves.iter().enumerate() {
-            if !FULL && half * 32 >= live {
-                break;
-            }
-            // (A & B) | C as a ternary-logic immediate.
-            const AND_OR: i32 = 0xEA;
-            // Pairs -> 32-bit lanes: first | second << len(first).
-            let le = _mm512_and_si512(l16, m16);
-            let c32 = _mm512_ternarylogic_epi32::<AND_OR>(
-                c16,
-                m16,
-                _mm512_sllv_epi32(_mm512_srli_epi32::<16>(c16), le),
-            );
-            let l32 = _mm512_madd_epi16(l16, ones16);
-            // Pairs -> 64-bit lanes: four codes, <= 56 bits.
-            let le = _mm512_and_si512(l32, m32);
-            let c64 = _mm512_ternarylogic_epi64::<AND_OR>(
-                c32,
-                m32,
-                _mm512_sllv_epi64(_mm512_srli_epi64::<32>(c32), le),
-            );
-            let l64 = _mm512_add_epi64(le, _mm512_srli_epi64::<32>(l32));
-            // Odd lanes moved onto even ones: merged pairs in the even lanes.
-            const SWAP: i32 = 0b01_00_11_10;
-            let l_odd = _mm512_shuffle_epi32::<SWAP>(l64);
-            let tot = _mm512_add_epi64(l64, l_odd);
-            let words = if FULL {
-                8
-            } else {
-                (live - half * 32).min(32).div_ceil(4)
-            };
-            if _mm512_cmpgt_epu64_mask(tot, _mm512_set1_epi64(56)) & 0x55 == 0 {
-                let c_odd = _mm512_shuffle_epi32::<SWAP>(c64);
-                let c = _mm512_or_si512(c64, _mm512_sllv_epi64(c_odd, l64));
-                _mm512_storeu_si512(codes.0.as_mut_ptr() as *mut _, c);
-                _mm512_storeu_si512(lens.0.as_mut_ptr() as *mut _, tot);
-                for j in 0..words.div_ceil(2) {
-                    bw.write(codes.get(2 * j), lens.get(2 * j) as u32);
-                }
-                continue;
-            }
-            _mm512_storeu_si512(codes.0.as_mut_ptr() as *mut _, c64);
-            _mm512_storeu_si512(lens.0.as_mut_ptr() as *mut _, l64);
-            for j in 0..words {
-                bw.write(codes.get(j), lens.get(j) as u32);
-            }
+            emit_long(x, top, m, l8, live, t, bw);
         }
     }
 }
