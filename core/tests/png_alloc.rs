@@ -193,16 +193,28 @@ fn second_frame_allocates_nothing() {
             for _ in 0..10 {
                 enc.encode_into(&info, &frame_b, &mut out).unwrap();
             }
-            let n = allocations_during(|| {
-                for i in 0..frames {
-                    let f = if i % 2 == 0 { &frame_b } else { &frame_a };
-                    enc.encode_into(&info, f, &mut out).unwrap();
+            // On a loaded machine the other worker may run its first steal (and register with
+            // crossbeam-epoch, a one-time allocation per thread) only inside a counted run, so
+            // runs of 130 frames repeat until one is clean: the one-time cost may show once,
+            // a per-frame cost would show in every run.
+            let mut runs = Vec::new();
+            for _ in 0..4 {
+                let n = allocations_during(|| {
+                    for i in 0..frames {
+                        let f = if i % 2 == 0 { &frame_b } else { &frame_a };
+                        enc.encode_into(&info, f, &mut out).unwrap();
+                    }
+                });
+                runs.push(n);
+                if n == 0 {
+                    break;
                 }
-            });
-            eprintln!("{frames} frames from a pool member: {n} allocations");
-            assert_eq!(
-                n, 0,
-                "{n} allocations in {frames} frames from a pool member"
+            }
+            eprintln!("runs of {frames} frames from a pool member, allocations: {runs:?}");
+            assert_eq!(runs.last(), Some(&0), "no clean run: {runs:?}");
+            assert!(
+                runs.iter().sum::<usize>() <= 2,
+                "more than one-time setup: {runs:?}"
             );
             assert!(png_util::decode(&out).pixels == frame_a);
         });
