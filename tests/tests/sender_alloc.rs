@@ -51,34 +51,14 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-/// A sink whose "clients" have written every frame at once: it drops what it gets, the way a
-/// transport's queues release a frame once every client has sent it.
-#[derive(Default)]
-struct Releasing {
-    frames: AtomicU64,
-}
-
-impl FrameSink for Releasing {
-    fn send_image(&self, _target: &Target, frame: &WireFrame) -> Result<(), SinkError> {
-        assert!(frame.png().starts_with(b"\x89PNG"));
-        self.frames.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
-    fn send_text(&self, _target: &Target, _text: Arc<str>) -> Result<(), SinkError> {
-        Ok(())
-    }
-    fn stats(&self) -> SinkStats {
-        SinkStats::default()
-    }
-    fn shutdown(&self, _deadline: Duration) {}
-}
-
-/// A sink whose clients lag a little behind: it keeps the last `lag` frames it was given (as a
-/// transport's queues do until every client has written them), `lag` changing from send to send
-/// but never reaching the sender's pool size.
+/// A sink standing for a transport's queues: it keeps the last `lag` frames it was given, as the
+/// queues do until every client has written them, and drops the rest. `lag` 0: the clients have
+/// written every frame at once; `lag` may change from send to send (it never reaches the
+/// sender's pool size).
 struct Lagging {
     held: Mutex<VecDeque<WireFrame>>,
     lag: AtomicUsize,
+    frames: AtomicU64,
 }
 
 impl Lagging {
@@ -86,12 +66,15 @@ impl Lagging {
         Self {
             held: Mutex::new(VecDeque::with_capacity(POOL_SIZE)),
             lag: AtomicUsize::new(0),
+            frames: AtomicU64::new(0),
         }
     }
 }
 
 impl FrameSink for Lagging {
     fn send_image(&self, _target: &Target, frame: &WireFrame) -> Result<(), SinkError> {
+        assert!(frame.png().starts_with(b"\x89PNG"));
+        self.frames.fetch_add(1, Ordering::Relaxed);
         let mut held = self.held.lock().unwrap();
         held.push_back(frame.clone());
         while held.len() > self.lag.load(Ordering::Relaxed) {
@@ -173,7 +156,7 @@ fn steady_state_allocations_per_frame() {
         (false, &node_keys, "no announce, node keys"),
         (true, &FrameExtra::default(), "announce, no node keys"),
     ] {
-        let releasing = Arc::new(Releasing::default());
+        let releasing = Arc::new(Lagging::new());
         let mut sender = Sender::new(releasing.clone(), EncodeOptions::default())
             .unwrap()
             .announce(announce);

@@ -229,7 +229,15 @@ pub(crate) fn limited_lengths(freq: &[u32], limit: u8, lens: &mut [u8]) {
     // Leaves per depth (a depth is below n).
     let mut count = [0u32; MAX_SYMBOLS];
     leaf_depths(&mut a[..n], &mut count);
-    let limit = limit as usize;
+    assign_limited(&mut count, limit as usize, &order[..n], lens);
+}
+
+/// Turns leaf counts per depth (`count[d]`, any depth) into code lengths of at most `limit`
+/// bits, written to `lens` for the symbols of `order` (least frequent first: they get the
+/// longest codes). The counts deeper than `limit` are clamped to it and the Kraft sum repaired
+/// by lengthening the deepest shorter codes (zlib/miniz's heuristic); exact when nothing is
+/// deeper than `limit`.
+fn assign_limited(count: &mut [u32], limit: usize, order: &[u16], lens: &mut [u8]) {
     let deeper: u32 = count[limit + 1..].iter().sum();
     count[limit] += deeper;
     let mut total: u64 = (1..=limit).map(|l| (count[l] as u64) << (limit - l)).sum();
@@ -244,7 +252,6 @@ pub(crate) fn limited_lengths(freq: &[u32], limit: u8, lens: &mut [u8]) {
         }
         total -= 1;
     }
-    // Least frequent symbols (start of `order`) get the longest codes.
     let mut k = 0;
     for l in (1..=limit).rev() {
         for _ in 0..count[l] {
@@ -252,7 +259,7 @@ pub(crate) fn limited_lengths(freq: &[u32], limit: u8, lens: &mut [u8]) {
             k += 1;
         }
     }
-    debug_assert_eq!(k, n);
+    debug_assert_eq!(k, order.len());
 }
 
 /// The Huffman tree of the ascending weights `a` (n >= 2), as the number of leaves at each
@@ -427,9 +434,10 @@ mod tests {
         }
     }
 
-    /// The previous implementation (two queues with parent and depth arrays, comparison sort):
-    /// the in-place method must give exactly its lengths, ties included, so the coded bytes of
-    /// every image stay what they were.
+    /// The previous tree builder (two queues with parent and depth arrays, comparison sort;
+    /// the clamping and assignment, `assign_limited`, are shared): the in-place method must
+    /// give exactly its lengths, ties included, so the coded bytes of every image stay what
+    /// they were.
     fn two_queue_lengths(freq: &[u32], limit: u8) -> Vec<u8> {
         let n = freq.len();
         let mut order: Vec<u16> = (0..n as u16).collect();
@@ -461,28 +469,8 @@ mod tests {
         for &d in &depth[..n] {
             count[d] += 1;
         }
-        let deeper: u32 = count[limit + 1..].iter().sum();
-        count[limit] += deeper;
-        let mut total: u64 = (1..=limit).map(|l| (count[l] as u64) << (limit - l)).sum();
-        while total > 1u64 << limit {
-            count[limit] -= 1;
-            for i in (1..limit).rev() {
-                if count[i] > 0 {
-                    count[i] -= 1;
-                    count[i + 1] += 2;
-                    break;
-                }
-            }
-            total -= 1;
-        }
         let mut lens = vec![0u8; n];
-        let mut k = 0;
-        for l in (1..=limit).rev() {
-            for _ in 0..count[l] {
-                lens[order[k] as usize] = l as u8;
-                k += 1;
-            }
-        }
+        assign_limited(&mut count, limit, &order, &mut lens);
         lens
     }
 

@@ -293,6 +293,16 @@ unsafe fn lookup(t: &[__m512i; 4], x: __m512i, top: u64, m: u64) -> __m512i {
 struct Lanes([u64; 8]);
 
 impl Lanes {
+    /// The lanes of `v`, stored (one aligned 64-byte store).
+    #[inline(always)]
+    fn of(v: __m512i) -> Self {
+        let mut l = Lanes([0; 8]);
+        // SAFETY: an aligned 64-byte store into a 64-byte aligned local; `__m512i` values exist
+        // only in functions compiled with avx512f, into which this is inlined.
+        unsafe { _mm512_store_si512(l.0.as_mut_ptr() as *mut _, v) };
+        l
+    }
+
     /// Lane `j`, read from memory. The compiler would otherwise turn the store-then-load into
     /// register extracts (`vextracti32x4`, `vpextrq`, `vmovq`), which run on the same two
     /// vector ports as the coding itself, the emitter's bottleneck; a load from a forwarded
@@ -370,34 +380,34 @@ const MASK_BYTE: [u8; 64] = len_mask_table(false);
 /// High byte of `(1 << len) - 1` (zero up to 8 bits).
 const MASK_HIGH_BYTE: [u8; 64] = len_mask_table(true);
 
+/// One block of up to 64 literals being coded: the bytes, their top bits (the lookup's table
+/// half), the lanes in play (`m`, contiguous from 0, `live` of them) and their code lengths.
+#[derive(Clone, Copy)]
+struct Block {
+    x: __m512i,
+    top: u64,
+    m: u64,
+    live: usize,
+    l8: __m512i,
+}
+
 /// The short path of [`emit_block`]: every code of the block is at most 8 bits long (the
 /// common case in smooth parts of photos). One byte per code: each group of 8 codes (bytes,
 /// stream order) is compacted by one `pext` under a mask of each byte's low `len` bits; the
 /// group's length is one `vpsadbw` sum. (`pext` is slow only on AMD before Zen 3, which lacks
 /// AVX-512 VBMI and never runs this.)
 #[inline(always)]
-unsafe fn emit_short(
-    x: __m512i,
-    top: u64,
-    m: u64,
-    l8: __m512i,
-    live: usize,
-    t: &LitRegs,
-    bw: &mut impl Bits,
-) {
-    // SAFETY: (whole body) register intrinsics, aligned stores into local arrays and `pext`;
-    // avx512f+bw+vbmi and bmi2 enabled by the caller.
+unsafe fn emit_short(b: Block, t: &LitRegs, bw: &mut impl Bits) {
+    // SAFETY: (whole body) register intrinsics and `pext`; avx512f+bw+vbmi and bmi2 enabled by
+    // the caller.
     unsafe {
-        let c8 = lookup(&t.lo, x, top, m);
-        let masks = _mm512_shuffle_epi8(_mm512_loadu_si512(MASK_BYTE.as_ptr() as *const _), l8);
-        let counts = _mm512_sad_epu8(l8, _mm512_setzero_si512());
-        let mut c = Lanes([0; 8]);
-        let mut k = Lanes([0; 8]);
-        let mut n = Lanes([0; 8]);
-        _mm512_store_si512(c.0.as_mut_ptr() as *mut _, c8);
-        _mm512_store_si512(k.0.as_mut_ptr() as *mut _, masks);
-        _mm512_store_si512(n.0.as_mut_ptr() as *mut _, counts);
-        for j in 0..live.div_ceil(8) {
+        let c = Lanes::of(lookup(&t.lo, b.x, b.top, b.m));
+        let k = Lanes::of(_mm512_shuffle_epi8(
+            _mm512_loadu_si512(MASK_BYTE.as_ptr() as *const _),
+            b.l8,
+        ));
+        let n = Lanes::of(_mm512_sad_epu8(b.l8, _mm512_setzero_si512()));
+        for j in 0..b.live.div_ceil(8) {
             let bits = _pext_u64(c.get(j), k.get(j));
             let len = n.get(j) as u32;
             if len > 56 {
@@ -418,50 +428,32 @@ unsafe fn emit_short(
 /// groups of lane `k` are words `2k, 2k + 1` of the low unpack, then of the high one: stream
 /// order without a permutation.
 #[inline(always)]
-unsafe fn emit_long(
-    x: __m512i,
-    top: u64,
-    m: u64,
-    l8: __m512i,
-    live: usize,
-    t: &LitRegs,
-    bw: &mut impl Bits,
-) {
-    // SAFETY: (whole body) register intrinsics, aligned stores into local arrays and `pext`;
-    // avx512f+bw+vbmi and bmi2 enabled by the caller.
+unsafe fn emit_long(b: Block, t: &LitRegs, bw: &mut impl Bits) {
+    // SAFETY: (whole body) register intrinsics and `pext`; avx512f+bw+vbmi and bmi2 enabled by
+    // the caller.
     unsafe {
-        let lo8 = lookup(&t.lo, x, top, m);
-        let hi8 = lookup(&t.hi, x, top, m);
-        let mask_lo = _mm512_shuffle_epi8(_mm512_loadu_si512(MASK_BYTE.as_ptr() as *const _), l8);
-        let mask_hi =
-            _mm512_shuffle_epi8(_mm512_loadu_si512(MASK_HIGH_BYTE.as_ptr() as *const _), l8);
+        let lo8 = lookup(&t.lo, b.x, b.top, b.m);
+        let hi8 = lookup(&t.hi, b.x, b.top, b.m);
+        let mask_lo = _mm512_shuffle_epi8(_mm512_loadu_si512(MASK_BYTE.as_ptr() as *const _), b.l8);
+        let mask_hi = _mm512_shuffle_epi8(
+            _mm512_loadu_si512(MASK_HIGH_BYTE.as_ptr() as *const _),
+            b.l8,
+        );
+        let codes = [
+            Lanes::of(_mm512_unpacklo_epi8(lo8, hi8)),
+            Lanes::of(_mm512_unpackhi_epi8(lo8, hi8)),
+        ];
+        let masks = [
+            Lanes::of(_mm512_unpacklo_epi8(mask_lo, mask_hi)),
+            Lanes::of(_mm512_unpackhi_epi8(mask_lo, mask_hi)),
+        ];
         // Code lengths summed per four bytes: group g's length in 32-bit lane g.
-        let sums = _mm512_madd_epi16(
-            _mm512_maddubs_epi16(l8, _mm512_set1_epi8(1)),
+        let n = Lanes::of(_mm512_madd_epi16(
+            _mm512_maddubs_epi16(b.l8, _mm512_set1_epi8(1)),
             _mm512_set1_epi16(1),
-        );
-        let mut codes = [Lanes([0; 8]), Lanes([0; 8])];
-        let mut masks = [Lanes([0; 8]), Lanes([0; 8])];
-        let mut n = Lanes([0; 8]);
-        _mm512_store_si512(
-            codes[0].0.as_mut_ptr() as *mut _,
-            _mm512_unpacklo_epi8(lo8, hi8),
-        );
-        _mm512_store_si512(
-            codes[1].0.as_mut_ptr() as *mut _,
-            _mm512_unpackhi_epi8(lo8, hi8),
-        );
-        _mm512_store_si512(
-            masks[0].0.as_mut_ptr() as *mut _,
-            _mm512_unpacklo_epi8(mask_lo, mask_hi),
-        );
-        _mm512_store_si512(
-            masks[1].0.as_mut_ptr() as *mut _,
-            _mm512_unpackhi_epi8(mask_lo, mask_hi),
-        );
-        _mm512_store_si512(n.0.as_mut_ptr() as *mut _, sums);
+        ));
         // Pairs of groups: g = 2p and 2p + 1, i.e. lane p / 2, unpack half p % 2.
-        for p in 0..live.div_ceil(8) {
+        for p in 0..b.live.div_ceil(8) {
             let (half, w) = (p % 2, p / 2 * 2);
             let (c, k) = (&codes[half], &masks[half]);
             let b0 = _pext_u64(c.get(w), k.get(w));
@@ -491,10 +483,17 @@ unsafe fn emit_block_n<const FULL: bool>(x: __m512i, m: u64, t: &LitRegs, bw: &m
         // Code lengths in stream order; lanes past `live` get length 0.
         let top = _mm512_movepi8_mask(x);
         let l8 = lookup(&t.len, x, top, m);
+        let b = Block {
+            x,
+            top,
+            m,
+            live,
+            l8,
+        };
         if t.short && _mm512_cmpgt_epu8_mask(l8, _mm512_set1_epi8(8)) == 0 {
-            emit_short(x, top, m, l8, live, t, bw);
+            emit_short(b, t, bw);
         } else {
-            emit_long(x, top, m, l8, live, t, bw);
+            emit_long(b, t, bw);
         }
     }
 }
