@@ -16,7 +16,10 @@
 //! - `fanout`: 1 MP frames encoded back to back by one `Sender` and delivered to 1, 10 and 100
 //!   clients (one shared frame per send, `Reliable` policy): frames/s each client received, CPU
 //!   per frame (server side: every thread of this process except the readers, from
-//!   `/proc/self/task/*/schedstat`; and the whole process), RSS per client.
+//!   `/proc/self/task/*/schedstat`; and the whole process), RSS per client. Each row twice:
+//!   `"readers":"copy"` (readers copy every payload out, as real clients do, but here on the
+//!   server's two cores) and `"readers":"discard"` (readers drop payloads in the kernel with
+//!   `recv(MSG_TRUNC)`, Linux: the server's capacity when its clients are elsewhere).
 //! - `allocs`: allocations per frame in steady state (1 MP, one client), counted by a wrapping
 //!   global allocator over every thread (the reader allocates nothing after warm-up), split into
 //!   the sending thread (`Sender::send`: encode + `WireFrame` + queue push) and the rest (rayon
@@ -36,6 +39,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::io::{Read, Write};
+use std::mem::MaybeUninit;
 use std::net::{SocketAddr, TcpStream};
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -50,6 +54,7 @@ use pngcast_core::sender::{FrameExtra, Sender};
 use pngcast_core::sink::{FrameSink, SinkError, SinkStats, Target};
 use pngcast_core::tensor::TensorView;
 use pngcast_core::wire::WireFrame;
+use socket2::SockRef;
 
 // ---------------------------------------------------------------------------------------------
 // Counting allocator.
@@ -236,10 +241,37 @@ fn connect(addr: SocketAddr) -> TcpStream {
     s
 }
 
+/// How a reader takes a frame's payload off its socket.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Payload {
+    /// `read` into one reused buffer, as a real client does (the kernel copies every byte out).
+    Copy,
+    /// `recv(MSG_TRUNC)`: Linux TCP drops the bytes without copying them. For the fan-out
+    /// rows that measure the server: on this 2-core machine the readers of 100 clients would
+    /// otherwise spend as much CPU copying 150 MB per frame out of loopback as the server
+    /// spends putting it in, which real clients on other machines do not take from the server.
+    Discard,
+}
+
+impl Payload {
+    fn name(self) -> &'static str {
+        match self {
+            Payload::Copy => "copy",
+            Payload::Discard => "discard",
+        }
+    }
+}
+
 /// Reads frames until the socket closes; after each complete binary frame, bumps `frames`,
 /// stores the time and unparks the waiter. Allocates nothing after start.
-fn read_loop(mut s: TcpStream, p: Arc<Progress>, buf_len: usize) {
-    let mut buf = vec![0u8; buf_len];
+fn read_loop(mut s: TcpStream, p: Arc<Progress>, buf_len: usize, payload: Payload) {
+    let mut buf = vec![0u8; if payload == Payload::Copy { buf_len } else { 0 }];
+    // Never written (MSG_TRUNC), so its pages are never touched: only its length counts.
+    let mut sink: Box<[MaybeUninit<u8>]> = Box::new_uninit_slice(if payload == Payload::Discard {
+        DISCARD_LEN
+    } else {
+        0
+    });
     loop {
         let mut h = [0u8; 2];
         if s.read_exact(&mut h).is_err() {
@@ -259,8 +291,17 @@ fn read_loop(mut s: TcpStream, p: Arc<Progress>, buf_len: usize) {
             n => u64::from(n),
         };
         while len > 0 {
-            let want = len.min(buf.len() as u64) as usize;
-            match s.read(&mut buf[..want]) {
+            let got = match payload {
+                Payload::Copy => {
+                    let want = len.min(buf.len() as u64) as usize;
+                    s.read(&mut buf[..want])
+                }
+                Payload::Discard => {
+                    let want = len.min(sink.len() as u64) as usize;
+                    SockRef::from(&s).recv_with_flags(&mut sink[..want], libc::MSG_TRUNC)
+                }
+            };
+            match got {
                 Ok(0) | Err(_) => return,
                 Ok(n) => len -= n as u64,
             }
@@ -274,13 +315,22 @@ fn read_loop(mut s: TcpStream, p: Arc<Progress>, buf_len: usize) {
     }
 }
 
+/// Largest payload piece one `recv(MSG_TRUNC)` may drop.
+const DISCARD_LEN: usize = 4 << 20;
+
 struct Readers {
     progress: Vec<Arc<Progress>>,
     threads: Vec<thread::JoinHandle<()>>,
 }
 
 impl Readers {
-    fn start(addr: SocketAddr, n: usize, base: Instant, buf_len: usize) -> Readers {
+    fn start(
+        addr: SocketAddr,
+        n: usize,
+        base: Instant,
+        buf_len: usize,
+        payload: Payload,
+    ) -> Readers {
         let mut progress = Vec::new();
         let mut threads = Vec::new();
         for i in 0..n {
@@ -296,7 +346,7 @@ impl Readers {
                 thread::Builder::new()
                     .name(format!("reader-{i}"))
                     .stack_size(64 * 1024)
-                    .spawn(move || read_loop(s, p, buf_len))
+                    .spawn(move || read_loop(s, p, buf_len, payload))
                     .unwrap(),
             );
         }
@@ -362,7 +412,7 @@ fn options() -> EncodeOptions {
 fn latency(kind: Kind, t: &[f32], w: usize, h: usize, frames: usize, warmup: usize) {
     let server = Server::start(kind, 1);
     let base = Instant::now();
-    let readers = Readers::start(server.addr(), 1, base, 1 << 20);
+    let readers = Readers::start(server.addr(), 1, base, 1 << 20, Payload::Copy);
     server.wait_clients(1);
     let mut sender = Sender::new(server.sink(), options()).expect("sender");
     let p = readers.progress[0].clone();
@@ -436,11 +486,19 @@ fn rss_bytes() -> u64 {
     pages * 4096
 }
 
-fn fanout(kind: Kind, t: &[f32], w: usize, h: usize, clients: usize, frames: usize) {
+fn fanout(
+    kind: Kind,
+    t: &[f32],
+    w: usize,
+    h: usize,
+    clients: usize,
+    frames: usize,
+    payload: Payload,
+) {
     let rss0 = rss_bytes();
     let server = Server::start(kind, clients);
     let base = Instant::now();
-    let readers = Readers::start(server.addr(), clients, base, 64 * 1024);
+    let readers = Readers::start(server.addr(), clients, base, 64 * 1024, payload);
     server.wait_clients(clients);
     let mut sender = Sender::new(server.sink(), EncodeOptions::default()).expect("sender");
     // Warm-up: two frames through.
@@ -461,11 +519,12 @@ fn fanout(kind: Kind, t: &[f32], w: usize, h: usize, clients: usize, frames: usi
     server.sink().shutdown(Duration::from_secs(2));
     readers.join();
     println!(
-        "{{\"kind\":\"fanout\",\"transport\":\"{}\",\"width\":{w},\"height\":{h},\"clients\":{clients},\
+        "{{\"kind\":\"fanout\",\"transport\":\"{}\",\"readers\":\"{}\",\"width\":{w},\"height\":{h},\"clients\":{clients},\
          \"frames\":{frames},\"fps_per_client\":{:.1},\"delivered_frames_s\":{:.0},\
          \"server_cpu_ms_per_frame\":{:.3},\"process_cpu_ms_per_frame\":{:.3},\
          \"rss_per_client_kib_connected\":{:.0},\"rss_per_client_kib_streaming\":{:.0}}}",
         kind.name(),
+        payload.name(),
         frames as f64 / secs,
         (frames * clients) as f64 / secs,
         (srv1 - srv0) as f64 / 1e6 / frames as f64,
@@ -478,7 +537,7 @@ fn fanout(kind: Kind, t: &[f32], w: usize, h: usize, clients: usize, frames: usi
 fn allocs(kind: Kind, t: &[f32], w: usize, h: usize, frames: usize) {
     let server = Server::start(kind, 1);
     let base = Instant::now();
-    let readers = Readers::start(server.addr(), 1, base, 1 << 20);
+    let readers = Readers::start(server.addr(), 1, base, 1 << 20, Payload::Copy);
     server.wait_clients(1);
     let mut sender = Sender::new(server.sink(), EncodeOptions::default()).expect("sender");
     let p = readers.progress[0].clone();
@@ -614,8 +673,10 @@ fn main() {
         };
         for &clients in counts {
             let frames = if quick { 10 } else { 60 };
-            for kind in kinds {
-                fanout(kind, &t, 1024, 1024, clients, frames);
+            for payload in [Payload::Copy, Payload::Discard] {
+                for kind in kinds {
+                    fanout(kind, &t, 1024, 1024, clients, frames, payload);
+                }
             }
         }
     }
