@@ -636,7 +636,16 @@ fn main() {
         args.is_empty() || args.iter().any(|a| a == name)
     };
     let src = load_source();
-    let kinds = [Kind::Mio, Kind::Blocking];
+    // `--transport=mio|blocking` and `--readers=copy|discard` narrow the rows (for profiling).
+    let arg = |key: &str| std::env::args().find_map(|a| a.strip_prefix(key).map(str::to_owned));
+    let kinds: Vec<Kind> = [Kind::Mio, Kind::Blocking]
+        .into_iter()
+        .filter(|k| arg("--transport=").is_none_or(|t| k.name() == format!("pngcast-{t}")))
+        .collect();
+    let payloads: Vec<Payload> = [Payload::Copy, Payload::Discard]
+        .into_iter()
+        .filter(|p| arg("--readers=").is_none_or(|r| p.name() == r))
+        .collect();
     if only("latency") {
         for (w, h, n) in [
             (512, 512, 200),
@@ -646,7 +655,7 @@ fn main() {
         ] {
             let t = tensor(&src, w, h);
             let n = if quick { n / 10 } else { n };
-            for kind in kinds {
+            for &kind in &kinds {
                 latency(kind, &t, w, h, n, 5);
             }
         }
@@ -660,7 +669,7 @@ fn main() {
     }
     if only("allocs") {
         allocs_sender_only(&t, 1024, 1024, if quick { 10 } else { 100 });
-        for kind in kinds {
+        for &kind in &kinds {
             allocs(kind, &t, 1024, 1024, if quick { 10 } else { 100 });
         }
     }
@@ -673,8 +682,8 @@ fn main() {
         };
         for &clients in counts {
             let frames = if quick { 10 } else { 60 };
-            for payload in [Payload::Copy, Payload::Discard] {
-                for kind in kinds {
+            for &payload in &payloads {
+                for &kind in &kinds {
                     fanout(kind, &t, 1024, 1024, clients, frames, payload);
                 }
             }
