@@ -217,6 +217,8 @@ impl Server {
 /// What a reader thread publishes: binary frames completed and when the last one completed.
 struct Progress {
     frames: AtomicUsize,
+    /// When the reader had the first bytes (the WebSocket header) of the latest binary frame.
+    first_ns: AtomicU64,
     last_ns: AtomicU64,
     base: Instant,
     waiter: thread::Thread,
@@ -290,6 +292,10 @@ fn read_loop(mut s: TcpStream, p: Arc<Progress>, buf_len: usize, payload: Payloa
             }
             n => u64::from(n),
         };
+        if h[0] & 0x0f == 0x2 {
+            let now = p.base.elapsed().as_nanos() as u64;
+            p.first_ns.store(now, Ordering::Release);
+        }
         while len > 0 {
             let got = match payload {
                 Payload::Copy => {
@@ -337,6 +343,7 @@ impl Readers {
             let s = connect(addr);
             let p = Arc::new(Progress {
                 frames: AtomicUsize::new(0),
+                first_ns: AtomicU64::new(0),
                 last_ns: AtomicU64::new(0),
                 base,
                 waiter: thread::current(),
@@ -417,38 +424,49 @@ fn latency(kind: Kind, t: &[f32], w: usize, h: usize, frames: usize, warmup: usi
     let mut sender = Sender::new(server.sink(), options()).expect("sender");
     let p = readers.progress[0].clone();
     let mut lat = Vec::with_capacity(frames);
-    // Time inside `send` (convert + encode + hand-off), the rest being delivery.
+    // Time inside `send` (convert + encode + hand-off), the rest being delivery: from `send`'s
+    // return to the reader's first bytes (the transport's wake-up, its first write, the
+    // reader's wake-up), then to the last byte (the loopback copy in and out).
     let mut send = Vec::with_capacity(frames);
+    let mut first = Vec::with_capacity(frames);
+    let mut rest = Vec::with_capacity(frames);
     let mut png_bytes = 0;
     for k in 0..warmup + frames {
         let t0 = base.elapsed().as_nanos() as u64;
         png_bytes = send_one(&mut sender, t, w, h);
-        if k >= warmup {
-            send.push((base.elapsed().as_nanos() as u64 - t0) as f64 / 1e6);
-        }
+        let t_sent = base.elapsed().as_nanos() as u64;
         while p.frames.load(Ordering::Acquire) < k + 1 {
             thread::park_timeout(Duration::from_millis(2));
         }
+        let t_first = p.first_ns.load(Ordering::Acquire);
         let t1 = p.last_ns.load(Ordering::Acquire);
         if k >= warmup {
-            lat.push((t1 - t0) as f64 / 1e6);
+            let ms = |a: u64, b: u64| b.saturating_sub(a) as f64 / 1e6;
+            lat.push(ms(t0, t1));
+            send.push(ms(t0, t_sent));
+            first.push(ms(t_sent, t_first));
+            rest.push(ms(t_first, t1));
         }
     }
     server.sink().shutdown(Duration::from_secs(1));
     readers.join();
-    lat.sort_by(f64::total_cmp);
-    send.sort_by(f64::total_cmp);
+    for v in [&mut lat, &mut send, &mut first, &mut rest] {
+        v.sort_by(f64::total_cmp);
+    }
     let mean = lat.iter().sum::<f64>() / lat.len() as f64;
     println!(
         "{{\"kind\":\"latency\",\"impl\":\"pngcast\",\"threads\":\"{}\",\"transport\":\"{}\",\"width\":{w},\"height\":{h},\
          \"frames\":{frames},\"png_bytes\":{png_bytes},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\
-         \"mean_ms\":{mean:.3},\"min_ms\":{:.3},\"send_p50_ms\":{:.3}}}",
+         \"mean_ms\":{mean:.3},\"min_ms\":{:.3},\"send_p50_ms\":{:.3},\
+         \"to_first_byte_p50_ms\":{:.3},\"first_to_last_byte_p50_ms\":{:.3}}}",
         if one_thread() { "1" } else { "global pool" },
         kind.name(),
         percentile(&lat, 0.5),
         percentile(&lat, 0.99),
         lat[0],
-        percentile(&send, 0.5)
+        percentile(&send, 0.5),
+        percentile(&first, 0.5),
+        percentile(&rest, 0.5)
     );
 }
 
