@@ -458,7 +458,8 @@ fn latency(kind: Kind, t: &[f32], w: usize, h: usize, frames: usize, warmup: usi
         "{{\"kind\":\"latency\",\"impl\":\"pngcast\",\"threads\":\"{}\",\"transport\":\"{}\",\"width\":{w},\"height\":{h},\
          \"frames\":{frames},\"png_bytes\":{png_bytes},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\
          \"mean_ms\":{mean:.3},\"min_ms\":{:.3},\"send_p50_ms\":{:.3},\
-         \"to_first_byte_p50_ms\":{:.3},\"first_to_last_byte_p50_ms\":{:.3}}}",
+         \"to_first_byte_p50_ms\":{:.3},\"first_to_last_byte_p50_ms\":{:.3},\
+         \"send_p99_ms\":{:.3},\"to_first_byte_p99_ms\":{:.3},\"first_to_last_byte_p99_ms\":{:.3}}}",
         if one_thread() { "1" } else { "global pool" },
         kind.name(),
         percentile(&lat, 0.5),
@@ -466,7 +467,10 @@ fn latency(kind: Kind, t: &[f32], w: usize, h: usize, frames: usize, warmup: usi
         lat[0],
         percentile(&send, 0.5),
         percentile(&first, 0.5),
-        percentile(&rest, 0.5)
+        percentile(&rest, 0.5),
+        percentile(&send, 0.99),
+        percentile(&first, 0.99),
+        percentile(&rest, 0.99)
     );
 }
 
