@@ -12,8 +12,11 @@
 //!   `t_recv - t0` over frames sent one at a time (the next frame starts once the previous one
 //!   arrived). `t0` is taken just before `Sender::send` (convert + encode with the default
 //!   `Compression::Fast` on the global rayon pool + hand to the sink); `t_recv` is taken by the
-//!   reader thread when it has read the last payload byte of the binary frame.
-//! - `fanout`: 1 MP frames encoded back to back by one `Sender` and delivered to 1, 10 and 100
+//!   reader thread when it has read the last payload byte of the binary frame. Also the p50 and
+//!   p99 of each part: `send` (t0 to its return), to the first bytes at the reader (the
+//!   transport's and the reader's wake-ups, the first write) and from there to the last byte
+//!   (the loopback copy in and out).
+//! - `fanout`: 1 MP frames encoded back to back by one `Sender` and delivered to 1, 10, 50 and 100
 //!   clients (one shared frame per send, `Reliable` policy): frames/s each client received, CPU
 //!   per frame (server side: every thread of this process except the readers, from
 //!   `/proc/self/task/*/schedstat`; and the whole process), RSS per client. Each row twice:
@@ -25,6 +28,11 @@
 //!   the sending thread (`Sender::send`: encode + `WireFrame` + queue push) and the rest (rayon
 //!   workers, transport threads); plus `Sender::send` into a sink that drops frames, which
 //!   isolates the sender's own share.
+//!
+//! Sections: `latency`, `allocs`, `fanout` (all three when none is named), `fanout100` (only the
+//! 100-client rows), `profile1mp` (a long 1 MP latency loop for `perf record`);
+//! `--transport=mio|blocking` and `--readers=copy|discard` narrow the rows, `--quick` cuts the
+//! frame counts by ten, `--mio-loops=N` sets pngcast-mio's event loops.
 //!
 //! `--one-thread` encodes on the sending thread alone (`Threads::Fixed(1)`) for the latency rows.
 //! The sending (main) thread is worker 0 of the global rayon pool (`use_current_thread`, as in
