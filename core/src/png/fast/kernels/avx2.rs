@@ -109,6 +109,21 @@ unsafe fn load4(raw: &[u8], prev: &[u8], bpp: usize, i: usize) -> [__m256i; 4] {
     }
 }
 
+/// True when every byte equals its three neighbours (`x == a == b == c`): there every filter
+/// but None predicts `x` exactly (a zero residual). Flat graphics and screenshot margins are
+/// mostly such steps.
+#[inline(always)]
+unsafe fn is_flat(x: __m256i, a: __m256i, b: __m256i, c: __m256i) -> bool {
+    // SAFETY: avx2 enabled by the caller; register intrinsics only.
+    unsafe {
+        let eq = _mm256_and_si256(
+            _mm256_cmpeq_epi8(x, a),
+            _mm256_and_si256(_mm256_cmpeq_epi8(x, b), _mm256_cmpeq_epi8(x, c)),
+        );
+        _mm256_movemask_epi8(eq) == -1
+    }
+}
+
 #[target_feature(enable = "avx2")]
 unsafe fn filter_costs(raw: &[u8], prev: &[u8], bpp: usize, cost: &CostTable) -> [u64; 5] {
     let n = raw.len();
@@ -127,30 +142,42 @@ unsafe fn filter_costs(raw: &[u8], prev: &[u8], bpp: usize, cost: &CostTable) ->
     let to_hi = _mm256_set1_epi8(0x70);
     let zero = _mm256_setzero_si256();
     let mut acc = [zero; 5];
+    // d = min(|r|, NEAR_MAX). pshufb gives 0 where the index has bit 7 set, so d + 0x70
+    // (saturating) looks up entries 0..16 only for d < 16, and d - 16 entries 16..32 only for
+    // d >= 16: exactly one lookup is live. Returns the costs summed per 8 bytes.
+    let cost_of = |r: __m256i| {
+        let d = _mm256_min_epu8(_mm256_abs_epi8(r), near_max);
+        let v = _mm256_or_si256(
+            _mm256_shuffle_epi8(lo, _mm256_adds_epu8(d, to_hi)),
+            _mm256_shuffle_epi8(hi, _mm256_sub_epi8(d, sixteen)),
+        );
+        _mm256_sad_epu8(v, zero)
+    };
+    // Bytes of flat steps (see `is_flat`): `near[0]` each under Sub, Up, Average and Paeth,
+    // added at the end (the sums the full pass would make); None's cost is looked up as usual.
+    let mut flat_bytes = 0u64;
     let mut i = head;
     while i < body_end {
         // SAFETY: head <= i and i + 32 <= n.
         let [x, a, b, c] = unsafe { load4(raw, prev, bpp, i) };
         // SAFETY: register intrinsics.
-        let r = unsafe {
-            [
-                x,
-                _mm256_sub_epi8(x, a),
-                _mm256_sub_epi8(x, b),
-                _mm256_sub_epi8(x, avg(a, b)),
-                _mm256_sub_epi8(x, paeth(a, b, c)),
-            ]
-        };
-        for f in 0..5 {
-            // d = min(|r|, NEAR_MAX). pshufb gives 0 where the index has bit 7 set, so
-            // d + 0x70 (saturating) looks up entries 0..16 only for d < 16, and d - 16 entries
-            // 16..32 only for d >= 16: exactly one lookup is live.
-            let d = _mm256_min_epu8(_mm256_abs_epi8(r[f]), near_max);
-            let v = _mm256_or_si256(
-                _mm256_shuffle_epi8(lo, _mm256_adds_epu8(d, to_hi)),
-                _mm256_shuffle_epi8(hi, _mm256_sub_epi8(d, sixteen)),
-            );
-            acc[f] = _mm256_add_epi64(acc[f], _mm256_sad_epu8(v, zero));
+        if unsafe { is_flat(x, a, b, c) } {
+            flat_bytes += 32;
+            acc[0] = _mm256_add_epi64(acc[0], cost_of(x));
+        } else {
+            // SAFETY: register intrinsics.
+            let r = unsafe {
+                [
+                    x,
+                    _mm256_sub_epi8(x, a),
+                    _mm256_sub_epi8(x, b),
+                    _mm256_sub_epi8(x, avg(a, b)),
+                    _mm256_sub_epi8(x, paeth(a, b, c)),
+                ]
+            };
+            for f in 0..5 {
+                acc[f] = _mm256_add_epi64(acc[f], cost_of(r[f]));
+            }
         }
         // Two 32-byte steps per counted block, then skip one block (scalar::cost_counted).
         i += 32;
@@ -170,6 +197,9 @@ unsafe fn filter_costs(raw: &[u8], prev: &[u8], bpp: usize, cost: &CostTable) ->
         unsafe { _mm256_storeu_si256(lanes.as_mut_ptr() as *mut _, acc[f]) };
         out[f] += lanes.iter().sum::<u64>() + tail[f];
     }
+    for o in &mut out[1..] {
+        *o += flat_bytes * u64::from(cost.near[0]);
+    }
     out
 }
 
@@ -180,6 +210,8 @@ unsafe fn filter_row(f: u8, raw: &[u8], prev: &[u8], bpp: usize, dst: &mut [u8])
     let head = bpp.min(n);
     let body_end = head + (n - head) / 32 * 32;
     scalar::filter_row(f, &raw[..head], &prev[..head], bpp, &mut dst[..head]);
+    // Every filter but None leaves zeros in flat steps (see `is_flat`).
+    let predicts_flat = f != scalar::NONE;
     let mut i = head;
     while i < body_end {
         // SAFETY: head <= i and i + 32 <= n.
@@ -187,6 +219,7 @@ unsafe fn filter_row(f: u8, raw: &[u8], prev: &[u8], bpp: usize, dst: &mut [u8])
         // SAFETY: register intrinsics.
         let r = unsafe {
             match f {
+                _ if predicts_flat && is_flat(x, a, b, c) => _mm256_setzero_si256(),
                 scalar::NONE => x,
                 scalar::SUB => _mm256_sub_epi8(x, a),
                 scalar::UP => _mm256_sub_epi8(x, b),

@@ -140,6 +140,18 @@ unsafe fn load4(raw: &[u8], prev: &[u8], bpp: usize, i: usize, m: u64) -> [__m51
     }
 }
 
+/// Lanes where the pixel equals its three neighbours (`x == a == b == c`): there every filter
+/// but None predicts `x` exactly, so Sub, Up, Average and Paeth leave a zero residual. Flat
+/// graphics and screenshot margins are mostly such blocks (rows that differ from the row above
+/// only in a plot line or a word); costing or filtering them in full is most of the work there.
+#[inline(always)]
+unsafe fn flat_lanes(x: __m512i, a: __m512i, b: __m512i, c: __m512i) -> u64 {
+    // SAFETY: avx512bw enabled by the caller; intrinsics on registers only.
+    unsafe {
+        _mm512_cmpeq_epi8_mask(x, a) & _mm512_cmpeq_epi8_mask(x, b) & _mm512_cmpeq_epi8_mask(x, c)
+    }
+}
+
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,bmi2")]
 unsafe fn filter_costs(raw: &[u8], prev: &[u8], bpp: usize, cost: &CostTable) -> [u64; 5] {
     let n = raw.len();
@@ -151,11 +163,23 @@ unsafe fn filter_costs(raw: &[u8], prev: &[u8], bpp: usize, cost: &CostTable) ->
     let near_max = _mm512_set1_epi8(NEAR_MAX as i8);
     let zero = _mm512_setzero_si512();
     let mut acc = [zero; 5];
+    // Bytes of flat blocks: each costs `near[0]` under Sub, Up, Average and Paeth (added at the
+    // end, the same sums the full pass would make); None's cost is looked up as usual.
+    let mut flat_bytes = 0u64;
     let mut i = head;
     while i < n {
         let m = lanes(n - i);
         // SAFETY: i >= bpp and i < n; see load4.
         let [x, a, b, c] = unsafe { load4(raw, prev, bpp, i, m) };
+        // SAFETY: register intrinsics, features enabled on this function.
+        if unsafe { flat_lanes(x, a, b, c) } & m == m {
+            flat_bytes += u64::from(m.count_ones());
+            let d = _mm512_min_epu8(_mm512_abs_epi8(x), near_max);
+            let v = _mm512_maskz_permutexvar_epi8(m, d, tbl);
+            acc[0] = _mm512_add_epi64(acc[0], _mm512_sad_epu8(v, zero));
+            i += 2 * scalar::COST_BLOCK;
+            continue;
+        }
         // SAFETY: intrinsics on registers, features enabled on this function.
         let r = unsafe { residuals(x, a, b, c) };
         for f in 0..5 {
@@ -170,6 +194,9 @@ unsafe fn filter_costs(raw: &[u8], prev: &[u8], bpp: usize, cost: &CostTable) ->
     for f in 0..5 {
         out[f] += _mm512_reduce_add_epi64(acc[f]) as u64;
     }
+    for o in &mut out[1..] {
+        *o += flat_bytes * u64::from(cost.near[0]);
+    }
     out
 }
 
@@ -179,11 +206,26 @@ unsafe fn filter_row(f: u8, raw: &[u8], prev: &[u8], bpp: usize, dst: &mut [u8])
     assert!(dst.len() >= n);
     let head = bpp.min(n);
     scalar::filter_row(f, &raw[..head], &prev[..head], bpp, &mut dst[..head]);
+    // Every filter but None leaves zeros in flat blocks (see `flat_lanes`).
+    let predicts_flat = f != scalar::NONE;
     let mut i = head;
     while i < n {
         let m = lanes(n - i);
         // SAFETY: i >= bpp and i < n; see load4.
         let [x, a, b, c] = unsafe { load4(raw, prev, bpp, i, m) };
+        // SAFETY: register intrinsics, features enabled on this function.
+        if predicts_flat && unsafe { flat_lanes(x, a, b, c) } & m == m {
+            // SAFETY: as the store below.
+            unsafe {
+                _mm512_mask_storeu_epi8(
+                    dst.as_mut_ptr().add(i) as *mut i8,
+                    m,
+                    _mm512_setzero_si512(),
+                )
+            };
+            i += 64;
+            continue;
+        }
         let one = _mm512_set1_epi8(1);
         let r = match f {
             scalar::NONE => x,
