@@ -477,6 +477,33 @@ fn kernels_filter_and_cost_match_scalar() {
     }
 }
 
+/// Long zero runs ending anywhere (the AVX-512 kernel scans them 256 bytes a step, then 64),
+/// from any start, against the scalar kernel.
+#[test]
+fn kernels_long_zero_runs_match_scalar() {
+    let mut rng = fastrand::Rng::with_seed(8);
+    for k in Kernel::available() {
+        for _ in 0..2000 {
+            let len = rng.usize(0..1600);
+            let end = rng.usize(0..=len);
+            let mut seg = vec![0u8; len];
+            for b in &mut seg[end..] {
+                *b = rng.u8(..);
+            }
+            if end < len {
+                seg[end] = rng.u8(1..);
+            }
+            let start = rng.usize(0..=end);
+            assert_eq!(
+                k.zero_run(&seg, start),
+                scalar::zero_run(&seg, start),
+                "{} len {len} end {end} start {start}",
+                k.name()
+            );
+        }
+    }
+}
+
 #[test]
 fn kernels_runs_and_literals_match_scalar() {
     let mut rng = fastrand::Rng::with_seed(5);
