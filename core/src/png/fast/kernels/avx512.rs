@@ -163,6 +163,12 @@ unsafe fn filter_costs(raw: &[u8], prev: &[u8], bpp: usize, cost: &CostTable) ->
     let near_max = _mm512_set1_epi8(NEAR_MAX as i8);
     let zero = _mm512_setzero_si512();
     let mut acc = [zero; 5];
+    // The costs of the residuals `r` in the lanes of `m`, summed per 8 bytes: |r| as a signed
+    // byte (|-128| = 128), clamped, is the cost table's index.
+    let cost_of = |r: __m512i, m: u64| {
+        let d = _mm512_min_epu8(_mm512_abs_epi8(r), near_max);
+        _mm512_sad_epu8(_mm512_maskz_permutexvar_epi8(m, d, tbl), zero)
+    };
     // Bytes of flat blocks: each costs `near[0]` under Sub, Up, Average and Paeth (added at the
     // end, the same sums the full pass would make); None's cost is looked up as usual.
     let mut flat_bytes = 0u64;
@@ -174,19 +180,13 @@ unsafe fn filter_costs(raw: &[u8], prev: &[u8], bpp: usize, cost: &CostTable) ->
         // SAFETY: register intrinsics, features enabled on this function.
         if unsafe { flat_lanes(x, a, b, c) } & m == m {
             flat_bytes += u64::from(m.count_ones());
-            let d = _mm512_min_epu8(_mm512_abs_epi8(x), near_max);
-            let v = _mm512_maskz_permutexvar_epi8(m, d, tbl);
-            acc[0] = _mm512_add_epi64(acc[0], _mm512_sad_epu8(v, zero));
-            i += 2 * scalar::COST_BLOCK;
-            continue;
-        }
-        // SAFETY: intrinsics on registers, features enabled on this function.
-        let r = unsafe { residuals(x, a, b, c) };
-        for f in 0..5 {
-            // |r| as a signed byte (|-128| = 128), clamped: the cost table's index.
-            let d = _mm512_min_epu8(_mm512_abs_epi8(r[f]), near_max);
-            let v = _mm512_maskz_permutexvar_epi8(m, d, tbl);
-            acc[f] = _mm512_add_epi64(acc[f], _mm512_sad_epu8(v, zero));
+            acc[0] = _mm512_add_epi64(acc[0], cost_of(x, m));
+        } else {
+            // SAFETY: intrinsics on registers, features enabled on this function.
+            let r = unsafe { residuals(x, a, b, c) };
+            for f in 0..5 {
+                acc[f] = _mm512_add_epi64(acc[f], cost_of(r[f], m));
+            }
         }
         // Every other block (scalar::cost_counted).
         i += 2 * scalar::COST_BLOCK;
