@@ -275,13 +275,13 @@ impl Payload {
 /// Reads frames until the socket closes; after each complete binary frame, bumps `frames`,
 /// stores the time and unparks the waiter. Allocates nothing after start.
 fn read_loop(mut s: TcpStream, p: Arc<Progress>, buf_len: usize, payload: Payload) {
-    let mut buf = vec![0u8; if payload == Payload::Copy { buf_len } else { 0 }];
-    // Never written (MSG_TRUNC), so its pages are never touched: only its length counts.
-    let mut sink: Box<[MaybeUninit<u8>]> = Box::new_uninit_slice(if payload == Payload::Discard {
-        DISCARD_LEN
-    } else {
-        0
-    });
+    // One `recv` into one buffer either way; with MSG_TRUNC the kernel never writes it, so its
+    // pages are never touched: only its length counts.
+    let (size, flags) = match payload {
+        Payload::Copy => (buf_len, 0),
+        Payload::Discard => (DISCARD_LEN, libc::MSG_TRUNC),
+    };
+    let mut buf: Box<[MaybeUninit<u8>]> = Box::new_uninit_slice(size);
     loop {
         let mut h = [0u8; 2];
         if s.read_exact(&mut h).is_err() {
@@ -305,17 +305,8 @@ fn read_loop(mut s: TcpStream, p: Arc<Progress>, buf_len: usize, payload: Payloa
             p.first_ns.store(now, Ordering::Release);
         }
         while len > 0 {
-            let got = match payload {
-                Payload::Copy => {
-                    let want = len.min(buf.len() as u64) as usize;
-                    s.read(&mut buf[..want])
-                }
-                Payload::Discard => {
-                    let want = len.min(sink.len() as u64) as usize;
-                    SockRef::from(&s).recv_with_flags(&mut sink[..want], libc::MSG_TRUNC)
-                }
-            };
-            match got {
+            let want = len.min(buf.len() as u64) as usize;
+            match SockRef::from(&s).recv_with_flags(&mut buf[..want], flags) {
                 Ok(0) | Err(_) => return,
                 Ok(n) => len -= n as u64,
             }
