@@ -100,6 +100,8 @@ def _node_keys(unique_id):
 
 
 def _check(images, mask):
+    """Checks what pngcast does not (the batch, the mask) and makes the tensor CPU-readable.
+    NaN is refused by pngcast itself (``nan="error"``: one parallel scan in Rust)."""
     import torch
 
     if not isinstance(images, torch.Tensor):
@@ -113,9 +115,6 @@ def _check(images, mask):
             f"images has {images.shape[-1]} channels (shape {list(images.shape)}): "
             "pngcast sends 1 (gray), 2 (gray+alpha), 3 (RGB) or 4 (RGBA)"
         )
-    if images.is_floating_point() and bool(torch.isnan(images).any()):
-        index = int(torch.isnan(images.reshape(images.shape[0], -1)).any(dim=1).nonzero()[0])
-        raise ValueError(f"images contain NaN (first in batch index {index}): check the upstream nodes")
     images = images.detach()
     if images.device.type != "cpu":
         images = images.cpu()
@@ -218,11 +217,11 @@ class SendImageOnWebSocketPngcast:
             port = port or int(os.environ.get("PNGCAST_PORT", DEFAULT_PORT))
             pngcast_server(port, compression, int(bit_depth)).send(
                 event, images, prompt_id=keys["prompt_id"], node_id=keys["node_id"],
-                display_node_id=keys["display_node_id"], text=text, layout="bhwc",
+                display_node_id=keys["display_node_id"], text=text, layout="bhwc", nan="error",
             )
         elif delivery == "comfyui":
             pngs = pngcast.encode_batch(images, compression=compression, bit_depth=int(bit_depth),
-                                        text=text, layout="bhwc")
+                                        text=text, layout="bhwc", nan="error")
             send_on_comfyui(PromptServer.instance, pngs, event, keys, width, height)
         else:
             raise ValueError(f"delivery must be comfyui or pngcast, got {delivery!r}")

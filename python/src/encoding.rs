@@ -73,6 +73,8 @@ pub struct Settings {
     convert: ConvertOptions,
     text: Vec<(String, String)>,
     layout: Layout,
+    /// Refuse images with NaN samples (`nan="error"`) instead of writing them as 0.
+    nan_error: bool,
 }
 
 impl Settings {
@@ -83,7 +85,18 @@ impl Settings {
         text: Option<&Bound<'_, PyAny>>,
         threads: Option<i64>,
         layout: Option<&str>,
+        nan: &str,
     ) -> PyResult<Settings> {
+        let nan_error = match nan {
+            "zero" => false,
+            "error" => true,
+            other => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "nan must be \"zero\" (NaN samples become 0, as ComfyUI's cast does) or \
+                     \"error\"; got {other:?}"
+                )))
+            }
+        };
         let threads = match threads {
             None => None,
             Some(n) => {
@@ -99,7 +112,21 @@ impl Settings {
             convert: options::convert(quantize, bit_depth)?,
             text: options::text(text)?,
             layout: Layout::parse(layout)?,
+            nan_error,
         })
+    }
+}
+
+/// With `nan="error"`: a `ValueError` naming the first image that holds a NaN.
+pub fn check_nan(py: Python<'_>, view: &TensorView<'_>, settings: &Settings) -> PyResult<()> {
+    if !settings.nan_error {
+        return Ok(());
+    }
+    match py.detach(|| fenced("nan check", || Ok(crate::nan::first_nan_image(view))))? {
+        Some(i) => Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "image {i} of the batch contains NaN values"
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -109,6 +136,7 @@ fn encode_view(
     view: &TensorView<'_>,
     settings: &Settings,
 ) -> PyResult<Vec<Vec<u8>>> {
+    check_nan(py, view, settings)?;
     let mut pooled = take(settings.key)?;
     pooled.encoder.set_text(&settings.text);
     let result = py.detach(|| {
@@ -153,6 +181,7 @@ pub fn encode_one<'py>(
             view.batch(),
         )));
     }
+    check_nan(py, &view, settings)?;
     let mut pooled = take(settings.key)?;
     pooled.encoder.set_text(&settings.text);
     let result = py.detach(|| {

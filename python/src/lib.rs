@@ -16,6 +16,7 @@ mod errors;
 #[allow(unsafe_code)]
 mod foreign;
 mod input;
+mod nan;
 mod options;
 mod server;
 
@@ -35,6 +36,7 @@ use crate::encoding::Settings;
     text = None,
     threads = None,
     layout = None,
+    nan = "zero",
 ))]
 #[allow(clippy::too_many_arguments)]
 fn encode<'py>(
@@ -46,8 +48,9 @@ fn encode<'py>(
     text: Option<&Bound<'py, PyAny>>,
     threads: Option<i64>,
     layout: Option<&str>,
+    nan: &str,
 ) -> PyResult<Bound<'py, PyBytes>> {
-    let settings = Settings::parse(compression, quantize, bit_depth, text, threads, layout)?;
+    let settings = Settings::parse(compression, quantize, bit_depth, text, threads, layout, nan)?;
     encoding::encode_one(py, image, &settings)
 }
 
@@ -63,6 +66,7 @@ fn encode<'py>(
     text = None,
     threads = None,
     layout = None,
+    nan = "zero",
 ))]
 #[allow(clippy::too_many_arguments)]
 fn encode_batch<'py>(
@@ -74,8 +78,9 @@ fn encode_batch<'py>(
     text: Option<&Bound<'py, PyAny>>,
     threads: Option<i64>,
     layout: Option<&str>,
+    nan: &str,
 ) -> PyResult<Vec<Bound<'py, PyBytes>>> {
-    let settings = Settings::parse(compression, quantize, bit_depth, text, threads, layout)?;
+    let settings = Settings::parse(compression, quantize, bit_depth, text, threads, layout, nan)?;
     encoding::encode_many(py, images, &settings)
 }
 

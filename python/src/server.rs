@@ -250,6 +250,7 @@ impl Server {
         real_node_id = None,
         text = None,
         layout = None,
+        nan = "zero",
     ))]
     #[allow(clippy::too_many_arguments)]
     fn send<'py>(
@@ -265,6 +266,7 @@ impl Server {
         real_node_id: Option<String>,
         text: Option<&Bound<'py, PyAny>>,
         layout: Option<&str>,
+        nan: &str,
     ) -> PyResult<Bound<'py, PyDict>> {
         if event.is_empty() {
             return Err(PyValueError::new_err("event must be a non-empty string"));
@@ -277,6 +279,24 @@ impl Server {
         let running = self.running()?;
         let source = Source::from_object(images)?;
         let view = source.view(layout)?;
+        let nan_error = match nan {
+            "zero" => false,
+            "error" => true,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "nan must be \"zero\" or \"error\"; got {other:?}"
+                )))
+            }
+        };
+        if nan_error {
+            if let Some(i) =
+                py.detach(|| fenced("nan check", || Ok(crate::nan::first_nan_image(&view))))?
+            {
+                return Err(PyValueError::new_err(format!(
+                    "image {i} of the batch contains NaN values"
+                )));
+            }
+        }
         let target = match client_id {
             Some(id) => Target::client(id),
             None => Target::All,

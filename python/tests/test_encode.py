@@ -330,3 +330,22 @@ def test_bad_dlpack_producers():
 
     with pytest.raises(ValueError, match="data pointer"):
         pngcast.encode(BadIface())
+
+
+def test_nan_error_option():
+    x = adversarial((3, 8, 8, 3))
+    x[...] = 0.5
+    assert len(pngcast.encode_batch(x, nan="error")) == 3
+    x[2, 7, 7, 2] = np.nan
+    with pytest.raises(ValueError, match="image 2 of the batch contains NaN"):
+        pngcast.encode_batch(x, nan="error")
+    # Strided (channels-first memory) and float16 are scanned too; the default writes 0.
+    cf = np.full((2, 3, 8, 8), 0.5, np.float32)
+    cf[1, 2, 3, 4] = np.nan
+    with pytest.raises(ValueError, match="image 1"):
+        pngcast.encode_batch(cf.transpose(0, 2, 3, 1), nan="error")
+    with pytest.raises(ValueError, match="image 0"):
+        pngcast.encode(x[2].astype(np.float16), nan="error")
+    assert decode(pngcast.encode(x[2]))[7, 7, 2] == 0
+    with pytest.raises(ValueError, match="nan must be"):
+        pngcast.encode(x[0], nan="raise")
