@@ -1,10 +1,12 @@
 //! `pngcast recv`: save what a ComfyUI-protocol WebSocket server streams (pngcast's or ComfyUI's).
 //!
 //! Images are written as `DIR/<event>_<index>_<seq>.png` (`event` is `image` when the server does
-//! not name it, as ComfyUI's own nodes don't; `seq` counts images from 0 in this run). Every JSON
-//! message goes to `DIR/events.jsonl` as received (`{"type": .., "data": ..}`), and each saved
-//! image adds a `{"type": "pngcast.image", "data": {"file", "event", "index", "bytes",
-//! "metadata"}}` line, so the log says what arrived in which order.
+//! not name it, as ComfyUI's own nodes don't; `seq` counts images from 0 in this run); JPEG
+//! previews (type 1 with format 1, or type 4 with `image/jpeg`) as `.jpg`. Every JSON message
+//! goes to `DIR/events.jsonl` as received (`{"type": .., "data": ..}`), and each saved image adds
+//! a `{"type": "pngcast.image", "data": {"file", "event", "index", "bytes", "metadata"}}` line,
+//! `metadata` being what the server said about the image exactly as it said it (the type-4 JSON,
+//! or the announcement's `data`), so the log says what arrived in which order.
 #![forbid(unsafe_code)]
 
 use std::fs::File;
@@ -153,21 +155,37 @@ pub fn run(args: RecvArgs) -> Result<(), CliError> {
             Some(Event::Image {
                 event,
                 index,
-                metadata,
+                metadata_json,
                 png,
+                ..
             }) => {
                 let name = event.as_deref().unwrap_or("image");
-                let file = format!("{}_{}_{saved:06}.png", file_stem(name), index.unwrap_or(0));
+                let ext = extension(&png);
+                let file = format!(
+                    "{}_{}_{saved:06}.{ext}",
+                    file_stem(name),
+                    index.unwrap_or(0)
+                );
                 let dest = args.out.join(&file);
                 save(&dest, &png)?;
-                let meta = metadata
-                    .map(|m| {
-                        serde_json::from_str::<Value>(&m.metadata_json()).unwrap_or(Value::Null)
-                    })
-                    .unwrap_or(Value::Null);
                 log.line(&json!({
                     "type": "pngcast.image",
-                    "data": { "file": file, "event": event, "index": index, "bytes": png.len(), "metadata": meta },
+                    "data": { "file": file, "event": event, "index": index, "bytes": png.len(),
+                              "metadata": metadata_json.unwrap_or(Value::Null) },
+                }))?;
+                println!("{}", dest.display());
+                saved += 1;
+            }
+            Some(Event::Other { kind, bytes }) if is_jpeg_preview(kind, &bytes) => {
+                // ComfyUI's JPEG preview: type 1, format 1, then the JPEG file.
+                let jpeg = &bytes[8..];
+                let file = format!("image_0_{saved:06}.jpg");
+                let dest = args.out.join(&file);
+                save(&dest, jpeg)?;
+                log.line(&json!({
+                    "type": "pngcast.image",
+                    "data": { "file": file, "event": Value::Null, "index": Value::Null,
+                              "bytes": jpeg.len(), "metadata": Value::Null },
                 }))?;
                 println!("{}", dest.display());
                 saved += 1;
@@ -184,9 +202,23 @@ pub fn run(args: RecvArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// `jpg` for a JPEG file (it starts FF D8 FF), else `png`.
+fn extension(image: &[u8]) -> &'static str {
+    if image.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        "jpg"
+    } else {
+        "png"
+    }
+}
+
+/// A type-1 message with format 1 (JPEG) and a JPEG file after its 8-byte header.
+fn is_jpeg_preview(kind: u32, bytes: &[u8]) -> bool {
+    kind == 1 && bytes.get(4..8) == Some(&[0, 0, 0, 1][..]) && bytes.len() > 8
+}
+
 /// Writes `bytes` to `dest` through a temporary name, so a failure leaves no partial file.
 fn save(dest: &Path, bytes: &[u8]) -> Result<(), CliError> {
-    let tmp = dest.with_extension("png.part");
+    let tmp = dest.with_extension("part");
     std::fs::write(&tmp, bytes)
         .and_then(|()| std::fs::rename(&tmp, dest))
         .map_err(|e| {
@@ -206,6 +238,16 @@ mod tests {
         assert_eq!(normalise_url("https://h/api/ws"), "wss://h/api/ws");
         assert_eq!(normalise_url("h:8188"), "ws://h:8188/ws");
         assert_eq!(normalise_url("ws://h:1?token=x"), "ws://h:1/ws?token=x");
+    }
+
+    #[test]
+    fn jpeg_previews_are_recognised() {
+        assert_eq!(extension(b"\x89PNG\r\n\x1a\n"), "png");
+        assert_eq!(extension(&[0xFF, 0xD8, 0xFF, 0xE0]), "jpg");
+        assert!(is_jpeg_preview(1, &[0, 0, 0, 1, 0, 0, 0, 1, 0xFF, 0xD8]));
+        assert!(!is_jpeg_preview(1, &[0, 0, 0, 1, 0, 0, 0, 2, 0x89]));
+        assert!(!is_jpeg_preview(1, &[0, 0, 0, 1, 0, 0, 0, 1]));
+        assert!(!is_jpeg_preview(3, &[0, 0, 0, 3, 0, 0, 0, 1, 0xFF]));
     }
 
     #[test]

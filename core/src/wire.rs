@@ -115,7 +115,11 @@ impl ImageMeta {
         ]
     }
 
-    /// The metadata JSON `J` of a type-4 message (Python separators, fixed key order).
+    /// The metadata JSON `J` of a type-4 message (Python separators, fixed key order). `node_id`
+    /// and `display_node_id` are always strings there: ComfyUI's web frontend splits
+    /// `display_node_id` on every type-4 frame, so a missing one (a stream that names no node)
+    /// is the event name, and a missing display id is the node id (what ComfyUI itself reports
+    /// for a node that is not part of a subgraph).
     pub fn metadata_json(&self) -> String {
         let mut j = Vec::with_capacity(160);
         self.write_metadata_json(&mut j);
@@ -126,7 +130,7 @@ impl ImageMeta {
     pub fn write_metadata_json(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"{\"event\": ");
         write_json_str(out, &self.event);
-        self.write_common(out);
+        self.write_common(out, true);
         out.push(b'}');
     }
 
@@ -143,22 +147,28 @@ impl ImageMeta {
         write_json_str(out, &self.event);
         out.extend_from_slice(b", \"data\": {\"event\": ");
         write_json_str(out, &self.event);
-        self.write_common(out);
+        self.write_common(out, false);
         let _ = write!(out, ", \"bytes\": {png_len}}}}}");
     }
 
-    /// The keys after `event` shared by `J` and the announcement.
-    fn write_common(&self, out: &mut Vec<u8>) {
+    /// The keys after `event` shared by `J` and the announcement; `node_ids` fills in
+    /// `node_id` and `display_node_id` when unset (for `J`).
+    fn write_common(&self, out: &mut Vec<u8>, node_ids: bool) {
         let _ = write!(
             out,
             ", \"index\": {}, \"count\": {}, \"width\": {}, \"height\": {}, \"image_type\": \"image/png\"",
             self.index, self.count, self.width, self.height
         );
+        let node_id = self.node_id.as_deref().unwrap_or(&self.event);
         for (key, value) in self.node_keys() {
-            if let Some(v) = value {
-                let _ = write!(out, ", \"{key}\": ");
-                write_json_str(out, v);
-            }
+            let value = match (key, value) {
+                (_, Some(v)) => v.as_str(),
+                ("node_id", None) if node_ids => node_id,
+                ("display_node_id", None) if node_ids => node_id,
+                _ => continue,
+            };
+            let _ = write!(out, ", \"{key}\": ");
+            write_json_str(out, value);
         }
     }
 
@@ -689,6 +699,19 @@ mod tests {
     }
 
     #[test]
+    fn type4_json_always_names_string_node_ids() {
+        // A stream that names no node (pngcast serve): both ids are the event name, as strings,
+        // so ComfyUI's web frontend (which splits display_node_id) can read every frame.
+        let j: serde_json::Value = serde_json::from_str(&meta().metadata_json()).unwrap();
+        assert_eq!(j["node_id"], j["event"]);
+        assert_eq!(j["display_node_id"], j["event"]);
+        assert!(j["display_node_id"].is_string());
+        // The legacy announcement carries only what was set.
+        let a: serde_json::Value = serde_json::from_str(&meta().announcement(5)).unwrap();
+        assert!(a["data"].get("node_id").is_none());
+    }
+
+    #[test]
     fn type4_frame_bytes() {
         let mut m = meta();
         m.prompt_id = Some("p-1".into());
@@ -704,11 +727,16 @@ mod tests {
         assert_eq!(j["image_type"], "image/png");
         assert_eq!(j["width"], 640);
         assert_eq!(j["prompt_id"], "p-1");
-        assert!(j.get("display_node_id").is_none());
+        // The frontend needs string node ids: unset display id = node id.
+        assert_eq!(j["node_id"], "9");
+        assert_eq!(j["display_node_id"], "9");
+        assert!(j.get("parent_node_id").is_none());
         assert_eq!(&bin[8 + jlen..], &[7u8; 20][..]);
         match parse_binary(&bin).unwrap() {
             BinaryMessage::WithMetadata { meta, png, .. } => {
-                assert_eq!(meta, m);
+                let mut want = m.clone();
+                want.display_node_id = Some("9".into());
+                assert_eq!(meta, want);
                 assert_eq!(png, &[7u8; 20][..]);
             }
             other => panic!("{other:?}"),

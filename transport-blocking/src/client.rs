@@ -116,7 +116,10 @@ pub enum Event {
         index: Option<u32>,
         /// Everything the server said about the image, when it said anything.
         metadata: Option<ImageMeta>,
-        /// The PNG file.
+        /// That metadata exactly as the server sent it: the type-4 JSON, or the `data` of the
+        /// announcement before a type-1 frame (every key, `null`s kept, nothing added).
+        metadata_json: Option<serde_json::Value>,
+        /// The image file: PNG, or JPEG when a type-4 frame says `image/jpeg`.
         png: Vec<u8>,
     },
     /// A binary message that is not a PNG image: other ComfyUI binary types (3: text preview,
@@ -525,24 +528,27 @@ impl Client {
             .map_err(|e| ClientError::Protocol(format!("bad binary message: {e}")))?;
         let ev = match parsed {
             BinaryMessage::Legacy { png } => match self.announced.take() {
-                Some((meta, kind, _)) => Event::Image {
+                Some((meta, kind, data)) => Event::Image {
                     event: Some(kind),
                     index: Some(meta.index),
                     metadata: Some(meta),
+                    metadata_json: Some(data),
                     png: png.to_vec(),
                 },
                 None => Event::Image {
                     event: None,
                     index: None,
                     metadata: None,
+                    metadata_json: None,
                     png: png.to_vec(),
                 },
             },
-            BinaryMessage::WithMetadata { meta, png, .. } => {
+            BinaryMessage::WithMetadata { meta, json, png } => {
                 self.flush_announcement();
                 Event::Image {
                     event: Some(meta.event.clone()),
                     index: Some(meta.index),
+                    metadata_json: serde_json::from_str(json).ok(),
                     metadata: Some(meta),
                     png: png.to_vec(),
                 }

@@ -113,6 +113,7 @@ fn every_message_kind_and_malformed_ones() {
             event: None,
             index: None,
             metadata: None,
+            metadata_json: None,
             png: png.clone()
         })
     );
@@ -121,9 +122,12 @@ fn every_message_kind_and_malformed_ones() {
             event,
             index,
             metadata,
+            metadata_json,
             png: p,
         }) => {
             assert_eq!(event.as_deref(), Some("ev1"));
+            // The announcement's data, as sent.
+            assert_eq!(metadata_json.as_ref().unwrap()["count"], 2);
             assert_eq!(index, Some(1));
             assert_eq!(metadata.unwrap().count, 2);
             assert_eq!(p, png);
@@ -135,9 +139,11 @@ fn every_message_kind_and_malformed_ones() {
             event,
             index,
             metadata,
+            metadata_json,
             png: p,
         }) => {
             assert_eq!(event.as_deref(), Some("ev4"));
+            assert_eq!(metadata_json.as_ref().unwrap()["width"], 2);
             assert_eq!(index, Some(3));
             assert_eq!(metadata.unwrap().width, 2);
             assert_eq!(p, png);

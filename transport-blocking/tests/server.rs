@@ -102,6 +102,7 @@ fn legacy_client_gets_announcement_then_type1() {
             index,
             metadata,
             png,
+            ..
         } => {
             assert_eq!(event.as_deref(), Some("preview"));
             assert_eq!(index, Some(2));
@@ -141,6 +142,7 @@ fn flagged_client_gets_type4_with_event() {
             index,
             metadata,
             png,
+            ..
         } => {
             assert_eq!(event.as_deref(), Some("my_event"));
             assert_eq!(index, Some(1));
