@@ -77,7 +77,14 @@ pub struct ServeArgs {
     #[arg(long = "allowed-origin", value_name = "ORIGIN", value_parser = parse_origin)]
     allowed_origins: Vec<String>,
 
-    /// Deflate: `stored`, `compact` or `compact=LEVEL` (as for `encode`).
+    /// Without a token, also serve requests whose Host header names HOST (loopback names and
+    /// addresses and the bound address always work; any other Host gets 421, which stops DNS
+    /// rebinding). Repeatable.
+    #[arg(long = "allowed-host", value_name = "HOST")]
+    allowed_hosts: Vec<String>,
+
+    /// Deflate: `fast[=balanced|fastest]` (default), `stored`, `compact` or `compact=LEVEL` (as for
+    /// `encode`).
     #[arg(long, value_name = "MODE", value_parser = parse_compression)]
     compression: Option<Compression>,
 
@@ -251,7 +258,8 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         .policy(args.policy.into())
         .token(args.token.clone())
         .insecure(args.insecure)
-        .allowed_origins(args.allowed_origins.clone());
+        .allowed_origins(args.allowed_origins.clone())
+        .allowed_hosts(args.allowed_hosts.clone());
     let server = Running::bind(args.transport, config)?;
     let sink = server.sink();
     let mut options = EncodeOptions::default();

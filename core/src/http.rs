@@ -60,6 +60,9 @@ pub struct ServerConfig {
     /// a browser's `Origin` must match the `Host` header. Requests without `Origin` (non-browser
     /// clients) are allowed.
     pub allowed_origins: Vec<String>,
+    /// Host names accepted in the `Host` header besides loopback names and addresses and the
+    /// bound address (without a token only; see [`route`]). Default empty.
+    pub allowed_hosts: Vec<String>,
     /// Shared secret required on upgrades (`?token=` or `Authorization: Bearer`). Default none.
     pub token: Option<String>,
     /// Allow binding beyond loopback without a token. Default false.
@@ -83,6 +86,7 @@ impl Default for ServerConfig {
             stall_timeout: Duration::from_secs(10),
             ping_interval: Duration::from_secs(20),
             allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
             token: None,
             insecure: false,
             announce: true,
@@ -125,6 +129,8 @@ impl ServerConfig {
         ping_interval: Duration,
         /// Sets the extra allowed origins.
         allowed_origins: Vec<String>,
+        /// Sets the extra allowed `Host` names.
+        allowed_hosts: Vec<String>,
         /// Sets or clears the token.
         token: Option<String>,
         /// Allows a non-loopback bind without token.
@@ -278,6 +284,14 @@ impl RequestHead {
             .map(|(_, v)| v.as_str())
     }
 
+    /// How many headers are named `name` (case-insensitive).
+    pub fn count(&self, name: &str) -> usize {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .count()
+    }
+
     /// The path without the query.
     pub fn path(&self) -> &str {
         self.target.split_once('?').map_or(&self.target, |(p, _)| p)
@@ -344,7 +358,7 @@ pub enum Route {
     },
     /// Answer [`refusal_response`]`(status, reason)` and close.
     Refuse {
-        /// HTTP status: 400, 401, 403, 404, 405 or 503.
+        /// HTTP status: 400, 401, 403, 404, 405, 421 or 503.
         status: u16,
         /// A short human-readable reason (sent as the body).
         reason: &'static str,
@@ -355,10 +369,40 @@ fn refuse(status: u16, reason: &'static str) -> Route {
     Route::Refuse { status, reason }
 }
 
-/// Routes a request (protocol.md sections 3 and 6). Checks, in order: path (404), method (405),
-/// then for upgrades: token (401), Origin (403), upgrade headers, version and key (400),
-/// clientId length (400), and `current_clients >= max_clients` (503).
+/// Routes a request (protocol.md sections 3 and 6). Checks, in order: a repeated `Host`,
+/// `Content-Length` or `Transfer-Encoding`, or a body on a GET (400); without a token, a `Host`
+/// that names neither a loopback name or address, nor the bound address, nor an allowed host
+/// (421: a page under DNS rebinding controls both `Host` and `Origin`, so the `Origin` check
+/// alone cannot stop it); path (404), method (405), then for upgrades: token (401), Origin
+/// (403), upgrade headers, version and key (400), clientId length (400), and
+/// `current_clients >= max_clients` (503).
 pub fn route(head: &RequestHead, config: &ServerConfig, current_clients: usize) -> Route {
+    for name in ["host", "content-length", "transfer-encoding"] {
+        if head.count(name) > 1 {
+            return refuse(
+                400,
+                "repeated Host, Content-Length or Transfer-Encoding header",
+            );
+        }
+    }
+    if head.header("transfer-encoding").is_some()
+        || head
+            .header("content-length")
+            .is_some_and(|n| n.trim() != "0")
+    {
+        return refuse(400, "a GET request carries no body");
+    }
+    if config.token.is_none() {
+        if let Some(host) = head.header("host") {
+            if !host_allowed(host, config) {
+                return refuse(
+                    421,
+                    "unknown Host: without a token only loopback names, the bound address and \
+                     --allowed-host names are served",
+                );
+            }
+        }
+    }
     let path = head.path();
     let is_ws = matches!(path, "/ws" | "/api/ws");
     if !is_ws && !matches!(path, "/" | "/features" | "/api/features") {
@@ -375,14 +419,11 @@ pub fn route(head: &RequestHead, config: &ServerConfig, current_clients: usize) 
         };
     }
     if let Some(expected) = &config.token {
-        let given = head.query("token").or_else(|| {
-            head.header("authorization")
-                .and_then(|a| {
-                    a.strip_prefix("Bearer ")
-                        .or_else(|| a.strip_prefix("bearer "))
-                })
-                .map(|t| t.trim().to_owned())
-        });
+        // RFC 7235: the scheme is case-insensitive. An empty `?token=` does not hide a header.
+        let given = head
+            .query("token")
+            .filter(|t| !t.is_empty())
+            .or_else(|| head.header("authorization").and_then(bearer));
         if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), expected.as_bytes())) {
             return refuse(401, "missing or wrong token");
         }
@@ -418,6 +459,61 @@ pub fn route(head: &RequestHead, config: &ServerConfig, current_clients: usize) 
         return refuse(503, "too many clients");
     }
     Route::Upgrade { client_id }
+}
+
+/// The credentials of `Authorization: Bearer <token>`, the scheme in any case.
+fn bearer(value: &str) -> Option<String> {
+    let (scheme, rest) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| rest.trim().to_owned())
+}
+
+/// The host part of a `Host` value (`name`, `name:port`, `[v6]`, `[v6]:port`), lowercased.
+fn host_name(host: &str) -> Option<String> {
+    let host = host.trim();
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        let (inside, after) = rest.split_once(']')?;
+        if !(after.is_empty() || after.starts_with(':')) {
+            return None;
+        }
+        return Some(format!("[{}]", inside.to_ascii_lowercase()));
+    } else {
+        match host.rsplit_once(':') {
+            Some((n, port)) if port.bytes().all(|b| b.is_ascii_digit()) => n,
+            Some(_) => return None,
+            None => host,
+        }
+    };
+    (!name.is_empty()).then(|| name.trim_end_matches('.').to_ascii_lowercase())
+}
+
+/// Whether a `Host` names this server: `localhost`, a loopback address, the bound address (any
+/// IP literal when bound to all interfaces), or a configured allowed host; ports are not
+/// compared.
+fn host_allowed(host: &str, config: &ServerConfig) -> bool {
+    let Some(name) = host_name(host) else {
+        return false;
+    };
+    if name == "localhost" || name.ends_with(".localhost") {
+        return true;
+    }
+    if config
+        .allowed_hosts
+        .iter()
+        .any(|a| host_name(a).is_some_and(|a| a == name))
+    {
+        return true;
+    }
+    let ip = name
+        .strip_prefix('[')
+        .and_then(|n| n.strip_suffix(']'))
+        .unwrap_or(&name)
+        .parse::<std::net::IpAddr>();
+    match ip {
+        Ok(ip) => ip.is_loopback() || ip == config.addr.ip() || config.addr.ip().is_unspecified(),
+        Err(_) => false,
+    }
 }
 
 /// A `Sec-WebSocket-Key` must be base64 of 16 bytes: 22 base64 characters and `==`.
@@ -479,6 +575,7 @@ fn reason_phrase(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        421 => "Misdirected Request",
         431 => "Request Header Fields Too Large",
         503 => "Service Unavailable",
         _ => "Error",
@@ -610,7 +707,7 @@ mod tests {
     fn routes_plain_http() {
         let c = ServerConfig::default();
         assert_eq!(
-            route(&req("GET / HTTP/1.1\r\nHost: h\r\n\r\n"), &c, 0),
+            route(&req("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"), &c, 0),
             Route::Viewer
         );
         assert_eq!(
@@ -628,7 +725,11 @@ mod tests {
         assert_eq!(status(route(&req("POST / HTTP/1.1\r\n\r\n"), &c, 0)), 405);
         assert_eq!(status(route(&req("PUT /ws HTTP/1.1\r\n\r\n"), &c, 0)), 405);
         assert_eq!(
-            status(route(&req("GET /ws HTTP/1.1\r\nHost: h\r\n\r\n"), &c, 0)),
+            status(route(
+                &req("GET /ws HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+                &c,
+                0
+            )),
             400
         );
     }
@@ -685,7 +786,7 @@ mod tests {
         let c = ServerConfig::default();
         let base = |skip: &str, replace: (&str, &str)| {
             let lines = [
-                "Host: h",
+                "Host: localhost",
                 "Upgrade: websocket",
                 "Connection: Upgrade",
                 "Sec-WebSocket-Version: 13",
@@ -737,7 +838,7 @@ mod tests {
             assert_eq!(status(route(&base("", bad), &c, 0)), 400, "{bad:?}");
         }
         assert_eq!(
-            status(route(&req(&format!("GET /ws HTTP/1.0\r\nHost: h\r\nUpgrade: websocket\r\nConnection: upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {KEY}\r\n\r\n")), &c, 0)),
+            status(route(&req(&format!("GET /ws HTTP/1.0\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {KEY}\r\n\r\n")), &c, 0)),
             400
         );
     }
@@ -907,5 +1008,140 @@ mod tests {
             .addr("[::1]:0".parse().unwrap())
             .validate()
             .unwrap();
+    }
+
+    fn head_with(host: &str, extra: &str) -> RequestHead {
+        let raw = format!(
+            "GET /ws HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra}\r\n"
+        );
+        RequestHead::parse(raw.as_bytes()).unwrap().unwrap().0
+    }
+
+    #[test]
+    fn dns_rebinding_hosts_are_refused_without_a_token() {
+        let c = ServerConfig::default();
+        for ok in [
+            "127.0.0.1",
+            "127.0.0.1:8188",
+            "localhost",
+            "LOCALHOST:1",
+            "localhost.",
+            "app.localhost:9",
+            "[::1]",
+            "[::1]:8188",
+            "127.5.6.7:80",
+        ] {
+            assert!(
+                matches!(route(&head_with(ok, ""), &c, 0), Route::Upgrade { .. }),
+                "{ok}"
+            );
+        }
+        for bad in [
+            "rebind.example",
+            "rebind.example:8188",
+            "127.0.0.1.rebind.example",
+            "localhost.evil.example",
+            "192.168.1.9:8188",
+            "[::1",
+            "[::1]x",
+            "host:port",
+            "",
+        ] {
+            let r = route(
+                &head_with(bad, "Origin: http://rebind.example:8188\r\n"),
+                &c,
+                0,
+            );
+            assert!(
+                matches!(
+                    r,
+                    Route::Refuse { status: 421, .. } | Route::Refuse { status: 400, .. }
+                ),
+                "{bad}: {r:?}"
+            );
+        }
+        // The viewer too, before any route runs.
+        let viewer = RequestHead::parse(b"GET / HTTP/1.1\r\nHost: rebind.example\r\n\r\n")
+            .unwrap()
+            .unwrap()
+            .0;
+        assert!(matches!(
+            route(&viewer, &c, 0),
+            Route::Refuse { status: 421, .. }
+        ));
+        // Allowed names, and any IP literal when bound to all interfaces.
+        let c2 = ServerConfig::default().allowed_hosts(vec!["studio.lan:8188".into()]);
+        assert!(matches!(
+            route(&head_with("studio.lan", ""), &c2, 0),
+            Route::Upgrade { .. }
+        ));
+        let c3 = ServerConfig::default()
+            .addr("0.0.0.0:8188".parse().unwrap())
+            .insecure(true);
+        assert!(matches!(
+            route(&head_with("10.1.2.3:8188", ""), &c3, 0),
+            Route::Upgrade { .. }
+        ));
+        assert!(matches!(
+            route(&head_with("evil.example", ""), &c3, 0),
+            Route::Refuse { status: 421, .. }
+        ));
+        // With a token the token is the guard: any Host.
+        let c4 = ServerConfig::default().token(Some("t".into()));
+        assert!(matches!(
+            route(
+                &head_with("rebind.example", "Authorization: Bearer t\r\n"),
+                &c4,
+                0
+            ),
+            Route::Upgrade { .. }
+        ));
+    }
+
+    #[test]
+    fn strict_framing_and_bearer_scheme() {
+        let c = ServerConfig::default();
+        let two_hosts = head_with("127.0.0.1", "Host: evil.example\r\n");
+        assert!(matches!(
+            route(&two_hosts, &c, 0),
+            Route::Refuse { status: 400, .. }
+        ));
+        let body = head_with("127.0.0.1", "Content-Length: 5\r\n");
+        assert!(matches!(
+            route(&body, &c, 0),
+            Route::Refuse { status: 400, .. }
+        ));
+        let chunked = head_with("127.0.0.1", "Transfer-Encoding: chunked\r\n");
+        assert!(matches!(
+            route(&chunked, &c, 0),
+            Route::Refuse { status: 400, .. }
+        ));
+        let two_lengths = head_with("127.0.0.1", "Content-Length: 0\r\nContent-Length: 0\r\n");
+        assert!(matches!(
+            route(&two_lengths, &c, 0),
+            Route::Refuse { status: 400, .. }
+        ));
+        let zero = head_with("127.0.0.1", "Content-Length: 0\r\n");
+        assert!(matches!(route(&zero, &c, 0), Route::Upgrade { .. }));
+        let t = ServerConfig::default().token(Some("s3cret".into()));
+        for auth in ["Bearer s3cret", "BEARER s3cret", "bearer  s3cret"] {
+            let h = head_with("x", &format!("Authorization: {auth}\r\n"));
+            assert!(matches!(route(&h, &t, 0), Route::Upgrade { .. }), "{auth}");
+        }
+        let empty_query = RequestHead::parse(
+            b"GET /ws?token= HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+              Authorization: Bearer s3cret\r\n\r\n",
+        )
+        .unwrap()
+        .unwrap()
+        .0;
+        assert!(matches!(route(&empty_query, &t, 0), Route::Upgrade { .. }));
+        let basic = head_with("x", "Authorization: Basic s3cret\r\n");
+        assert!(matches!(
+            route(&basic, &t, 0),
+            Route::Refuse { status: 401, .. }
+        ));
     }
 }

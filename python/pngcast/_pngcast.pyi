@@ -67,6 +67,7 @@ class Server:
         token: Optional[str] = None,
         policy: Literal["latest-wins", "reliable"] = "latest-wins",
         allowed_origins: Sequence[str] = (),
+        allowed_hosts: Sequence[str] = (),
         compression: Compression = "fast",
         quantize: Literal["truncate", "round"] = "truncate",
         bit_depth: Literal[8, 16] = 8,

@@ -124,6 +124,7 @@ impl Server {
         token = None,
         policy = "latest-wins",
         allowed_origins = Vec::new(),
+        allowed_hosts = Vec::new(),
         compression = "fast",
         quantize = "truncate",
         bit_depth = 8,
@@ -142,6 +143,7 @@ impl Server {
         token: Option<String>,
         policy: &str,
         allowed_origins: Vec<String>,
+        allowed_hosts: Vec<String>,
         compression: &str,
         quantize: &str,
         bit_depth: u32,
@@ -163,6 +165,7 @@ impl Server {
             .policy(policy)
             .token(token.clone())
             .allowed_origins(allowed_origins)
+            .allowed_hosts(allowed_hosts)
             .insecure(insecure)
             .announce(announce);
         if let Some(n) = max_clients {

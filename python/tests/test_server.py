@@ -245,3 +245,28 @@ def test_gil_released_while_sending():
             stop.set()
             t.join()
         assert during > 100, during
+
+
+def raw_status(server, host: str) -> int:
+    import socket
+
+    s = socket.create_connection(("127.0.0.1", server.address[1]), timeout=10)
+    s.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\nOrigin: http://{host}\r\n\r\n".encode())
+    head = b""
+    while b"\r\n" not in head:
+        chunk = s.recv(1024)
+        if not chunk:
+            break
+        head += chunk
+    s.close()
+    return int(head.split()[1])
+
+
+def test_dns_rebinding_host_refused_by_default():
+    with pngcast.Server("127.0.0.1:0") as s:
+        assert raw_status(s, "rebind.example:8189") == 421
+        assert raw_status(s, f"localhost:{s.address[1]}") == 200
+        assert raw_status(s, "127.0.0.1") == 200
+    with pngcast.Server("127.0.0.1:0", allowed_hosts=["studio.lan"]) as s:
+        assert raw_status(s, "studio.lan:8189") == 200
+        assert raw_status(s, "rebind.example") == 421

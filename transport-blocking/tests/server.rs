@@ -556,7 +556,7 @@ fn plain_routes_and_refusals() {
     assert!(status_line(&get("/nope", "")).contains("404"));
     assert!(status_line(&raw_http(
         addr,
-        "POST /ws HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+        "POST /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"
     ))
     .contains("405"));
     assert!(status_line(&get("/ws", "")).contains("401"), "no token");
@@ -568,7 +568,7 @@ fn plain_routes_and_refusals() {
     .contains("403"));
     assert!(status_line(&raw_http(
         addr,
-        "GET /ws?token=s3cret HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+        "GET /ws?token=s3cret HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
     ))
     .contains("400"));
     assert!(status_line(&raw_http(addr, "NOT HTTP AT ALL\r\n\r\n")).contains("400"));
@@ -592,7 +592,8 @@ fn plain_routes_and_refusals() {
 fn slow_handshake_is_cut_at_the_timeout() {
     let server = start(config().handshake_timeout(Duration::from_millis(200)));
     let mut s = TcpStream::connect(server.local_addr()).unwrap();
-    s.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\n").unwrap();
+    s.write_all(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .unwrap();
     s.set_read_timeout(Some(LIMIT)).unwrap();
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);

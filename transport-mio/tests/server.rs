@@ -277,26 +277,32 @@ fn bad_frames_close_only_their_client() {
 #[test]
 fn http_routes_and_refusals() {
     let server = start(config().max_handshake_bytes(1024));
-    let viewer = http(&server, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let viewer = http(&server, b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     assert_eq!(status_of(&viewer), 200);
     assert!(viewer.to_ascii_lowercase().contains("text/html"));
     assert!(
         viewer.contains("<html") || viewer.contains("<!DOCTYPE") || viewer.contains("<!doctype")
     );
-    let features = http(&server, b"GET /features HTTP/1.1\r\nHost: x\r\n\r\n");
+    let features = http(
+        &server,
+        b"GET /features HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    );
     assert_eq!(status_of(&features), 200);
     let body = features.split("\r\n\r\n").nth(1).unwrap();
     let json: serde_json::Value = serde_json::from_str(body).unwrap();
     assert_eq!(json["supports_preview_metadata"], true);
 
     assert_eq!(
-        status_of(&http(&server, b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")),
+        status_of(&http(
+            &server,
+            b"GET /nope HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        )),
         404
     );
     assert_eq!(
         status_of(&http(
             &server,
-            b"POST /ws HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+            b"POST /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"
         )),
         405
     );
@@ -307,7 +313,7 @@ fn http_routes_and_refusals() {
     let foreign = upgrade_request("/ws", "Origin: http://evil.example\r\n");
     assert_eq!(status_of(&http(&server, &foreign)), 403);
     let huge = format!(
-        "GET / HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: {}\r\n\r\n",
         "a".repeat(4000)
     );
     assert_eq!(status_of(&http(&server, huge.as_bytes())), 431);
@@ -333,7 +339,7 @@ fn a_request_followed_by_a_half_close_is_still_answered() {
     let server = start(config());
     let mut s = TcpStream::connect(server.local_addr()).unwrap();
     s.set_read_timeout(Some(HANG_GUARD)).unwrap();
-    s.write_all(b"GET /features HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.write_all(b"GET /features HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         .unwrap();
     s.shutdown(std::net::Shutdown::Write).unwrap();
     let mut out = String::new();
@@ -378,7 +384,8 @@ fn slow_handshake_is_dropped_at_the_timeout() {
     let server = start(config().handshake_timeout(Duration::from_millis(200)));
     let mut s = TcpStream::connect(server.local_addr()).unwrap();
     s.set_read_timeout(Some(HANG_GUARD)).unwrap();
-    s.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\n").unwrap();
+    s.write_all(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .unwrap();
     let mut buf = Vec::new();
     // The server closes the connection without an answer; EOF or reset both end the read.
     let _ = s.read_to_end(&mut buf);

@@ -502,13 +502,13 @@ pub const TABLE: &[Row] = &[
     Row {
         name: "request_line_bad_version",
         config: same,
-        attack: Attack::Http(|| b"GET /ws HTTP/7.3\r\nHost: x\r\n\r\n".to_vec()),
+        attack: Attack::Http(|| b"GET /ws HTTP/7.3\r\nHost: 127.0.0.1\r\n\r\n".to_vec()),
         expect: &[Status(400)],
     },
     Row {
         name: "request_line_nul_in_method",
         config: same,
-        attack: Attack::Http(|| b"G\0T /ws HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()),
+        attack: Attack::Http(|| b"G\0T /ws HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".to_vec()),
         expect: &[Status(400)],
     },
     Row {
@@ -520,7 +520,9 @@ pub const TABLE: &[Row] = &[
     Row {
         name: "header_value_not_utf8",
         config: same,
-        attack: Attack::Http(|| b"GET / HTTP/1.1\r\nHost: x\r\nX-A: \xff\xfe\r\n\r\n".to_vec()),
+        attack: Attack::Http(|| {
+            b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: \xff\xfe\r\n\r\n".to_vec()
+        }),
         expect: &[Status(400)],
     },
     Row {
@@ -560,20 +562,20 @@ pub const TABLE: &[Row] = &[
     Row {
         name: "unknown_path_404",
         config: same,
-        attack: Attack::Http(|| b"GET /etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()),
+        attack: Attack::Http(|| b"GET /etc/passwd HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".to_vec()),
         expect: &[Status(404)],
     },
     Row {
         name: "path_traversal_404",
         config: same,
-        attack: Attack::Http(|| b"GET /../ws HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()),
+        attack: Attack::Http(|| b"GET /../ws HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".to_vec()),
         expect: &[Status(404)],
     },
     Row {
         name: "post_405",
         config: same,
         attack: Attack::Http(|| {
-            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n".to_vec()
+            b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n".to_vec()
         }),
         expect: &[Status(405)],
     },
@@ -648,6 +650,46 @@ pub const TABLE: &[Row] = &[
         config: same,
         attack: Attack::Http(|| upgrade("/ws", "Origin: http://evil.example\r\n", "")),
         expect: &[Status(403)],
+    },
+    Row {
+        // DNS rebinding: a page at rebind.example (resolving to 127.0.0.1) controls both Host and
+        // Origin, so they match; without a token only loopback Host names are served.
+        name: "dns_rebinding_upgrade_421",
+        config: same,
+        attack: Attack::Http(|| {
+            String::from_utf8(upgrade("/ws", "Origin: http://rebind.example:8188\r\n", ""))
+                .unwrap()
+                .replace("Host: 127.0.0.1", "Host: rebind.example:8188")
+                .into_bytes()
+        }),
+        expect: &[Status(421)],
+    },
+    Row {
+        name: "dns_rebinding_viewer_421",
+        config: same,
+        attack: Attack::Http(|| {
+            b"GET / HTTP/1.1\r\nHost: rebind.example:8188\r\nOrigin: http://rebind.example:8188\r\n\r\n"
+                .to_vec()
+        }),
+        expect: &[Status(421)],
+    },
+    Row {
+        name: "repeated_host_400",
+        config: same,
+        attack: Attack::Http(|| upgrade("/ws", "Host: rebind.example\r\n", "")),
+        expect: &[Status(400)],
+    },
+    Row {
+        name: "upgrade_with_body_400",
+        config: same,
+        attack: Attack::Http(|| {
+            upgrade(
+                "/ws",
+                "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n",
+                "",
+            )
+        }),
+        expect: &[Status(400)],
     },
     Row {
         name: "null_origin_403",

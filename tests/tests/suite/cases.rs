@@ -216,8 +216,12 @@ pub fn legacy_and_metadata_clients(h: &dyn Harness) {
             json,
             png: p,
         } => {
-            assert_eq!(got, meta);
+            // `J` always names the display node (ComfyUI's frontend reads it): the node id here.
+            let mut want = meta.clone();
+            want.display_node_id = Some("12".into());
+            assert_eq!(got, want);
             let j: serde_json::Value = serde_json::from_str(json).unwrap();
+            assert_eq!(j["display_node_id"], "12");
             assert_eq!(j["event"], "my_event");
             assert_eq!(j["image_type"], "image/png");
             assert_eq!(j["prompt_id"], "prompt-7");
@@ -786,7 +790,8 @@ pub fn handshake_limits<B: Backend>() {
     assert!(got.is_empty() || got.starts_with("HTTP/1.1 408"), "{got}");
     // Slowloris: a head that trickles in and never ends.
     let mut slow = TcpStream::connect(addr).unwrap();
-    slow.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\n").unwrap();
+    slow.write_all(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .unwrap();
     let got = answer(slow);
     assert!(got.is_empty() || got.starts_with("HTTP/1.1 408"), "{got}");
     // Too large.
