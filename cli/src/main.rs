@@ -7,6 +7,7 @@
 
 mod encode;
 mod error;
+mod logging;
 mod npy;
 mod output;
 mod pngin;

@@ -3,11 +3,17 @@
 //! Each tick takes one image from the source (the demo scene, or files), converts and encodes it
 //! once with a reused [`Sender`], and hands the shared frame to the transport, which fans it out
 //! without ever blocking this loop. Ticks are paced to `--fps` against a fixed schedule; a tick
-//! that runs late starts the next one at once instead of bursting to catch up.
+//! that runs late starts the next one at once instead of bursting to catch up. The demo source
+//! renders nothing while no client is connected (unless `--frames` bounds the run).
+//!
+//! SIGINT and SIGTERM stop it cleanly: no new frames, Close 1001 to every client once what was
+//! queued for it is written (within [`SHUTDOWN_DEADLINE`]), the final stats line, exit 0.
 #![forbid(unsafe_code)]
 
 use std::io::Write;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,6 +26,7 @@ use pngcast_core::sink::{FrameSink, Target};
 
 use crate::encode::parse_compression;
 use crate::error::CliError;
+use crate::logging::{self, LogFormat};
 use crate::source::{parse_size, Source};
 
 /// How long shutdown may take to flush queued frames and send Close 1001.
@@ -64,9 +71,27 @@ pub struct ServeArgs {
     #[arg(long, value_enum, default_value_t = PolicyArg::LatestWins)]
     policy: PolicyArg,
 
-    /// Shared token clients must present (`?token=` or `Authorization: Bearer`).
-    #[arg(long, value_name = "TOKEN")]
+    /// Shared token clients must present (`?token=` or `Authorization: Bearer`). A token on the
+    /// command line is visible to every user of this machine (`ps`): prefer --token-file or the
+    /// PNGCAST_TOKEN environment variable.
+    #[arg(long, value_name = "TOKEN", conflicts_with = "token_file")]
     token: Option<String>,
+
+    /// Read the token from this file (its first line; surrounding whitespace is ignored).
+    #[arg(long, value_name = "PATH")]
+    token_file: Option<PathBuf>,
+
+    /// More log lines (`-v` debug, `-vv` trace). `RUST_LOG` overrides both flags.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    /// Fewer log lines (`-q` warnings and errors, `-qq` errors only).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    quiet: u8,
+
+    /// Log lines as `text` (timestamp, level, message) or `json` (one object per line).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 
     /// Allow listening beyond loopback without a token.
     #[arg(long)]
@@ -166,7 +191,29 @@ impl Running {
         } else {
             ""
         };
-        let err = |e: &dyn std::fmt::Display| CliError::new(format!("{e}{hint}"));
+        let in_use = |e: &dyn std::error::Error| {
+            let mut source = e.source();
+            while let Some(s) = source {
+                if let Some(io) = s.downcast_ref::<std::io::Error>() {
+                    return io.kind() == std::io::ErrorKind::AddrInUse;
+                }
+                source = s.source();
+            }
+            false
+        };
+        let hint_for = |e: &dyn std::error::Error| -> String {
+            if in_use(e) && addr.port() == 8188 {
+                " (8188 is ComfyUI's port: is ComfyUI running? use --addr 127.0.0.1:PORT, or port 0 \
+                 for a free one)"
+                    .to_owned()
+            } else if in_use(e) {
+                " (another program listens there: use --addr with another port, or port 0)"
+                    .to_owned()
+            } else {
+                hint.to_owned()
+            }
+        };
+        let err = |e: &dyn std::error::Error| CliError::new(format!("{e}{}", hint_for(e)));
         Ok(match transport {
             TransportArg::Mio => {
                 Running::Mio(pngcast_mio::Server::bind(config).map_err(|e| err(&e))?)
@@ -251,12 +298,19 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
     {
         eprintln!("pngcast: encoding on the existing rayon pool ({e})");
     }
+    logging::init(logging::level(args.verbose, args.quiet), args.log_format);
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .map_err(|e| CliError::new(format!("cannot handle signal {signal}: {e}")))?;
+    }
+    let token = token(&args)?;
     let mut source = Source::open(&args.source, args.size)?;
     let addr = resolve(&args.addr)?;
     let config = ServerConfig::default()
         .addr(addr)
         .policy(args.policy.into())
-        .token(args.token.clone())
+        .token(token.clone())
         .insecure(args.insecure)
         .allowed_origins(args.allowed_origins.clone())
         .allowed_hosts(args.allowed_hosts.clone());
@@ -269,11 +323,12 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
     let mut sender = Sender::new(Arc::clone(&sink), options)?;
 
     let bound = server.local_addr();
-    let query = args
-        .token
-        .as_ref()
-        .map(|t| format!("?token={t}"))
-        .unwrap_or_default();
+    // The token itself never reaches a terminal or a log.
+    let query = if token.is_some() {
+        "?token=REDACTED"
+    } else {
+        ""
+    };
     println!(
         "pngcast: serving {} on http://{bound}/{query} (ws://{bound}/ws{query})",
         source.describe()
@@ -282,32 +337,84 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
     let _ = std::io::stdout().flush();
 
     if args.wait_clients > 0 {
-        eprintln!("pngcast: waiting for {} client(s)", args.wait_clients);
-        while sink.stats().clients < args.wait_clients {
+        log::info!("waiting for {}", plural(args.wait_clients as u64, "client"));
+        while sink.stats().clients < args.wait_clients && !stop.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
 
-    let result = stream(&args, &mut source, &mut sender);
+    let result = stream(&args, &mut source, &mut sender, &stop);
+    if stop.load(Ordering::Relaxed) {
+        log::info!("signal received: closing every client (1001) and stopping");
+    }
     sink.shutdown(SHUTDOWN_DEADLINE);
     let stats = sink.stats();
-    eprintln!(
-        "pngcast: stopped; {} frames sent to clients, {} dropped, {} clients closed",
-        stats.frames_sent, stats.frames_dropped, stats.clients_closed
+    let made = *result.as_ref().unwrap_or(&0);
+    log::info!(
+        "stopped after {}; {} sent to clients, {} dropped, {} closed",
+        plural(made, "frame"),
+        plural(stats.frames_sent, "frame"),
+        stats.frames_dropped,
+        plural(stats.clients_closed, "client")
     );
     drop(server);
-    result
+    result.map(|_| ())
+}
+
+/// The token from --token, --token-file or PNGCAST_TOKEN (in that order).
+fn token(args: &ServeArgs) -> Result<Option<String>, CliError> {
+    if let Some(t) = &args.token {
+        return Ok(Some(t.clone()));
+    }
+    if let Some(path) = &args.token_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| CliError::new(format!("--token-file {}: {e}", path.display())))?;
+        let t = text.lines().next().unwrap_or("").trim();
+        if t.is_empty() {
+            return Err(CliError::new(format!(
+                "--token-file {}: the file holds no token",
+                path.display()
+            )));
+        }
+        return Ok(Some(t.to_owned()));
+    }
+    match std::env::var("PNGCAST_TOKEN") {
+        Ok(t) if !t.trim().is_empty() => Ok(Some(t.trim().to_owned())),
+        _ => Ok(None),
+    }
+}
+
+/// `1 client`, `2 clients`.
+fn plural(n: impl Into<u64>, noun: &str) -> String {
+    let n = n.into();
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 /// The tick loop: until `--frames` are sent (or forever).
-fn stream(args: &ServeArgs, source: &mut Source, sender: &mut Sender) -> Result<(), CliError> {
+fn stream(
+    args: &ServeArgs,
+    source: &mut Source,
+    sender: &mut Sender,
+    stop: &AtomicBool,
+) -> Result<u64, CliError> {
     let period = (args.fps > 0.0).then(|| Duration::from_secs_f64(1.0 / args.fps));
     let extra = FrameExtra::default();
     let (mut make, mut send) = (Window::new(), Window::new());
     let (mut sent, mut bytes) = (0u64, 0u64);
     let mut next_tick = Instant::now();
     let mut last_report = (Instant::now(), 0u64);
-    while args.frames.is_none_or(|n| sent < n) {
+    // An unbounded run makes no frame nobody will see.
+    let idle_when_alone = args.frames.is_none();
+    while args.frames.is_none_or(|n| sent < n) && !stop.load(Ordering::Relaxed) {
+        if idle_when_alone && sender.sink().stats().clients == 0 {
+            std::thread::sleep(Duration::from_millis(20));
+            next_tick = Instant::now();
+            continue;
+        }
         let t0 = Instant::now();
         let tensor = source.next_frame()?;
         let t1 = Instant::now();
@@ -322,12 +429,21 @@ fn stream(args: &ServeArgs, source: &mut Source, sender: &mut Sender) -> Result<
 
         if t2 - last_report.0 >= REPORT_EVERY || args.frames == Some(sent) {
             let fps = (sent - last_report.1) as f64 / (t2 - last_report.0).as_secs_f64();
-            eprintln!(
-                "pngcast: {sent} frames, {fps:.1} fps, source {:.2} ms/frame, encode+queue {:.2} ms/frame, {} bytes/frame, {} clients",
+            let clients = sender.sink().stats().clients;
+            // Quiet at zero clients unless asked (-v).
+            let level = if clients == 0 && args.frames != Some(sent) {
+                log::Level::Debug
+            } else {
+                log::Level::Info
+            };
+            log::log!(
+                level,
+                "{}, {fps:.1} fps, source {:.2} ms/frame, encode+queue {:.2} ms/frame, {} bytes/frame, {}",
+                plural(sent, "frame"),
                 make.median(),
                 send.median(),
                 bytes / sent,
-                sender.sink().stats().clients
+                plural(clients as u64, "client")
             );
             last_report = (t2, sent);
         }
@@ -335,13 +451,25 @@ fn stream(args: &ServeArgs, source: &mut Source, sender: &mut Sender) -> Result<
             next_tick += p;
             let now = Instant::now();
             if next_tick > now {
-                std::thread::sleep(next_tick - now);
+                sleep_unless(stop, next_tick - now);
             } else {
                 next_tick = now;
             }
         }
     }
-    Ok(())
+    Ok(sent)
+}
+
+/// Sleeps for `d`, waking early (within 20 ms) once `stop` is set.
+fn sleep_unless(stop: &AtomicBool, d: Duration) {
+    let end = Instant::now() + d;
+    while !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        std::thread::sleep((end - now).min(Duration::from_millis(20)));
+    }
 }
 
 #[cfg(test)]

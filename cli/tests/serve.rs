@@ -5,6 +5,7 @@
 mod common;
 
 use std::path::Path;
+use std::time::Duration;
 
 use common::{decode_png, pngcast, run_bounded, scratch, Serve};
 use serde_json::Value;
@@ -239,7 +240,12 @@ fn token_is_required_when_set() {
             "--fps",
             "20",
         ]);
-        assert!(serve.line.contains("?token=s3cret"), "{}", serve.line);
+        // The start-up line shows where the token goes, never the token.
+        assert!(
+            serve.line.contains("?token=REDACTED") && !serve.line.contains("s3cret"),
+            "{}",
+            serve.line
+        );
         let out = scratch(&format!("token-{t}"));
         let r = recv(&serve.ws_url(), &out, &["--count", "1"]);
         assert_eq!(r.status.code(), Some(2));
@@ -450,4 +456,144 @@ fn allowed_origin_flag_feeds_the_allow_list() {
         );
         assert_eq!(upgrade_status(listed.addr, "null"), 403, "{t}");
     }
+}
+
+/// Sends `signal` (`TERM`, `INT`) to the serve process.
+fn signal(serve: &Serve, signal: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &serve.child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{signal}");
+}
+
+#[test]
+fn sigterm_and_sigint_close_clients_with_1001_and_exit_0() {
+    for (t, sig) in [
+        ("mio", "TERM"),
+        ("blocking", "INT"),
+        ("mio", "INT"),
+        ("blocking", "TERM"),
+    ] {
+        let serve = Serve::start(&["--transport", t, "--size", "32x24", "--fps", "50"]);
+        let out = scratch(&format!("signal-{t}-{sig}"));
+        let ws = serve.ws_url();
+        let recv_thread = std::thread::spawn(move || recv(&ws, &out, &[]));
+        // Frames flow once the client is in; then the signal.
+        std::thread::sleep(Duration::from_millis(700));
+        signal(&serve, sig);
+        let r = recv_thread.join().unwrap();
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(r.status.success(), "{t} {sig}: {err}");
+        assert!(
+            err.contains("closed the connection (code 1001)"),
+            "{t} {sig}: {err}"
+        );
+        let (status, stderr) = serve.wait();
+        assert!(status.success(), "{t} {sig}: {stderr}");
+        assert!(stderr.contains("signal received"), "{stderr}");
+        assert!(stderr.contains("stopped after"), "{stderr}");
+        assert!(stderr.contains("1 client closed"), "{stderr}");
+    }
+}
+
+#[test]
+fn token_file_and_env_are_used_and_never_printed() {
+    let dir = scratch("token-file");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("token");
+    std::fs::write(&file, "s3cret-from-file\n").unwrap();
+    let serve = Serve::start(&["--size", "16x16", "--token-file", file.to_str().unwrap()]);
+    assert!(!serve.line.contains("s3cret"), "{}", serve.line);
+    assert!(serve.line.contains("?token=REDACTED"), "{}", serve.line);
+    let out = scratch("token-file-out");
+    let denied = recv(&serve.ws_url(), &out, &["--count", "1"]);
+    assert!(!denied.status.success());
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("401"));
+    let ok = recv(
+        &serve.ws_url(),
+        &out,
+        &["--count", "1", "--token", "s3cret-from-file"],
+    );
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    signal(&serve, "TERM");
+    let (_, stderr) = serve.wait();
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+
+    let empty = dir.join("empty");
+    std::fs::write(&empty, "\n").unwrap();
+    let r = run_bounded(
+        pngcast().args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--token-file",
+            empty.to_str().unwrap(),
+        ]),
+        "pngcast serve",
+    );
+    assert_eq!(r.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("holds no token"));
+    let r = run_bounded(
+        pngcast().args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--token-file",
+            "/nonexistent/token",
+        ]),
+        "pngcast serve",
+    );
+    assert_eq!(r.status.code(), Some(2));
+
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pngcast"));
+    cmd.env("PNGCAST_TOKEN", "env-s3cret");
+    let serve = Serve::start_cmd(cmd, "127.0.0.1:0", &["--size", "16x16"]);
+    assert!(!serve.line.contains("env-s3cret") && serve.line.contains("REDACTED"));
+    let denied = recv(&serve.ws_url(), &out, &["--count", "1"]);
+    assert!(!denied.status.success());
+    let ok = recv(
+        &serve.ws_url(),
+        &out,
+        &["--count", "1", "--token", "env-s3cret"],
+    );
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+}
+
+#[test]
+fn the_demo_renders_nothing_without_clients() {
+    let serve = Serve::start(&["--size", "64x64", "--fps", "0"]);
+    std::thread::sleep(Duration::from_millis(800));
+    signal(&serve, "INT");
+    let (status, stderr) = serve.wait();
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("stopped after 0 frames"), "{stderr}");
+}
+
+#[test]
+fn a_port_in_use_is_named() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = held.local_addr().unwrap().to_string();
+    let r = run_bounded(pngcast().args(["serve", "--addr", &addr]), "pngcast serve");
+    assert_eq!(r.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(err.contains("another program listens there"), "{err}");
+    // 8188 is ComfyUI's port: the hint says so (held here, or by whatever holds it already).
+    let _comfy = std::net::TcpListener::bind("127.0.0.1:8188");
+    let r = run_bounded(
+        pngcast().args(["serve", "--addr", "127.0.0.1:8188"]),
+        "pngcast serve",
+    );
+    assert_eq!(r.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(err.contains("is ComfyUI running?"), "{err}");
 }

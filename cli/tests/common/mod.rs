@@ -48,7 +48,13 @@ impl Serve {
 
     /// Starts `BIN serve --addr ADDR ARGS...` and waits for its start-up line.
     pub fn start_bin(bin: &Path, addr: &str, args: &[&str]) -> Serve {
-        let mut child = Command::new(bin)
+        Serve::start_cmd(Command::new(bin), addr, args)
+    }
+
+    /// Starts `CMD serve --addr ADDR ARGS...` (a command with its own environment) and waits
+    /// for its start-up line.
+    pub fn start_cmd(mut cmd: Command, addr: &str, args: &[&str]) -> Serve {
+        let mut child = cmd
             .arg("serve")
             .args(["--addr", addr])
             .args(args)
