@@ -3,6 +3,9 @@
 //!
 //! Files are read when their turn comes and the current one is kept, so a single file is read
 //! once and a directory costs one read and decode per file per round, never all files in memory.
+//! A directory is listed again each time the source moves to the next file, so files added while
+//! it runs take their turn in name order (a file caught half-written fails to decode, is skipped
+//! with a warning and is read again on the next round), and files removed drop out.
 #![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
@@ -50,6 +53,8 @@ impl Loaded {
 /// Cycles through the images of one file or of every PNG/.npy file in a directory.
 #[derive(Debug)]
 pub struct Files {
+    /// The directory, when the source is one (listed again at every file change).
+    dir: Option<PathBuf>,
     paths: Vec<PathBuf>,
     /// Index into `paths` of `current`.
     file: usize,
@@ -64,35 +69,14 @@ impl Files {
     pub fn open(path: &Path) -> Result<Self, CliError> {
         let meta = std::fs::metadata(path)
             .map_err(|e| CliError::new(format!("cannot open source {}: {e}", path.display())))?;
-        let paths = if meta.is_dir() {
-            let mut paths = Vec::new();
-            let entries = std::fs::read_dir(path)
-                .map_err(|e| CliError::new(format!("cannot list {}: {e}", path.display())))?;
-            for entry in entries {
-                let entry = entry
-                    .map_err(|e| CliError::new(format!("cannot list {}: {e}", path.display())))?;
-                let p = entry.path();
-                let ext = p
-                    .extension()
-                    .and_then(|e| e.to_str())
-                    .map(str::to_ascii_lowercase);
-                if matches!(ext.as_deref(), Some("png" | "npy")) && p.is_file() {
-                    paths.push(p);
-                }
-            }
-            paths.sort();
-            if paths.is_empty() {
-                return Err(CliError::new(format!(
-                    "source directory {} holds no .png or .npy file",
-                    path.display()
-                )));
-            }
-            paths
-        } else {
-            vec![path.to_path_buf()]
+        let dir = meta.is_dir().then(|| path.to_path_buf());
+        let paths = match &dir {
+            Some(d) => list(d)?,
+            None => vec![path.to_path_buf()],
         };
         let current = Loaded::read(&paths[0])?;
         Ok(Files {
+            dir,
             paths,
             file: 0,
             item: 0,
@@ -121,7 +105,23 @@ impl Files {
     /// Moves to the next readable file (the current one again when it is the only file).
     fn advance(&mut self) -> Result<(), CliError> {
         self.item = 0;
+        if let Some(dir) = &self.dir {
+            match list(dir) {
+                Ok(paths) => {
+                    // Continue after the current file's name, wherever it is in the new list.
+                    let current = &self.paths[self.file];
+                    let after = paths.partition_point(|p| p <= current);
+                    self.file = (after + paths.len() - 1) % paths.len();
+                    self.paths = paths;
+                }
+                Err(e) => eprintln!("pngcast: warning: {e}; keeping the previous file list"),
+            }
+        }
         if self.paths.len() == 1 {
+            if self.dir.is_some() {
+                self.file = 0;
+                self.current = Loaded::read(&self.paths[0])?;
+            }
             return Ok(());
         }
         let mut last_err = None;
@@ -142,6 +142,33 @@ impl Files {
     }
 }
 
+/// The `.png` and `.npy` files of `dir`, sorted by name; an error when there are none.
+fn list(dir: &Path) -> Result<Vec<PathBuf>, CliError> {
+    let mut paths = Vec::new();
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| CliError::new(format!("cannot list {}: {e}", dir.display())))?;
+    for entry in entries {
+        let entry =
+            entry.map_err(|e| CliError::new(format!("cannot list {}: {e}", dir.display())))?;
+        let p = entry.path();
+        let ext = p
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        if matches!(ext.as_deref(), Some("png" | "npy")) && p.is_file() {
+            paths.push(p);
+        }
+    }
+    paths.sort();
+    if paths.is_empty() {
+        return Err(CliError::new(format!(
+            "source directory {} holds no .png or .npy file",
+            dir.display()
+        )));
+    }
+    Ok(paths)
+}
+
 /// Image `index` of `t` as a tensor of batch 1 (no copy: same buffer and strides).
 pub fn one_image(t: TensorView<'_>, index: usize) -> Result<TensorView<'_>, CliError> {
     let img = t.image(index)?;
@@ -151,4 +178,51 @@ pub fn one_image(t: TensorView<'_>, index: usize) -> Result<TensorView<'_>, CliE
         [1, img.height(), img.width(), img.channels()],
         [1, sh, sw, sc],
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_png(path: &Path, value: u8) {
+        let mut out = Vec::new();
+        let mut enc = png::Encoder::new(&mut out, 2, 2);
+        enc.set_color(png::ColorType::Grayscale);
+        enc.write_header()
+            .unwrap()
+            .write_image_data(&[value; 4])
+            .unwrap();
+        std::fs::write(path, out).unwrap();
+    }
+
+    fn first_value(files: &mut Files) -> u8 {
+        match files.next_frame().unwrap().image(0).unwrap().data() {
+            pngcast_core::tensor::TensorData::U8(s) => s[0],
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_directory_picks_up_added_and_removed_files() {
+        let dir = std::env::temp_dir().join(format!("pngcast-files-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        write_png(&dir.join("a.png"), 10);
+        write_png(&dir.join("c.png"), 30);
+        let mut f = Files::open(&dir).unwrap();
+        assert_eq!(first_value(&mut f), 10);
+        // Added while running: takes its turn in name order.
+        write_png(&dir.join("b.png"), 20);
+        assert_eq!(first_value(&mut f), 20);
+        assert_eq!(first_value(&mut f), 30);
+        // A half-written file is skipped (and retried), a removed one drops out.
+        std::fs::write(dir.join("d.png"), b"\x89PNG\r\n\x1a\npartial").unwrap();
+        std::fs::remove_file(dir.join("b.png")).unwrap();
+        assert_eq!(first_value(&mut f), 10);
+        assert_eq!(first_value(&mut f), 30);
+        write_png(&dir.join("d.png"), 40);
+        assert_eq!(first_value(&mut f), 40);
+        assert_eq!(first_value(&mut f), 10);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
