@@ -436,7 +436,7 @@ fn kernels_filter_and_cost_match_scalar() {
         *c = rng.u32(0..1000);
     }
     let table = Table::from_counts(&counts);
-    for k in Kernel::all().iter().copied() {
+    for &k in Kernel::all() {
         for &len in &LENS {
             for bpp in 1..=8 {
                 for pat in 0..4 {
@@ -486,7 +486,7 @@ fn kernels_filter_and_cost_match_scalar() {
 #[test]
 fn kernels_long_zero_runs_match_scalar() {
     let mut rng = fastrand::Rng::with_seed(8);
-    for k in Kernel::all().iter().copied() {
+    for &k in Kernel::all() {
         for _ in 0..2000 {
             let len = rng.usize(0..1600);
             let end = rng.usize(0..=len);
@@ -541,7 +541,6 @@ fn kernels_runs_and_literals_match_scalar() {
     for (k, table) in Kernel::all()
         .iter()
         .copied()
-        .into_iter()
         .flat_map(|k| [(k, &flat), (k, &skewed), (k, &near)])
     {
         let near_symbols = std::ptr::eq(table, &near);

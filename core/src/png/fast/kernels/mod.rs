@@ -269,6 +269,9 @@ mod tests {
     use super::*;
     use crate::png::fast::huffman::CostTable;
 
+    /// A named call that must panic with a message containing its name.
+    type Broken = (&'static str, Box<dyn FnOnce()>);
+
     /// The panic message of `f`, which must panic.
     fn panic_message(f: impl FnOnce()) -> String {
         let err = catch_unwind(AssertUnwindSafe(f)).expect_err("expected a panic");
@@ -281,11 +284,11 @@ mod tests {
     /// Every safe entry point a kernel has, each called with one precondition broken by a
     /// margin large enough that a missing check would read or write outside the slices. The
     /// call must panic with the check's message before any SIMD code runs.
-    fn broken_calls(k: Kernel) -> Vec<(&'static str, Box<dyn FnOnce()>)> {
+    fn broken_calls(k: Kernel) -> Vec<Broken> {
         let cost = CostTable::prior();
         let raw = vec![7u8; 300];
         let short_prev = vec![1u8; 40];
-        let v: Vec<(&'static str, Box<dyn FnOnce()>)> = vec![
+        let v: Vec<Broken> = vec![
             ("prev row has 40 bytes, raw row 300", {
                 let (raw, prev, cost) = (raw.clone(), short_prev.clone(), cost.clone());
                 Box::new(move || {
