@@ -23,6 +23,12 @@ mod stripe;
 
 pub use fast::{FastKernel, FastLevel};
 
+/// The name of the fast coder's kernel used when none is pinned (see [`FastKernel::best`]):
+/// `scalar`, `avx2`, `avx512` or `neon`. For version and diagnostic output.
+pub fn fast_kernel_name() -> &'static str {
+    FastKernel::best().name()
+}
+
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::Arc;
 

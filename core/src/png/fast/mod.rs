@@ -38,15 +38,15 @@ use super::Filter;
 pub struct FastKernel(Kernel);
 
 impl FastKernel {
-    /// Every kernel this CPU can run, scalar first, best last.
+    /// Every kernel this CPU can run, fastest first, the scalar one last.
     pub fn available() -> Vec<FastKernel> {
-        Kernel::available().into_iter().map(FastKernel).collect()
+        Kernel::all().iter().copied().map(FastKernel).collect()
     }
 
     /// The kernel used when none is pinned: the best available (scalar under
     /// `--cfg pngcast_force_scalar`).
     pub fn best() -> FastKernel {
-        FastKernel(Kernel::get())
+        FastKernel(Kernel::best())
     }
 
     /// Its short name: `scalar`, `avx2`, `avx512` or `neon`.
@@ -186,7 +186,7 @@ pub(crate) fn encode_stripe(
         assert_eq!(p.len(), rb);
     }
     let nrows = job.rows.len() / rb;
-    let kernel = scratch.kernel.unwrap_or_else(Kernel::get);
+    let kernel = scratch.kernel.unwrap_or_else(Kernel::best);
     let data_len = nrows * (rb + 1);
     let stored_len = stored_size(data_len);
 

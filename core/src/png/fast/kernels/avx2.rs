@@ -8,56 +8,70 @@ use core::arch::x86_64::*;
 use super::scalar;
 use crate::png::fast::huffman::{CostTable, NEAR_MAX};
 
-/// Proof that the CPU has AVX2.
+/// Proof that the CPU has AVX2: the token of this kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Kernel(());
+pub(crate) struct Avx2 {
+    _priv: (),
+}
 
-impl Kernel {
-    /// True if this CPU can run the kernel.
-    pub fn is_available() -> bool {
+impl Avx2 {
+    /// True when this CPU can run the kernel (AVX2).
+    pub(crate) fn is_available() -> bool {
         is_x86_feature_detected!("avx2")
     }
 
-    /// The kernel, if the CPU supports it.
-    pub fn new() -> Option<Self> {
-        Self::is_available().then_some(Kernel(()))
+    /// The kernel's token, if this CPU can run it.
+    pub(crate) fn new() -> Option<Self> {
+        Self::is_available().then_some(Avx2 { _priv: () })
     }
 
-    /// The kernel without checking.
-    ///
-    /// # Safety
-    /// The CPU must support AVX2.
-    #[allow(dead_code)]
-    pub unsafe fn new_unchecked() -> Self {
-        Kernel(())
+    /// The kernel handle.
+    pub(crate) fn kernel(self) -> super::Kernel {
+        super::Kernel::Avx2(self)
     }
 
-    /// See [`super::Kernel::filter_costs`].
-    pub fn filter_costs(&self, raw: &[u8], prev: &[u8], bpp: usize, cost: &CostTable) -> [u64; 5] {
-        // SAFETY: `self` exists only if the CPU has AVX2.
+    /// See [`super::Kernel::filter_costs`]; panics under the same conditions.
+    pub(crate) fn filter_costs(
+        self,
+        raw: &[u8],
+        prev: &[u8],
+        bpp: usize,
+        cost: &CostTable,
+    ) -> [u64; 5] {
+        super::check_row(raw, prev, bpp);
+        // SAFETY: `self` exists only if the CPU has AVX2; `prev.len() == raw.len()` and
+        // `1 <= bpp <= 8` were just checked (the `# Safety` of `filter_costs`).
         unsafe { filter_costs(raw, prev, bpp, cost) }
     }
 
-    /// See [`super::Kernel::filter_row`].
-    pub fn filter_row(&self, f: u8, raw: &[u8], prev: &[u8], bpp: usize, dst: &mut [u8]) {
-        // SAFETY: as above.
+    /// See [`super::Kernel::filter_row`]; panics under the same conditions.
+    pub(crate) fn filter_row(self, f: u8, raw: &[u8], prev: &[u8], bpp: usize, dst: &mut [u8]) {
+        super::check_row(raw, prev, bpp);
+        super::check_dst(raw, dst);
+        // SAFETY: AVX2 as above; `prev.len() == raw.len()`, `1 <= bpp <= 8` and
+        // `dst.len() >= raw.len()` were just checked.
         unsafe { filter_row(f, raw, prev, bpp, dst) }
     }
 
-    /// See [`super::Kernel::find_run`].
-    pub fn find_run(&self, seg: &[u8], from: usize) -> Option<usize> {
-        // SAFETY: as above.
+    /// See [`super::Kernel::find_run`]; panics under the same conditions.
+    pub(crate) fn find_run(self, seg: &[u8], from: usize) -> Option<usize> {
+        super::check_pos(seg, from);
+        // SAFETY: AVX2 as above; `from <= seg.len()` was just checked.
         unsafe { find_run(seg, from) }
     }
 
-    /// See [`super::Kernel::zero_run`].
-    pub fn zero_run(&self, seg: &[u8], start: usize) -> usize {
-        // SAFETY: as above.
+    /// See [`super::Kernel::zero_run`]; panics under the same conditions.
+    pub(crate) fn zero_run(self, seg: &[u8], start: usize) -> usize {
+        super::check_pos(seg, start);
+        // SAFETY: AVX2 as above; `start <= seg.len()` was just checked.
         unsafe { zero_run(seg, start) }
     }
 }
 
 /// Unsigned a <= b per byte, as a 0/0xFF mask.
+///
+/// # Safety
+/// The CPU must have AVX2.
 #[inline(always)]
 unsafe fn le_u8(a: __m256i, b: __m256i) -> __m256i {
     // SAFETY: register intrinsics; AVX2 enabled by the caller.
@@ -65,6 +79,9 @@ unsafe fn le_u8(a: __m256i, b: __m256i) -> __m256i {
 }
 
 /// The Paeth predictor in 8-bit lanes (see the AVX-512 kernel for the derivation).
+///
+/// # Safety
+/// The CPU must have AVX2.
 #[inline(always)]
 unsafe fn paeth(a: __m256i, b: __m256i, c: __m256i) -> __m256i {
     // SAFETY: (whole body) register intrinsics; AVX2 enabled by the caller.
@@ -82,6 +99,10 @@ unsafe fn paeth(a: __m256i, b: __m256i, c: __m256i) -> __m256i {
     }
 }
 
+/// `floor((a + b) / 2)` per byte.
+///
+/// # Safety
+/// The CPU must have AVX2.
 #[inline(always)]
 unsafe fn avg(a: __m256i, b: __m256i) -> __m256i {
     // SAFETY: register intrinsics.
@@ -94,7 +115,11 @@ unsafe fn avg(a: __m256i, b: __m256i) -> __m256i {
     }
 }
 
-/// Loads x, a, b, c for bytes i..i+32 (requires bpp <= i and i + 32 <= len).
+/// Loads x, a, b, c for bytes i..i+32.
+///
+/// # Safety
+/// The CPU must have AVX2; `prev.len() >= raw.len()`, `bpp <= i` and `i + 32 <= raw.len()`
+/// (bytes `i - bpp .. i + 32` of both slices are read).
 #[inline(always)]
 unsafe fn load4(raw: &[u8], prev: &[u8], bpp: usize, i: usize) -> [__m256i; 4] {
     debug_assert!(i >= bpp && i + 32 <= raw.len());
@@ -112,6 +137,9 @@ unsafe fn load4(raw: &[u8], prev: &[u8], bpp: usize, i: usize) -> [__m256i; 4] {
 /// True when every byte equals its three neighbours (`x == a == b == c`): there every filter
 /// but None predicts `x` exactly (a zero residual). Flat graphics and screenshot margins are
 /// mostly such steps.
+///
+/// # Safety
+/// The CPU must have AVX2.
 #[inline(always)]
 unsafe fn is_flat(x: __m256i, a: __m256i, b: __m256i, c: __m256i) -> bool {
     // SAFETY: avx2 enabled by the caller; register intrinsics only.
@@ -124,6 +152,11 @@ unsafe fn is_flat(x: __m256i, a: __m256i, b: __m256i, c: __m256i) -> bool {
     }
 }
 
+/// See [`super::Kernel::filter_costs`].
+///
+/// # Safety
+/// The CPU must have AVX2, and `prev.len() >= raw.len()` (the vector loads read `prev` at every
+/// offset they read `raw`). `1 <= bpp <= 8` is the documented range; any `bpp` is sound.
 #[target_feature(enable = "avx2")]
 unsafe fn filter_costs(raw: &[u8], prev: &[u8], bpp: usize, cost: &CostTable) -> [u64; 5] {
     let n = raw.len();
@@ -158,7 +191,8 @@ unsafe fn filter_costs(raw: &[u8], prev: &[u8], bpp: usize, cost: &CostTable) ->
     let mut flat_bytes = 0u64;
     let mut i = head;
     while i < body_end {
-        // SAFETY: head <= i and i + 32 <= n.
+        // SAFETY: bpp.min(n) = head <= i with i < body_end <= n, so bpp <= i; i + 32 <=
+        // body_end <= n = raw.len() <= prev.len() (contract).
         let [x, a, b, c] = unsafe { load4(raw, prev, bpp, i) };
         // SAFETY: register intrinsics.
         if unsafe { is_flat(x, a, b, c) } {
@@ -203,6 +237,11 @@ unsafe fn filter_costs(raw: &[u8], prev: &[u8], bpp: usize, cost: &CostTable) ->
     out
 }
 
+/// See [`super::Kernel::filter_row`].
+///
+/// # Safety
+/// The CPU must have AVX2, `prev.len() >= raw.len()` and `dst.len() >= raw.len()` (vector loads
+/// and stores at every offset of `raw`). `bpp > 8` panics (scalar tail buffer), soundly.
 #[target_feature(enable = "avx2")]
 unsafe fn filter_row(f: u8, raw: &[u8], prev: &[u8], bpp: usize, dst: &mut [u8]) {
     let n = raw.len();
@@ -214,7 +253,8 @@ unsafe fn filter_row(f: u8, raw: &[u8], prev: &[u8], bpp: usize, dst: &mut [u8])
     let predicts_flat = f != scalar::NONE;
     let mut i = head;
     while i < body_end {
-        // SAFETY: head <= i and i + 32 <= n.
+        // SAFETY: bpp.min(n) = head <= i with i < body_end <= n, so bpp <= i; i + 32 <=
+        // body_end <= n = raw.len() <= prev.len() (contract).
         let [x, a, b, c] = unsafe { load4(raw, prev, bpp, i) };
         // SAFETY: register intrinsics.
         let r = unsafe {
@@ -246,7 +286,10 @@ unsafe fn filter_row(f: u8, raw: &[u8], prev: &[u8], bpp: usize, dst: &mut [u8])
     }
 }
 
-/// Zero-byte bit mask of the 32 bytes at `p` (requires p + 32 <= len).
+/// Zero-byte bit mask of the 32 bytes at `p`.
+///
+/// # Safety
+/// The CPU must have AVX2, and `p + 32 <= seg.len()`.
 #[inline(always)]
 unsafe fn zero_mask(seg: &[u8], p: usize) -> u32 {
     // SAFETY: p + 32 <= seg.len() (caller).
@@ -256,6 +299,10 @@ unsafe fn zero_mask(seg: &[u8], p: usize) -> u32 {
     }
 }
 
+/// See [`super::Kernel::find_run`].
+///
+/// # Safety
+/// The CPU must have AVX2. Sound for any `from` (loads only while `from + 32 <= seg.len()`).
 #[target_feature(enable = "avx2")]
 unsafe fn find_run(seg: &[u8], from: usize) -> Option<usize> {
     const R: usize = super::MIN_RUN;
@@ -277,6 +324,11 @@ unsafe fn find_run(seg: &[u8], from: usize) -> Option<usize> {
     scalar::find_run(seg, p.min(n))
 }
 
+/// See [`super::Kernel::zero_run`].
+///
+/// # Safety
+/// The CPU must have AVX2. Sound for any `start` (loads only while `start + 32 <= seg.len()`;
+/// the scalar tail panics past the end).
 #[target_feature(enable = "avx2")]
 unsafe fn zero_run(seg: &[u8], start: usize) -> usize {
     let n = seg.len();

@@ -11,66 +11,80 @@ use super::scalar;
 use crate::png::fast::bitwriter::{BitWriter, Bits};
 use crate::png::fast::huffman::{CostTable, Table, NEAR_MAX};
 
-/// Proof that the CPU has AVX-512 F, BW and VBMI (and BMI2, for variable shifts in the writer).
+/// Proof that the CPU has AVX-512 F, BW and VBMI (and BMI2, for variable shifts in the
+/// writer): the token of this kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Kernel(());
+pub(crate) struct Avx512 {
+    _priv: (),
+}
 
-impl Kernel {
-    /// True if this CPU can run the kernel.
-    pub fn is_available() -> bool {
+impl Avx512 {
+    /// True when this CPU can run the kernel (AVX-512 F, BW, VBMI and BMI2).
+    pub(crate) fn is_available() -> bool {
         is_x86_feature_detected!("avx512f")
             && is_x86_feature_detected!("avx512bw")
             && is_x86_feature_detected!("avx512vbmi")
             && is_x86_feature_detected!("bmi2")
     }
 
-    /// The kernel, if the CPU supports it.
-    pub fn new() -> Option<Self> {
-        Self::is_available().then_some(Kernel(()))
+    /// The kernel's token, if this CPU can run it.
+    pub(crate) fn new() -> Option<Self> {
+        Self::is_available().then_some(Avx512 { _priv: () })
     }
 
-    /// The kernel without checking.
-    ///
-    /// # Safety
-    /// The CPU must support AVX-512 F, BW, VBMI and BMI2.
-    #[allow(dead_code)]
-    pub unsafe fn new_unchecked() -> Self {
-        Kernel(())
+    /// The kernel handle.
+    pub(crate) fn kernel(self) -> super::Kernel {
+        super::Kernel::Avx512(self)
     }
 
-    /// See [`super::Kernel::filter_costs`].
-    pub fn filter_costs(&self, raw: &[u8], prev: &[u8], bpp: usize, cost: &CostTable) -> [u64; 5] {
-        // SAFETY: `self` exists only if the CPU has the features `filter_costs` enables.
+    /// See [`super::Kernel::filter_costs`]; panics under the same conditions.
+    pub(crate) fn filter_costs(
+        self,
+        raw: &[u8],
+        prev: &[u8],
+        bpp: usize,
+        cost: &CostTable,
+    ) -> [u64; 5] {
+        super::check_row(raw, prev, bpp);
+        // SAFETY: `self` exists only if the CPU has the features `filter_costs` enables;
+        // `prev.len() == raw.len()` and `1 <= bpp <= 8` were just checked.
         unsafe { filter_costs(raw, prev, bpp, cost) }
     }
 
-    /// See [`super::Kernel::filter_row`].
-    pub fn filter_row(&self, f: u8, raw: &[u8], prev: &[u8], bpp: usize, dst: &mut [u8]) {
-        // SAFETY: as above.
+    /// See [`super::Kernel::filter_row`]; panics under the same conditions.
+    pub(crate) fn filter_row(self, f: u8, raw: &[u8], prev: &[u8], bpp: usize, dst: &mut [u8]) {
+        super::check_row(raw, prev, bpp);
+        super::check_dst(raw, dst);
+        // SAFETY: features as above; `prev.len() == raw.len()`, `1 <= bpp <= 8` and
+        // `dst.len() >= raw.len()` were just checked.
         unsafe { filter_row(f, raw, prev, bpp, dst) }
     }
 
-    /// See [`super::Kernel::find_run`].
-    pub fn find_run(&self, seg: &[u8], from: usize) -> Option<usize> {
-        // SAFETY: as above.
+    /// See [`super::Kernel::find_run`]; panics under the same conditions.
+    pub(crate) fn find_run(self, seg: &[u8], from: usize) -> Option<usize> {
+        super::check_pos(seg, from);
+        // SAFETY: features as above; `from <= seg.len()` was just checked.
         unsafe { find_run(seg, from) }
     }
 
-    /// See [`super::Kernel::zero_run`].
-    pub fn zero_run(&self, seg: &[u8], start: usize) -> usize {
-        // SAFETY: as above.
+    /// See [`super::Kernel::zero_run`]; panics under the same conditions.
+    pub(crate) fn zero_run(self, seg: &[u8], start: usize) -> usize {
+        super::check_pos(seg, start);
+        // SAFETY: features as above; `start <= seg.len()` was just checked.
         unsafe { zero_run(seg, start) }
     }
 
     /// See [`super::Kernel::emit_segment`].
-    pub fn emit_segment(&self, seg: &[u8], table: &Table, bw: &mut BitWriter<'_>) {
-        // SAFETY: as above.
+    pub(crate) fn emit_segment(self, seg: &[u8], table: &Table, bw: &mut BitWriter<'_>) {
+        // SAFETY: features as above. `emit_segment` needs nothing else: it checks the writer's
+        // room itself (falling back to the bounds-checked writer) and reads `seg` by masks.
         unsafe { emit_segment(seg, table, bw) }
     }
 
     /// See [`super::Kernel::emit_literals`].
-    pub fn emit_literals(&self, bytes: &[u8], table: &Table, bw: &mut BitWriter<'_>) {
-        // SAFETY: as above.
+    pub(crate) fn emit_literals(self, bytes: &[u8], table: &Table, bw: &mut BitWriter<'_>) {
+        // SAFETY: features as above; the literal tables are `[u8; 256]` by type and the writer
+        // is bounds-checked, so nothing else is required.
         unsafe { emit_literals(bytes, table, bw) }
     }
 }
@@ -86,6 +100,9 @@ fn lanes(rem: usize) -> u64 {
 }
 
 /// The five filters' residuals for one vector of pixels.
+///
+/// # Safety
+/// The CPU must have AVX-512 F, BW, VBMI and BMI2.
 #[inline(always)]
 unsafe fn residuals(x: __m512i, a: __m512i, b: __m512i, c: __m512i) -> [__m512i; 5] {
     // SAFETY: (whole body) the caller runs with avx512f+bw enabled; intrinsics only.
@@ -108,6 +125,9 @@ unsafe fn residuals(x: __m512i, a: __m512i, b: __m512i, c: __m512i) -> [__m512i;
 
 /// The Paeth predictor in 8-bit lanes: pa = |b - c|, pb = |a - c| and pc = |pa ± pb| (a sum when
 /// b - c and a - c have the same sign, saturated: only its order against pa and pb matters).
+///
+/// # Safety
+/// The CPU must have AVX-512 F, BW, VBMI and BMI2.
 #[inline(always)]
 unsafe fn paeth(a: __m512i, b: __m512i, c: __m512i) -> __m512i {
     // SAFETY: (whole body) avx512f+bw enabled by the caller; intrinsics only.
@@ -125,6 +145,10 @@ unsafe fn paeth(a: __m512i, b: __m512i, c: __m512i) -> __m512i {
 }
 
 /// Loads x, a (left), b (up), c (up-left) at `i >= bpp`, zero beyond the lanes in `m`.
+///
+/// # Safety
+/// The CPU must have AVX-512 F, BW, VBMI and BMI2; `prev.len() >= raw.len()`, `bpp <= i < raw.len()`: the lanes of `m`
+/// must lie within `i..raw.len()` (bytes `i - bpp ..` of both slices are read under `m`).
 #[inline(always)]
 unsafe fn load4(raw: &[u8], prev: &[u8], bpp: usize, i: usize, m: u64) -> [__m512i; 4] {
     debug_assert!(i >= bpp && i < raw.len());
@@ -144,6 +168,9 @@ unsafe fn load4(raw: &[u8], prev: &[u8], bpp: usize, i: usize, m: u64) -> [__m51
 /// but None predicts `x` exactly, so Sub, Up, Average and Paeth leave a zero residual. Flat
 /// graphics and screenshot margins are mostly such blocks (rows that differ from the row above
 /// only in a plot line or a word); costing or filtering them in full is most of the work there.
+///
+/// # Safety
+/// The CPU must have AVX-512 F, BW, VBMI and BMI2.
 #[inline(always)]
 unsafe fn flat_lanes(x: __m512i, a: __m512i, b: __m512i, c: __m512i) -> u64 {
     // SAFETY: avx512bw enabled by the caller; intrinsics on registers only.
@@ -152,6 +179,11 @@ unsafe fn flat_lanes(x: __m512i, a: __m512i, b: __m512i, c: __m512i) -> u64 {
     }
 }
 
+/// See [`super::Kernel::filter_costs`].
+///
+/// # Safety
+/// The CPU must have AVX-512 F, BW, VBMI and BMI2, and `prev.len() >= raw.len()` (the masked loads read
+/// `prev` at every offset they read `raw`). Any `bpp` is sound.
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,bmi2")]
 unsafe fn filter_costs(raw: &[u8], prev: &[u8], bpp: usize, cost: &CostTable) -> [u64; 5] {
     let n = raw.len();
@@ -200,6 +232,11 @@ unsafe fn filter_costs(raw: &[u8], prev: &[u8], bpp: usize, cost: &CostTable) ->
     out
 }
 
+/// See [`super::Kernel::filter_row`].
+///
+/// # Safety
+/// The CPU must have AVX-512 F, BW, VBMI and BMI2, `prev.len() >= raw.len()` and `dst.len() >= raw.len()`
+/// (masked loads and stores at every offset of `raw`). Any `bpp` is sound.
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,bmi2")]
 unsafe fn filter_row(f: u8, raw: &[u8], prev: &[u8], bpp: usize, dst: &mut [u8]) {
     let n = raw.len();
@@ -248,6 +285,9 @@ unsafe fn filter_row(f: u8, raw: &[u8], prev: &[u8], bpp: usize, dst: &mut [u8])
 }
 
 /// Zero-byte mask of `seg[p..]`'s next 64 bytes (lanes past the end are not zeros).
+///
+/// # Safety
+/// The CPU must have AVX-512 F, BW, VBMI and BMI2, and `p <= seg.len()` (else the lane mask wraps past `seg`).
 #[inline(always)]
 unsafe fn zero_mask(seg: &[u8], p: usize) -> (u64, u64) {
     let m = lanes(seg.len() - p);
@@ -258,6 +298,10 @@ unsafe fn zero_mask(seg: &[u8], p: usize) -> (u64, u64) {
     }
 }
 
+/// See [`super::Kernel::find_run`].
+///
+/// # Safety
+/// The CPU must have AVX-512 F, BW, VBMI and BMI2. Sound for any `from` (loads only while `from < seg.len()`).
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,bmi2")]
 unsafe fn find_run(seg: &[u8], from: usize) -> Option<usize> {
     const R: usize = super::MIN_RUN;
@@ -289,6 +333,10 @@ unsafe fn find_run(seg: &[u8], from: usize) -> Option<usize> {
     None
 }
 
+/// See [`super::Kernel::zero_run`].
+///
+/// # Safety
+/// The CPU must have AVX-512 F, BW, VBMI and BMI2. Sound for any `start` (loads only while `start < seg.len()`).
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,bmi2")]
 unsafe fn zero_run(seg: &[u8], start: usize) -> usize {
     let n = seg.len();
@@ -329,6 +377,9 @@ unsafe fn zero_run(seg: &[u8], start: usize) -> usize {
 }
 
 /// A 256-entry byte table as four registers.
+///
+/// # Safety
+/// The CPU must have AVX-512 F, BW, VBMI and BMI2.
 #[inline(always)]
 unsafe fn load_table(t: &[u8; 256]) -> [__m512i; 4] {
     // SAFETY: t is 256 bytes: four 64-byte loads.
@@ -343,6 +394,9 @@ unsafe fn load_table(t: &[u8; 256]) -> [__m512i; 4] {
 }
 
 /// `t[x]` per byte: two 128-entry `vpermi2b` lookups, chosen by the index's top bit.
+///
+/// # Safety
+/// The CPU must have AVX-512 F, BW, VBMI and BMI2.
 #[inline(always)]
 unsafe fn lookup(t: &[__m512i; 4], x: __m512i, top: u64, m: u64) -> __m512i {
     // SAFETY: intrinsics on registers; avx512bw+vbmi enabled by the caller.
@@ -388,6 +442,10 @@ struct LitRegs {
     short: bool,
 }
 
+/// The literal tables of `table`, loaded.
+///
+/// # Safety
+/// The CPU must have AVX-512 F, BW, VBMI and BMI2.
 #[inline(always)]
 unsafe fn lit_regs(table: &Table) -> LitRegs {
     // SAFETY: 256-byte tables.
@@ -408,6 +466,9 @@ unsafe fn lit_regs(table: &Table) -> LitRegs {
 /// need: eight codes per `pext` when all of the block's codes are at most 8 bits
 /// ([`emit_short`]), else four ([`emit_long`]). The bit writer, the serial part, takes up to
 /// eight codes per write either way.
+///
+/// # Safety
+/// The CPU must have AVX-512 F, BW, VBMI and BMI2; `m` selects lanes `0..k` for some `k`.
 #[inline(always)]
 unsafe fn emit_block(x: __m512i, m: u64, t: &LitRegs, bw: &mut impl Bits) {
     if m == !0 {
@@ -461,6 +522,9 @@ struct Block {
 /// stream order) is compacted by one `pext` under a mask of each byte's low `len` bits; the
 /// group's length is one `vpsadbw` sum. (`pext` is slow only on AMD before Zen 3, which lacks
 /// AVX-512 VBMI and never runs this.)
+///
+/// # Safety
+/// The CPU must have AVX-512 F, BW, VBMI and BMI2.
 #[inline(always)]
 unsafe fn emit_short(b: Block, t: &LitRegs, bw: &mut impl Bits) {
     // SAFETY: (whole body) register intrinsics and `pext`; avx512f+bw+vbmi and bmi2 enabled by
@@ -492,6 +556,9 @@ unsafe fn emit_short(b: Block, t: &LitRegs, bw: &mut impl Bits) {
 /// under 7 bits, common on photos). The byte unpacks interleave within 128-bit lanes, so the
 /// groups of lane `k` are words `2k, 2k + 1` of the low unpack, then of the high one: stream
 /// order without a permutation.
+///
+/// # Safety
+/// The CPU must have AVX-512 F, BW, VBMI and BMI2.
 #[inline(always)]
 unsafe fn emit_long(b: Block, t: &LitRegs, bw: &mut impl Bits) {
     // SAFETY: (whole body) register intrinsics and `pext`; avx512f+bw+vbmi and bmi2 enabled by
@@ -536,6 +603,9 @@ unsafe fn emit_long(b: Block, t: &LitRegs, bw: &mut impl Bits) {
 }
 
 /// [`emit_block`], specialised for a full block (`FULL`, `m == !0`) or a partial one.
+///
+/// # Safety
+/// The CPU must have AVX-512 F, BW, VBMI and BMI2; `m` selects lanes `0..k` for some `k` (all 64 when `FULL`).
 #[inline(always)]
 unsafe fn emit_block_n<const FULL: bool>(x: __m512i, m: u64, t: &LitRegs, bw: &mut impl Bits) {
     let live = if FULL {
@@ -563,6 +633,10 @@ unsafe fn emit_block_n<const FULL: bool>(x: __m512i, m: u64, t: &LitRegs, bw: &m
     }
 }
 
+/// See [`super::Kernel::emit_literals`].
+///
+/// # Safety
+/// The CPU must have AVX-512 F, BW, VBMI and BMI2. Sound for any span and writer.
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,bmi2")]
 unsafe fn emit_literals(bytes: &[u8], table: &Table, bw: &mut BitWriter<'_>) {
     let n = bytes.len();
@@ -603,6 +677,9 @@ fn run_starts(z: u64, zn: u64) -> u64 {
 }
 
 /// `seg[p..]`'s next 64 bytes (zero past the end) and their zero-byte mask.
+///
+/// # Safety
+/// The CPU must have AVX-512 F, BW, VBMI and BMI2, and `p <= seg.len()` (else the lane mask wraps past `seg`).
 #[inline(always)]
 unsafe fn load_window(seg: &[u8], p: usize) -> (__m512i, u64) {
     let m = lanes(seg.len() - p);
@@ -630,6 +707,8 @@ fn segment_room(n: usize) -> usize {
 }
 
 impl RawBits {
+    /// A writer at `ptr`, continuing the accumulator `acc` of `nbits` bits.
+    ///
     /// # Safety
     /// `ptr` must be valid for writes of `room` bytes, and the writes made through the result
     /// must complete at most `room - 8` bytes (every write stores 8 bytes from `pos`).
@@ -662,6 +741,10 @@ impl Bits for RawBits {
 /// The fused segment coder: per 64-byte window, the zero masks of this window and the next
 /// give every run start in the window; the literals before it go out in one masked block.
 /// The next window is loaded once and carried over when no run interrupts.
+///
+/// # Safety
+/// The CPU must have AVX-512 F, BW, VBMI and BMI2. Sound for any segment and writer (the
+/// writer's room is checked).
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,bmi2")]
 unsafe fn emit_segment(seg: &[u8], table: &Table, bw: &mut BitWriter<'_>) {
     let n = seg.len();
@@ -683,6 +766,11 @@ unsafe fn emit_segment(seg: &[u8], table: &Table, bw: &mut BitWriter<'_>) {
     bw.resume(w.pos, w.acc, w.nbits);
 }
 
+/// [`emit_segment`]'s loop, over any bit writer.
+///
+/// # Safety
+/// The CPU must have AVX-512 F, BW, VBMI and BMI2. Sound for any segment; `bw` must be sound for the bytes the
+/// segment codes to (as [`RawBits::new`] requires of its buffer).
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,bmi2")]
 unsafe fn emit_segment_with(seg: &[u8], table: &Table, bw: &mut impl Bits) {
     let n = seg.len();

@@ -25,59 +25,61 @@ use super::huffman::{CostTable, Table};
 /// smaller than the png crate's `Fast` everywhere; 16 starts to cost size on the painting.
 pub(crate) const MIN_RUN: usize = 12;
 
-/// A kernel, proven available on this CPU by construction.
+/// One fast-coder kernel (scalar, AVX2, AVX-512 or NEON), usable on this CPU.
+///
+/// The idiom mirrors [`crate::convert::kernels`]: each ISA module has a token type (`Avx2`,
+/// `Avx512`, `Neon`) with `is_available()`, a safe `new() -> Option<Self>` that detects the CPU
+/// features, and `kernel(self)`; a SIMD variant here therefore holds a proof that its features
+/// are present. [`Kernel::best`] picks the fastest once per process and caches it;
+/// `--cfg pngcast_force_scalar` makes it pick [`Kernel::Scalar`]. The variant is matched once per
+/// row or segment call, never per byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kernel {
     /// Portable code.
     Scalar,
     /// AVX2 filters, costs and run search; scalar-table literal emission.
     #[cfg(target_arch = "x86_64")]
-    Avx2(avx2::Kernel),
+    Avx2(avx2::Avx2),
     /// AVX-512 (F, BW, VBMI): everything vectorised, including literal code lookup and packing.
     #[cfg(target_arch = "x86_64")]
-    Avx512(avx512::Kernel),
+    Avx512(avx512::Avx512),
     /// NEON filters and costs.
     #[cfg(target_arch = "aarch64")]
-    Neon(neon::Kernel),
+    Neon(neon::Neon),
 }
 
 impl Kernel {
-    /// The best kernel for this CPU, detected on first use and cached.
-    pub fn get() -> Kernel {
+    /// The kernel the coder uses when none is pinned: the fastest this CPU has, chosen on first
+    /// use and cached. With `--cfg pngcast_force_scalar`, always the scalar one.
+    pub fn best() -> Kernel {
         static BEST: OnceLock<Kernel> = OnceLock::new();
-        *BEST.get_or_init(Self::detect)
+        *BEST.get_or_init(|| {
+            if cfg!(pngcast_force_scalar) {
+                Kernel::Scalar
+            } else {
+                Self::all()[0]
+            }
+        })
     }
 
-    fn detect() -> Kernel {
-        if cfg!(pngcast_force_scalar) {
-            return Kernel::Scalar;
-        }
-        Self::available()
-            .into_iter()
-            .last()
-            .unwrap_or(Kernel::Scalar)
-    }
-
-    /// Every kernel this CPU can run, scalar first, best last (tests compare them all).
-    pub fn available() -> Vec<Kernel> {
-        #[allow(unused_mut)]
-        let mut v = vec![Kernel::Scalar];
-        #[cfg(target_arch = "x86_64")]
-        {
-            if let Some(k) = avx2::Kernel::new() {
-                v.push(Kernel::Avx2(k));
+    /// Every kernel this CPU can run, fastest first, the scalar one last. Detected once (cached).
+    pub fn all() -> &'static [Kernel] {
+        static ALL: OnceLock<Vec<Kernel>> = OnceLock::new();
+        ALL.get_or_init(|| {
+            #[allow(unused_mut)]
+            let mut v = Vec::new();
+            #[cfg(target_arch = "x86_64")]
+            {
+                v.extend(avx512::Avx512::new().map(avx512::Avx512::kernel));
+                v.extend(avx2::Avx2::new().map(avx2::Avx2::kernel));
             }
-            if let Some(k) = avx512::Kernel::new() {
-                v.push(Kernel::Avx512(k));
+            #[cfg(target_arch = "aarch64")]
+            {
+                v.extend(neon::Neon::new().map(neon::Neon::kernel));
             }
-        }
-        #[cfg(target_arch = "aarch64")]
-        {
-            if let Some(k) = neon::Kernel::new() {
-                v.push(Kernel::Neon(k));
-            }
-        }
-        v
+            v.push(Kernel::Scalar);
+            v
+        })
     }
 
     /// A short name (`scalar`, `avx2`, `avx512`, `neon`).
@@ -97,8 +99,10 @@ impl Kernel {
     /// the bytes [`scalar::cost_counted`] selects (every other 64-byte block). `prev` is the
     /// unfiltered row above (zeros for the image's first row), same length.
     #[inline]
+    ///
+    /// Panics (a programmer error) unless `prev.len() == raw.len()` and `bpp` is in `1..=8`.
     pub fn filter_costs(&self, raw: &[u8], prev: &[u8], bpp: usize, cost: &CostTable) -> [u64; 5] {
-        assert_eq!(raw.len(), prev.len());
+        check_row(raw, prev, bpp);
         match self {
             Kernel::Scalar => scalar::filter_costs(raw, prev, bpp, cost),
             #[cfg(target_arch = "x86_64")]
@@ -112,9 +116,12 @@ impl Kernel {
 
     /// Filters `raw` with filter type `f` (0..=4) into `dst[..raw.len()]`.
     #[inline]
+    ///
+    /// Panics (a programmer error) unless `prev.len() == raw.len()`, `dst.len() >= raw.len()` and
+    /// `bpp` is in `1..=8`.
     pub fn filter_row(&self, f: u8, raw: &[u8], prev: &[u8], bpp: usize, dst: &mut [u8]) {
-        assert_eq!(raw.len(), prev.len());
-        assert!(dst.len() >= raw.len());
+        check_row(raw, prev, bpp);
+        check_dst(raw, dst);
         match self {
             Kernel::Scalar => scalar::filter_row(f, raw, prev, bpp, dst),
             #[cfg(target_arch = "x86_64")]
@@ -127,8 +134,11 @@ impl Kernel {
     }
 
     /// The start of the first run of at least [`MIN_RUN`] zeros in `seg[from..]`.
+    ///
+    /// Panics (a programmer error) if `from > seg.len()`.
     #[inline]
     pub fn find_run(&self, seg: &[u8], from: usize) -> Option<usize> {
+        check_pos(seg, from);
         match self {
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2(k) => k.find_run(seg, from),
@@ -139,8 +149,11 @@ impl Kernel {
     }
 
     /// The number of zeros starting at `seg[start]`.
+    ///
+    /// Panics (a programmer error) if `start > seg.len()`.
     #[inline]
     pub fn zero_run(&self, seg: &[u8], start: usize) -> usize {
+        check_pos(seg, start);
         match self {
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2(k) => k.zero_run(seg, start),
@@ -182,6 +195,48 @@ impl Kernel {
     }
 }
 
+/// Checks the row preconditions every filter kernel's loads rely on: `prev` (the row above) is
+/// as long as `raw`, so each SIMD load at `i..i + lanes` of `raw` is also within `prev`; and
+/// `bpp` is a PNG pixel size (`1..=8`), so the scalar row tails fit their fixed scratch buffers.
+/// Panics with a clear message otherwise (a programmer error).
+#[inline]
+#[track_caller]
+pub(crate) fn check_row(raw: &[u8], prev: &[u8], bpp: usize) {
+    assert!(
+        prev.len() == raw.len(),
+        "fast kernel: prev row has {} bytes, raw row {}",
+        prev.len(),
+        raw.len()
+    );
+    assert!(
+        (1..=8).contains(&bpp),
+        "fast kernel: bytes per pixel {bpp} outside 1..=8"
+    );
+}
+
+/// Checks that a filtered row fits its output: `dst.len() >= raw.len()`.
+#[inline]
+#[track_caller]
+pub(crate) fn check_dst(raw: &[u8], dst: &[u8]) {
+    assert!(
+        dst.len() >= raw.len(),
+        "fast kernel: output holds {} bytes, row needs {}",
+        dst.len(),
+        raw.len()
+    );
+}
+
+/// Checks that a run-search position lies within (or just past) the segment: `pos <= seg.len()`.
+#[inline]
+#[track_caller]
+pub(crate) fn check_pos(seg: &[u8], pos: usize) {
+    assert!(
+        pos <= seg.len(),
+        "fast kernel: position {pos} past the segment's {} bytes",
+        seg.len()
+    );
+}
+
 /// Emits a run of `k >= MIN_RUN` zeros: a literal zero, then matches of distance 1 covering
 /// `k - 1` bytes (258 at a time; the last two split so that none is shorter than 3).
 #[inline]
@@ -205,4 +260,161 @@ pub(crate) fn emit_run(k: usize, table: &Table, bw: &mut impl Bits) {
     }
     let (b, n) = e(m);
     bw.write(b, n);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+
+    use super::*;
+    use crate::png::fast::huffman::CostTable;
+
+    /// A named call that must panic with a message containing its name.
+    type Broken = (&'static str, Box<dyn FnOnce()>);
+
+    /// The panic message of `f`, which must panic.
+    fn panic_message(f: impl FnOnce()) -> String {
+        let err = catch_unwind(AssertUnwindSafe(f)).expect_err("expected a panic");
+        err.downcast_ref::<String>()
+            .cloned()
+            .or_else(|| err.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default()
+    }
+
+    /// Every safe entry point a kernel has, each called with one precondition broken by a
+    /// margin large enough that a missing check would read or write outside the slices. The
+    /// call must panic with the check's message before any SIMD code runs.
+    fn broken_calls(k: Kernel) -> Vec<Broken> {
+        let cost = CostTable::prior();
+        let raw = vec![7u8; 300];
+        let short_prev = vec![1u8; 40];
+        let v: Vec<Broken> = vec![
+            ("prev row has 40 bytes, raw row 300", {
+                let (raw, prev, cost) = (raw.clone(), short_prev.clone(), cost.clone());
+                Box::new(move || {
+                    let _ = k.filter_costs(&raw, &prev, 3, &cost);
+                })
+            }),
+            ("prev row has 40 bytes, raw row 300", {
+                let (raw, prev) = (raw.clone(), short_prev.clone());
+                Box::new(move || k.filter_row(4, &raw, &prev, 3, &mut [0u8; 300]))
+            }),
+            ("output holds 10 bytes, row needs 300", {
+                let raw = raw.clone();
+                Box::new(move || k.filter_row(1, &raw, &raw, 3, &mut [0u8; 10]))
+            }),
+            ("bytes per pixel 0 outside 1..=8", {
+                let (raw, cost) = (raw.clone(), cost.clone());
+                Box::new(move || {
+                    let _ = k.filter_costs(&raw, &raw, 0, &cost);
+                })
+            }),
+            ("bytes per pixel 200 outside 1..=8", {
+                let raw = raw.clone();
+                Box::new(move || k.filter_row(2, &raw, &raw, 200, &mut [0u8; 300]))
+            }),
+            ("position 301 past the segment's 300 bytes", {
+                let raw = raw.clone();
+                Box::new(move || {
+                    let _ = k.find_run(&raw, 301);
+                })
+            }),
+            ("position 1000 past the segment's 300 bytes", {
+                let raw = raw.clone();
+                Box::new(move || {
+                    let _ = k.zero_run(&raw, 1000);
+                })
+            }),
+        ];
+        v
+    }
+
+    #[test]
+    fn every_kernel_rejects_broken_preconditions_with_a_clear_panic() {
+        for &k in Kernel::all() {
+            for (want, call) in broken_calls(k) {
+                let got = panic_message(call);
+                assert!(
+                    got.contains(want),
+                    "{}: got {got:?}, want {want:?}",
+                    k.name()
+                );
+            }
+        }
+    }
+
+    /// The per-ISA tokens' wrappers are safe on their own (not only through [`Kernel`]).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn isa_wrappers_check_their_preconditions() {
+        let cost = CostTable::prior();
+        let raw = [5u8; 256];
+        let prev = [0u8; 8];
+        if let Some(t) = avx2::Avx2::new() {
+            let m = panic_message(|| {
+                let _ = t.filter_costs(&raw, &prev, 4, &cost);
+            });
+            assert!(m.contains("prev row has 8 bytes, raw row 256"), "{m}");
+            let m = panic_message(|| t.filter_row(0, &raw, &raw, 4, &mut [0u8; 255]));
+            assert!(m.contains("output holds 255 bytes"), "{m}");
+            let m = panic_message(|| {
+                let _ = t.zero_run(&raw, 257);
+            });
+            assert!(m.contains("position 257"), "{m}");
+        }
+        if let Some(t) = avx512::Avx512::new() {
+            let m = panic_message(|| t.filter_row(3, &raw, &prev, 4, &mut [0u8; 256]));
+            assert!(m.contains("prev row has 8 bytes, raw row 256"), "{m}");
+            let m = panic_message(|| {
+                let _ = t.filter_costs(&raw, &raw, 9, &cost);
+            });
+            assert!(m.contains("bytes per pixel 9"), "{m}");
+            let m = panic_message(|| {
+                let _ = t.find_run(&raw, 300);
+            });
+            assert!(m.contains("position 300"), "{m}");
+        }
+    }
+
+    /// The boundary cases of the checks are accepted and agree with the scalar kernel: an
+    /// output longer than the row, a position at the very end of a segment.
+    #[test]
+    fn boundary_cases_are_accepted_and_match_scalar() {
+        let raw: Vec<u8> = (0..200u32).map(|i| (i * 37 % 251) as u8).collect();
+        let prev: Vec<u8> = raw.iter().map(|b| b.wrapping_add(3)).collect();
+        for &k in Kernel::all() {
+            for bpp in [1, 8] {
+                let mut want = vec![0xAAu8; 210];
+                Kernel::Scalar.filter_row(4, &raw, &prev, bpp, &mut want);
+                let mut got = vec![0xAAu8; 210];
+                k.filter_row(4, &raw, &prev, bpp, &mut got);
+                assert_eq!(got, want, "{}", k.name());
+            }
+            let zeros = [0u8; 100];
+            assert_eq!(k.find_run(&zeros, 100), None, "{}", k.name());
+            assert_eq!(k.zero_run(&zeros, 100), 0, "{}", k.name());
+            assert_eq!(k.zero_run(&zeros, 0), 100, "{}", k.name());
+        }
+    }
+
+    #[test]
+    fn kernels_are_listed_fastest_first_and_named_once() {
+        let all = Kernel::all();
+        assert_eq!(all.last(), Some(&Kernel::Scalar));
+        let mut names: Vec<&str> = all.iter().map(Kernel::name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), all.len());
+        let want = if cfg!(pngcast_force_scalar) {
+            Kernel::Scalar
+        } else {
+            all[0]
+        };
+        assert_eq!(Kernel::best(), want);
+        assert_eq!(crate::png::fast_kernel_name(), want.name());
+        assert_eq!(
+            crate::convert::kernel_name(),
+            crate::convert::kernels::best().name()
+        );
+    }
 }

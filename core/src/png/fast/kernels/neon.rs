@@ -7,43 +7,57 @@ use core::arch::aarch64::*;
 use super::scalar;
 use crate::png::fast::huffman::{CostTable, NEAR_MAX};
 
-/// Proof that the CPU has NEON (always true on aarch64 Linux, still detected).
+/// Proof that the CPU has NEON (always true on aarch64 Linux, still detected): the token of
+/// this kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Kernel(());
+pub(crate) struct Neon {
+    _priv: (),
+}
 
-impl Kernel {
-    /// True if this CPU can run the kernel.
-    pub fn is_available() -> bool {
+impl Neon {
+    /// True when this CPU can run the kernel (NEON).
+    pub(crate) fn is_available() -> bool {
         std::arch::is_aarch64_feature_detected!("neon")
     }
 
-    /// The kernel, if the CPU supports it.
-    pub fn new() -> Option<Self> {
-        Self::is_available().then_some(Kernel(()))
+    /// The kernel's token, if this CPU can run it.
+    pub(crate) fn new() -> Option<Self> {
+        Self::is_available().then_some(Neon { _priv: () })
     }
 
-    /// The kernel without checking.
-    ///
-    /// # Safety
-    /// The CPU must support NEON.
-    #[allow(dead_code)]
-    pub unsafe fn new_unchecked() -> Self {
-        Kernel(())
+    /// The kernel handle.
+    pub(crate) fn kernel(self) -> super::Kernel {
+        super::Kernel::Neon(self)
     }
 
-    /// See [`super::Kernel::filter_costs`].
-    pub fn filter_costs(&self, raw: &[u8], prev: &[u8], bpp: usize, cost: &CostTable) -> [u64; 5] {
-        // SAFETY: `self` exists only if the CPU has NEON.
+    /// See [`super::Kernel::filter_costs`]; panics under the same conditions.
+    pub(crate) fn filter_costs(
+        self,
+        raw: &[u8],
+        prev: &[u8],
+        bpp: usize,
+        cost: &CostTable,
+    ) -> [u64; 5] {
+        super::check_row(raw, prev, bpp);
+        // SAFETY: `self` exists only if the CPU has NEON; `prev.len() == raw.len()` and
+        // `1 <= bpp <= 8` were just checked.
         unsafe { filter_costs(raw, prev, bpp, cost) }
     }
 
-    /// See [`super::Kernel::filter_row`].
-    pub fn filter_row(&self, f: u8, raw: &[u8], prev: &[u8], bpp: usize, dst: &mut [u8]) {
-        // SAFETY: as above.
+    /// See [`super::Kernel::filter_row`]; panics under the same conditions.
+    pub(crate) fn filter_row(self, f: u8, raw: &[u8], prev: &[u8], bpp: usize, dst: &mut [u8]) {
+        super::check_row(raw, prev, bpp);
+        super::check_dst(raw, dst);
+        // SAFETY: NEON as above; `prev.len() == raw.len()`, `1 <= bpp <= 8` and
+        // `dst.len() >= raw.len()` were just checked.
         unsafe { filter_row(f, raw, prev, bpp, dst) }
     }
 }
 
+/// The Paeth predictor in 8-bit lanes.
+///
+/// # Safety
+/// The CPU must have NEON.
 #[inline(always)]
 unsafe fn paeth(a: uint8x16_t, b: uint8x16_t, c: uint8x16_t) -> uint8x16_t {
     // SAFETY: (whole body) register intrinsics; NEON enabled by the caller.
@@ -58,6 +72,10 @@ unsafe fn paeth(a: uint8x16_t, b: uint8x16_t, c: uint8x16_t) -> uint8x16_t {
     }
 }
 
+/// The residual of filter `f` for one vector of pixels.
+///
+/// # Safety
+/// The CPU must have NEON.
 #[inline(always)]
 unsafe fn residual(
     f: u8,
@@ -79,10 +97,14 @@ unsafe fn residual(
     }
 }
 
-/// Loads x, a, b, c for bytes i..i+16 (requires bpp <= i and i + 16 <= len).
+/// Loads x, a, b, c for bytes i..i+16.
+///
+/// # Safety
+/// The CPU must have NEON; `prev.len() >= raw.len()`, `bpp <= i` and `i + 16 <= raw.len()`
+/// (bytes `i - bpp .. i + 16` of both slices are read).
 #[inline(always)]
 unsafe fn load4(raw: &[u8], prev: &[u8], bpp: usize, i: usize) -> [uint8x16_t; 4] {
-    // SAFETY: bytes i - bpp .. i + 16 are within both slices.
+    // SAFETY: bpp <= i and i + 16 <= raw.len() <= prev.len() (this function's contract).
     unsafe {
         [
             vld1q_u8(raw.as_ptr().add(i)),
@@ -93,13 +115,19 @@ unsafe fn load4(raw: &[u8], prev: &[u8], bpp: usize, i: usize) -> [uint8x16_t; 4
     }
 }
 
+/// See [`super::Kernel::filter_costs`].
+///
+/// # Safety
+/// The CPU must have NEON, and `prev.len() >= raw.len()` (the vector loads read `prev` at
+/// every offset they read `raw`). Any `bpp` is sound.
 #[target_feature(enable = "neon")]
 unsafe fn filter_costs(raw: &[u8], prev: &[u8], bpp: usize, cost: &CostTable) -> [u64; 5] {
     let n = raw.len();
     let head = bpp.min(n);
     let body_end = head + (n - head) / 16 * 16;
     let mut out = scalar::costs_between(raw, prev, bpp, 0, head, cost);
-    // SAFETY: 16-byte tables; register intrinsics.
+    // SAFETY: `near` is `[u8; 32]`: two 16-byte loads; register intrinsics; each `load4` is at
+    // bpp.min(n) = head <= i (so bpp <= i) with i + 16 <= body_end <= n <= prev.len().
     unsafe {
         let tbl = uint8x16x2_t(
             vld1q_u8(cost.near.as_ptr()),
@@ -136,6 +164,11 @@ unsafe fn filter_costs(raw: &[u8], prev: &[u8], bpp: usize, cost: &CostTable) ->
     out
 }
 
+/// See [`super::Kernel::filter_row`].
+///
+/// # Safety
+/// The CPU must have NEON, `prev.len() >= raw.len()` and `dst.len() >= raw.len()`. `bpp > 8`
+/// panics (scalar tail buffer), soundly.
 #[target_feature(enable = "neon")]
 unsafe fn filter_row(f: u8, raw: &[u8], prev: &[u8], bpp: usize, dst: &mut [u8]) {
     let n = raw.len();
@@ -145,7 +178,8 @@ unsafe fn filter_row(f: u8, raw: &[u8], prev: &[u8], bpp: usize, dst: &mut [u8])
     scalar::filter_row(f, &raw[..head], &prev[..head], bpp, &mut dst[..head]);
     let mut i = head;
     while i < body_end {
-        // SAFETY: head <= i, i + 16 <= n <= dst.len().
+        // SAFETY: bpp <= i (as in `filter_costs`), i + 16 <= n <= prev.len() and
+        // n <= dst.len() (asserted above).
         unsafe {
             let [x, a, b, c] = load4(raw, prev, bpp, i);
             vst1q_u8(dst.as_mut_ptr().add(i), residual(f, x, a, b, c));
