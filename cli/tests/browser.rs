@@ -206,3 +206,114 @@ fn docs_screenshot() {
     wait_for(&mut b, "frames", |r| frames_of(r, "preview") >= 40);
     std::fs::write(dest, b.screenshot().unwrap()).unwrap();
 }
+
+/// The page at phone width, its Pause and Save buttons, and what it says when the token is
+/// missing or wrong.
+#[test]
+fn viewer_controls_phone_width_and_token_help() {
+    let Some(exe) = chromium_or_skip() else {
+        return;
+    };
+    let scratch = common::scratch("browser-controls");
+    let serve = Serve::start(&[
+        "--source", "demo", "--size", "320x240", "--fps", "20", "--token", "t0ken",
+    ]);
+
+    // No token in the page's address: the page says a token is needed and how to give it.
+    let url = format!("http://{}/", serve.addr);
+    let mut b = Browser::launch(&exe, &url, 390, 800, &scratch).unwrap();
+    wait_for(&mut b, "the page to explain the missing token", |r| {
+        r["state"] == "unauthorized"
+    });
+    let help = b
+        .eval("document.getElementById('help').textContent")
+        .unwrap();
+    assert!(
+        help.as_str().unwrap().contains("?token=YOUR_TOKEN"),
+        "{help}"
+    );
+    drop(b);
+
+    // A wrong token is named as such.
+    let url = format!("http://{}/?token=wrong", serve.addr);
+    let mut b = Browser::launch(&exe, &url, 390, 800, &scratch).unwrap();
+    wait_for(&mut b, "the page to refuse the wrong token", |r| {
+        r["state"] == "unauthorized"
+    });
+    let conn = b
+        .eval("document.getElementById('conn').textContent")
+        .unwrap();
+    assert_eq!(conn, "wrong token");
+    drop(b);
+
+    // The right token, at phone width (390 px): nothing runs off the page.
+    let url = format!("http://{}/?token=t0ken", serve.addr);
+    let mut b = Browser::launch(&exe, &url, 390, 800, &scratch).unwrap();
+    wait_for(&mut b, "frames", |r| frames_of(r, "preview") >= 3);
+    let overflow = b
+        .eval(
+            "(() => { const w = document.documentElement.clientWidth; \
+             const over = [...document.querySelectorAll('header *, .panel, .panel *')] \
+               .filter(e => e.getBoundingClientRect().right > w + 0.5).map(e => e.tagName + '.' + e.className); \
+             return JSON.stringify({ scroll: document.documentElement.scrollWidth, w, over }); })()",
+        )
+        .unwrap();
+    let o: Value = serde_json::from_str(overflow.as_str().unwrap()).unwrap();
+    assert!(
+        o["scroll"].as_u64() <= o["w"].as_u64() && o["over"].as_array().unwrap().is_empty(),
+        "content wider than the phone screen: {o}"
+    );
+    // Each stat stays on one line (no value broken mid-way).
+    let wrapped = b
+        .eval(
+            "[...document.querySelectorAll('dd')].filter(d => d.getClientRects().length > 1 || \
+              d.scrollWidth > d.clientWidth + 1).length",
+        )
+        .unwrap();
+    assert_eq!(wrapped, 0, "a stat value wraps or overflows");
+    let shot = b.screenshot().unwrap();
+    std::fs::write(target_dir().join("browser").join("viewer-phone.png"), &shot)
+        .or_else(|_| {
+            std::fs::create_dir_all(target_dir().join("browser"))?;
+            std::fs::write(target_dir().join("browser").join("viewer-phone.png"), &shot)
+        })
+        .unwrap();
+
+    // Pause: frames keep arriving but the picture stops; Resume: it moves again.
+    b.eval("document.getElementById('pause').click()").unwrap();
+    let panel_js = "JSON.stringify({...document.querySelector('.panel').dataset})";
+    let read = |b: &mut Browser| -> Value {
+        serde_json::from_str(b.eval(panel_js).unwrap().as_str().unwrap()).unwrap()
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let p0 = read(&mut b);
+    std::thread::sleep(Duration::from_millis(1000));
+    let p1 = read(&mut b);
+    let num = |v: &Value, k: &str| v[k].as_str().unwrap().parse::<u64>().unwrap();
+    assert_eq!(
+        num(&p0, "frames"),
+        num(&p1, "frames"),
+        "paused: {p0} -> {p1}"
+    );
+    assert!(
+        num(&p1, "received") > num(&p0, "received"),
+        "still receiving: {p1}"
+    );
+    assert_eq!(b.eval("document.body.dataset.paused").unwrap(), "true");
+    b.eval("document.getElementById('pause').click()").unwrap();
+    wait_for(&mut b, "frames after resuming", |r| {
+        frames_of(r, "preview") >= num(&p1, "frames") + 3
+    });
+
+    // Save this frame: the PNG that arrived, under the event's name.
+    b.eval("document.querySelector('.panel .save').click()")
+        .unwrap();
+    let p = read(&mut b);
+    assert_eq!(p["saved"], "1", "{p}");
+    assert!(num(&p, "savedBytes") > 1000, "{p}");
+    let name = p["savedName"].as_str().unwrap();
+    assert!(
+        name.starts_with("preview_") && name.ends_with(".png"),
+        "{name}"
+    );
+}
