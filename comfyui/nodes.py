@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import pngcast
 
@@ -38,6 +39,14 @@ TYPE_PREVIEW_IMAGE_WITH_METADATA = 4
 FORMAT_PNG = b"\x00\x00\x00\x02"
 
 DEFAULT_PORT = 8189
+
+# Message types ComfyUI and its clients already use: an image event under one of these names
+# would be read as that message (a client waiting for `executing` with `node: null` would stop).
+RESERVED_EVENTS = frozenset({
+    "status", "executing", "executed", "execution_start", "execution_error", "execution_cached",
+    "execution_success", "execution_interrupted", "progress", "progress_state", "progress_text",
+    "feature_flags", "b_preview", "b_preview_with_metadata", "logs", "graphChanged", "promptQueued",
+})
 
 _server_lock = threading.Lock()
 _servers: dict[int, "pngcast.Server"] = {}
@@ -209,6 +218,8 @@ class SendImageOnWebSocketPngcast:
                     bit_depth="8", embed_workflow=False, prompt=None, extra_pnginfo=None, unique_id=None):
         if not isinstance(event, str) or not event:
             raise ValueError("event must be a non-empty string")
+        if event in RESERVED_EVENTS:
+            raise ValueError(f"event {event!r} is one of ComfyUI's own message types: pick another name")
         images = _check(images, mask)
         count, height, width = int(images.shape[0]), int(images.shape[1]), int(images.shape[2])
         text = _text_chunks(embed_workflow, prompt, extra_pnginfo)
@@ -234,8 +245,9 @@ class SendImageOnWebSocketPngcast:
 
     @classmethod
     def IS_CHANGED(cls, **_kwargs):
-        # Like SaveImageWebsocket: send every time the prompt runs.
-        return float("nan")
+        # Like SaveImageWebsocket: send every time the prompt runs. (A time, not NaN: ComfyUI
+        # stores the value in the prompt, which embed_workflow writes out as JSON.)
+        return time.time()
 
 
 NODE_CLASS_MAPPINGS = {"SendImageOnWebSocketPngcast": SendImageOnWebSocketPngcast}

@@ -32,7 +32,8 @@ def free_port() -> int:
 class ComfyUI:
     """One ComfyUI process. `python` is the interpreter of ComfyUI's venv (this test's own)."""
 
-    def __init__(self, workdir: Path, python: str = sys.executable):
+    def __init__(self, workdir: Path, python: str = sys.executable, env: dict | None = None):
+        self.extra_env = env or {}
         self.workdir = workdir
         self.python = python
         self.port = free_port()
@@ -60,6 +61,7 @@ class ComfyUI:
                 shutil.copy(src, self.input_dir / src.name)
         env = dict(os.environ)
         env["PNGCAST_PORT"] = str(free_port())
+        env.update(self.extra_env)
         self.pngcast_port = int(env["PNGCAST_PORT"])
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(

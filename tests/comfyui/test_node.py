@@ -304,3 +304,28 @@ def test_bad_input_is_an_execution_error(comfy, kind, batch, words):
     assert comfy.alive()
     h = comfy.wait_done(comfy.queue(with_ours(empty_image(8, 8, 1, 0), "after"), cid))
     assert h["status"]["status_str"] == "success"
+
+
+def test_reserved_event_name_is_an_execution_error(comfy):
+    cid = new_client_id()
+    client = ExampleScriptClient(comfy.addr, cid)
+    try:
+        _, by_node, texts = client.run(comfy, with_ours(empty_image(8, 8, 1, 0), "executing"), cid)
+    finally:
+        client.close()
+    errors = [t for t in texts if t["type"] == "execution_error"]
+    assert errors and "ComfyUI's own message types" in errors[0]["data"]["exception_message"]
+
+
+def test_embedded_prompt_is_strict_json(comfy):
+    graph = with_ours(load_image("camera.png", 1), "strict", embed_workflow=True)
+    cid = new_client_id()
+    client = ExampleScriptClient(comfy.addr, cid)
+    try:
+        _, by_node, _ = client.run(comfy, graph, cid)
+    finally:
+        client.close()
+    (out,) = by_node["9"]
+    text = Image.open(io.BytesIO(out[8:])).text["prompt"]
+    json.loads(text, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c} in the prompt"))
+
