@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Ours (fast coder, Balanced, 1 and 2 threads) beside the png crate's `Fast`, in the same process,
-# in K separate processes per corpus image: the "Session 3 re-run" encode table of docs/perf.md.
+# in K separate processes per corpus image: the encode table of docs/perf.md ("Encoder speed").
 #   scripts/encode_paired.sh            # K=6 processes, best of N=20 runs each
 #   K=3 N=10 scripts/encode_paired.sh   # quicker
 # Prints one line per process: image, ours t1 MP/s, ours t2 MP/s, png Fast MP/s, ours t2 with the

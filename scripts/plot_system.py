@@ -6,7 +6,9 @@ Reads the JSON lines printed by `benches/examples/latency.rs` (kind == "latency"
 y = milliseconds, both log scale; solid lines are medians, the shaded band reaches up to p99.
 
 Usage:
-    python3 scripts/plot_system.py PNGCAST.jsonl PYTHON.jsonl [-o docs/system_latency.svg]
+    python3 scripts/plot_system.py [PNGCAST.jsonl PYTHON.jsonl] [-o docs/system_latency.svg]
+
+Defaults: docs/system/latency.jsonl and docs/system/python_baseline.jsonl.
 """
 
 import argparse
@@ -99,7 +101,12 @@ def svg(series):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("inputs", nargs="+", help="JSON-lines files from latency.rs and comfy_baseline.py")
+    ap.add_argument(
+        "inputs",
+        nargs="*",
+        default=["docs/system/latency.jsonl", "docs/system/python_baseline.jsonl"],
+        help="JSON-lines files from latency.rs and comfy_baseline.py",
+    )
     ap.add_argument("-o", "--output", default="docs/system_latency.svg")
     args = ap.parse_args()
     series = load(args.inputs)
