@@ -351,12 +351,13 @@ fn u8_batch_names_and_index() {
 #[test]
 fn masks_and_layout_override() {
     let dir = tmpdir("layout");
-    // [2,4,6]: the last dimension is not 1..=4, so it is a batch of two 4x6 masks.
+    // [2,4,6] is two 4x6 masks or one channels-first gray+alpha image: refused without --layout.
     let x = samples(2 * 4 * 6);
     let input = dir.join("mask.npy");
     fs::write(&input, npy("<f4", false, &[2, 4, 6], &f32_bytes(&x))).unwrap();
     let out = dir.join("m.png");
-    assert_ok(&run(&[&"encode", &input, &"-o", &out]));
+    assert_refused(&dir, &[&"encode", &input, &"-o", &out], "--layout bhw");
+    assert_ok(&run(&[&"encode", &input, &"-o", &out, &"--layout", &"bhw"]));
     for i in 0..2 {
         let d = decode(&dir.join(format!("m_{i:04}.png")));
         assert_eq!(
@@ -367,11 +368,12 @@ fn masks_and_layout_override() {
         assert_eq!(d.pixels, want);
     }
 
-    // [2,4,3] is guessed as one 2x4 RGB image; --layout bhw makes it two 4x3 masks.
+    // [2,4,3] is refused without --layout; hwc makes one 2x4 RGB image, bhw two 4x3 masks.
     let input = dir.join("ambiguous.npy");
     fs::write(&input, npy("<f4", false, &[2, 4, 3], &f32_bytes(&x[..24]))).unwrap();
     let rgb = dir.join("rgb.png");
-    assert_ok(&run(&[&"encode", &input, &"-o", &rgb]));
+    assert_refused(&dir, &[&"encode", &input, &"-o", &rgb], "--layout hwc");
+    assert_ok(&run(&[&"encode", &input, &"-o", &rgb, &"--layout", &"hwc"]));
     let d = decode(&rgb);
     assert_eq!((d.width, d.height, d.color), (4, 2, png::ColorType::Rgb));
     let masks = dir.join("masks.png");
@@ -697,7 +699,7 @@ fn bad_inputs_are_refused_cleanly() {
     };
     let good = put(
         "good.npy",
-        &npy("<f4", false, &[2, 3, 3], &f32_bytes(&[0.5; 18])),
+        &npy("<f4", false, &[6, 3, 1], &f32_bytes(&[0.5; 18])),
     );
 
     assert_refused(
@@ -825,7 +827,7 @@ fn bad_inputs_are_refused_cleanly() {
     assert_refused(&dir, &[&"encode", &good, &"-o", &no_dir], "no-such-dir");
     assert_refused(&dir, &[&"encode", &good, &"-o", &dir], "directory");
     // A batch whose second output cannot be written leaves neither output nor temporary files.
-    let batch = put("batch.npy", &npy("|u1", false, &[2, 2, 2, 1], &[7; 8]));
+    let batch = put("batch.npy", &npy("|u1", false, &[2, 5, 2, 1], &[7; 20]));
     fs::create_dir(dir.join("b_0001.png")).unwrap();
     assert_refused(
         &dir,
