@@ -732,7 +732,7 @@ fn bad_inputs_are_refused_cleanly() {
     assert_refused(&dir, &[&"encode", &p, &"-o", &out], "shape");
     let p = put("rank5.npy", &npy("|u1", false, &[1, 1, 2, 2, 1], &[0; 4]));
     assert_refused(&dir, &[&"encode", &p, &"-o", &out], "shape");
-    let p = put("c5.npy", &npy("|u1", false, &[1, 2, 2, 5], &[0; 20]));
+    let p = put("c5.npy", &npy("|u1", false, &[1, 5, 2, 5], &[0; 50]));
     assert_refused(&dir, &[&"encode", &p, &"-o", &out], "channel");
     let p = put("zero.npy", &npy("<f4", false, &[0, 4, 3], &[]));
     assert_refused(&dir, &[&"encode", &p, &"-o", &out], "zero");
