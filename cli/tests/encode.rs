@@ -418,6 +418,36 @@ fn masks_and_layout_override() {
 }
 
 #[test]
+fn channels_first_equals_channels_last() {
+    let dir = tmpdir("chw");
+    // [C=3,H=2,W=4] u8 and the same pixels as [H,W,C].
+    let chw: Vec<u8> = (0..24).map(|i| (i * 7 % 256) as u8).collect();
+    let mut hwc = vec![0u8; 24];
+    for c in 0..3 {
+        for p in 0..8 {
+            hwc[p * 3 + c] = chw[c * 8 + p];
+        }
+    }
+    let a = dir.join("chw.npy");
+    fs::write(&a, npy("|u1", false, &[3, 2, 4], &chw)).unwrap();
+    let out = dir.join("chw.png");
+    assert_refused(&dir, &[&"encode", &a, &"-o", &out], "--layout chw");
+    assert_ok(&run(&[&"encode", &a, &"-o", &out, &"--layout", &"chw"]));
+    let d = decode(&out);
+    assert_eq!((d.width, d.height, d.color), (4, 2, png::ColorType::Rgb));
+    assert_eq!(d.pixels, hwc);
+    // [B=1,C=3,H=2,W=5] has one reading (bchw) and needs no --layout.
+    let chw5: Vec<u8> = (0..30).map(|i| i as u8).collect();
+    let b = dir.join("bchw.npy");
+    fs::write(&b, npy("|u1", false, &[1, 3, 2, 5], &chw5)).unwrap();
+    let out = dir.join("bchw.png");
+    assert_ok(&run(&[&"encode", &b, &"-o", &out]));
+    let d = decode(&out);
+    assert_eq!((d.width, d.height), (5, 2));
+    assert_eq!(&d.pixels[..3], &[0, 10, 20]);
+}
+
+#[test]
 fn fortran_order_equals_c_order() {
     let dir = tmpdir("fortran");
     let (h, w, c) = (5, 7, 3);
