@@ -25,7 +25,8 @@ use crate::pngin::DecodedPng;
 /// Arguments of `pngcast encode`.
 #[derive(Debug, Args)]
 pub struct EncodeArgs {
-    /// Input: a .npy array (float32, float16 or uint8; [B,H,W,C], [H,W,C], [B,H,W] or [H,W];
+    /// Input: a .npy array (float32, float16 or uint8; [B,H,W,C], [H,W,C], [B,H,W], [H,W] or
+    /// channels-first with --layout;
     /// C or Fortran order) or a PNG file (re-encoded).
     #[arg(value_name = "IN")]
     input: PathBuf,
@@ -38,8 +39,11 @@ pub struct EncodeArgs {
     #[arg(long, value_name = "I")]
     index: Option<usize>,
 
-    /// How to read the array's axes. Default: rank 4 is bhwc; rank 3 is hwc when the last
-    /// dimension is 1..4, else a bhw mask batch; rank 2 is hw.
+    /// How to read the array's axes (chw and bchw are channels-first). Without it a shape must
+    /// have one reading: rank 2 is hw; rank 3 [A,B,C] is hwc when only C is 1..4, bhw when A is 1
+    /// or neither A nor C is 1..4, and refused as ambiguous when A is 2..4, or A and C are both
+    /// 1..4; rank 4 [B,X,Y,C] is bhwc when only C is 1..4, bchw when only X is 1..4, and refused
+    /// when both are. The message names the --layout values to choose from.
     #[arg(long, value_enum)]
     layout: Option<Layout>,
 

@@ -27,25 +27,55 @@ pub enum Layout {
     Bhw,
     /// `[H,W]`: one gray image.
     Hw,
+    /// `[C,H,W]`: one channels-first image (read strided, no copy).
+    Chw,
+    /// `[B,C,H,W]`: a batch of channels-first images (read strided, no copy).
+    Bchw,
 }
 
 impl Layout {
-    /// The layout `TensorView::from_dims` picks for these dimensions: rank 4 is `[B,H,W,C]`, rank 3
-    /// is `[H,W,C]` when its last dimension is 1..=4 and `[B,H,W]` otherwise, rank 2 is `[H,W]`.
-    pub fn guess(dims: &[usize]) -> Option<Layout> {
+    /// The layout of an array given without `--layout`, or a message naming the `--layout` to
+    /// give. Only shapes with one reading (or readings that give the same images) are accepted:
+    ///
+    /// - rank 2 `[H,W]`: hw;
+    /// - rank 3 `[A,B,C]`: channels-last is possible when C is 1..=4, channels-first when A is
+    ///   1..=4. Both possible: ambiguous. Only channels-last: hwc. Only channels-first: A = 1 is
+    ///   bhw (one mask, the same image as chw), A in 2..=4 is ambiguous (chw, or a bhw batch of
+    ///   A masks). Neither: bhw;
+    /// - rank 4 `[B,X,Y,C]`: bhwc when only C is 1..=4, bchw when only X is 1..=4; both:
+    ///   ambiguous; neither: refused.
+    pub fn guess(dims: &[usize]) -> Result<Layout, String> {
+        let ch = |n: usize| (1..=4).contains(&n);
+        let ambiguous = |a: &str, b: &str| {
+            format!("shape {dims:?} is ambiguous: give --layout {a} or --layout {b} (see --help)")
+        };
         match *dims {
-            [_, _, _, _] => Some(Layout::Bhwc),
-            [_, _, c] if (1..=4).contains(&c) => Some(Layout::Hwc),
-            [_, _, _] => Some(Layout::Bhw),
-            [_, _] => Some(Layout::Hw),
-            _ => None,
+            [_, _] => Ok(Layout::Hw),
+            [a, _, c] => match (ch(a), ch(c)) {
+                (true, true) => Err(ambiguous("hwc", "chw")),
+                (false, true) => Ok(Layout::Hwc),
+                (true, false) if a == 1 => Ok(Layout::Bhw),
+                (true, false) => Err(ambiguous("chw", "bhw")),
+                (false, false) => Ok(Layout::Bhw),
+            },
+            [_, x, _, c] => match (ch(x), ch(c)) {
+                (true, true) => Err(ambiguous("bhwc", "bchw")),
+                (false, true) => Ok(Layout::Bhwc),
+                (true, false) => Ok(Layout::Bchw),
+                (false, false) => Err(format!(
+                    "shape {dims:?}: neither [B,H,W,C] nor [B,C,H,W] has 1..4 channels"
+                )),
+            },
+            _ => Err(format!(
+                "unsupported shape {dims:?}: expected [B,H,W,C], [B,C,H,W], [H,W,C], [C,H,W], [B,H,W] or [H,W]"
+            )),
         }
     }
 
     fn rank(self) -> usize {
         match self {
-            Layout::Bhwc => 4,
-            Layout::Hwc | Layout::Bhw => 3,
+            Layout::Bhwc | Layout::Bchw => 4,
+            Layout::Hwc | Layout::Bhw | Layout::Chw => 3,
             Layout::Hw => 2,
         }
     }
@@ -56,6 +86,8 @@ impl Layout {
             Layout::Hwc => "hwc",
             Layout::Bhw => "bhw",
             Layout::Hw => "hw",
+            Layout::Chw => "chw",
+            Layout::Bchw => "bchw",
         }
     }
 
@@ -66,6 +98,8 @@ impl Layout {
             Layout::Hwc => [None, Some(0), Some(1), Some(2)],
             Layout::Bhw => [Some(0), Some(1), Some(2), None],
             Layout::Hw => [None, Some(0), Some(1), None],
+            Layout::Chw => [None, Some(1), Some(2), Some(0)],
+            Layout::Bchw => [Some(0), Some(2), Some(3), Some(1)],
         }
     }
 }
@@ -218,11 +252,7 @@ impl NpyArray {
                 )))
             }
             Some(l) => l,
-            None => Layout::guess(dims).ok_or_else(|| {
-                CliError::new(format!(
-                    "unsupported shape {dims:?}: expected [B,H,W,C], [H,W,C], [B,H,W] or [H,W]"
-                ))
-            })?,
+            None => Layout::guess(dims).map_err(CliError::new)?,
         };
         // Element strides of the array's own axes. Overflow is impossible: the product of the
         // dimensions was checked when the file was parsed.
@@ -323,12 +353,58 @@ mod tests {
 
     #[test]
     fn guesses_layouts() {
-        assert_eq!(Layout::guess(&[2, 3, 4, 3]), Some(Layout::Bhwc));
-        assert_eq!(Layout::guess(&[3, 4, 4]), Some(Layout::Hwc));
-        assert_eq!(Layout::guess(&[3, 4, 5]), Some(Layout::Bhw));
-        assert_eq!(Layout::guess(&[3, 4]), Some(Layout::Hw));
-        assert_eq!(Layout::guess(&[3]), None);
-        assert_eq!(Layout::guess(&[1, 2, 3, 4, 5]), None);
+        let g = |d: &[usize]| Layout::guess(d).ok();
+        assert_eq!(g(&[2, 8, 8, 3]), Some(Layout::Bhwc));
+        assert_eq!(g(&[2, 3, 8, 8]), Some(Layout::Bchw));
+        assert_eq!(g(&[8, 8, 3]), Some(Layout::Hwc));
+        assert_eq!(g(&[8, 8, 5]), Some(Layout::Bhw));
+        assert_eq!(g(&[1, 8, 8]), Some(Layout::Bhw));
+        assert_eq!(g(&[3, 4]), Some(Layout::Hw));
+        assert_eq!(g(&[3]), None);
+        assert_eq!(g(&[1, 2, 3, 4, 5]), None);
+        assert_eq!(g(&[2, 8, 8, 8]), None);
+        // Two readings that give different images: refused, naming the --layout values.
+        for (d, a, b) in [
+            (&[3usize, 8, 8][..], "chw", "bhw"),
+            (&[3, 8, 3][..], "hwc", "chw"),
+            (&[1, 8, 4][..], "hwc", "chw"),
+            (&[2, 3, 8, 4][..], "bhwc", "bchw"),
+        ] {
+            let e = Layout::guess(d).unwrap_err();
+            assert!(
+                e.contains("ambiguous")
+                    && e.contains(&format!("--layout {a}"))
+                    && e.contains(&format!("--layout {b}")),
+                "{d:?}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn channels_first_is_a_strided_view() {
+        // [C=3,H=1,W=2] u8: channel c of pixel x is 10c + x.
+        let data = [0u8, 1, 10, 11, 20, 21];
+        let a = NpyArray::parse(&npy("|u1", false, "(3, 1, 2)", &data), Path::new("t")).unwrap();
+        assert!(a.view(None).unwrap_err().to_string().contains("ambiguous"));
+        let v = a.view(Some(Layout::Chw)).unwrap();
+        assert_eq!(v.shape(), [1, 1, 2, 3]);
+        let img = v.image(0).unwrap();
+        let TensorData::U8(d) = img.data() else {
+            panic!("u8")
+        };
+        let [_, sw, sc] = img.strides();
+        assert_eq!(d[sw + 2 * sc], 21);
+        assert_eq!(d[sc], 10);
+        // The same pixels as a [B=1,C,H,W] batch.
+        let b = npy("|u1", false, "(1, 3, 1, 2)", &data);
+        let a = NpyArray::parse(&b, Path::new("t")).unwrap();
+        let v = a.view(Some(Layout::Bchw)).unwrap();
+        assert_eq!(v.shape(), [1, 1, 2, 3]);
+        assert!(a
+            .view(Some(Layout::Chw))
+            .unwrap_err()
+            .to_string()
+            .contains("3-D"));
     }
 
     #[test]
@@ -336,7 +412,7 @@ mod tests {
         // A [H=2,W=3,C=1] u8 array in Fortran order: element (y,x) is at y + 2x.
         let data = [0u8, 10, 1, 11, 2, 12];
         let a = NpyArray::parse(&npy("|u1", true, "(2, 3, 1)", &data), Path::new("t")).unwrap();
-        let v = a.view(None).unwrap();
+        let v = a.view(Some(Layout::Hwc)).unwrap();
         assert_eq!(v.shape(), [1, 2, 3, 1]);
         let img = v.image(0).unwrap();
         let TensorData::U8(d) = img.data() else {

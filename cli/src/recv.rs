@@ -30,7 +30,7 @@ pub struct RecvArgs {
     url: String,
 
     /// Directory to write into (created if missing).
-    #[arg(short, long, value_name = "DIR")]
+    #[arg(short, long = "output", value_name = "DIR")]
     out: PathBuf,
 
     /// Exit after saving N images (default: until the server closes the connection).

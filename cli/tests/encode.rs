@@ -351,12 +351,13 @@ fn u8_batch_names_and_index() {
 #[test]
 fn masks_and_layout_override() {
     let dir = tmpdir("layout");
-    // [2,4,6]: the last dimension is not 1..=4, so it is a batch of two 4x6 masks.
+    // [2,4,6] is two 4x6 masks or one channels-first gray+alpha image: refused without --layout.
     let x = samples(2 * 4 * 6);
     let input = dir.join("mask.npy");
     fs::write(&input, npy("<f4", false, &[2, 4, 6], &f32_bytes(&x))).unwrap();
     let out = dir.join("m.png");
-    assert_ok(&run(&[&"encode", &input, &"-o", &out]));
+    assert_refused(&dir, &[&"encode", &input, &"-o", &out], "--layout bhw");
+    assert_ok(&run(&[&"encode", &input, &"-o", &out, &"--layout", &"bhw"]));
     for i in 0..2 {
         let d = decode(&dir.join(format!("m_{i:04}.png")));
         assert_eq!(
@@ -367,11 +368,12 @@ fn masks_and_layout_override() {
         assert_eq!(d.pixels, want);
     }
 
-    // [2,4,3] is guessed as one 2x4 RGB image; --layout bhw makes it two 4x3 masks.
+    // [2,4,3] is refused without --layout; hwc makes one 2x4 RGB image, bhw two 4x3 masks.
     let input = dir.join("ambiguous.npy");
     fs::write(&input, npy("<f4", false, &[2, 4, 3], &f32_bytes(&x[..24]))).unwrap();
     let rgb = dir.join("rgb.png");
-    assert_ok(&run(&[&"encode", &input, &"-o", &rgb]));
+    assert_refused(&dir, &[&"encode", &input, &"-o", &rgb], "--layout hwc");
+    assert_ok(&run(&[&"encode", &input, &"-o", &rgb, &"--layout", &"hwc"]));
     let d = decode(&rgb);
     assert_eq!((d.width, d.height, d.color), (4, 2, png::ColorType::Rgb));
     let masks = dir.join("masks.png");
@@ -413,6 +415,36 @@ fn masks_and_layout_override() {
         decode(&one).pixels,
         x[..24].iter().map(|&v| comfy8(v)).collect::<Vec<_>>()
     );
+}
+
+#[test]
+fn channels_first_equals_channels_last() {
+    let dir = tmpdir("chw");
+    // [C=3,H=2,W=4] u8 and the same pixels as [H,W,C].
+    let chw: Vec<u8> = (0..24).map(|i| (i * 7 % 256) as u8).collect();
+    let mut hwc = vec![0u8; 24];
+    for c in 0..3 {
+        for p in 0..8 {
+            hwc[p * 3 + c] = chw[c * 8 + p];
+        }
+    }
+    let a = dir.join("chw.npy");
+    fs::write(&a, npy("|u1", false, &[3, 2, 4], &chw)).unwrap();
+    let out = dir.join("chw.png");
+    assert_refused(&dir, &[&"encode", &a, &"-o", &out], "--layout chw");
+    assert_ok(&run(&[&"encode", &a, &"-o", &out, &"--layout", &"chw"]));
+    let d = decode(&out);
+    assert_eq!((d.width, d.height, d.color), (4, 2, png::ColorType::Rgb));
+    assert_eq!(d.pixels, hwc);
+    // [B=1,C=3,H=2,W=5] has one reading (bchw) and needs no --layout.
+    let chw5: Vec<u8> = (0..30).map(|i| i as u8).collect();
+    let b = dir.join("bchw.npy");
+    fs::write(&b, npy("|u1", false, &[1, 3, 2, 5], &chw5)).unwrap();
+    let out = dir.join("bchw.png");
+    assert_ok(&run(&[&"encode", &b, &"-o", &out]));
+    let d = decode(&out);
+    assert_eq!((d.width, d.height), (5, 2));
+    assert_eq!(&d.pixels[..3], &[0, 10, 20]);
 }
 
 #[test]
@@ -697,7 +729,7 @@ fn bad_inputs_are_refused_cleanly() {
     };
     let good = put(
         "good.npy",
-        &npy("<f4", false, &[2, 3, 3], &f32_bytes(&[0.5; 18])),
+        &npy("<f4", false, &[6, 3, 1], &f32_bytes(&[0.5; 18])),
     );
 
     assert_refused(
@@ -730,7 +762,7 @@ fn bad_inputs_are_refused_cleanly() {
     assert_refused(&dir, &[&"encode", &p, &"-o", &out], "shape");
     let p = put("rank5.npy", &npy("|u1", false, &[1, 1, 2, 2, 1], &[0; 4]));
     assert_refused(&dir, &[&"encode", &p, &"-o", &out], "shape");
-    let p = put("c5.npy", &npy("|u1", false, &[1, 2, 2, 5], &[0; 20]));
+    let p = put("c5.npy", &npy("|u1", false, &[1, 5, 2, 5], &[0; 50]));
     assert_refused(&dir, &[&"encode", &p, &"-o", &out], "channel");
     let p = put("zero.npy", &npy("<f4", false, &[0, 4, 3], &[]));
     assert_refused(&dir, &[&"encode", &p, &"-o", &out], "zero");
@@ -825,7 +857,7 @@ fn bad_inputs_are_refused_cleanly() {
     assert_refused(&dir, &[&"encode", &good, &"-o", &no_dir], "no-such-dir");
     assert_refused(&dir, &[&"encode", &good, &"-o", &dir], "directory");
     // A batch whose second output cannot be written leaves neither output nor temporary files.
-    let batch = put("batch.npy", &npy("|u1", false, &[2, 2, 2, 1], &[7; 8]));
+    let batch = put("batch.npy", &npy("|u1", false, &[2, 5, 2, 1], &[7; 20]));
     fs::create_dir(dir.join("b_0001.png")).unwrap();
     assert_refused(
         &dir,

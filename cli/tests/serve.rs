@@ -34,7 +34,11 @@ fn pngs(dir: &Path) -> Vec<String> {
 
 fn recv(url: &str, out: &Path, extra: &[&str]) -> std::process::Output {
     let mut cmd = pngcast();
-    cmd.arg("recv").arg(url).arg("--out").arg(out).args(extra);
+    cmd.arg("recv")
+        .arg(url)
+        .arg("--output")
+        .arg(out)
+        .args(extra);
     run_bounded(&mut cmd, "pngcast recv")
 }
 
@@ -297,19 +301,19 @@ fn bad_arguments_exit_2() {
     }
     let never = scratch("never").join("out");
     let never = never.to_str().unwrap();
-    fails(&["recv", "ws://127.0.0.1:9/ws"], "--out");
+    fails(&["recv", "ws://127.0.0.1:9/ws"], "--output");
     fails(
-        &["recv", "ws://127.0.0.1:1/ws", "--out", never],
+        &["recv", "ws://127.0.0.1:1/ws", "--output", never],
         "cannot connect",
     );
     fails(
-        &["recv", "not a url at all", "--out", never],
+        &["recv", "not a url at all", "--output", never],
         "cannot connect",
     );
     let zero = [
         "recv",
         "ws://127.0.0.1:1/ws",
-        "--out",
+        "--output",
         never,
         "--count",
         "0",
