@@ -189,7 +189,20 @@ impl Input {
 /// Runs `pngcast encode`.
 pub fn run(args: EncodeArgs) -> Result<(), CliError> {
     check_output_path(&args.output)?;
-    let input = Input::read(&args.input)?;
+    let mut input = Input::read(&args.input)?;
+    if let Input::Npy(a) = &mut input {
+        if a.is_f64() {
+            // Quantised now, in f64, as numpy would: 8-bit output only.
+            if matches!(args.bit_depth, Some(BitDepthArg::Sixteen)) {
+                return Err(CliError::new(format!(
+                    "{}: float64 input is written as 8-bit samples (numpy's clip(255*x).astype(uint8)); \
+                     for 16-bit output convert it to float32 first",
+                    args.input.display()
+                )));
+            }
+            a.quantize_f64(matches!(args.quantize, QuantizeArg::Round));
+        }
+    }
     let (tensor, source_bits) = match &input {
         Input::Npy(a) => {
             let view = a

@@ -17,7 +17,9 @@ mod source;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use std::sync::OnceLock;
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::error::CliError;
 
@@ -51,8 +53,34 @@ fn run(cli: Cli) -> Result<(), CliError> {
     }
 }
 
+/// `pngcast --version`: the version, the build, and the SIMD kernels this CPU runs.
+fn version_long() -> &'static str {
+    static LONG: OnceLock<String> = OnceLock::new();
+    LONG.get_or_init(|| {
+        let profile = if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        };
+        let commit = option_env!("PNGCAST_GIT_COMMIT")
+            .map(|c| format!(", commit {c}"))
+            .unwrap_or_default();
+        format!(
+            "{} ({profile} build for {}{commit})\nconversion kernel: {}\nfast coder kernel: {}",
+            env!("CARGO_PKG_VERSION"),
+            std::env::consts::ARCH,
+            pngcast_core::convert::kernel_name(),
+            pngcast_core::png::fast_kernel_name(),
+        )
+    })
+}
+
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let command = Cli::command().long_version(version_long());
+    let cli = match command
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
         Ok(cli) => cli,
         Err(e) => return error::report_clap(e),
     };

@@ -1,6 +1,7 @@
 //! Reading `.npy` arrays: the header is parsed by `npyz`, the data is decoded here in bulk.
 //!
-//! Accepted element types: `f4` (f32), `f2` (f16), `u1` (u8), little- or big-endian, C or
+//! Accepted element types: `f4` (f32), `f2` (f16), `u1` (u8), `f8` (f64, numpy's default float:
+//! quantised at load in f64, see [`NpyArray::quantize_f64`]), little- or big-endian, C or
 //! Fortran order. Anything else (other dtypes, structured or pickled arrays, a data section
 //! shorter or longer than the shape needs) is refused with a message naming the problem.
 //! Cost: the file is read once into memory, plus one decoded copy for float types.
@@ -113,15 +114,38 @@ pub enum Elements {
     F16(Vec<f16>),
     /// `u1`.
     U8(Vec<u8>),
+    /// `f8`, until [`NpyArray::quantize_f64`] turns it into `U8`.
+    F64(Vec<f64>),
 }
 
 impl Elements {
-    fn data(&self) -> TensorData<'_> {
-        match self {
+    fn data(&self) -> Result<TensorData<'_>, CliError> {
+        Ok(match self {
             Elements::F32(v) => TensorData::F32(v),
             Elements::F16(v) => TensorData::F16(v),
             Elements::U8(v) => TensorData::U8(v),
-        }
+            Elements::F64(_) => {
+                return Err(CliError::new(
+                    "float64 arrays are quantised before use (internal order error)",
+                ))
+            }
+        })
+    }
+}
+
+/// numpy's `np.clip(255 * x, 0, 255).astype(np.uint8)` on a float64 `x`, computed in f64 as numpy
+/// does (`round`: `np.rint` before the cast); NaN becomes 0, as for the f32 path.
+pub fn quantize_f64_sample(x: f64, round: bool) -> u8 {
+    let y = (255.0 * x).clamp(0.0, 255.0);
+    let y = if round {
+        y.round_ties_even()
+    } else {
+        y.trunc()
+    };
+    if y.is_nan() {
+        0
+    } else {
+        y as u8
     }
 }
 
@@ -167,14 +191,16 @@ impl NpyArray {
             F32,
             F16,
             U8,
+            F64,
         }
         let kind = match (ts.type_char(), size) {
             (TypeChar::Float, 4) => Kind::F32,
             (TypeChar::Float, 2) => Kind::F16,
             (TypeChar::Uint, 1) => Kind::U8,
+            (TypeChar::Float, 8) => Kind::F64,
             _ => {
                 return Err(CliError::new(format!(
-                    "{name}: unsupported dtype {ts} (expected float32 '<f4', float16 '<f2' or uint8 '|u1')"
+                    "{name}: unsupported dtype {ts} (expected float32 '<f4', float64 '<f8', float16 '<f2' or uint8 '|u1')"
                 )))
             }
         };
@@ -231,12 +257,40 @@ impl NpyArray {
                     .collect(),
             ),
             Kind::U8 => Elements::U8(rest.to_vec()),
+            Kind::F64 => Elements::F64(
+                rest.chunks_exact(8)
+                    .map(|c| {
+                        let b = [c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]];
+                        if big {
+                            f64::from_be_bytes(b)
+                        } else {
+                            f64::from_le_bytes(b)
+                        }
+                    })
+                    .collect(),
+            ),
         };
         Ok(NpyArray {
             dims,
             fortran: header.order() == Order::Fortran,
             elements,
         })
+    }
+
+    /// Whether the array holds float64 elements (not yet quantised).
+    pub fn is_f64(&self) -> bool {
+        matches!(self.elements, Elements::F64(_))
+    }
+
+    /// Quantises float64 elements to 8-bit samples in f64, bit-exact with numpy's own
+    /// `np.clip(255 * x, 0, 255).astype(np.uint8)` on the float64 array (converting to f32 first
+    /// would round some values differently); `round` applies `np.rint` first. Other element types
+    /// are left alone.
+    pub fn quantize_f64(&mut self, round: bool) {
+        if let Elements::F64(v) = &self.elements {
+            let u8s = v.iter().map(|&x| quantize_f64_sample(x, round)).collect();
+            self.elements = Elements::U8(u8s);
+        }
     }
 
     /// A validated tensor view over the array: `layout` if given (its rank must match), else
@@ -275,7 +329,7 @@ impl NpyArray {
             }
         }
         // A missing channel axis keeps stride 1 so that mask rows stay contiguous.
-        TensorView::strided(self.elements.data(), shape, tstrides)
+        TensorView::strided(self.elements.data()?, shape, tstrides)
             .map_err(|e| CliError::new(format!("shape {dims:?} read as {}: {e}", layout.name())))
     }
 }
@@ -442,7 +496,7 @@ mod tests {
         assert!(msg(&npy("<f4", false, "(1, 2)", &[0; 7])).contains("truncated"));
         assert!(msg(&npy("<f4", false, "(1, 2)", &[0; 9])).contains("after the data"));
         assert!(msg(&npy("<i4", false, "(1, 2)", &[0; 8])).contains("unsupported dtype"));
-        assert!(msg(&npy("<f8", false, "(1, 2)", &[0; 16])).contains("unsupported dtype"));
+        assert!(msg(&npy("<c8", false, "(1, 2)", &[0; 16])).contains("unsupported dtype"));
         let huge = npy("<f4", false, "(4294967296, 4294967296, 4294967296)", &[]);
         assert!(msg(&huge).contains("too large"));
         // The product overflows before a later zero would make it 0.

@@ -752,7 +752,8 @@ fn bad_inputs_are_refused_cleanly() {
     garbled[12..20].copy_from_slice(b"!!!!!!!!");
     let p = put("garbled.npy", &garbled);
     assert_refused(&dir, &[&"encode", &p, &"-o", &out], "header");
-    let p = put("f8.npy", &npy("<f8", false, &[2, 2], &[0; 32]));
+    // float64 is read (numpy's default float), complex is not.
+    let p = put("c8.npy", &npy("<c8", false, &[2, 2], &[0; 32]));
     assert_refused(&dir, &[&"encode", &p, &"-o", &out], "dtype");
     let p = put("i4.npy", &npy("<i4", false, &[2, 2], &[0; 16]));
     assert_refused(&dir, &[&"encode", &p, &"-o", &out], "dtype");
@@ -879,4 +880,103 @@ fn help_and_version_exit_zero() {
     assert_ok(&o);
     assert!(String::from_utf8_lossy(&o.stdout).contains("--compression"));
     assert_ok(&run(&[&"--version"]));
+}
+
+#[test]
+fn version_names_the_build_and_the_kernels() {
+    let out = run(&[&"--version"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("pngcast "), "{text}");
+    assert!(text.contains("conversion kernel: "), "{text}");
+    assert!(text.contains("fast coder kernel: "), "{text}");
+    assert!(text.contains(" build for "), "{text}");
+}
+
+/// Whether `python3` with numpy and Pillow is here (CI installs both: there it must be).
+fn python_with_numpy() -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import numpy, PIL"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but python3 with numpy and Pillow is missing"
+        );
+        eprintln!("note: python3 with numpy and Pillow not found; skipping");
+    }
+    ok
+}
+
+/// float64 `.npy` (numpy's default dtype) is quantised exactly as numpy does it on the float64
+/// array, including values where going through float32 would round differently.
+#[test]
+fn float64_npy_matches_numpy_bit_exact() {
+    if !python_with_numpy() {
+        return;
+    }
+    let dir = tmpdir("f64");
+    let npy = dir.join("x.npy");
+    let want = dir.join("want.npy");
+    let script = format!(
+        r#"
+import numpy as np
+rng = np.random.default_rng(3)
+x = rng.uniform(-0.25, 1.25, size=(2, 40, 50, 3))
+edge = np.array([k / 255 for k in range(256)] + [(k + 0.5) / 255 for k in range(255)]
+                + [np.nextafter(k / 255, -1) for k in range(1, 256)] + [1 - 1e-12, 1e-300, -0.0, 2.0, np.inf, -np.inf])
+x.reshape(-1)[: edge.size] = edge
+x[1, 0, 0, 0] = np.nan
+np.save("{npy}", x)
+with np.errstate(invalid="ignore"):
+    w = np.clip(255 * x, 0, 255)
+np.save("{want}", np.where(np.isnan(w), 0, w).astype(np.uint8))
+# Going through float32 differs on some of these values: the test would catch that path.
+with np.errstate(invalid="ignore"):
+    f32 = np.clip(np.float32(255) * x.astype(np.float32), 0, 255)
+assert (np.where(np.isnan(f32), 0, f32).astype(np.uint8) != np.where(np.isnan(w), 0, w).astype(np.uint8)).any()
+"#,
+        npy = npy.display(),
+        want = want.display()
+    );
+    let ok = Command::new("python3")
+        .args(["-c", &script])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "numpy script failed");
+    let out = dir.join("out.png");
+    assert_ok(&run(&[&"encode", &npy, &"-o", &out, &"--layout", &"bhwc"]));
+    let check = format!(
+        r#"
+import numpy as np
+from PIL import Image
+w = np.load("{want}")
+for i in range(2):
+    got = np.asarray(Image.open("{dir}/out_{{:04d}}.png".format(i)))
+    assert (got == w[i]).all(), i
+"#,
+        want = want.display(),
+        dir = dir.display()
+    );
+    let ok = Command::new("python3")
+        .args(["-c", &check])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "pngcast's float64 output differs from numpy's");
+    // 16-bit output from float64 is refused with a clear message.
+    let r = run(&[
+        &"encode",
+        &npy,
+        &"-o",
+        &out,
+        &"--bit-depth",
+        &"16",
+        &"--layout",
+        &"bhwc",
+    ]);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("float64"));
 }

@@ -28,7 +28,9 @@ impl Loaded {
         let bytes = std::fs::read(path)
             .map_err(|e| CliError::new(format!("cannot read {}: {e}", path.display())))?;
         let loaded = if bytes.starts_with(NPY_MAGIC) {
-            Loaded::Npy(NpyArray::parse(&bytes, path)?)
+            let mut a = NpyArray::parse(&bytes, path)?;
+            a.quantize_f64(false);
+            Loaded::Npy(a)
         } else if bytes.starts_with(PNG_MAGIC) {
             Loaded::Png(DecodedPng::decode(&bytes, path)?)
         } else {

@@ -139,9 +139,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("pngcast-src-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        // b.npy: a u8 batch of two 2x3 RGB images; a.png: one 4x5 gray image; c.txt: ignored.
+        // b.npy: a u8 batch of two 6x1 RGB images (a shape with one reading); a.png: one 4x5 gray
+        // image; c.txt: ignored.
         let mut npy = Vec::new();
-        let header = "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 2, 3, 3), }";
+        let header = "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 6, 1, 3), }";
         let mut h = header.to_string();
         while !(10 + h.len() + 1).is_multiple_of(64) {
             h.push(' ');
@@ -170,7 +171,7 @@ mod tests {
         for _ in 0..6 {
             shapes.push(s.next_frame().unwrap().shape());
         }
-        let (png_shape, npy_shape) = ([1, 5, 4, 1], [1, 2, 3, 3]);
+        let (png_shape, npy_shape) = ([1, 5, 4, 1], [1, 6, 1, 3]);
         assert_eq!(
             shapes,
             [png_shape, npy_shape, npy_shape, png_shape, npy_shape, npy_shape]
