@@ -25,7 +25,7 @@ use std::io;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-use pngcast_core::wire::{self, BinaryMessage, ImageMeta, TextMessage};
+use pngcast_protocol::wire::{self, BinaryMessage, ImageMeta, TextMessage};
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{ClientRequestBuilder, Message, WebSocket};
 

@@ -20,10 +20,10 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pngcast_core::http::ServerConfig;
-use pngcast_core::queue::Policy;
-use pngcast_core::sink::{FrameSink, Target};
-use pngcast_core::wire::{ImageMeta, WireFrame};
+use pngcast_protocol::http::ServerConfig;
+use pngcast_protocol::queue::Policy;
+use pngcast_protocol::sink::{FrameSink, Target};
+use pngcast_protocol::wire::{ImageMeta, WireFrame};
 use tungstenite::Message;
 
 /// Connects to a WebSocket server and discards everything after the handshake, counting binary

@@ -14,7 +14,7 @@ use std::net::Shutdown;
 use std::time::Instant;
 
 use mio::net::TcpStream;
-use pngcast_core::http::RequestHead;
+use pngcast_protocol::http::RequestHead;
 
 use crate::nosigpipe::NoSigPipe;
 use crate::ws::{discard_input, Read_, Ws};

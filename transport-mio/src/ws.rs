@@ -14,8 +14,8 @@ use std::io::{self, IoSlice, Read, Write};
 use std::sync::Arc;
 use std::time::Instant;
 
-use pngcast_core::queue::{ClientQueue, Outgoing, PushOutcome};
-use pngcast_core::wire;
+use pngcast_protocol::queue::{ClientQueue, Outgoing, PushOutcome};
+use pngcast_protocol::wire;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::frame::CloseFrame;
 use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
@@ -518,8 +518,8 @@ mod tests {
     use super::*;
     use std::collections::VecDeque;
 
-    use pngcast_core::queue::Policy;
-    use pngcast_core::wire::{ImageMeta, WireFrame};
+    use pngcast_protocol::queue::Policy;
+    use pngcast_protocol::wire::{ImageMeta, WireFrame};
 
     /// A socket that takes at most `budget` bytes per `pump` and then reports `WouldBlock`.
     #[derive(Default)]

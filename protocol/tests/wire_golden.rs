@@ -1,7 +1,7 @@
 //! Pins the exact bytes pngcast puts on the wire for fixed inputs.
 use std::sync::Arc;
 
-use pngcast_core::wire::{
+use pngcast_protocol::wire::{
     close_frame, feature_flags_reply, status_message, ws_frame_header, ImageMeta, WireFrame,
     OPCODE_BINARY,
 };
