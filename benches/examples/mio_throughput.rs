@@ -1,7 +1,7 @@
 //! Loopback throughput of pngcast-mio, beside a plain tungstenite sender in the same run.
 //!
 //! ```text
-//! cargo run --release -p pngcast-mio --example mio_throughput [-- --quick]
+//! cargo run --release -p pngcast-benches --example mio_throughput [-- --quick]
 //! ```
 //!
 //! For each case the sender queues every frame at once and the clock runs until every client has

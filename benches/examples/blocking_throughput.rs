@@ -14,7 +14,7 @@
 //! - tungstenite: `WebSocket::send(Message::Binary(bytes))` of the same prefix+PNG payload, on a
 //!   blocking socket, as a straightforward server would do it.
 //!
-//! Run: `cargo run --release -p pngcast-blocking --example blocking_throughput [-- --reps 5]`
+//! Run: `cargo run --release -p pngcast-benches --example blocking_throughput [-- --reps 5]`
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
