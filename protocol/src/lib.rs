@@ -7,6 +7,8 @@
 //! - [`sink`]: the [`sink::FrameSink`] trait transports implement, and an in-memory sink.
 //! - [`queue`]: the per-client bounded queue with the `LatestWins` / `Reliable` policies.
 //! - [`http`]: server configuration, request-head parsing, routing and responses.
+//! - [`io`]: the one piece that touches a socket: [`io::NoSigPipe`], the SIGPIPE-safe writer
+//!   both transports write through (safe code over socket2).
 //! - [`sender`]: encodes a batch and hands each frame to a sink.
 //!
 //! ```
@@ -19,10 +21,11 @@
 //! let sender = Sender::new(sink.clone(), EncodeOptions::default()).unwrap();
 //! # let _ = (&tensor, &sender);
 //! ```
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod http;
+pub mod io;
 pub mod queue;
 pub mod sender;
 pub mod sink;

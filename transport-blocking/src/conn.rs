@@ -32,8 +32,8 @@ use tungstenite::Message;
 
 use crate::handshake::{self, Upgraded};
 use crate::hub::{after, code, ClientHandle, ClientState, CloseRequest, EndReason, Hub, Refusal};
-use crate::nosigpipe::NoSigPipe;
 use crate::server::THREAD_STACK;
+use pngcast_protocol::io::NoSigPipe;
 
 /// How long the writer waits for the peer's answer to our Close before cutting the socket.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);

@@ -12,7 +12,7 @@ use std::time::Instant;
 use pngcast_protocol::http::{self, RequestHead, Route, ServerConfig};
 
 use crate::hub::{after, Hub};
-use crate::nosigpipe::NoSigPipe;
+use pngcast_protocol::io::NoSigPipe;
 
 /// A connection that answered `101`.
 pub(crate) struct Upgraded {

@@ -30,7 +30,6 @@ pub mod client;
 mod conn;
 mod handshake;
 mod hub;
-mod nosigpipe;
 mod server;
 
 pub use server::{Error, Server};

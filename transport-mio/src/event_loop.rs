@@ -29,9 +29,9 @@ use pngcast_protocol::queue::ClientQueue;
 use pngcast_protocol::sink::Target;
 
 use crate::conn::{Conn, HeadRead, Phase, Reply};
-use crate::nosigpipe::NoSigPipe;
 use crate::shared::{Command, Shared, Stats};
 use crate::ws::{CloseWhy, Pump, Read_, Ws};
+use pngcast_protocol::io::NoSigPipe;
 
 /// The listening socket's token.
 pub(crate) const LISTENER: Token = Token(usize::MAX);

@@ -31,7 +31,6 @@
 
 mod conn;
 mod event_loop;
-mod nosigpipe;
 mod shared;
 mod ws;
 

@@ -6,7 +6,7 @@
 //! client's [`ClientQueue`], which puts them on the wire at the next WebSocket frame boundary.
 //! Data frames are written by us straight from the shared buffers with `write_vectored` over the
 //! queue's slices (several queued frames per system call), never copied per client; the event
-//! loop hands in the socket as [`crate::nosigpipe::NoSigPipe`], so that is `sendmsg` with
+//! loop hands in the socket as [`pngcast_protocol::io::NoSigPipe`], so that is `sendmsg` with
 //! `MSG_NOSIGNAL`.
 #![forbid(unsafe_code)]
 
