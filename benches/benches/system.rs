@@ -16,12 +16,12 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use pngcast_blocking::client::{Client, ClientOptions, Event};
-use pngcast_core::http::ServerConfig;
 use pngcast_core::png::EncodeOptions;
-use pngcast_core::queue::Policy;
-use pngcast_core::sender::{FrameExtra, Sender};
-use pngcast_core::sink::{FrameSink, Target};
 use pngcast_core::tensor::TensorView;
+use pngcast_protocol::http::ServerConfig;
+use pngcast_protocol::queue::Policy;
+use pngcast_protocol::sender::{FrameExtra, Sender};
+use pngcast_protocol::sink::{FrameSink, Target};
 
 fn reflect(i: usize, n: usize) -> usize {
     let p = i % (2 * n);

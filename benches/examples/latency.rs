@@ -55,13 +55,13 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use pngcast_core::http::ServerConfig;
 use pngcast_core::png::{EncodeOptions, Threads};
-use pngcast_core::queue::Policy;
-use pngcast_core::sender::{FrameExtra, Sender};
-use pngcast_core::sink::{FrameSink, SinkError, SinkStats, Target};
 use pngcast_core::tensor::TensorView;
-use pngcast_core::wire::WireFrame;
+use pngcast_protocol::http::ServerConfig;
+use pngcast_protocol::queue::Policy;
+use pngcast_protocol::sender::{FrameExtra, Sender};
+use pngcast_protocol::sink::{FrameSink, SinkError, SinkStats, Target};
+use pngcast_protocol::wire::WireFrame;
 use socket2::SockRef;
 
 // ---------------------------------------------------------------------------------------------

@@ -18,11 +18,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
-use pngcast_core::http::ServerConfig;
 use pngcast_core::png::{Compression, EncodeOptions};
-use pngcast_core::queue::Policy;
-use pngcast_core::sender::{FrameExtra, Sender};
-use pngcast_core::sink::{FrameSink, Target};
+use pngcast_protocol::http::ServerConfig;
+use pngcast_protocol::queue::Policy;
+use pngcast_protocol::sender::{FrameExtra, Sender};
+use pngcast_protocol::sink::{FrameSink, Target};
 
 use crate::encode::parse_compression;
 use crate::error::CliError;

@@ -1,13 +1,9 @@
-//! `pngcast-core`: image tensors to PNG frames, fast. No I/O, no async.
+//! `pngcast-core`: image tensors to PNG frames, fast. No I/O, no async; the wire format,
+//! HTTP front, queues and the `Sender` live in `pngcast-protocol`.
 //!
 //! - [`tensor`]: borrowed, validated views over `[B,H,W,C]` / `[H,W,C]` / `[B,H,W]` tensors.
 //! - [`convert`]: SIMD quantisation to 8- or 16-bit samples, bit-exact with ComfyUI by default.
 //! - [`png`]: the parallel PNG writer.
-//! - [`wire`]: ComfyUI's WebSocket messages (status, feature flags, announcements, type 1 and 4).
-//! - [`sink`]: the [`sink::FrameSink`] trait transports implement, and an in-memory sink.
-//! - [`queue`]: the per-client bounded queue with the `LatestWins` / `Reliable` policies.
-//! - [`http`]: server configuration, request-head parsing, routing and responses.
-//! - [`sender`]: encodes a batch and hands each frame to a sink.
 //!
 //! ```
 //! use pngcast_core::{convert::ConvertOptions, png::{EncodeOptions, Encoder}, tensor::TensorView};
@@ -23,12 +19,7 @@
 
 pub mod convert;
 pub mod error;
-pub mod http;
 pub mod png;
-pub mod queue;
-pub mod sender;
-pub mod sink;
 pub mod tensor;
-pub mod wire;
 
 pub use error::{Error, Result};

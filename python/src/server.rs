@@ -11,11 +11,11 @@ use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use pngcast_core::http::ServerConfig;
 use pngcast_core::png::EncodeOptions;
-use pngcast_core::queue::Policy;
-use pngcast_core::sender::{FrameExtra, Sender};
-use pngcast_core::sink::{FrameSink, SinkError, Target};
+use pngcast_protocol::http::ServerConfig;
+use pngcast_protocol::queue::Policy;
+use pngcast_protocol::sender::{FrameExtra, Sender};
+use pngcast_protocol::sink::{FrameSink, SinkError, Target};
 
 use crate::errors::{core_to_py, fenced, Error};
 use crate::input::{Layout, Source};
@@ -327,10 +327,12 @@ impl Server {
                 sender
                     .send(event, &view, &target, &extra)
                     .map_err(|e| match e {
-                        pngcast_core::sender::SendError::Encode { source, .. } => {
+                        pngcast_protocol::sender::SendError::Encode { source, .. } => {
                             core_to_py(source)
                         }
-                        pngcast_core::sender::SendError::Sink { source, .. } => sink_error(source),
+                        pngcast_protocol::sender::SendError::Sink { source, .. } => {
+                            sink_error(source)
+                        }
                         other => Error::new_err(other.to_string()),
                     })
             })

@@ -19,11 +19,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pngcast_core::http::ServerConfig;
 use pngcast_core::png::{encode, EncodeOptions, ImageInfo};
-use pngcast_core::queue::Policy;
-use pngcast_core::sink::{FrameSink, Target};
-use pngcast_core::wire::{ImageMeta, WireFrame};
+use pngcast_protocol::http::ServerConfig;
+use pngcast_protocol::queue::Policy;
+use pngcast_protocol::sink::{FrameSink, Target};
+use pngcast_protocol::wire::{ImageMeta, WireFrame};
 
 fn proc_status(key: &str) -> String {
     std::fs::read_to_string("/proc/self/status")

@@ -24,9 +24,9 @@ use std::net::{Shutdown, TcpStream};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use pngcast_core::http::ServerConfig;
-use pngcast_core::queue::Policy;
-use pngcast_core::sink::{FrameSink, SinkStats, Target};
+use pngcast_protocol::http::ServerConfig;
+use pngcast_protocol::queue::Policy;
+use pngcast_protocol::sink::{FrameSink, SinkStats, Target};
 
 use hostile::{connect_healthy, open_ws, stats_until, Witness};
 use suite::{Backend, Harness, Net};
@@ -259,8 +259,8 @@ fn one_byte_reader<B: Backend>() {
         loop {
             match ws.read().expect("one-byte reader") {
                 tungstenite::Message::Binary(b) => {
-                    match pngcast_core::wire::parse_binary(&b).unwrap() {
-                        pngcast_core::wire::BinaryMessage::Legacy { png } => {
+                    match pngcast_protocol::wire::parse_binary(&b).unwrap() {
+                        pngcast_protocol::wire::BinaryMessage::Legacy { png } => {
                             idx.push(u32::from_be_bytes(png[..4].try_into().unwrap()))
                         }
                         other => panic!("{other:?}"),
@@ -355,7 +355,7 @@ fn shutdown_under_load<B: Backend>() {
                 loop {
                     match sink.send_image(&Target::All, &suite::test_frame("s", i, 0, 8192, true)) {
                         Ok(()) => i += 1,
-                        Err(pngcast_core::sink::SinkError::ShutDown) => return i,
+                        Err(pngcast_protocol::sink::SinkError::ShutDown) => return i,
                         Err(e) => panic!("{e}"),
                     }
                 }
@@ -399,8 +399,8 @@ fn shutdown_under_load<B: Backend>() {
 fn bad_tensors_through_sender<B: Backend>() {
     use pngcast_core::error::Error;
     use pngcast_core::png::EncodeOptions;
-    use pngcast_core::sender::{FrameExtra, SendError, Sender};
     use pngcast_core::tensor::TensorView;
+    use pngcast_protocol::sender::{FrameExtra, SendError, Sender};
 
     // The type-4 client connects before the witness pumps (its flags exchange comes first).
     let (case, mut flagged) = Case::start_with::<B, _>(
@@ -573,11 +573,11 @@ macro_rules! faults_suite {
 }
 
 mod mio {
-    use pngcast_core::queue::Policy;
+    use pngcast_protocol::queue::Policy;
     faults_suite!(crate::hostile::backends::Mio);
 }
 
 mod blocking {
-    use pngcast_core::queue::Policy;
+    use pngcast_protocol::queue::Policy;
     faults_suite!(crate::hostile::backends::Blocking);
 }

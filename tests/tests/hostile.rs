@@ -80,7 +80,7 @@ mod security_defaults {
     use std::io::{Read, Write};
     use std::net::TcpStream;
 
-    use pngcast_core::http::ServerConfig;
+    use pngcast_protocol::http::ServerConfig;
 
     use crate::hostile::upgrade;
 

@@ -16,9 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use pngcast_core::http::ServerConfig;
-use pngcast_core::sink::{FrameSink, Target};
-use pngcast_core::wire::{ImageMeta, WireFrame};
+use pngcast_protocol::http::ServerConfig;
+use pngcast_protocol::sink::{FrameSink, Target};
+use pngcast_protocol::wire::{ImageMeta, WireFrame};
 use serde_json::json;
 
 const NODE: &str = "save_image_websocket_node";

@@ -11,10 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pngcast_core::png::EncodeOptions;
-use pngcast_core::sender::{FrameExtra, Sender, POOL_SIZE};
-use pngcast_core::sink::{FrameSink, MemorySink, SinkError, SinkStats, Target};
 use pngcast_core::tensor::TensorView;
-use pngcast_core::wire::WireFrame;
+use pngcast_protocol::sender::{FrameExtra, Sender, POOL_SIZE};
+use pngcast_protocol::sink::{FrameSink, MemorySink, SinkError, SinkStats, Target};
+use pngcast_protocol::wire::WireFrame;
 
 struct Counting;
 

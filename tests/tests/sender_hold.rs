@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pngcast_core::png::EncodeOptions;
-use pngcast_core::sender::{FrameExtra, Sender, POOL_SIZE};
-use pngcast_core::sink::{FrameSink, SinkError, SinkStats, Target};
 use pngcast_core::tensor::TensorView;
-use pngcast_core::wire::{self, BinaryMessage, TextMessage, WireFrame};
+use pngcast_protocol::sender::{FrameExtra, Sender, POOL_SIZE};
+use pngcast_protocol::sink::{FrameSink, SinkError, SinkStats, Target};
+use pngcast_protocol::wire::{self, BinaryMessage, TextMessage, WireFrame};
 
 /// Keeps a clone of every frame, as a client queue that never drains would.
 #[derive(Default)]

@@ -25,9 +25,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::{Mutex, Once};
 use std::time::Duration;
 
-use pngcast_core::http::ServerConfig;
-use pngcast_core::queue::Policy;
-use pngcast_core::sink::Target;
+use pngcast_protocol::http::ServerConfig;
+use pngcast_protocol::queue::Policy;
+use pngcast_protocol::sink::Target;
 use socket2::{Domain, SockRef, Socket, Type};
 
 use hostile::{connect_healthy, open_ws, stats_until, Witness};

@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use pngcast_core::http::ServerConfig;
-use pngcast_core::queue::Policy;
-use pngcast_core::sink::{FrameSink, Target};
-use pngcast_core::wire::{ImageMeta, WireFrame};
+use pngcast_protocol::http::ServerConfig;
+use pngcast_protocol::queue::Policy;
+use pngcast_protocol::sink::{FrameSink, Target};
+use pngcast_protocol::wire::{ImageMeta, WireFrame};
 
 /// Frame sizes and counts of the table: 16 KiB, 1.3 MB, 5 MB.
 const CASES: [(usize, usize); 3] = [(16 * 1024, 4000), (1_300_000, 300), (5_000_000, 80)];

@@ -25,11 +25,11 @@ use std::io;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-use pngcast_core::wire::{self, BinaryMessage, ImageMeta, TextMessage};
+use pngcast_protocol::wire::{self, BinaryMessage, ImageMeta, TextMessage};
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{ClientRequestBuilder, Message, WebSocket};
 
-use crate::nosigpipe::NoSigPipe;
+use pngcast_protocol::io::NoSigPipe;
 
 /// What a client that wants type-4 frames sends first (protocol.md section 3).
 const FEATURE_FLAGS_REQUEST: &str =

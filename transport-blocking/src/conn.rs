@@ -22,9 +22,9 @@ use std::sync::{Arc, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use pngcast_core::http::{self, ServerConfig};
-use pngcast_core::queue::{ClientQueue, Outgoing, PushOutcome, MAX_CONTROL_BYTES};
-use pngcast_core::wire::{
+use pngcast_protocol::http::{self, ServerConfig};
+use pngcast_protocol::queue::{ClientQueue, Outgoing, PushOutcome, MAX_CONTROL_BYTES};
+use pngcast_protocol::wire::{
     self, ws_frame_header, LEGACY_PREFIX, OPCODE_BINARY, OPCODE_PING, OPCODE_TEXT,
 };
 use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
@@ -32,8 +32,8 @@ use tungstenite::Message;
 
 use crate::handshake::{self, Upgraded};
 use crate::hub::{after, code, ClientHandle, ClientState, CloseRequest, EndReason, Hub, Refusal};
-use crate::nosigpipe::NoSigPipe;
 use crate::server::THREAD_STACK;
+use pngcast_protocol::io::NoSigPipe;
 
 /// How long the writer waits for the peer's answer to our Close before cutting the socket.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);

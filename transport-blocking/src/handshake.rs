@@ -1,6 +1,6 @@
 #![forbid(unsafe_code)]
 //! The HTTP stage of a connection: read the request head within the handshake time and size
-//! limits, route it with `pngcast_core::http`, answer plain requests and refusals (then close),
+//! limits, route it with `pngcast_protocol::http`, answer plain requests and refusals (then close),
 //! or hand the upgrade (with its `101` answer, written once the client is registered) to the
 //! WebSocket stage.
 
@@ -9,10 +9,10 @@ use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
 use std::time::Instant;
 
-use pngcast_core::http::{self, RequestHead, Route, ServerConfig};
+use pngcast_protocol::http::{self, RequestHead, Route, ServerConfig};
 
 use crate::hub::{after, Hub};
-use crate::nosigpipe::NoSigPipe;
+use pngcast_protocol::io::NoSigPipe;
 
 /// A connection that answered `101`.
 pub(crate) struct Upgraded {

@@ -10,10 +10,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use pngcast_core::http::ServerConfig;
-use pngcast_core::queue::{ClientQueue, Outgoing, PushOutcome};
-use pngcast_core::sink::{SinkError, SinkStats, Target};
-use pngcast_core::wire::WireFrame;
+use pngcast_protocol::http::ServerConfig;
+use pngcast_protocol::queue::{ClientQueue, Outgoing, PushOutcome};
+use pngcast_protocol::sink::{SinkError, SinkStats, Target};
+use pngcast_protocol::wire::WireFrame;
 
 /// `now + d`, saturating far in the future instead of panicking on huge user-given durations.
 pub(crate) fn after(d: Duration) -> Instant {

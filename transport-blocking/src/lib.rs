@@ -3,7 +3,7 @@
 //!
 //! The server ([`Server`]) has one accept thread and, per connection, a reader thread (the
 //! connection's own) and a writer thread. Frames are queued per client in a bounded
-//! [`ClientQueue`](pngcast_core::queue::ClientQueue) and written straight from the shared
+//! [`ClientQueue`](pngcast_protocol::queue::ClientQueue) and written straight from the shared
 //! encoded buffers (`[ws header][prefix][png]` with vectored writes, no per-client copy of the
 //! PNG). It behaves like `pngcast-mio`: same routes, same limits, same policies; the choice is
 //! threads (simple, a few hundred clients) against a few event loops (thousands of clients).
@@ -11,9 +11,9 @@
 //! ```no_run
 //! use std::sync::Arc;
 //! use pngcast_blocking::Server;
-//! use pngcast_core::http::ServerConfig;
-//! use pngcast_core::sink::{FrameSink, Target};
-//! use pngcast_core::wire::{ImageMeta, WireFrame};
+//! use pngcast_protocol::http::ServerConfig;
+//! use pngcast_protocol::sink::{FrameSink, Target};
+//! use pngcast_protocol::wire::{ImageMeta, WireFrame};
 //!
 //! let server = Server::bind(ServerConfig::default())?;
 //! println!("listening on ws://{}/ws", server.local_addr());
@@ -30,7 +30,6 @@ pub mod client;
 mod conn;
 mod handshake;
 mod hub;
-mod nosigpipe;
 mod server;
 
 pub use server::{Error, Server};

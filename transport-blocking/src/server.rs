@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use pngcast_core::http::ServerConfig;
-use pngcast_core::sink::{FrameSink, SinkError, SinkStats, Target};
-use pngcast_core::wire::WireFrame;
+use pngcast_protocol::http::ServerConfig;
+use pngcast_protocol::sink::{FrameSink, SinkError, SinkStats, Target};
+use pngcast_protocol::wire::WireFrame;
 
 use crate::conn;
 use crate::hub::{after, Hub};

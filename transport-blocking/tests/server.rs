@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use common::*;
 use pngcast_blocking::client::{Client, ClientError, ClientOptions, Event};
-use pngcast_core::queue::Policy;
-use pngcast_core::sink::{FrameSink, SinkError, Target};
-use pngcast_core::wire::json_event;
+use pngcast_protocol::queue::Policy;
+use pngcast_protocol::sink::{FrameSink, SinkError, Target};
+use pngcast_protocol::wire::json_event;
 
 const LIMIT: Duration = Duration::from_secs(20);
 

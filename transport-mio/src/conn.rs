@@ -14,10 +14,10 @@ use std::net::Shutdown;
 use std::time::Instant;
 
 use mio::net::TcpStream;
-use pngcast_core::http::RequestHead;
+use pngcast_protocol::http::RequestHead;
 
-use crate::nosigpipe::NoSigPipe;
 use crate::ws::{discard_input, Read_, Ws};
+use pngcast_protocol::io::NoSigPipe;
 
 /// The bytes of a plain HTTP response being written, after which the connection closes.
 pub(crate) struct Reply {

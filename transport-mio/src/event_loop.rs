@@ -24,14 +24,14 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
-use pngcast_core::http::{self, HttpError, RequestHead, Route, ServerConfig};
-use pngcast_core::queue::ClientQueue;
-use pngcast_core::sink::Target;
+use pngcast_protocol::http::{self, HttpError, RequestHead, Route, ServerConfig};
+use pngcast_protocol::queue::ClientQueue;
+use pngcast_protocol::sink::Target;
 
 use crate::conn::{Conn, HeadRead, Phase, Reply};
-use crate::nosigpipe::NoSigPipe;
 use crate::shared::{Command, Shared, Stats};
 use crate::ws::{CloseWhy, Pump, Read_, Ws};
+use pngcast_protocol::io::NoSigPipe;
 
 /// The listening socket's token.
 pub(crate) const LISTENER: Token = Token(usize::MAX);

@@ -3,7 +3,7 @@
 //! Each loop serves its share of the connections: plain HTTP (`GET /` viewer, `GET /features`),
 //! refusals, and ComfyUI-compatible WebSocket clients on `/ws` and `/api/ws` (protocol.md). The
 //! first loop accepts and deals connections out round-robin. Any thread hands frames to the
-//! server through [`pngcast_core::sink::FrameSink`]; a send pushes a command to every loop and
+//! server through [`pngcast_protocol::sink::FrameSink`]; a send pushes a command to every loop and
 //! wakes them, never touching a socket. Each client has its own bounded queue with the configured
 //! policy, so a client that stops reading never slows another. A frame's PNG is shared by every
 //! client (`Arc`) and written straight from that buffer with vectored writes.
@@ -15,9 +15,9 @@
 //!
 //! ```no_run
 //! use std::{sync::Arc, time::Duration};
-//! use pngcast_core::http::ServerConfig;
-//! use pngcast_core::sink::{FrameSink, Target};
-//! use pngcast_core::wire::{ImageMeta, WireFrame};
+//! use pngcast_protocol::http::ServerConfig;
+//! use pngcast_protocol::sink::{FrameSink, Target};
+//! use pngcast_protocol::wire::{ImageMeta, WireFrame};
 //!
 //! let server = pngcast_mio::Server::bind(ServerConfig::default()).unwrap();
 //! println!("listening on ws://{}/ws", server.local_addr());
@@ -31,7 +31,6 @@
 
 mod conn;
 mod event_loop;
-mod nosigpipe;
 mod shared;
 mod ws;
 
@@ -41,9 +40,9 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use pngcast_core::http::ServerConfig;
-use pngcast_core::sink::{FrameSink, SinkError, SinkStats, Target};
-use pngcast_core::wire::WireFrame;
+use pngcast_protocol::http::ServerConfig;
+use pngcast_protocol::sink::{FrameSink, SinkError, SinkStats, Target};
+use pngcast_protocol::wire::WireFrame;
 
 use crate::event_loop::{EventLoop, WAKER};
 use crate::shared::{Command, Inbox, Shared, Stats};

@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use pngcast_core::sink::{SinkStats, Target};
-use pngcast_core::wire::WireFrame;
+use pngcast_protocol::sink::{SinkStats, Target};
+use pngcast_protocol::wire::WireFrame;
 
 /// Work handed to an event loop.
 pub(crate) enum Command {

@@ -6,7 +6,7 @@
 //! client's [`ClientQueue`], which puts them on the wire at the next WebSocket frame boundary.
 //! Data frames are written by us straight from the shared buffers with `write_vectored` over the
 //! queue's slices (several queued frames per system call), never copied per client; the event
-//! loop hands in the socket as [`crate::nosigpipe::NoSigPipe`], so that is `sendmsg` with
+//! loop hands in the socket as [`pngcast_protocol::io::NoSigPipe`], so that is `sendmsg` with
 //! `MSG_NOSIGNAL`.
 #![forbid(unsafe_code)]
 
@@ -14,8 +14,8 @@ use std::io::{self, IoSlice, Read, Write};
 use std::sync::Arc;
 use std::time::Instant;
 
-use pngcast_core::queue::{ClientQueue, Outgoing, PushOutcome};
-use pngcast_core::wire;
+use pngcast_protocol::queue::{ClientQueue, Outgoing, PushOutcome};
+use pngcast_protocol::wire;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::frame::CloseFrame;
 use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
@@ -518,8 +518,8 @@ mod tests {
     use super::*;
     use std::collections::VecDeque;
 
-    use pngcast_core::queue::Policy;
-    use pngcast_core::wire::{ImageMeta, WireFrame};
+    use pngcast_protocol::queue::Policy;
+    use pngcast_protocol::wire::{ImageMeta, WireFrame};
 
     /// A socket that takes at most `budget` bytes per `pump` and then reports `WouldBlock`.
     #[derive(Default)]

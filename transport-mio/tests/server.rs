@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use pngcast_core::queue::Policy;
-use pngcast_core::sink::{FrameSink, SinkError, Target};
-use pngcast_core::wire::TextMessage;
+use pngcast_protocol::queue::Policy;
+use pngcast_protocol::sink::{FrameSink, SinkError, Target};
+use pngcast_protocol::wire::TextMessage;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::Message;
 
@@ -503,7 +503,7 @@ fn shutdown_sends_1001_after_what_is_queued() {
 
 #[test]
 fn bind_refuses_bad_configs() {
-    let open = pngcast_core::http::ServerConfig::default().addr("0.0.0.0:0".parse().unwrap());
+    let open = pngcast_protocol::http::ServerConfig::default().addr("0.0.0.0:0".parse().unwrap());
     assert!(matches!(
         pngcast_mio::Server::bind(open),
         Err(pngcast_mio::Error::Config(_))

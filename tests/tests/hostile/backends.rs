@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pngcast_core::http::ServerConfig;
-use pngcast_core::sink::FrameSink;
+use pngcast_protocol::http::ServerConfig;
+use pngcast_protocol::sink::FrameSink;
 
 use crate::suite;
 

@@ -22,9 +22,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use pngcast_core::http::ServerConfig;
-use pngcast_core::queue::Policy;
-use pngcast_core::sink::{FrameSink, SinkStats, Target};
+use pngcast_protocol::http::ServerConfig;
+use pngcast_protocol::queue::Policy;
+use pngcast_protocol::sink::{FrameSink, SinkStats, Target};
 
 use super::suite::{recv_until, test_frame, Backend, Client, Got, Harness, Net};
 

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pngcast_core::convert::ConvertOptions;
-use pngcast_core::http::ServerConfig;
 use pngcast_core::png::EncodeOptions;
-use pngcast_core::queue::Policy;
-use pngcast_core::sender::{FrameExtra, Sender};
-use pngcast_core::sink::{FrameSink, SinkError, SinkStats, Target};
 use pngcast_core::tensor::TensorView;
-use pngcast_core::wire::{self, BinaryMessage, TextMessage};
+use pngcast_protocol::http::ServerConfig;
+use pngcast_protocol::queue::Policy;
+use pngcast_protocol::sender::{FrameExtra, Sender};
+use pngcast_protocol::sink::{FrameSink, SinkError, SinkStats, Target};
+use pngcast_protocol::wire::{self, BinaryMessage, TextMessage};
 use serde_json::json;
 
 use super::{recv_item, recv_until, test_frame, Backend, Client, Got, Harness, Msg, Net};

@@ -20,10 +20,10 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pngcast_core::http::ServerConfig;
-use pngcast_core::queue::{ClientQueue, Policy};
-use pngcast_core::sink::{FrameSink, MemorySink};
-use pngcast_core::wire::{self, BinaryMessage, ImageMeta, TextMessage, WireFrame};
+use pngcast_protocol::http::ServerConfig;
+use pngcast_protocol::queue::{ClientQueue, Policy};
+use pngcast_protocol::sink::{FrameSink, MemorySink};
+use pngcast_protocol::wire::{self, BinaryMessage, ImageMeta, TextMessage, WireFrame};
 
 /// How long a client waits for a message before the test fails (a hang guard, not a threshold).
 pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
@@ -279,7 +279,7 @@ impl Harness for Memory {
         self.sink.clone()
     }
     fn connect(&self, client_id: Option<&str>, metadata: bool) -> Box<dyn Client> {
-        let id = client_id.map_or_else(pngcast_core::http::generate_client_id, str::to_owned);
+        let id = client_id.map_or_else(pngcast_protocol::http::generate_client_id, str::to_owned);
         self.sink.add_client(&id, metadata);
         Box::new(MemoryClient {
             sink: self.sink.clone(),
@@ -488,7 +488,7 @@ macro_rules! network_suite {
         mod conformance {
             use super::suite::{cases, Net};
             use super::*;
-            fn start(config: pngcast_core::http::ServerConfig) -> Net {
+            fn start(config: pngcast_protocol::http::ServerConfig) -> Net {
                 Net::start::<$b>(config)
             }
             #[test]

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pngcast_blocking::Server;
-use pngcast_core::http::ServerConfig;
-use pngcast_core::wire::{ImageMeta, WireFrame};
+use pngcast_protocol::http::ServerConfig;
+use pngcast_protocol::wire::{ImageMeta, WireFrame};
 
 /// A config on an ephemeral loopback port.
 pub fn config() -> ServerConfig {

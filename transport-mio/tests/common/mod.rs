@@ -7,9 +7,9 @@ use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pngcast_core::http::ServerConfig;
-use pngcast_core::wire::{self, BinaryMessage, ImageMeta, TextMessage, WireFrame};
 use pngcast_mio::Server;
+use pngcast_protocol::http::ServerConfig;
+use pngcast_protocol::wire::{self, BinaryMessage, ImageMeta, TextMessage, WireFrame};
 use tungstenite::client::IntoClientRequest;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Message, WebSocket};

@@ -1,7 +1,7 @@
 //! Loopback throughput of pngcast-mio, beside a plain tungstenite sender in the same run.
 //!
 //! ```text
-//! cargo run --release -p pngcast-mio --example mio_throughput [-- --quick]
+//! cargo run --release -p pngcast-benches --example mio_throughput [-- --quick]
 //! ```
 //!
 //! For each case the sender queues every frame at once and the clock runs until every client has
@@ -20,10 +20,10 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pngcast_core::http::ServerConfig;
-use pngcast_core::queue::Policy;
-use pngcast_core::sink::{FrameSink, Target};
-use pngcast_core::wire::{ImageMeta, WireFrame};
+use pngcast_protocol::http::ServerConfig;
+use pngcast_protocol::queue::Policy;
+use pngcast_protocol::sink::{FrameSink, Target};
+use pngcast_protocol::wire::{ImageMeta, WireFrame};
 use tungstenite::Message;
 
 /// Connects to a WebSocket server and discards everything after the handshake, counting binary

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pngcast_core::http::{self, RequestHead, Route, ServerConfig, MAX_CLIENT_ID_LEN};
+use pngcast_protocol::http::{self, RequestHead, Route, ServerConfig, MAX_CLIENT_ID_LEN};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&sel, bytes)) = data.split_first() else {

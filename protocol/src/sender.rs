@@ -19,8 +19,8 @@
 //! ```
 //! use std::sync::Arc;
 //! use pngcast_core::png::EncodeOptions;
-//! use pngcast_core::sender::{FrameExtra, Sender};
-//! use pngcast_core::sink::{MemorySink, Target};
+//! use pngcast_protocol::sender::{FrameExtra, Sender};
+//! use pngcast_protocol::sink::{MemorySink, Target};
 //! use pngcast_core::tensor::TensorView;
 //!
 //! let sink = Arc::new(MemorySink::new()); // a transport's server in real use
@@ -36,12 +36,12 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-use crate::convert::ConvertOptions;
-use crate::error::{Error, Result};
-use crate::png::{EncodeOptions, Encoder};
 use crate::sink::{FrameSink, SinkError, Target};
-use crate::tensor::TensorView;
 use crate::wire::{ImageMeta, WireFrame};
+use pngcast_core::convert::ConvertOptions;
+use pngcast_core::error::{Error, Result};
+use pngcast_core::png::{EncodeOptions, Encoder};
+use pngcast_core::tensor::TensorView;
 
 /// Number of frames (each with its PNG buffer) a [`Sender`] keeps for reuse.
 pub const POOL_SIZE: usize = 4;

@@ -14,7 +14,7 @@
 //! - tungstenite: `WebSocket::send(Message::Binary(bytes))` of the same prefix+PNG payload, on a
 //!   blocking socket, as a straightforward server would do it.
 //!
-//! Run: `cargo run --release -p pngcast-blocking --example blocking_throughput [-- --reps 5]`
+//! Run: `cargo run --release -p pngcast-benches --example blocking_throughput [-- --reps 5]`
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -23,10 +23,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use pngcast_blocking::Server;
-use pngcast_core::http::ServerConfig;
-use pngcast_core::queue::Policy;
-use pngcast_core::sink::{FrameSink, Target};
-use pngcast_core::wire::{self, ImageMeta, WireFrame, LEGACY_PREFIX, OPCODE_BINARY, OPCODE_TEXT};
+use pngcast_protocol::http::ServerConfig;
+use pngcast_protocol::queue::Policy;
+use pngcast_protocol::sink::{FrameSink, Target};
+use pngcast_protocol::wire::{
+    self, ImageMeta, WireFrame, LEGACY_PREFIX, OPCODE_BINARY, OPCODE_TEXT,
+};
 
 fn ws_len(payload: usize) -> usize {
     let mut h = [0u8; 10];

@@ -17,9 +17,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use thiserror::Error;
 
-use crate::error::{Error, Result};
 use crate::queue::Policy;
 use crate::wire::features_json;
+use pngcast_core::error::{Error, Result};
 
 /// The viewer page served at `GET /`: self-contained HTML + JS, connects to `/ws`.
 pub const VIEWER_HTML: &str = include_str!("viewer.html");

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pngcast_core::wire::{self, BinaryMessage};
+use pngcast_protocol::wire::{self, BinaryMessage};
 use std::sync::Arc;
 
 fuzz_target!(|data: &[u8]| {

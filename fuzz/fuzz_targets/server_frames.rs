@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use pngcast_core::http::ServerConfig;
+use pngcast_protocol::http::ServerConfig;
 
 struct Servers {
     mio: pngcast_mio::Server,

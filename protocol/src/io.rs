@@ -1,24 +1,21 @@
 //! Socket writes that never raise SIGPIPE.
 //!
 //! `write_vectored` on a socket is `writev`, which raises SIGPIPE when the connection is already
-//! broken (reset by the peer after a read saw the reset, or shut down by us). The event loop
-//! never writes after either today (a read that sees a reset ends the connection, and nothing is
-//! written after our `shutdown(Write)`), but that is an accident of its structure, not a
-//! guarantee. Rust binaries and CPython ignore SIGPIPE, so they would only see `EPIPE`; a host
-//! whose `main` is not Rust's (a C program embedding pngcast, libFuzzer) keeps the default
-//! action and would be killed. Every socket write of this crate
+//! broken: reset by the peer after a read saw the reset, or shut down by us under a
+//! writer blocked mid-frame (bad input, shutdown deadline). Rust binaries and CPython ignore
+//! SIGPIPE, so they only see `EPIPE`; a host whose `main` is not Rust's (a C program embedding
+//! pngcast, libFuzzer) keeps the default action and is killed. Every socket write of the transports
 //! goes through [`NoSigPipe`], which sends with `send`/`sendmsg` and `MSG_NOSIGNAL`: the error
 //! comes back as `EPIPE` and no signal is raised. Costs nothing over `write`/`writev` (the same
 //! system call work; std's own `write` on a socket already passes the flag).
 //!
 //! Targets without `MSG_NOSIGNAL` (macOS, Windows) send with no flags: Windows has no SIGPIPE;
 //! on macOS a host that does not ignore SIGPIPE is not protected.
-#![forbid(unsafe_code)]
 
 use std::ffi::c_int;
 use std::io::{self, IoSlice, Read, Write};
+use std::os::fd::AsFd;
 
-use mio::net::TcpStream;
 use socket2::SockRef;
 
 #[cfg(any(
@@ -40,23 +37,23 @@ const FLAGS: c_int = libc::MSG_NOSIGNAL;
 )))]
 const FLAGS: c_int = 0;
 
-/// A borrowed socket whose writes never raise SIGPIPE; reads are plain reads.
+/// A socket (owned or borrowed; any [`AsFd`] stream: std's or mio's `TcpStream`) whose writes
+/// never raise SIGPIPE; reads are plain reads.
 #[derive(Debug)]
-pub(crate) struct NoSigPipe<'a>(pub(crate) &'a TcpStream);
+pub struct NoSigPipe<S>(pub S);
 
-impl Read for NoSigPipe<'_> {
+impl<S: AsFd> Read for NoSigPipe<S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let mut s = self.0;
-        s.read(buf)
+        (&*SockRef::from(&self.0)).read(buf)
     }
 }
 
-impl Write for NoSigPipe<'_> {
+impl<S: AsFd> Write for NoSigPipe<S> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        SockRef::from(self.0).send_with_flags(buf, FLAGS)
+        SockRef::from(&self.0).send_with_flags(buf, FLAGS)
     }
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        SockRef::from(self.0).send_vectored_with_flags(bufs, FLAGS)
+        SockRef::from(&self.0).send_vectored_with_flags(bufs, FLAGS)
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
@@ -66,25 +63,24 @@ impl Write for NoSigPipe<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::TcpListener;
+    use std::net::{Shutdown, TcpListener, TcpStream};
 
     /// Writes after our own `shutdown(Write)` fail with `EPIPE` (the case that raises SIGPIPE
     /// without the flag); the bytes before it arrive intact through both write paths.
     #[test]
     fn writes_then_epipe_after_shutdown() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let (s, _) = l.accept().unwrap();
-        let s = TcpStream::from_std(s);
         let mut w = NoSigPipe(&s);
         w.write_all(b"ab").unwrap();
         let n = w
             .write_vectored(&[IoSlice::new(b"cd"), IoSlice::new(b"ef")])
             .unwrap();
         assert_eq!(n, 4);
-        s.shutdown(std::net::Shutdown::Write).unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
         let mut got = Vec::new();
-        c.read_to_end(&mut got).unwrap();
+        NoSigPipe(c).read_to_end(&mut got).unwrap();
         assert_eq!(got, b"abcdef");
         for _ in 0..2 {
             let e = w.write_vectored(&[IoSlice::new(b"x")]).unwrap_err();

@@ -25,7 +25,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::sync::Arc;
 
-use crate::error::{Error, Result};
+use pngcast_core::error::{Error, Result};
 
 /// The 8-byte prefix of a legacy image message: type 1 (preview image), format 2 (PNG).
 pub const LEGACY_PREFIX: [u8; 8] = [0, 0, 0, 1, 0, 0, 0, 2];

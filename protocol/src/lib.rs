@@ -1,0 +1,34 @@
+//! `pngcast-protocol`: everything between an encoded PNG and a socket, without the socket.
+//!
+//! Sans-IO: no sockets, no threads, no clocks. The transports (`pngcast-mio`,
+//! `pngcast-blocking`) move the bytes this crate produces.
+//!
+//! - [`wire`]: ComfyUI's WebSocket messages (status, feature flags, announcements, type 1 and 4).
+//! - [`sink`]: the [`sink::FrameSink`] trait transports implement, and an in-memory sink.
+//! - [`queue`]: the per-client bounded queue with the `LatestWins` / `Reliable` policies.
+//! - [`http`]: server configuration, request-head parsing, routing and responses.
+//! - [`io`]: the one piece that touches a socket: [`io::NoSigPipe`], the SIGPIPE-safe writer
+//!   both transports write through (safe code over socket2).
+//! - [`sender`]: encodes a batch and hands each frame to a sink.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use pngcast_core::{png::EncodeOptions, tensor::TensorView};
+//! use pngcast_protocol::{sender::Sender, sink::MemorySink};
+//! let pixels = vec![0.5f32; 2 * 2 * 3];
+//! let tensor = TensorView::bhwc(&pixels[..], [1, 2, 2, 3]).unwrap();
+//! let sink = Arc::new(MemorySink::new());
+//! let sender = Sender::new(sink.clone(), EncodeOptions::default()).unwrap();
+//! # let _ = (&tensor, &sender);
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod http;
+pub mod io;
+pub mod queue;
+pub mod sender;
+pub mod sink;
+pub mod wire;
+
+pub use pngcast_core::{Error, Result};
