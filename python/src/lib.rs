@@ -90,11 +90,19 @@ fn simd_kernel() -> &'static str {
     pngcast_core::convert::kernel_name()
 }
 
+/// Panics inside the fence, for the test that proves a Rust panic reaches Python as
+/// `pngcast.Error` (and never as a crash or a `PanicException`). Not part of the API.
+#[pyfunction]
+fn _test_panic(py: Python<'_>, message: &str) -> PyResult<()> {
+    py.detach(|| errors::fenced("_test_panic", || panic!("{message}")))
+}
+
 #[pymodule]
 fn _pngcast(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(encode, m)?)?;
     m.add_function(wrap_pyfunction!(encode_batch, m)?)?;
     m.add_function(wrap_pyfunction!(simd_kernel, m)?)?;
+    m.add_function(wrap_pyfunction!(_test_panic, m)?)?;
     m.add_class::<server::Server>()?;
     m.add_function(wrap_pyfunction!(server::_close_all, m)?)?;
     m.add("Error", m.py().get_type::<errors::Error>())?;

@@ -349,3 +349,13 @@ def test_nan_error_option():
     assert decode(pngcast.encode(x[2]))[7, 7, 2] == 0
     with pytest.raises(ValueError, match="nan must be"):
         pngcast.encode(x[0], nan="raise")
+
+
+def test_rust_panic_becomes_pngcast_error():
+    from pngcast import _pngcast
+
+    with pytest.raises(pngcast.Error, match="internal error in _test_panic: boom"):
+        _pngcast._test_panic("boom")
+    # The interpreter and the package carry on.
+    assert pngcast.encode(np.zeros((2, 2, 3), np.float32))[:4] == b"\x89PNG"
+    assert issubclass(pngcast.Error, Exception) and not issubclass(pngcast.Error, ValueError)
