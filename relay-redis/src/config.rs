@@ -132,6 +132,9 @@ impl RedisUrl {
     }
 
     pub(crate) fn connect(&self, timeout: Duration) -> Result<redis::Connection, RelayError> {
+        // An error means a provider is installed already: the application's choice stands.
+        #[cfg(feature = "tls")]
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = redis::Client::open(self.info.clone()).map_err(|e| self.err(e))?;
         let con = client
             .get_connection_with_timeout(timeout)
