@@ -22,7 +22,9 @@ use pngcast_core::png::{Compression, EncodeOptions};
 use pngcast_protocol::http::ServerConfig;
 use pngcast_protocol::queue::Policy;
 use pngcast_protocol::sender::{FrameExtra, Sender};
-use pngcast_protocol::sink::{FrameSink, Target};
+use pngcast_protocol::sink::{FrameSink, SinkError, SinkStats, Target};
+use pngcast_protocol::wire::WireFrame;
+use pngcast_relay_redis::{Edge, EdgeConfig, Publisher, PublisherConfig, RedisUrl};
 
 use crate::encode::parse_compression;
 use crate::error::CliError;
@@ -120,6 +122,130 @@ pub struct ServeArgs {
     /// Wait until N clients are connected before sending the first frame.
     #[arg(long, value_name = "N", default_value_t = 0)]
     wait_clients: usize,
+
+    /// Also publish every frame to Redis pub/sub (`redis://[user:pass@]HOST:PORT/?namespace=NAME`),
+    /// for edges started with `--source redis://...`. See docs/scale-out.md.
+    #[arg(long, value_name = "URL")]
+    publish: Option<String>,
+
+    /// With --publish: do not serve locally (a worker process with no WebSocket port).
+    #[arg(long, requires = "publish")]
+    no_local: bool,
+
+    /// Read the Redis password from the first line of FILE (instead of the URL).
+    #[arg(long, value_name = "FILE")]
+    redis_password_file: Option<std::path::PathBuf>,
+}
+
+/// A sink that hands every message to each of several sinks (local server and publisher).
+struct Tee(Vec<Arc<dyn FrameSink>>);
+
+impl FrameSink for Tee {
+    fn send_image(&self, target: &Target, frame: &WireFrame) -> Result<(), SinkError> {
+        let mut result = Ok(());
+        for s in &self.0 {
+            if let Err(e) = s.send_image(target, frame) {
+                result = Err(e);
+            }
+        }
+        result
+    }
+    fn send_text(&self, target: &Target, text: Arc<str>) -> Result<(), SinkError> {
+        let mut result = Ok(());
+        for s in &self.0 {
+            if let Err(e) = s.send_text(target, Arc::clone(&text)) {
+                result = Err(e);
+            }
+        }
+        result
+    }
+    /// The counters of the first sink (the local server when there is one).
+    fn stats(&self) -> SinkStats {
+        self.0.first().map(|s| s.stats()).unwrap_or_default()
+    }
+    fn shutdown(&self, deadline: Duration) {
+        for s in &self.0 {
+            s.shutdown(deadline);
+        }
+    }
+}
+
+fn redis_url(args: &ServeArgs, url: &str) -> Result<RedisUrl, CliError> {
+    let u = RedisUrl::parse(url).map_err(|e| CliError::new(e.to_string()))?;
+    match &args.redis_password_file {
+        Some(p) => u
+            .with_password_file(p)
+            .map_err(|e| CliError::new(e.to_string())),
+        None => Ok(u),
+    }
+}
+
+fn is_redis(spec: &str) -> bool {
+    spec.starts_with("redis://") || spec.starts_with("rediss://")
+}
+
+/// `--source redis://...`: an edge. Serves what the namespace's workers publish until killed
+/// (or until --frames messages were delivered).
+fn run_edge(args: &ServeArgs, token: Option<String>, stop: &AtomicBool) -> Result<(), CliError> {
+    if args.publish.is_some() {
+        return Err(CliError::new(
+            "--publish and --source redis:// do not combine",
+        ));
+    }
+    let url = redis_url(args, &args.source)?;
+    let config = ServerConfig::default()
+        .addr(resolve(&args.addr)?)
+        .policy(args.policy.into())
+        .token(token.clone())
+        .insecure(args.insecure)
+        .allowed_origins(args.allowed_origins.clone())
+        .allowed_hosts(args.allowed_hosts.clone());
+    let server = Running::bind(args.transport, config)?;
+    let sink = server.sink();
+    let edge = Edge::with_url(url, Arc::clone(&sink), EdgeConfig::default())
+        .map_err(|e| CliError::new(e.to_string()))?;
+    let bound = server.local_addr();
+    // The token itself never reaches a terminal or a log.
+    let query = if token.is_some() {
+        "?token=REDACTED"
+    } else {
+        ""
+    };
+    println!(
+        "pngcast: serving {} on http://{bound}/{query} (ws://{bound}/ws{query})",
+        edge.url()
+    );
+    let _ = std::io::stdout().flush();
+    let mut last = Instant::now();
+    while args.frames.is_none_or(|n| edge.stats().delivered < n) && !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(20));
+        if last.elapsed() >= REPORT_EVERY {
+            let s = edge.stats();
+            log::info!(
+                "edge: {} received, {} delivered, {} resynced, {} garbage, {} subscribes, {}",
+                s.received,
+                s.delivered,
+                s.resynced,
+                s.garbage,
+                s.subscribes,
+                plural(sink.stats().clients as u64, "client")
+            );
+            last = Instant::now();
+        }
+    }
+    if stop.load(Ordering::Relaxed) {
+        log::info!("signal received: closing every client (1001) and stopping");
+    }
+    edge.stop();
+    sink.shutdown(SHUTDOWN_DEADLINE);
+    let stats = sink.stats();
+    log::info!(
+        "stopped; {} sent to clients, {} dropped, {} closed",
+        plural(stats.frames_sent, "frame"),
+        stats.frames_dropped,
+        plural(stats.clients_closed, "client")
+    );
+    Ok(())
 }
 
 /// `--transport` values.
@@ -305,7 +431,17 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
             .map_err(|e| CliError::new(format!("cannot handle signal {signal}: {e}")))?;
     }
     let token = token(&args)?;
+    if is_redis(&args.source) {
+        return run_edge(&args, token, &stop);
+    }
     let mut source = Source::open(&args.source, args.size)?;
+    let publisher = match &args.publish {
+        Some(u) => Some(Arc::new(
+            Publisher::with_url(redis_url(&args, u)?, PublisherConfig::default())
+                .map_err(|e| CliError::new(e.to_string()))?,
+        )),
+        None => None,
+    };
     let addr = resolve(&args.addr)?;
     let config = ServerConfig::default()
         .addr(addr)
@@ -314,25 +450,39 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         .insecure(args.insecure)
         .allowed_origins(args.allowed_origins.clone())
         .allowed_hosts(args.allowed_hosts.clone());
-    let server = Running::bind(args.transport, config)?;
-    let sink = server.sink();
+    let server = if args.no_local {
+        None
+    } else {
+        Some(Running::bind(args.transport, config)?)
+    };
+    let sink: Arc<dyn FrameSink> = match (&server, &publisher) {
+        (Some(s), Some(p)) => Arc::new(Tee(vec![s.sink(), Arc::clone(p) as Arc<dyn FrameSink>])),
+        (Some(s), None) => s.sink(),
+        (None, Some(p)) => Arc::clone(p) as Arc<dyn FrameSink>,
+        (None, None) => return Err(CliError::new("--no-local needs --publish")),
+    };
     let mut options = EncodeOptions::default();
     if let Some(c) = args.compression {
         options = options.compression(c);
     }
     let mut sender = Sender::new(Arc::clone(&sink), options)?;
 
-    let bound = server.local_addr();
-    // The token itself never reaches a terminal or a log.
-    let query = if token.is_some() {
-        "?token=REDACTED"
-    } else {
-        ""
-    };
-    println!(
-        "pngcast: serving {} on http://{bound}/{query} (ws://{bound}/ws{query})",
-        source.describe()
-    );
+    if let Some(p) = &publisher {
+        println!("pngcast: publishing {} to {}", source.describe(), p.url());
+    }
+    if let Some(server) = &server {
+        let bound = server.local_addr();
+        // The token itself never reaches a terminal or a log.
+        let query = if token.is_some() {
+            "?token=REDACTED"
+        } else {
+            ""
+        };
+        println!(
+            "pngcast: serving {} on http://{bound}/{query} (ws://{bound}/ws{query})",
+            source.describe()
+        );
+    }
     // Tests and scripts read the address from this line: make sure it is out.
     let _ = std::io::stdout().flush();
 
@@ -357,6 +507,13 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         stats.frames_dropped,
         plural(stats.clients_closed, "client")
     );
+    if let Some(p) = &publisher {
+        let s = p.publisher_stats();
+        eprintln!(
+            "pngcast: published {}, dropped {}, failed {}, too large {}",
+            s.published, s.dropped, s.failed, s.too_large
+        );
+    }
     drop(server);
     result.map(|_| ())
 }
@@ -407,8 +564,8 @@ fn stream(
     let (mut sent, mut bytes) = (0u64, 0u64);
     let mut next_tick = Instant::now();
     let mut last_report = (Instant::now(), 0u64);
-    // An unbounded run makes no frame nobody will see.
-    let idle_when_alone = args.frames.is_none();
+    // An unbounded run makes no frame nobody will see (a publisher's viewers are elsewhere).
+    let idle_when_alone = args.frames.is_none() && args.publish.is_none();
     while args.frames.is_none_or(|n| sent < n) && !stop.load(Ordering::Relaxed) {
         if idle_when_alone && sender.sink().stats().clients == 0 {
             std::thread::sleep(Duration::from_millis(20));
