@@ -24,3 +24,29 @@ pub enum Error {
 
 /// `Result` with [`Error`](enum@Error).
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_and_sources() {
+        use std::error::Error as _;
+        assert_eq!(
+            Error::Wire("x".into()).to_string(),
+            "malformed wire message: x"
+        );
+        assert_eq!(
+            Error::InvalidConfig("port must be > 0".into()).to_string(),
+            "invalid option: port must be > 0"
+        );
+        let core = pngcast_core::Error::UnsupportedChannels(7);
+        let e = Error::from(core.clone());
+        assert_eq!(e.to_string(), core.to_string());
+        assert_eq!(e, Error::Core(core));
+        assert!(
+            e.source().is_none(),
+            "transparent: the core error's own source"
+        );
+    }
+}

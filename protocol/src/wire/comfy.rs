@@ -234,30 +234,28 @@ impl<D: Serialize> Serialize for Event<'_, D> {
 /// The first message a client gets:
 /// `{"type": "status", "data": {"status": {"exec_info": {"queue_remaining": 0}}, "sid": "<sid>"}}`.
 pub fn status_message(sid: &str) -> String {
-    struct Status<'a>(&'a str);
-    impl Serialize for Status<'_> {
-        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            struct ExecInfo;
-            impl Serialize for ExecInfo {
-                fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                    let mut map = s.serialize_map(Some(1))?;
-                    map.serialize_entry("queue_remaining", &0u32)?;
-                    map.end()
-                }
-            }
-            let mut map = s.serialize_map(Some(2))?;
-            map.serialize_entry("status", &Object1("exec_info", &ExecInfo))?;
-            map.serialize_entry("sid", self.0)?;
-            map.end()
-        }
-    }
     py_json_string(
         &Event {
             event: "status",
-            data: Status(sid),
+            data: Status { sid },
         },
         96 + sid.len(),
     )
+}
+
+/// The `data` of a status message: an empty queue and the client's id.
+struct Status<'a> {
+    sid: &'a str,
+}
+
+impl Serialize for Status<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let queue = Object1("queue_remaining", &0u32);
+        let mut map = s.serialize_map(Some(2))?;
+        map.serialize_entry("status", &Object1("exec_info", &queue))?;
+        map.serialize_entry("sid", self.sid)?;
+        map.end()
+    }
 }
 
 /// A one-key object `{KEY: VALUE}`.
