@@ -73,9 +73,6 @@ pub enum Error {
     /// A `tEXt` key or value PNG cannot store (key 1..=79 Latin-1 bytes without NUL, value without NUL).
     #[error("invalid tEXt chunk: {0}")]
     InvalidText(String),
-    /// A wire message could not be parsed.
-    #[error("malformed wire message: {0}")]
-    Wire(String),
 }
 
 /// `Result` with [`Error`](enum@Error).

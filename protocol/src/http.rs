@@ -17,9 +17,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use thiserror::Error;
 
+use crate::error::{Error, Result};
 use crate::queue::Policy;
 use crate::wire::features_json;
-use pngcast_core::error::{Error, Result};
 
 /// The viewer page served at `GET /`: self-contained HTML + JS, connects to `/ws`.
 pub const VIEWER_HTML: &str = include_str!("viewer.html");
@@ -144,7 +144,7 @@ impl ServerConfig {
     /// Checks the settings: non-zero limits and timeouts, a non-empty token of visible ASCII,
     /// and no bind beyond loopback without a token unless `insecure`.
     pub fn validate(&self) -> Result<()> {
-        let bad = |m: &str| Err(Error::InvalidOption(m.to_owned()));
+        let bad = |m: &str| Err(Error::InvalidConfig(m.to_owned()));
         if self.queue_bytes == 0 {
             return bad("queue_bytes must be > 0");
         }
@@ -164,7 +164,7 @@ impl ServerConfig {
             ("write_timeout", self.write_timeout),
         ] {
             if d.is_zero() {
-                return Err(Error::InvalidOption(format!("{name} must be > 0")));
+                return Err(Error::InvalidConfig(format!("{name} must be > 0")));
             }
         }
         if let Some(t) = &self.token {
@@ -173,7 +173,7 @@ impl ServerConfig {
             }
         }
         if !self.addr.ip().is_loopback() && self.token.is_none() && !self.insecure {
-            return Err(Error::InvalidOption(format!(
+            return Err(Error::InvalidConfig(format!(
                 "refusing to bind {} beyond loopback without a token (set a token, or insecure)",
                 self.addr
             )));

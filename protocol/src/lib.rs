@@ -10,6 +10,8 @@
 //! - [`io`]: the one piece that touches a socket: [`io::NoSigPipe`], the SIGPIPE-safe writer
 //!   both transports write through (safe code over socket2).
 //! - [`sender`]: encodes a batch and hands each frame to a sink.
+//! - [`error`]: [`Error`], what this crate refuses (malformed wire messages, configuration out of
+//!   range), wrapping `pngcast-core`'s errors.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -24,6 +26,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod error;
 pub mod http;
 pub mod io;
 pub mod queue;
@@ -31,4 +34,4 @@ pub mod sender;
 pub mod sink;
 pub mod wire;
 
-pub use pngcast_core::{Error, Result};
+pub use error::{Error, Result};

@@ -20,6 +20,12 @@ pub fn core_to_py(e: pngcast_core::Error) -> PyErr {
     PyValueError::new_err(e.to_string())
 }
 
+/// A protocol error (a server configuration out of range, an encoder option) is the caller's
+/// input too: `ValueError`.
+pub fn protocol_to_py(e: pngcast_protocol::Error) -> PyErr {
+    PyValueError::new_err(e.to_string())
+}
+
 /// Runs `f`, turning a panic into `pngcast.Error` so that it never unwinds into Python.
 pub fn fenced<T>(what: &str, f: impl FnOnce() -> Result<T, PyErr>) -> Result<T, PyErr> {
     match catch_unwind(AssertUnwindSafe(f)) {

@@ -17,7 +17,7 @@ use pngcast_protocol::queue::Policy;
 use pngcast_protocol::sender::{FrameExtra, Sender};
 use pngcast_protocol::sink::{FrameSink, SinkError, Target};
 
-use crate::errors::{core_to_py, fenced, Error};
+use crate::errors::{core_to_py, fenced, protocol_to_py, Error};
 use crate::input::{Layout, Source};
 use crate::options;
 
@@ -174,7 +174,7 @@ impl Server {
         if let Some(n) = queue_bytes {
             config = config.queue_bytes(n);
         }
-        config.validate().map_err(core_to_py)?;
+        config.validate().map_err(protocol_to_py)?;
         let encode = EncodeOptions::default()
             .compression(options::compression(compression)?)
             .threads(options::threads(threads)?);

@@ -75,7 +75,7 @@ mod blocking {
     per_transport!(super::hostile::backends::Blocking);
 }
 
-/// Security defaults (issue 5, protocol.md section 6), checked on both transports' `bind`.
+/// Security defaults (protocol.md section 6), checked on both transports' `bind`.
 mod security_defaults {
     use std::io::{Read, Write};
     use std::net::TcpStream;

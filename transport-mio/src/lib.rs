@@ -57,7 +57,7 @@ pub enum Error {
     /// The configuration was refused by `ServerConfig::validate` (for instance a bind beyond
     /// loopback without a token and without `insecure`).
     #[error("invalid server configuration: {0}")]
-    Config(#[source] pngcast_core::Error),
+    Config(#[source] pngcast_protocol::Error),
     /// The address could not be bound.
     #[error("cannot bind {addr}: {source}")]
     Bind {
