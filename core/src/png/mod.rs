@@ -117,7 +117,8 @@ pub struct EncodeOptions {
     /// Rows per stripe; `None` picks a size from the image (small images use one stripe).
     /// The output depends on this value but never on the thread count.
     pub stripe_rows: Option<NonZeroU32>,
-    /// `tEXt` chunks written before the image data, in order.
+    /// Text chunks written before the image data, in order: `tEXt` for a Latin-1 value, an
+    /// uncompressed UTF-8 `iTXt` otherwise. Keys are PNG keywords (1..=79 printable Latin-1).
     pub text: Vec<(String, String)>,
     /// The fast coder's kernel; `None` (the default) takes the best this CPU has. Every kernel
     /// writes the same bytes: pinning one is for benchmarks and comparisons.
@@ -145,7 +146,7 @@ impl EncodeOptions {
         self.stripe_rows = rows;
         self
     }
-    /// Adds a `tEXt` chunk.
+    /// Adds a text chunk (`tEXt`, or `iTXt` for a value outside Latin-1).
     pub fn text(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.text.push((key.into(), value.into()));
         self
@@ -285,7 +286,7 @@ impl Encoder {
         &self.options
     }
 
-    /// Replaces the `tEXt` chunks for the next frames (reuses the vector). The pairs are checked
+    /// Replaces the text chunks for the next frames (reuses the vector). The pairs are checked
     /// when a frame is encoded ([`Error::InvalidText`]).
     pub fn set_text(&mut self, text: &[(String, String)]) {
         self.options.text.clear();
