@@ -311,11 +311,13 @@ pub fn run(args: EncodeArgs) -> Result<(), CliError> {
             vec![(i, args.output.clone())]
         }
         None if tensor.batch() == 1 => vec![(0, args.output.clone())],
-        None if to_stdout => return Err(CliError::new(format!(
-            "the input holds {} images and standard output takes one: choose one with --index I, \
-                 or name an output file",
-            tensor.batch()
-        ))),
+        None if to_stdout => {
+            let n = tensor.batch();
+            return Err(CliError::new(format!(
+                "the input holds {n} images and standard output takes one: \
+                 choose one with --index I, or name an output file"
+            )));
+        }
         None => (0..tensor.batch())
             .map(|i| (i, batch_path(&args.output, i)))
             .collect(),
