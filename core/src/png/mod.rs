@@ -1,6 +1,6 @@
 //! The hand-rolled PNG writer: chunks, filters, deflate stripes encoded in parallel on rayon.
 //!
-//! A frame is written as: signature, `IHDR`, the caller's `tEXt` chunks, one `IDAT` per stripe,
+//! A frame is written as: signature, `IHDR`, the caller's text chunks, one `IDAT` per stripe,
 //! `IEND`. The rows are cut into stripes (a plan that depends only on the image and the options,
 //! never on the thread count, so the bytes are the same on any pool). Each stripe is filtered
 //! (it needs only the row above it), deflated on its own and Adler-32'd on a rayon worker; the
@@ -176,7 +176,7 @@ pub struct Encoder {
     /// The pool stripes run on for `Threads::Fixed(n >= 2)` (built once) or `Threads::Pool`.
     pool: Option<Arc<rayon::ThreadPool>>,
     stripes: Stripes,
-    /// Signature, IHDR and tEXt chunks of the current frame, copied to the front of the output.
+    /// Signature, IHDR and text chunks of the current frame, copied to the front of the output.
     head: Vec<u8>,
 }
 
@@ -254,7 +254,7 @@ fn zlib_header(c: Compression) -> [u8; 2] {
 }
 
 impl Encoder {
-    /// Validates `options` and builds an encoder: `Compact` level 1..=9 and valid `tEXt` pairs,
+    /// Validates `options` and builds an encoder: `Compact` level 1..=9 and valid text pairs,
     /// else [`Error::InvalidOption`] / [`Error::InvalidText`]. `Threads::Fixed(n)` with n >= 2
     /// builds a private pool of n threads here, once.
     pub fn new(options: EncodeOptions) -> Result<Self> {
@@ -347,7 +347,7 @@ impl Encoder {
         self.encode_rows(&geom, Rows::Image(img, convert), out)
     }
 
-    /// Writes the signature, IHDR and tEXt chunks into `self.head`.
+    /// Writes the signature, IHDR and text chunks into `self.head`.
     fn write_head(&mut self, geom: &Geometry) -> Result<()> {
         let head = &mut self.head;
         head.clear();
