@@ -1236,6 +1236,7 @@ m.add_text("prompt", json.dumps({{"3": {{"class_type": "KSampler", "inputs": {{"
 m.add_text("workflow", json.dumps({{"nodes": [{{"id": 3, "title": "caf\u00e9"}}]}}))
 m.add_text("Comment", "squeezed " * 50, zip=True)
 m.add_itxt("Title", "\u732b \U0001F431", lang="ja", tkey="t")
+m.add_itxt("Note", "\u00e9t\u00e9 " * 40, zip=True)
 Image.new("RGB", (3, 2), (10, 20, 30)).save({src:?}, pnginfo=m)
 "#,
         src = src.to_str().unwrap()
@@ -1279,7 +1280,10 @@ Image.new("RGB", (3, 2), (10, 20, 30)).save({src:?}, pnginfo=m)
     ]));
     let v: Vec<(String, String)> = serde_json::from_str(&read_back(&edited)).unwrap();
     let keys: Vec<&str> = v.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(keys, ["prompt", "workflow", "Comment", "Title", "New"]);
+    assert_eq!(
+        keys,
+        ["prompt", "workflow", "Comment", "Title", "Note", "New"]
+    );
     assert_eq!(v[1].1, "{}");
     assert_eq!(v[3].1, "\u{732b} \u{1F431}");
 
@@ -1293,4 +1297,41 @@ Image.new("RGB", (3, 2), (10, 20, 30)).save({src:?}, pnginfo=m)
         &"--strip-text",
     ]));
     assert_eq!(read_back(&stripped).trim(), "[]");
+}
+
+/// Text chunks after the image data are kept too, in file order.
+#[test]
+fn text_after_the_image_data_is_kept() {
+    let dir = tmpdir("text-after-idat");
+    let src = dir.join("late.png");
+    {
+        let file = fs::File::create(&src).unwrap();
+        let mut enc = png::Encoder::new(std::io::BufWriter::new(file), 2, 1);
+        enc.set_color(png::ColorType::Grayscale);
+        enc.add_text_chunk("early".into(), "1".into()).unwrap();
+        let mut writer = enc.write_header().unwrap();
+        writer.write_image_data(&[5, 6]).unwrap();
+        writer
+            .write_text_chunk(&png::text_metadata::ITXtChunk::new("late", "\u{732b}"))
+            .unwrap();
+        writer
+            .write_text_chunk(&png::text_metadata::TEXtChunk::new("later", "x"))
+            .unwrap();
+        writer.finish().unwrap();
+    }
+    let out = dir.join("out.png");
+    assert_ok(&run(&[&"encode", &src, &"-o", &out, &"-q"]));
+    let bytes = fs::read(&out).unwrap();
+    assert_eq!(
+        text_of(&bytes),
+        [
+            ("tEXt", "early".into(), "1".into()),
+            ("tEXt", "later".into(), "x".into()),
+            ("iTXt", "late".into(), "\u{732b}".into()),
+        ]
+    );
+    // File order: early, late, later (text_of groups by chunk type).
+    let at = |k: &[u8]| bytes.windows(k.len()).position(|w| w == k).unwrap();
+    assert!(at(b"early") < at(b"late\0") && at(b"late\0") < at(b"later"));
+    assert_eq!(decode(&out).pixels, [5, 6]);
 }
