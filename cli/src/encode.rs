@@ -4,6 +4,11 @@
 //! ([`convert_image`]) and then encoded ([`Encoder::encode_into`]) with buffers reused from one
 //! image (and one `--repeat` round) to the next; outputs are staged and renamed into place only
 //! once every image succeeded (see [`crate::output`]).
+//!
+//! `-` as input reads standard input to its end; `-` as output writes the one PNG to standard
+//! output (and nothing else goes there). Otherwise each written file is named on stdout,
+//! `wrote PATH (N bytes)`, or one summary line for more than [`LIST_MAX`] files; `--quiet`
+//! prints nothing and `--repeat` prints its JSON line only.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -19,7 +24,10 @@ use pngcast_core::tensor::{ImageView, TensorView};
 
 use crate::error::CliError;
 use crate::npy::{Layout, NpyArray};
-use crate::output::{batch_path, check_output_path, Staging};
+use crate::output::{batch_path, check_output_path, is_std, Staging};
+
+/// More files than this are reported with one summary line.
+const LIST_MAX: usize = 20;
 use crate::pngin::DecodedPng;
 
 /// Arguments of `pngcast encode`.
@@ -27,13 +35,23 @@ use crate::pngin::DecodedPng;
 pub struct EncodeArgs {
     /// Input: a .npy array (float32, float16 or uint8; [B,H,W,C], [H,W,C], [B,H,W], [H,W] or
     /// channels-first with --layout;
-    /// C or Fortran order) or a PNG file (re-encoded).
+    /// C or Fortran order) or a PNG file (re-encoded, its text chunks kept). `-` reads standard
+    /// input.
     #[arg(value_name = "IN")]
     input: PathBuf,
 
     /// Output PNG. A batch of several images writes OUT_0000.png, OUT_0001.png, ...
+    /// `-` writes one image to standard output.
     #[arg(short, long, value_name = "OUT.png")]
     output: PathBuf,
+
+    /// Print nothing on success (by default each written file is named on stdout).
+    #[arg(short, long)]
+    quiet: bool,
+
+    /// Drop the text chunks of a PNG input (kept by default).
+    #[arg(long)]
+    strip_text: bool,
 
     /// Write only image I of the batch, to OUT.png.
     #[arg(long, value_name = "I")]
@@ -69,7 +87,9 @@ pub struct EncodeArgs {
     #[arg(long, value_enum, default_value_t = QuantizeArg::Truncate)]
     quantize: QuantizeArg,
 
-    /// Add a tEXt chunk (repeatable). KEY is 1..79 Latin-1 characters.
+    /// Add a text chunk (repeatable): tEXt, or UTF-8 iTXt when VALUE is not Latin-1. KEY is a
+    /// PNG keyword (1..79 printable Latin-1 characters, no leading, trailing or double spaces);
+    /// it replaces a kept chunk of the same key.
     #[arg(long = "text", value_name = "KEY=VALUE", value_parser = parse_text)]
     text: Vec<(String, String)>,
 
@@ -144,21 +164,56 @@ pub(crate) fn parse_compression(s: &str) -> Result<Compression, String> {
     }
 }
 
-/// Parses `KEY=VALUE` (split at the first `=`). The PNG writer checks the rest of tEXt's rules.
+/// Parses `KEY=VALUE` (split at the first `=`). The key must be a PNG keyword: 1..79 printable
+/// Latin-1 characters without leading, trailing or consecutive spaces; the value any text
+/// without NUL (the PNG writer picks tEXt or iTXt).
 fn parse_text(s: &str) -> Result<(String, String), String> {
     let (k, v) = s
         .split_once('=')
         .ok_or_else(|| "expected KEY=VALUE".to_string())?;
     if k.is_empty() || k.chars().count() > 79 {
-        return Err("the key must be 1..79 characters".into());
+        return Err("the key must be a PNG keyword of 1..79 characters".into());
     }
-    if k.contains('\0') || v.contains('\0') {
-        return Err("tEXt cannot hold NUL characters".into());
+    if let Some(c) = k
+        .chars()
+        .find(|&c| !matches!(u32::from(c), 0x20..=0x7e | 0xa1..=0xff))
+    {
+        return Err(format!(
+            "the key must be a PNG keyword (printable Latin-1), {c:?} is not"
+        ));
     }
-    if let Some(c) = s.chars().find(|&c| u32::from(c) > 0xFF) {
-        return Err(format!("tEXt holds Latin-1 only, '{c}' is not Latin-1"));
+    if k.starts_with(' ') || k.ends_with(' ') || k.contains("  ") {
+        return Err("the key must be a PNG keyword: no leading, trailing or double spaces".into());
+    }
+    if v.contains('\0') {
+        return Err("a text value cannot hold NUL characters".into());
     }
     Ok((k.to_string(), v.to_string()))
+}
+
+/// The text chunks to write: `kept` (from a PNG input), each `added` pair replacing the kept ones
+/// of its key (at the first one's place) or appended.
+fn merge_text(
+    mut kept: Vec<(String, String)>,
+    added: &[(String, String)],
+) -> Vec<(String, String)> {
+    for (k, v) in added {
+        match kept.iter().position(|(kk, _)| kk == k) {
+            Some(i) => {
+                kept[i].1.clone_from(v);
+                let mut j = i + 1;
+                while j < kept.len() {
+                    if kept[j].0 == *k {
+                        kept.remove(j);
+                    } else {
+                        j += 1;
+                    }
+                }
+            }
+            None => kept.push((k.clone(), v.clone())),
+        }
+    }
+    kept
 }
 
 /// The input held in memory; tensor views borrow from it.
@@ -169,8 +224,20 @@ enum Input {
 
 impl Input {
     fn read(path: &Path) -> Result<Self, CliError> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| CliError::new(format!("cannot read {}: {e}", path.display())))?;
+        let bytes = if is_std(path) {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut bytes)
+                .map_err(|e| CliError::new(format!("cannot read standard input: {e}")))?;
+            bytes
+        } else {
+            std::fs::read(path)
+                .map_err(|e| CliError::new(format!("cannot read {}: {e}", path.display())))?
+        };
+        let path = if is_std(path) {
+            Path::new("standard input")
+        } else {
+            path
+        };
         if bytes.starts_with(crate::pngin::MAGIC) {
             DecodedPng::decode(&bytes, path).map(Input::Png)
         } else if bytes.starts_with(crate::npy::MAGIC) {
@@ -189,6 +256,12 @@ impl Input {
 /// Runs `pngcast encode`.
 pub fn run(args: EncodeArgs) -> Result<(), CliError> {
     check_output_path(&args.output)?;
+    let to_stdout = is_std(&args.output);
+    if to_stdout && args.repeat.is_some() {
+        return Err(CliError::new(
+            "--repeat prints its JSON line on stdout: write the PNG to a file, not '-'",
+        ));
+    }
     let mut input = Input::read(&args.input)?;
     if let Input::Npy(a) = &mut input {
         if a.is_f64() {
@@ -238,6 +311,13 @@ pub fn run(args: EncodeArgs) -> Result<(), CliError> {
             vec![(i, args.output.clone())]
         }
         None if tensor.batch() == 1 => vec![(0, args.output.clone())],
+        None if to_stdout => {
+            let n = tensor.batch();
+            return Err(CliError::new(format!(
+                "the input holds {n} images and standard output takes one: \
+                 choose one with --index I, or name an output file"
+            )));
+        }
         None => (0..tensor.batch())
             .map(|i| (i, batch_path(&args.output, i)))
             .collect(),
@@ -263,8 +343,12 @@ pub fn run(args: EncodeArgs) -> Result<(), CliError> {
             Some(p) => Threads::Pool(Arc::clone(p)),
             None => Threads::Global,
         });
-    for (k, v) in &args.text {
-        options = options.text(k.clone(), v.clone());
+    let kept = match &input {
+        Input::Png(p) if !args.strip_text => p.text.clone(),
+        _ => Vec::new(),
+    };
+    for (k, v) in merge_text(kept, &args.text) {
+        options = options.text(k, v);
     }
     let mut encoder = Encoder::new(options)?;
 
@@ -278,7 +362,10 @@ pub fn run(args: EncodeArgs) -> Result<(), CliError> {
         Some(p) => p.install(work)?,
         None => work()?,
     };
-    staging.commit()?;
+    let written = staging.commit()?;
+    if stats.is_none() && !args.quiet && !written.is_empty() {
+        report(&written).map_err(|e| CliError::new(format!("cannot write to stdout: {e}")))?;
+    }
     if let Some(stats) = stats {
         let [w, h, c] = [tensor.width(), tensor.height(), tensor.channels()];
         let line = serde_json::json!({
@@ -295,6 +382,29 @@ pub fn run(args: EncodeArgs) -> Result<(), CliError> {
             .map_err(|e| CliError::new(format!("cannot write to stdout: {e}")))?;
     }
     Ok(())
+}
+
+/// Names the written files on stdout: one line each, or one summary line for many.
+fn report(written: &[(PathBuf, usize)]) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match written {
+        [(first, _), .., (last, _)] if written.len() > LIST_MAX => {
+            let total: usize = written.iter().map(|(_, n)| n).sum();
+            writeln!(
+                out,
+                "wrote {} files, {} .. {} ({total} bytes)",
+                written.len(),
+                first.display(),
+                last.display()
+            )?;
+        }
+        _ => {
+            for (path, n) in written {
+                writeln!(out, "wrote {} ({n} bytes)", path.display())?;
+            }
+        }
+    }
+    out.flush()
 }
 
 /// Converts and encodes every selected image once, on the encoder's fastest path (conversion
@@ -423,7 +533,23 @@ mod tests {
         assert!(parse_text("novalue").is_err());
         assert!(parse_text("=v").is_err());
         assert!(parse_text(&format!("{}=v", "k".repeat(80))).is_err());
-        assert!(parse_text("k=\u{2603}").is_err());
+        assert_eq!(
+            parse_text("k=\u{2603}"),
+            Ok(("k".into(), "\u{2603}".into()))
+        );
+        for bad in [" k=v", "k =v", "a  b=v", "\u{2603}=v", "t\tab=v", "k=a\0b"] {
+            assert!(parse_text(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn added_text_replaces_kept_keys() {
+        let p = |k: &str, v: &str| (k.to_string(), v.to_string());
+        let kept = vec![p("prompt", "1"), p("workflow", "2"), p("prompt", "3")];
+        assert_eq!(
+            merge_text(kept, &[p("prompt", "new"), p("Title", "t")]),
+            [p("prompt", "new"), p("workflow", "2"), p("Title", "t")]
+        );
     }
 
     #[test]

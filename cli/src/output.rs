@@ -3,6 +3,7 @@
 //! Each file is first written to a hidden temporary file in the destination's directory, then
 //! all of them are renamed into place by [`Staging::commit`]. If anything fails before that (or
 //! the staging is dropped), every temporary file is removed, so no partial output is left behind.
+//! The output `-` is standard output: its bytes are held and written by [`Staging::commit`] too.
 
 use std::ffi::OsString;
 use std::fs::{self, OpenOptions};
@@ -23,8 +24,16 @@ pub fn batch_path(out: &Path, index: usize) -> PathBuf {
     out.with_file_name(name)
 }
 
+/// Whether `path` is `-`, standard input or output.
+pub fn is_std(path: &Path) -> bool {
+    path.as_os_str() == "-"
+}
+
 /// Checks that `out` can name an output file: it has a file name and is not a directory.
 pub fn check_output_path(out: &Path) -> Result<(), CliError> {
+    if is_std(out) {
+        return Ok(());
+    }
     if out.file_name().is_none() {
         return Err(CliError::new(format!(
             "output path {} has no file name",
@@ -45,11 +54,20 @@ pub fn check_output_path(out: &Path) -> Result<(), CliError> {
 pub struct Staging {
     /// `(temporary, destination)` pairs.
     files: Vec<(PathBuf, PathBuf)>,
+    /// Sizes of the files, in the order written.
+    sizes: Vec<usize>,
+    /// What goes to standard output (the output `-`).
+    stdout: Option<Vec<u8>>,
 }
 
 impl Staging {
     /// Writes `bytes` to a temporary file beside `dest`.
+    /// The output `-` holds `bytes` for standard output instead.
     pub fn write(&mut self, dest: &Path, bytes: &[u8]) -> Result<(), CliError> {
+        if is_std(dest) {
+            self.stdout = Some(bytes.to_vec());
+            return Ok(());
+        }
         let mut tmp_name = OsString::from(".");
         tmp_name.push(dest.file_name().unwrap_or_default());
         tmp_name.push(format!(".{}.tmp", std::process::id()));
@@ -65,12 +83,25 @@ impl Staging {
         // From here on the temporary file exists: record it so that it is removed on failure.
         self.files.push((tmp, dest.to_path_buf()));
         file.write_all(bytes).map_err(fail)?;
+        self.sizes.push(bytes.len());
         Ok(())
     }
 
-    /// Renames every staged file into place.
-    pub fn commit(mut self) -> Result<(), CliError> {
+    /// Renames every staged file into place (and writes the standard output bytes); returns
+    /// each file's destination and size, in the order written.
+    pub fn commit(mut self) -> Result<Vec<(PathBuf, usize)>, CliError> {
+        if let Some(bytes) = self.stdout.take() {
+            let mut out = std::io::stdout().lock();
+            out.write_all(&bytes)
+                .and_then(|()| out.flush())
+                .map_err(|e| CliError::new(format!("cannot write to stdout: {e}")))?;
+        }
         let files = std::mem::take(&mut self.files);
+        let written: Vec<(PathBuf, usize)> = files
+            .iter()
+            .map(|(_, dest)| dest.clone())
+            .zip(self.sizes.iter().copied())
+            .collect();
         let mut iter = files.into_iter();
         while let Some((tmp, dest)) = iter.next() {
             if let Err(e) = fs::rename(&tmp, &dest) {
@@ -83,7 +114,7 @@ impl Staging {
                 )));
             }
         }
-        Ok(())
+        Ok(written)
     }
 }
 

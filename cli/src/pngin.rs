@@ -3,6 +3,11 @@
 //! `u8`; 16-bit samples become `v / 65535` in f32, which the converter maps back to exactly `v`
 //! at 16-bit output (checked for all 65536 values) and quantises like any tensor at 8-bit output.
 //! Cost: one decoded copy of the image (four bytes per sample for 16-bit input).
+//!
+//! Text chunks are kept, in file order, as `(key, value)` pairs: `tEXt` as is, `zTXt` decompressed
+//! (at most [`MAX_TEXT`] bytes each), `iTXt` as its UTF-8 text (its language tag and translated
+//! keyword are dropped). The encoder writes them back as `tEXt`, or `iTXt` where a value is not
+//! Latin-1, so ComfyUI's `prompt`/`workflow` chunks survive a re-encode.
 
 use std::io::Cursor;
 use std::path::Path;
@@ -13,6 +18,9 @@ use crate::error::CliError;
 
 /// The PNG signature.
 pub const MAGIC: &[u8] = b"\x89PNG\r\n\x1a\n";
+
+/// The largest decompressed `zTXt`/`iTXt` text accepted (a guard against deflate bombs).
+pub const MAX_TEXT: usize = 64 << 20;
 
 /// Decoded samples.
 #[derive(Debug)]
@@ -36,6 +44,8 @@ pub struct DecodedPng {
     pub bit_depth: u8,
     /// The samples, `[H,W,C]` order.
     pub samples: Samples,
+    /// The text chunks, in file order.
+    pub text: Vec<(String, String)>,
 }
 
 impl DecodedPng {
@@ -81,6 +91,10 @@ impl DecodedPng {
         buf.resize(size, 0);
         let info = reader.next_frame(&mut buf).map_err(bad)?;
         buf.truncate(info.buffer_size());
+        // Reads the chunks after the image data too (text may follow IDAT).
+        reader.finish().map_err(bad)?;
+        let text = text_chunks(bytes, reader.info())
+            .map_err(|e| CliError::new(format!("{name}: cannot read a text chunk: {e}")))?;
         let (width, height) = (info.width as usize, info.height as usize);
         let row = width * channels * usize::from(bit_depth / 8);
         if info.line_size != row {
@@ -104,6 +118,7 @@ impl DecodedPng {
             channels,
             bit_depth,
             samples,
+            text,
         })
     }
 
@@ -118,4 +133,43 @@ impl DecodedPng {
             [self.height, self.width, self.channels],
         )?)
     }
+}
+
+/// The text chunks of `info` in the order their chunks appear in `bytes` (the decoder keeps one
+/// list per chunk type; the chunk walk restores the order across types).
+fn text_chunks(bytes: &[u8], info: &png::Info<'_>) -> Result<Vec<(String, String)>, String> {
+    let mut latin1 = info.uncompressed_latin1_text.iter();
+    let mut compressed = info.compressed_latin1_text.iter();
+    let mut utf8 = info.utf8_text.iter();
+    let mut out = Vec::new();
+    let mut at = MAGIC.len();
+    while let Some(head) = bytes.get(at..at + 8) {
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        let pair = match &head[4..8] {
+            b"tEXt" => latin1
+                .next()
+                .map(|t| Ok((t.keyword.clone(), t.text.clone()))),
+            b"zTXt" => compressed.next().map(|t| {
+                let mut t = t.clone();
+                t.decompress_text_with_limit(MAX_TEXT)
+                    .and_then(|()| t.get_text())
+                    .map(|v| (t.keyword.clone(), v))
+                    .map_err(|e| format!("zTXt {:?}: {e}", t.keyword))
+            }),
+            b"iTXt" => utf8.next().map(|t| {
+                let mut t = t.clone();
+                t.decompress_text_with_limit(MAX_TEXT)
+                    .and_then(|()| t.get_text())
+                    .map(|v| (t.keyword.clone(), v))
+                    .map_err(|e| format!("iTXt {:?}: {e}", t.keyword))
+            }),
+            b"IEND" => break,
+            _ => None,
+        };
+        if let Some(pair) = pair {
+            out.push(pair?);
+        }
+        at = at.saturating_add(12).saturating_add(len);
+    }
+    Ok(out)
 }

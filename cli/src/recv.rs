@@ -1,12 +1,25 @@
 //! `pngcast recv`: save what a ComfyUI-protocol WebSocket server streams (pngcast's or ComfyUI's).
 //!
 //! Images are written as `DIR/<event>_<index>_<seq>.png` (`event` is `image` when the server does
-//! not name it, as ComfyUI's own nodes don't; `seq` counts images from 0 in this run); JPEG
-//! previews (type 1 with format 1, or type 4 with `image/jpeg`) as `.jpg`. Every JSON message
-//! goes to `DIR/events.jsonl` as received (`{"type": .., "data": ..}`), and each saved image adds
-//! a `{"type": "pngcast.image", "data": {"file", "event", "index", "bytes", "metadata"}}` line,
-//! `metadata` being what the server said about the image exactly as it said it (the type-4 JSON,
-//! or the announcement's `data`), so the log says what arrived in which order.
+//! not name it, as ComfyUI's own nodes don't; `seq` counts images from 0); JPEG previews (type 1
+//! with format 1, or type 4 with `image/jpeg`) as `.jpg`.
+//!
+//! `DIR/events.jsonl` has one JSON object per line, in arrival order, each with `t`, the receive
+//! time in seconds since the Unix epoch (millisecond precision):
+//! - every JSON text message (announcements of type-1 frames included) as
+//!   `{"t": 1733312345.123, "raw": "<the message>"}`: `raw` is the message text verbatim, as a
+//!   JSON string, so parsing the line gives back every byte the server sent (key order, spacing,
+//!   number spelling);
+//! - each saved image as `{"t": .., "type": "pngcast.image", "data": {"file", "event", "index",
+//!   "bytes", "metadata"}}`, `metadata` being what the server said about the image (the type-4
+//!   JSON, or the announcement's `data`);
+//! - each other binary message as `{"t": .., "type": "pngcast.binary", "data": {"kind", "bytes"}}`;
+//! - first of each run, `{"t": .., "type": "pngcast.connected", "data": {"url", "sid",
+//!   "first_seq"}}`, so the runs of an `--append`ed log stay apart.
+//!
+//! A line holds `raw` or `type`, never both. A run never overwrites or mixes with another: a
+//! `DIR` that exists and is not empty is refused, unless `--append`, which continues the image
+//! numbering after the highest `seq` found in `DIR` and appends to `events.jsonl`.
 #![forbid(unsafe_code)]
 
 use std::fs::File;
@@ -49,6 +62,11 @@ pub struct RecvArgs {
     /// Shared token, sent as `Authorization: Bearer`.
     #[arg(long, value_name = "TOKEN")]
     token: Option<String>,
+
+    /// Add to a DIR that holds an earlier run: image numbers continue after the highest found,
+    /// events.jsonl is appended to. Without it a non-empty DIR is refused.
+    #[arg(long)]
+    append: bool,
 }
 
 /// `ws://` form of what the user typed: `http(s)://` becomes `ws(s)://`, a missing path `/ws`.
@@ -98,18 +116,70 @@ struct Log {
 }
 
 impl Log {
-    fn line(&mut self, v: &Value) -> Result<(), CliError> {
-        serde_json::to_writer(&mut self.out, v)
-            .map_err(std::io::Error::from)
-            .and_then(|()| self.out.write_all(b"\n"))
+    /// Writes the object `v` with the receive time `t` as its first key.
+    fn line(&mut self, v: Value) -> Result<(), CliError> {
+        let body = v.to_string();
+        let rest = body.strip_prefix('{').unwrap_or("}");
+        let sep = if rest == "}" { "" } else { "," };
+        writeln!(self.out, "{{\"t\":{}{sep}{rest}", now())
             .and_then(|()| self.out.flush())
             .map_err(|e| CliError::new(format!("cannot write {}: {e}", self.path.display())))
     }
 }
 
+/// Seconds since the Unix epoch, rounded to milliseconds.
+fn now() -> f64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    (d.as_millis() as f64) / 1e3
+}
+
+/// The `seq` of a saved image's file name, `<stem>_<index>_<seq>.png|jpg`.
+fn seq_of(name: &str) -> Option<u64> {
+    let stem = name
+        .strip_suffix(".png")
+        .or_else(|| name.strip_suffix(".jpg"))?;
+    let (rest, seq) = stem.rsplit_once('_')?;
+    let (_, index) = rest.rsplit_once('_')?;
+    if seq.len() < 6 || !index.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    seq.parse().ok()
+}
+
+/// The first `seq` of this run: 0 into a missing or empty directory; after an earlier run's
+/// highest with `--append`; a non-empty directory is refused otherwise.
+fn first_seq(dir: &Path, append: bool) -> Result<u64, CliError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(CliError::new(format!("cannot read {}: {e}", dir.display()))),
+    };
+    let mut any = false;
+    let mut next = 0;
+    for entry in entries {
+        let entry =
+            entry.map_err(|e| CliError::new(format!("cannot read {}: {e}", dir.display())))?;
+        any = true;
+        if let Some(seq) = entry.file_name().to_str().and_then(seq_of) {
+            next = next.max(seq + 1);
+        }
+    }
+    if any && !append {
+        return Err(CliError::new(format!(
+            "{} is not empty (an earlier run?): give --append to add to it, or another --output",
+            dir.display()
+        )));
+    }
+    Ok(next)
+}
+
 /// Runs `pngcast recv`.
 pub fn run(args: RecvArgs) -> Result<(), CliError> {
     let url = normalise_url(&args.url);
+    // Checked before connecting: a refused directory costs no connection.
+    let first = first_seq(&args.out, args.append)?;
     let mut options = ClientOptions::default().metadata(args.metadata);
     if let Some(id) = &args.client_id {
         options = options.client_id(id.clone());
@@ -123,15 +193,23 @@ pub fn run(args: RecvArgs) -> Result<(), CliError> {
     std::fs::create_dir_all(&args.out)
         .map_err(|e| CliError::new(format!("cannot create {}: {e}", args.out.display())))?;
     let path = args.out.join("events.jsonl");
-    let file = File::create(&path)
-        .map_err(|e| CliError::new(format!("cannot create {}: {e}", path.display())))?;
+    let file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&path)
+        .map_err(|e| CliError::new(format!("cannot open {}: {e}", path.display())))?;
     let mut log = Log {
         out: BufWriter::new(file),
         path,
     };
     eprintln!("pngcast: connected to {url} as {}", client.sid());
+    log.line(json!({
+        "type": "pngcast.connected",
+        "data": { "url": url, "sid": client.sid(), "first_seq": first },
+    }))?;
 
     let mut saved = 0u64;
+    let mut seq = first;
     while args.count.is_none_or(|n| saved < n) {
         let event = client
             .next_event()
@@ -151,46 +229,48 @@ pub fn run(args: RecvArgs) -> Result<(), CliError> {
                     }
                 };
             }
-            Some(Event::Json { kind, data }) => log.line(&json!({ "type": kind, "data": data }))?,
+            Some(Event::Json { raw, .. }) => log.line(json!({ "raw": raw }))?,
             Some(Event::Image {
                 event,
                 index,
                 metadata_json,
+                announcement,
                 png,
                 ..
             }) => {
+                if let Some(raw) = announcement {
+                    log.line(json!({ "raw": raw }))?;
+                }
                 let name = event.as_deref().unwrap_or("image");
                 let ext = extension(&png);
-                let file = format!(
-                    "{}_{}_{saved:06}.{ext}",
-                    file_stem(name),
-                    index.unwrap_or(0)
-                );
+                let file = format!("{}_{}_{seq:06}.{ext}", file_stem(name), index.unwrap_or(0));
                 let dest = args.out.join(&file);
                 save(&dest, &png)?;
-                log.line(&json!({
+                log.line(json!({
                     "type": "pngcast.image",
                     "data": { "file": file, "event": event, "index": index, "bytes": png.len(),
                               "metadata": metadata_json.unwrap_or(Value::Null) },
                 }))?;
                 println!("{}", dest.display());
                 saved += 1;
+                seq += 1;
             }
             Some(Event::Other { kind, bytes }) if is_jpeg_preview(kind, &bytes) => {
                 // ComfyUI's JPEG preview: type 1, format 1, then the JPEG file.
                 let jpeg = &bytes[8..];
-                let file = format!("image_0_{saved:06}.jpg");
+                let file = format!("image_0_{seq:06}.jpg");
                 let dest = args.out.join(&file);
                 save(&dest, jpeg)?;
-                log.line(&json!({
+                log.line(json!({
                     "type": "pngcast.image",
                     "data": { "file": file, "event": Value::Null, "index": Value::Null,
                               "bytes": jpeg.len(), "metadata": Value::Null },
                 }))?;
                 println!("{}", dest.display());
                 saved += 1;
+                seq += 1;
             }
-            Some(Event::Other { kind, bytes }) => log.line(&json!({
+            Some(Event::Other { kind, bytes }) => log.line(json!({
                 "type": "pngcast.binary",
                 "data": { "kind": kind, "bytes": bytes.len() },
             }))?,
@@ -248,6 +328,17 @@ mod tests {
         assert!(!is_jpeg_preview(1, &[0, 0, 0, 1, 0, 0, 0, 2, 0x89]));
         assert!(!is_jpeg_preview(1, &[0, 0, 0, 1, 0, 0, 0, 1]));
         assert!(!is_jpeg_preview(3, &[0, 0, 0, 3, 0, 0, 0, 1, 0xFF]));
+    }
+
+    #[test]
+    fn seqs_are_read_from_saved_names() {
+        assert_eq!(seq_of("preview_0_000041.png"), Some(41));
+        assert_eq!(seq_of("a_b_3_1234567.jpg"), Some(1_234_567));
+        assert_eq!(seq_of("image_0_000002.jpg"), Some(2));
+        assert_eq!(seq_of("events.jsonl"), None);
+        assert_eq!(seq_of("x_0_12.png"), None);
+        assert_eq!(seq_of("x_y_000001.png"), None);
+        assert_eq!(seq_of("000001.png"), None);
     }
 
     #[test]

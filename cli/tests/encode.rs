@@ -559,13 +559,16 @@ fn repeat_prints_one_json_line() {
         decode(&out).pixels,
         x.iter().map(|&v| comfy8(v)).collect::<Vec<_>>()
     );
-    // Without --repeat nothing is printed, and the encoder's one-call path (conversion fused
+    // Without --repeat the file is named on stdout, and the encoder's one-call path (conversion fused
     // into encoding) writes the very same bytes as the timed two-step path.
     let timed = fs::read(&out).unwrap();
     let once = dir.join("once.png");
     let o = run(&[&"encode", &input, &"-o", &once]);
     assert_ok(&o);
-    assert!(o.stdout.is_empty());
+    assert_eq!(
+        String::from_utf8(o.stdout).unwrap(),
+        format!("wrote {} ({} bytes)\n", once.display(), timed.len())
+    );
     assert_eq!(fs::read(&once).unwrap(), timed);
 }
 
@@ -831,12 +834,29 @@ fn bad_inputs_are_refused_cleanly() {
     assert_refused(
         &dir,
         &[&"encode", &good, &"-o", &out, &"--text", &" lead=x"],
-        "tEXt",
+        "keyword",
     );
     assert_refused(
         &dir,
-        &[&"encode", &good, &"-o", &out, &"--text", &"k=\u{2603}"],
-        "Latin-1",
+        &[&"encode", &good, &"-o", &out, &"--text", &"\u{2603}=x"],
+        "keyword",
+    );
+    assert_refused(
+        &dir,
+        &[&"encode", &good, &"-o", &out, &"--text", &"a  b=x"],
+        "keyword",
+    );
+    assert_refused(
+        &dir,
+        &[
+            &"encode",
+            &good,
+            &"-o",
+            &out,
+            &"--text",
+            &format!("{}=x", "k".repeat(80)),
+        ],
+        "keyword",
     );
     assert_refused(
         &dir,
@@ -979,4 +999,339 @@ for i in range(2):
     ]);
     assert_eq!(r.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&r.stderr).contains("float64"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Standard input and output, what is printed, text chunks
+
+/// Runs pngcast with `stdin` fed to its standard input.
+fn run_stdin(args: &[&dyn AsRef<std::ffi::OsStr>], stdin: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pngcast"))
+        .args(args.iter().map(|a| a.as_ref()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run pngcast");
+    let mut pipe = child.stdin.take().unwrap();
+    let bytes = stdin.to_vec();
+    // A writer thread: the child may exit before reading everything (a refused input).
+    let writer = std::thread::spawn(move || {
+        let _ = pipe.write_all(&bytes);
+    });
+    let out = child.wait_with_output().expect("wait pngcast");
+    writer.join().unwrap();
+    out
+}
+
+/// Every text chunk of a PNG held in memory, in the decoder's order: tEXt, zTXt, then iTXt,
+/// with each chunk's type.
+fn text_of(png_bytes: &[u8]) -> Vec<(&'static str, String, String)> {
+    let mut reader = png::Decoder::new(std::io::Cursor::new(png_bytes))
+        .read_info()
+        .expect("valid PNG");
+    let mut px = vec![0; reader.output_buffer_size().unwrap()];
+    reader.next_frame(&mut px).unwrap();
+    reader.finish().unwrap();
+    let info = reader.info();
+    let mut out = Vec::new();
+    for t in &info.uncompressed_latin1_text {
+        out.push(("tEXt", t.keyword.clone(), t.text.clone()));
+    }
+    for t in &info.compressed_latin1_text {
+        out.push(("zTXt", t.keyword.clone(), t.get_text().unwrap()));
+    }
+    for t in &info.utf8_text {
+        assert!(!t.compressed);
+        out.push(("iTXt", t.keyword.clone(), t.get_text().unwrap()));
+    }
+    out
+}
+
+#[test]
+fn stdin_and_stdout() {
+    let dir = tmpdir("stdio");
+    let x = samples(6 * 5 * 3);
+    let arr = npy("<f4", false, &[6, 5, 3], &f32_bytes(&x));
+    let file = dir.join("x.png");
+    fs::write(dir.join("x.npy"), &arr).unwrap();
+    assert_ok(&run(&[&"encode", &dir.join("x.npy"), &"-o", &file, &"-q"]));
+    let want = fs::read(&file).unwrap();
+
+    // .npy on stdin, PNG on stdout: the same bytes as file to file, nothing else on stdout.
+    let o = run_stdin(&[&"encode", &"-", &"-o", &"-"], &arr);
+    assert_ok(&o);
+    assert_eq!(o.stdout, want);
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // PNG on stdin (detected by its magic) re-encoded to a file.
+    let again = dir.join("again.png");
+    let o = run_stdin(&[&"encode", &"-", &"-o", &again], &want);
+    assert_ok(&o);
+    assert_eq!(decode(&again).pixels, decode(&file).pixels);
+    fs::remove_file(&again).unwrap();
+
+    // A batch to stdout needs --index; one image of it goes.
+    let batch = npy("|u1", false, &[3, 2, 2], &(0..12).collect::<Vec<u8>>());
+    let o = run_stdin(&[&"encode", &"-", &"-o", &"-", &"--layout", &"bhw"], &batch);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(o.stdout.is_empty());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.starts_with("pngcast: error: ") && err.contains("--index"),
+        "{err}"
+    );
+    let o = run_stdin(
+        &[
+            &"encode",
+            &"-",
+            &"-o",
+            &"-",
+            &"--layout",
+            &"bhw",
+            &"--index",
+            &"2",
+        ],
+        &batch,
+    );
+    assert_ok(&o);
+    let one = dir.join("one.png");
+    fs::write(&one, &o.stdout).unwrap();
+    assert_eq!(decode(&one).pixels, [8, 9, 10, 11]);
+    fs::remove_file(&one).unwrap();
+
+    // Bad input on stdin, and --repeat with stdout: one error line, nothing on stdout or disk.
+    let before = listing(&dir);
+    for (stdin, args, expect) in [
+        (&b""[..], &["encode", "-", "-o", "-"][..], "empty"),
+        (&b"GIF89a...."[..], &["encode", "-", "-o", "-"][..], "magic"),
+        (
+            &want[..want.len() / 2],
+            &["encode", "-", "-o", "-"][..],
+            "decode",
+        ),
+        (
+            &arr[..arr.len() - 7],
+            &["encode", "-", "-o", "-"][..],
+            "standard input",
+        ),
+        (
+            &arr[..],
+            &["encode", "-", "-o", "-", "--repeat", "2"][..],
+            "--repeat",
+        ),
+    ] {
+        let args: Vec<&dyn AsRef<std::ffi::OsStr>> = args
+            .iter()
+            .map(|a| a as &dyn AsRef<std::ffi::OsStr>)
+            .collect();
+        let o = run_stdin(&args, stdin);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{expect}: {err}");
+        assert!(o.stdout.is_empty(), "{expect}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with("pngcast: error: "), "{err}");
+        assert!(err.contains(expect), "{err} should mention {expect}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    assert_eq!(listing(&dir), before);
+}
+
+#[test]
+fn written_files_are_named_unless_quiet() {
+    let dir = tmpdir("wrote");
+    let input = dir.join("b.npy");
+    let out = dir.join("o.png");
+    fs::write(&input, npy("|u1", false, &[3, 2, 2], &[7; 12])).unwrap();
+    let o = run(&[&"encode", &input, &"-o", &out, &"--layout", &"bhw"]);
+    assert_ok(&o);
+    let lines: Vec<String> = (0..3)
+        .map(|i| {
+            let p = dir.join(format!("o_000{i}.png"));
+            format!(
+                "wrote {} ({} bytes)",
+                p.display(),
+                fs::metadata(&p).unwrap().len()
+            )
+        })
+        .collect();
+    assert_eq!(
+        String::from_utf8(o.stdout).unwrap(),
+        lines.join("\n") + "\n"
+    );
+    for q in ["-q", "--quiet"] {
+        let o = run(&[&"encode", &input, &"-o", &out, &"--layout", &"bhw", &q]);
+        assert_ok(&o);
+        assert!(o.stdout.is_empty() && o.stderr.is_empty());
+    }
+    // More than 20 files: one summary line.
+    fs::write(&input, npy("|u1", false, &[21, 2, 2], &[7; 84])).unwrap();
+    let o = run(&[&"encode", &input, &"-o", &out, &"--layout", &"bhw"]);
+    assert_ok(&o);
+    let total: u64 = (0..21)
+        .map(|i| {
+            fs::metadata(dir.join(format!("o_{i:04}.png")))
+                .unwrap()
+                .len()
+        })
+        .sum();
+    assert_eq!(
+        String::from_utf8(o.stdout).unwrap(),
+        format!(
+            "wrote 21 files, {} .. {} ({total} bytes)\n",
+            dir.join("o_0000.png").display(),
+            dir.join("o_0020.png").display()
+        )
+    );
+}
+
+#[test]
+fn utf8_text_is_itxt_and_latin1_stays_text() {
+    let dir = tmpdir("itxt");
+    let input = dir.join("t.npy");
+    fs::write(&input, npy("|u1", false, &[2, 2], &[1, 2, 3, 4])).unwrap();
+    let out = dir.join("t.png");
+    let emoji = "a \u{1F431} \u{732b} \u{732b}";
+    assert_ok(&run(&[
+        &"encode",
+        &input,
+        &"-o",
+        &out,
+        &"--text",
+        &format!("prompt={emoji}"),
+        &"--text",
+        &"Title=caf\u{e9}",
+    ]));
+    pngcheck(&out);
+    let bytes = fs::read(&out).unwrap();
+    assert_eq!(
+        text_of(&bytes),
+        [
+            ("tEXt", "Title".into(), "caf\u{e9}".into()),
+            ("iTXt", "prompt".into(), emoji.into()),
+        ]
+    );
+}
+
+/// A PNG written by Pillow with ComfyUI's `prompt`/`workflow` chunks (tEXt), a zTXt and an iTXt
+/// is re-encoded with all of them, in order; --text replaces one and adds one; --strip-text drops
+/// them. Pillow reads the results back.
+#[test]
+fn png_text_chunks_are_kept_or_stripped() {
+    if !python_with_numpy() {
+        return;
+    }
+    let dir = tmpdir("keep-text");
+    let src = dir.join("comfy.png");
+    let script = format!(
+        r#"
+import json
+from PIL import Image, PngImagePlugin
+m = PngImagePlugin.PngInfo()
+m.add_text("prompt", json.dumps({{"3": {{"class_type": "KSampler", "inputs": {{"seed": 1}}}}}}))
+m.add_text("workflow", json.dumps({{"nodes": [{{"id": 3, "title": "caf\u00e9"}}]}}))
+m.add_text("Comment", "squeezed " * 50, zip=True)
+m.add_itxt("Title", "\u732b \U0001F431", lang="ja", tkey="t")
+m.add_itxt("Note", "\u00e9t\u00e9 " * 40, zip=True)
+Image.new("RGB", (3, 2), (10, 20, 30)).save({src:?}, pnginfo=m)
+"#,
+        src = src.to_str().unwrap()
+    );
+    let ok = Command::new("python3")
+        .args(["-c", &script])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let read_back = |p: &Path| -> String {
+        let o = Command::new("python3")
+            .args([
+                "-c",
+                "import json,sys; from PIL import Image; im=Image.open(sys.argv[1]); im.load(); \
+                 print(json.dumps(list(im.text.items())))",
+                p.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let want = read_back(&src);
+    let kept = dir.join("kept.png");
+    assert_ok(&run(&[&"encode", &src, &"-o", &kept, &"-q"]));
+    pngcheck(&kept);
+    assert_eq!(read_back(&kept), want);
+    assert_eq!(decode(&kept).pixels, [10, 20, 30].repeat(6));
+
+    let edited = dir.join("edited.png");
+    assert_ok(&run(&[
+        &"encode",
+        &src,
+        &"-o",
+        &edited,
+        &"-q",
+        &"--text",
+        &"workflow={}",
+        &"--text",
+        &"New=1",
+    ]));
+    let v: Vec<(String, String)> = serde_json::from_str(&read_back(&edited)).unwrap();
+    let keys: Vec<&str> = v.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["prompt", "workflow", "Comment", "Title", "Note", "New"]
+    );
+    assert_eq!(v[1].1, "{}");
+    assert_eq!(v[3].1, "\u{732b} \u{1F431}");
+
+    let stripped = dir.join("stripped.png");
+    assert_ok(&run(&[
+        &"encode",
+        &src,
+        &"-o",
+        &stripped,
+        &"-q",
+        &"--strip-text",
+    ]));
+    assert_eq!(read_back(&stripped).trim(), "[]");
+}
+
+/// Text chunks after the image data are kept too, in file order.
+#[test]
+fn text_after_the_image_data_is_kept() {
+    let dir = tmpdir("text-after-idat");
+    let src = dir.join("late.png");
+    {
+        let file = fs::File::create(&src).unwrap();
+        let mut enc = png::Encoder::new(std::io::BufWriter::new(file), 2, 1);
+        enc.set_color(png::ColorType::Grayscale);
+        enc.add_text_chunk("early".into(), "1".into()).unwrap();
+        let mut writer = enc.write_header().unwrap();
+        writer.write_image_data(&[5, 6]).unwrap();
+        writer
+            .write_text_chunk(&png::text_metadata::ITXtChunk::new("late", "\u{732b}"))
+            .unwrap();
+        writer
+            .write_text_chunk(&png::text_metadata::TEXtChunk::new("later", "x"))
+            .unwrap();
+        writer.finish().unwrap();
+    }
+    let out = dir.join("out.png");
+    assert_ok(&run(&[&"encode", &src, &"-o", &out, &"-q"]));
+    let bytes = fs::read(&out).unwrap();
+    assert_eq!(
+        text_of(&bytes),
+        [
+            ("tEXt", "early".into(), "1".into()),
+            ("tEXt", "later".into(), "x".into()),
+            ("iTXt", "late".into(), "\u{732b}".into()),
+        ]
+    );
+    // File order: early, late, later (text_of groups by chunk type).
+    let at = |k: &[u8]| bytes.windows(k.len()).position(|w| w == k).unwrap();
+    assert!(at(b"early") < at(b"late\0") && at(b"late\0") < at(b"later"));
+    assert_eq!(decode(&out).pixels, [5, 6]);
 }

@@ -12,12 +12,32 @@ use serde_json::Value;
 
 const TRANSPORTS: [&str; 2] = ["mio", "blocking"];
 
-/// The lines of `DIR/events.jsonl`.
+/// The lines of `DIR/events.jsonl`, each checked for its receive time `t`; a received message
+/// (`raw`) is returned parsed, recv's own lines (`type`) as they are, `pngcast.connected` skipped.
 fn events(dir: &Path) -> Vec<Value> {
+    raw_lines(dir)
+        .into_iter()
+        .filter(|l| l["type"] != "pngcast.connected")
+        .map(|l| match l["raw"].as_str() {
+            Some(raw) => {
+                assert!(l.get("type").is_none(), "{l}");
+                serde_json::from_str(raw).unwrap()
+            }
+            None => l,
+        })
+        .collect()
+}
+
+/// The lines of `DIR/events.jsonl` as written.
+fn raw_lines(dir: &Path) -> Vec<Value> {
     std::fs::read_to_string(dir.join("events.jsonl"))
         .unwrap()
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            assert!(v["t"].as_f64().is_some_and(|t| t > 1.0e9), "{l}");
+            v
+        })
         .collect()
 }
 
@@ -229,6 +249,76 @@ fn frames_limit_shuts_down_cleanly() {
         assert!(status.success(), "{t}: {stderr}");
         assert!(stderr.contains("pngcast: 5 frames"), "{t}: {stderr}");
     }
+}
+
+/// events.jsonl keeps each JSON message as its verbatim text with a receive time; a second run
+/// into the same directory is refused (nothing touched) unless --append, which continues the
+/// numbering and appends to the log.
+#[test]
+fn recv_logs_raw_messages_and_never_mixes_runs() {
+    let serve = Serve::start(&["--size", "16x16", "--fps", "40"]);
+    let out = scratch("recv-runs");
+    let r = recv(&serve.ws_url(), &out, &["--count", "2", "--metadata"]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let first = std::fs::read_to_string(out.join("events.jsonl")).unwrap();
+    let lines = raw_lines(&out);
+    assert_eq!(lines[0]["type"], "pngcast.connected");
+    assert_eq!(lines[0]["data"]["first_seq"], 0);
+    let raws: Vec<&str> = lines.iter().filter_map(|l| l["raw"].as_str()).collect();
+    // The status and the feature_flags answer, each the server's text as sent.
+    assert!(raws.len() >= 2, "{first}");
+    for raw in &raws {
+        let v: Value = serde_json::from_str(raw).unwrap();
+        assert!(v["type"].is_string(), "{raw}");
+    }
+    assert!(raws[0].contains("\"status\""), "{}", raws[0]);
+    let before = pngs(&out);
+    assert_eq!(before, ["preview_0_000000.png", "preview_0_000001.png"]);
+
+    let r = recv(&serve.ws_url(), &out, &["--count", "1"]);
+    assert_eq!(r.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        err.lines().count() == 1 && err.contains("--append") && err.contains("not empty"),
+        "{err}"
+    );
+    assert!(r.stdout.is_empty());
+    assert_eq!(pngs(&out), before);
+    assert_eq!(
+        std::fs::read_to_string(out.join("events.jsonl")).unwrap(),
+        first
+    );
+
+    let r = recv(&serve.ws_url(), &out, &["--count", "2", "--append"]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(
+        pngs(&out),
+        [
+            "preview_0_000000.png",
+            "preview_0_000001.png",
+            "preview_0_000002.png",
+            "preview_0_000003.png"
+        ]
+    );
+    let all = std::fs::read_to_string(out.join("events.jsonl")).unwrap();
+    assert!(
+        all.starts_with(&first),
+        "the earlier lines are kept as they were"
+    );
+    let runs: Vec<Value> = raw_lines(&out)
+        .into_iter()
+        .filter(|l| l["type"] == "pngcast.connected")
+        .collect();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[1]["data"]["first_seq"], 2);
+    let files: Vec<Value> = events(&out)
+        .into_iter()
+        .filter(|l| l["type"] == "pngcast.image")
+        .map(|l| l["data"]["file"].clone())
+        .collect();
+    assert_eq!(files.len(), 4);
+    assert_eq!(files[3], "preview_0_000003.png");
+    drop(serve);
 }
 
 #[test]
@@ -555,6 +645,7 @@ fn token_file_and_env_are_used_and_never_printed() {
     );
     assert_eq!(r.status.code(), Some(2));
 
+    let out = scratch("token-env-out");
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pngcast"));
     cmd.env("PNGCAST_TOKEN", "env-s3cret");
     let serve = Serve::start_cmd(cmd, "127.0.0.1:0", &["--size", "16x16"]);

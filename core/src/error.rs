@@ -70,8 +70,8 @@ pub enum Error {
     /// An option is out of its documented range.
     #[error("invalid option: {0}")]
     InvalidOption(String),
-    /// A `tEXt` key or value PNG cannot store (key 1..=79 Latin-1 bytes without NUL, value without NUL).
-    #[error("invalid tEXt chunk: {0}")]
+    /// A text key or value PNG cannot store (the key is not a PNG keyword, or the value holds NUL).
+    #[error("invalid PNG text chunk (tEXt/iTXt): {0}")]
     InvalidText(String),
 }
 

@@ -187,7 +187,7 @@ impl Sender {
         &self.sink
     }
 
-    /// The encoder (to change `tEXt` chunks between sends, say).
+    /// The encoder (to change text chunks between sends, say).
     pub fn encoder_mut(&mut self) -> &mut Encoder {
         &mut self.encoder
     }

@@ -28,7 +28,7 @@ def encode(
     without copying; ``[H,W,C]`` (C in 1..4), ``[H,W]``, or a batch of one. Floats are quantised
     as ComfyUI does, ``np.clip(255. * x, 0, 255).astype(np.uint8)`` (NaN -> 0 unless
     ``nan="error"``); ``quantize="round"`` rounds instead; ``bit_depth=16`` writes 16-bit samples.
-    ``text``: tEXt chunks. ``threads``: encoder threads (``None``: one per core).
+    ``text``: text chunks (tEXt; iTXt for values outside Latin-1). ``threads``: encoder threads (``None``: one per core).
     ``layout``: how to read the axes (``auto``: 4-D is ``[B,H,W,C]``; 3-D is ``[H,W,C]`` when the
     last axis is 1..4, else ``[B,H,W]`` masks; ``bchw``/``chw`` read channels-first data in place).
     The GIL is released while converting and encoding.

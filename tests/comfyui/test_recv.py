@@ -42,7 +42,13 @@ def test_recv_records_comfyui_metadata_as_sent(comfy, tmp_path):
         if proc.poll() is None:
             proc.kill()
     lines = [json.loads(l) for l in (out / "events.jsonl").read_text().splitlines()]
-    images = [l["data"] for l in lines if l["type"] == "pngcast.image"]
+    assert all(isinstance(l["t"], float) for l in lines)
+    # Every JSON message ComfyUI sent, verbatim: the status first, then its progress/executing
+    # messages; a line holds `raw` or `type`, never both.
+    raws = [json.loads(l["raw"]) for l in lines if "raw" in l]
+    assert raws[0]["type"] == "status" and any(r["type"] == "executing" for r in raws)
+    assert not any("raw" in l and "type" in l for l in lines)
+    images = [l["data"] for l in lines if l.get("type") == "pngcast.image"]
     assert len(images) == 4
     ours = [i for i in images if i["metadata"].get("event") == "ev"]
     seed = [i for i in images if "event" not in i["metadata"]]

@@ -106,6 +106,8 @@ pub enum Event {
         kind: String,
         /// The `data` field (`null` when absent).
         data: serde_json::Value,
+        /// The message exactly as received (for logs that must keep every byte).
+        raw: String,
     },
     /// One PNG image: a type-1 frame (format 2, PNG) or a type-4 frame.
     Image {
@@ -119,6 +121,8 @@ pub enum Event {
         /// That metadata exactly as the server sent it: the type-4 JSON, or the `data` of the
         /// announcement before a type-1 frame (every key, `null`s kept, nothing added).
         metadata_json: Option<serde_json::Value>,
+        /// The announcement text message that preceded a type-1 frame, exactly as received.
+        announcement: Option<String>,
         /// The image file: PNG, or JPEG when a type-4 frame says `image/jpeg`.
         png: Vec<u8>,
     },
@@ -178,7 +182,7 @@ pub struct Client {
     close_code: Option<u16>,
     pending: VecDeque<Event>,
     /// A legacy announcement waiting for its type-1 frame.
-    announced: Option<(ImageMeta, String, serde_json::Value)>,
+    announced: Option<(ImageMeta, String, serde_json::Value, String)>,
     finished: bool,
 }
 
@@ -336,7 +340,7 @@ impl Client {
             }
         }
         match client.pending.front() {
-            Some(Event::Json { kind, data }) if kind == "status" => {
+            Some(Event::Json { kind, data, .. }) if kind == "status" => {
                 client.sid = data
                     .get("sid")
                     .and_then(|s| s.as_str())
@@ -433,7 +437,7 @@ impl Client {
                 return Ok(self
                     .announced
                     .take()
-                    .map(|(_, kind, data)| Event::Json { kind, data }));
+                    .map(|(_, kind, data, raw)| Event::Json { kind, data, raw }));
             }
         }
     }
@@ -471,8 +475,8 @@ impl Client {
 
     /// Flushes a held announcement that no type-1 frame followed as a plain JSON event.
     fn flush_announcement(&mut self) {
-        if let Some((_, kind, data)) = self.announced.take() {
-            self.pending.push_back(Event::Json { kind, data });
+        if let Some((_, kind, data, raw)) = self.announced.take() {
+            self.pending.push_back(Event::Json { kind, data, raw });
         }
     }
 
@@ -492,8 +496,14 @@ impl Client {
         let parsed = wire::parse_text(text).map_err(|e| bad(e.to_string()))?;
         self.flush_announcement();
         match parsed {
-            TextMessage::Announcement(meta) => self.announced = Some((meta, kind, data)),
-            _ => self.pending.push_back(Event::Json { kind, data }),
+            TextMessage::Announcement(meta) => {
+                self.announced = Some((meta, kind, data, text.to_owned()))
+            }
+            _ => self.pending.push_back(Event::Json {
+                kind,
+                data,
+                raw: text.to_owned(),
+            }),
         }
         Ok(())
     }
@@ -528,11 +538,12 @@ impl Client {
             .map_err(|e| ClientError::Protocol(format!("bad binary message: {e}")))?;
         let ev = match parsed {
             BinaryMessage::Legacy { png } => match self.announced.take() {
-                Some((meta, kind, data)) => Event::Image {
+                Some((meta, kind, data, raw)) => Event::Image {
                     event: Some(kind),
                     index: Some(meta.index),
                     metadata: Some(meta),
                     metadata_json: Some(data),
+                    announcement: Some(raw),
                     png: png.to_vec(),
                 },
                 None => Event::Image {
@@ -540,6 +551,7 @@ impl Client {
                     index: None,
                     metadata: None,
                     metadata_json: None,
+                    announcement: None,
                     png: png.to_vec(),
                 },
             },
@@ -550,6 +562,7 @@ impl Client {
                     index: Some(meta.index),
                     metadata_json: serde_json::from_str(json).ok(),
                     metadata: Some(meta),
+                    announcement: None,
                     png: png.to_vec(),
                 }
             }

@@ -114,6 +114,7 @@ fn every_message_kind_and_malformed_ones() {
             index: None,
             metadata: None,
             metadata_json: None,
+            announcement: None,
             png: png.clone()
         })
     );
@@ -123,9 +124,17 @@ fn every_message_kind_and_malformed_ones() {
             index,
             metadata,
             metadata_json,
+            announcement,
             png: p,
         }) => {
             assert_eq!(event.as_deref(), Some("ev1"));
+            // The announcement's text, byte for byte.
+            assert_eq!(
+                announcement.as_deref(),
+                Some(
+                    r#"{"type": "ev1", "data": {"event": "ev1", "index": 1, "count": 2, "width": 2, "height": 1, "image_type": "image/png", "bytes": 9}}"#
+                )
+            );
             // The announcement's data, as sent.
             assert_eq!(metadata_json.as_ref().unwrap()["count"], 2);
             assert_eq!(index, Some(1));
@@ -140,9 +149,11 @@ fn every_message_kind_and_malformed_ones() {
             index,
             metadata,
             metadata_json,
+            announcement,
             png: p,
         }) => {
             assert_eq!(event.as_deref(), Some("ev4"));
+            assert_eq!(announcement, None);
             assert_eq!(metadata_json.as_ref().unwrap()["width"], 2);
             assert_eq!(index, Some(3));
             assert_eq!(metadata.unwrap().width, 2);
@@ -153,7 +164,8 @@ fn every_message_kind_and_malformed_ones() {
     assert!(matches!(it.next(), Some(Event::Other { kind: 3, .. })));
     assert!(matches!(it.next(), Some(Event::Other { kind: 1, .. })));
     assert!(matches!(it.next(), Some(Event::Json { kind, .. }) if kind == "ev9"));
-    assert!(matches!(it.next(), Some(Event::Json { kind, .. }) if kind == "progress"));
+    assert!(matches!(it.next(), Some(Event::Json { kind, raw, .. })
+        if kind == "progress" && raw == r#"{"type": "progress", "data": {"value": 1, "max": 2}}"#));
     assert!(matches!(it.next(), Some(Event::Json { kind, .. }) if kind == "executing"));
     assert_eq!(it.next(), None);
     server.join().unwrap();
@@ -194,7 +206,7 @@ fn metadata_client_sends_flags_and_waits_for_the_answer() {
     let events: Vec<Event> = c.map(|r| r.unwrap()).collect();
     assert_eq!(events.len(), 2);
     assert!(
-        matches!(&events[1], Event::Json { kind, data } if kind == "feature_flags" && data["supports_preview_metadata"] == true)
+        matches!(&events[1], Event::Json { kind, data, .. } if kind == "feature_flags" && data["supports_preview_metadata"] == true)
     );
     let sent = server.join().unwrap();
     assert_eq!(sent.len(), 1);

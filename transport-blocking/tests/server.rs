@@ -47,7 +47,7 @@ fn status_first_with_requested_or_generated_sid() {
     let mut c = connect(&server, ClientOptions::default().client_id("abc-1"));
     assert_eq!(c.sid(), "abc-1");
     match c.next_event().unwrap().unwrap() {
-        Event::Json { kind, data } => {
+        Event::Json { kind, data, .. } => {
             assert_eq!(kind, "status");
             assert_eq!(data["sid"], "abc-1");
             assert_eq!(data["status"]["exec_info"]["queue_remaining"], 0);
@@ -195,7 +195,7 @@ fn order_per_client_is_send_order() {
                 other => panic!("expected image {i}, got {other:?}"),
             }
             match c.next_event().unwrap().unwrap() {
-                Event::Json { kind, data } => {
+                Event::Json { kind, data, .. } => {
                     assert_eq!(kind, "tick");
                     assert_eq!(data["i"], i);
                 }

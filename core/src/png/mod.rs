@@ -1,6 +1,6 @@
 //! The hand-rolled PNG writer: chunks, filters, deflate stripes encoded in parallel on rayon.
 //!
-//! A frame is written as: signature, `IHDR`, the caller's `tEXt` chunks, one `IDAT` per stripe,
+//! A frame is written as: signature, `IHDR`, the caller's text chunks, one `IDAT` per stripe,
 //! `IEND`. The rows are cut into stripes (a plan that depends only on the image and the options,
 //! never on the thread count, so the bytes are the same on any pool). Each stripe is filtered
 //! (it needs only the row above it), deflated on its own and Adler-32'd on a rayon worker; the
@@ -117,7 +117,8 @@ pub struct EncodeOptions {
     /// Rows per stripe; `None` picks a size from the image (small images use one stripe).
     /// The output depends on this value but never on the thread count.
     pub stripe_rows: Option<NonZeroU32>,
-    /// `tEXt` chunks written before the image data, in order.
+    /// Text chunks written before the image data, in order: `tEXt` for a Latin-1 value, an
+    /// uncompressed UTF-8 `iTXt` otherwise. Keys are PNG keywords (1..=79 printable Latin-1).
     pub text: Vec<(String, String)>,
     /// The fast coder's kernel; `None` (the default) takes the best this CPU has. Every kernel
     /// writes the same bytes: pinning one is for benchmarks and comparisons.
@@ -145,7 +146,7 @@ impl EncodeOptions {
         self.stripe_rows = rows;
         self
     }
-    /// Adds a `tEXt` chunk.
+    /// Adds a text chunk (`tEXt`, or `iTXt` for a value outside Latin-1).
     pub fn text(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.text.push((key.into(), value.into()));
         self
@@ -175,7 +176,7 @@ pub struct Encoder {
     /// The pool stripes run on for `Threads::Fixed(n >= 2)` (built once) or `Threads::Pool`.
     pool: Option<Arc<rayon::ThreadPool>>,
     stripes: Stripes,
-    /// Signature, IHDR and tEXt chunks of the current frame, copied to the front of the output.
+    /// Signature, IHDR and text chunks of the current frame, copied to the front of the output.
     head: Vec<u8>,
 }
 
@@ -253,7 +254,7 @@ fn zlib_header(c: Compression) -> [u8; 2] {
 }
 
 impl Encoder {
-    /// Validates `options` and builds an encoder: `Compact` level 1..=9 and valid `tEXt` pairs,
+    /// Validates `options` and builds an encoder: `Compact` level 1..=9 and valid text pairs,
     /// else [`Error::InvalidOption`] / [`Error::InvalidText`]. `Threads::Fixed(n)` with n >= 2
     /// builds a private pool of n threads here, once.
     pub fn new(options: EncodeOptions) -> Result<Self> {
@@ -285,7 +286,7 @@ impl Encoder {
         &self.options
     }
 
-    /// Replaces the `tEXt` chunks for the next frames (reuses the vector). The pairs are checked
+    /// Replaces the text chunks for the next frames (reuses the vector). The pairs are checked
     /// when a frame is encoded ([`Error::InvalidText`]).
     pub fn set_text(&mut self, text: &[(String, String)]) {
         self.options.text.clear();
@@ -346,7 +347,7 @@ impl Encoder {
         self.encode_rows(&geom, Rows::Image(img, convert), out)
     }
 
-    /// Writes the signature, IHDR and tEXt chunks into `self.head`.
+    /// Writes the signature, IHDR and text chunks into `self.head`.
     fn write_head(&mut self, geom: &Geometry) -> Result<()> {
         let head = &mut self.head;
         head.clear();
