@@ -204,18 +204,11 @@ fn run_edge(args: &ServeArgs, token: Option<String>, stop: &AtomicBool) -> Resul
     let sink = server.sink();
     let edge = Edge::with_url(url, Arc::clone(&sink), EdgeConfig::default())
         .map_err(|e| CliError::new(e.to_string()))?;
-    let bound = server.local_addr();
-    // The token itself never reaches a terminal or a log.
-    let query = if token.is_some() {
-        "?token=REDACTED"
-    } else {
-        ""
-    };
-    println!(
-        "pngcast: serving {} on http://{bound}/{query} (ws://{bound}/ws{query})",
-        edge.url()
+    print_start_line(
+        &edge.url().to_string(),
+        server.local_addr(),
+        token.is_some(),
     );
-    let _ = std::io::stdout().flush();
     let mut last = Instant::now();
     while args.frames.is_none_or(|n| edge.stats().delivered < n) && !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(20));
@@ -470,21 +463,12 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
     if let Some(p) = &publisher {
         println!("pngcast: publishing {} to {}", source.describe(), p.url());
     }
-    if let Some(server) = &server {
-        let bound = server.local_addr();
-        // The token itself never reaches a terminal or a log.
-        let query = if token.is_some() {
-            "?token=REDACTED"
-        } else {
-            ""
-        };
-        println!(
-            "pngcast: serving {} on http://{bound}/{query} (ws://{bound}/ws{query})",
-            source.describe()
-        );
+    match &server {
+        Some(server) => print_start_line(&source.describe(), server.local_addr(), token.is_some()),
+        None => {
+            let _ = std::io::stdout().flush();
+        }
     }
-    // Tests and scripts read the address from this line: make sure it is out.
-    let _ = std::io::stdout().flush();
 
     if args.wait_clients > 0 {
         log::info!("waiting for {}", plural(args.wait_clients as u64, "client"));
@@ -516,6 +500,15 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
     }
     drop(server);
     result.map(|_| ())
+}
+
+/// The start-up line, `pngcast: serving WHAT on http://ADDR/ (ws://ADDR/ws)`, flushed at once
+/// (tests and scripts read the address from it). The token itself never reaches a terminal or a
+/// log: with one, the URLs show `?token=REDACTED`.
+fn print_start_line(what: &str, bound: SocketAddr, token: bool) {
+    let query = if token { "?token=REDACTED" } else { "" };
+    println!("pngcast: serving {what} on http://{bound}/{query} (ws://{bound}/ws{query})");
+    let _ = std::io::stdout().flush();
 }
 
 /// The token from --token, --token-file or PNGCAST_TOKEN (in that order).

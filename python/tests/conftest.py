@@ -39,3 +39,33 @@ def torch_or_skip():
         if os.environ.get("PNGCAST_REQUIRE_TORCH") == "1":
             pytest.fail("torch is required here (PNGCAST_REQUIRE_TORCH=1) but cannot be imported")
         pytest.skip("torch is not installed")
+
+
+def ticks_during(work) -> int:
+    """How often another Python thread ran a loop step while `work()` ran on this thread.
+
+    With the GIL held by `work` for its whole duration, the counter thread cannot run at all
+    (bar a step at the start); with the GIL released it counts freely.
+    """
+    import threading
+    import time
+
+    ticks = 0
+    stop = threading.Event()
+
+    def count():
+        nonlocal ticks
+        while not stop.is_set():
+            ticks += 1
+            time.sleep(0)
+
+    t = threading.Thread(target=count)
+    t.start()
+    try:
+        time.sleep(0.05)
+        before = ticks
+        work()
+        return ticks - before
+    finally:
+        stop.set()
+        t.join()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import pngcast
-from conftest import comfy_u8, decode, torch_or_skip
+from conftest import comfy_u8, decode, ticks_during, torch_or_skip
 
 RNG = np.random.default_rng(1234)
 
@@ -194,28 +194,14 @@ def test_threads_option_same_bytes():
 def test_gil_released_while_encoding():
     """A Python thread keeps running while pngcast encodes big images on the main thread."""
     x = RNG.random((2048, 2048, 3), dtype=np.float32)
-    ticks = 0
-    stop = threading.Event()
 
-    def count():
-        nonlocal ticks
-        while not stop.is_set():
-            ticks += 1
-            time.sleep(0)
-
-    t = threading.Thread(target=count)
-    t.start()
-    try:
-        time.sleep(0.05)
-        before = ticks
-        # Without the GIL released the counter could not move during these calls (the default
-        # switch interval is 5 ms, and each call holds the CPU far longer than that).
+    def work():
         for _ in range(3):
             pngcast.encode(x, compression="compact=6", threads=1)
-        during = ticks - before
-    finally:
-        stop.set()
-        t.join()
+
+    # Without the GIL released the counter could not move during these calls (each holds the
+    # CPU far longer than the 5 ms switch interval).
+    during = ticks_during(work)
     assert during > 100, during
 
 

@@ -7,7 +7,6 @@ import struct
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 
 import numpy as np
@@ -15,7 +14,7 @@ import pytest
 import websocket  # websocket-client
 
 import pngcast
-from conftest import comfy_u8, decode
+from conftest import comfy_u8, decode, ticks_during
 
 RNG = np.random.default_rng(99)
 
@@ -224,26 +223,12 @@ def test_token_required():
 def test_gil_released_while_sending():
     with pngcast.Server("127.0.0.1:0", threads=1, compression="compact=6") as server:
         x = RNG.random((1, 1536, 1536, 3), dtype=np.float32)
-        ticks = 0
-        stop = threading.Event()
 
-        def count():
-            nonlocal ticks
-            while not stop.is_set():
-                ticks += 1
-                time.sleep(0)
-
-        t = threading.Thread(target=count)
-        t.start()
-        try:
-            time.sleep(0.05)
-            before = ticks
+        def work():
             for _ in range(2):
                 server.send("preview", x)
-            during = ticks - before
-        finally:
-            stop.set()
-            t.join()
+
+        during = ticks_during(work)
         assert during > 100, during
 
 

@@ -292,16 +292,7 @@ mod tests {
     use super::*;
     use crate::wire::{client_wants_metadata, parse_text, TextMessage};
 
-    fn meta() -> ImageMeta {
-        ImageMeta {
-            event: "preview".into(),
-            index: 1,
-            count: 3,
-            width: 640,
-            height: 480,
-            ..Default::default()
-        }
-    }
+    use crate::wire::test_meta as meta;
 
     #[test]
     fn status_is_comfyui_bytes() {

@@ -181,16 +181,7 @@ mod tests {
     use super::*;
     use crate::wire::{parse_binary, parse_text, BinaryMessage, TextMessage};
 
-    fn meta() -> ImageMeta {
-        ImageMeta {
-            event: "preview".into(),
-            index: 1,
-            count: 3,
-            width: 640,
-            height: 480,
-            ..Default::default()
-        }
-    }
+    use crate::wire::test_meta as meta;
 
     #[test]
     fn legacy_frame_bytes() {

@@ -44,3 +44,16 @@ pub use ws::{
     close_frame, ws_frame_header, OPCODE_BINARY, OPCODE_CLOSE, OPCODE_PING, OPCODE_PONG,
     OPCODE_TEXT,
 };
+
+/// The image metadata the wire modules' unit tests share.
+#[cfg(test)]
+pub(crate) fn test_meta() -> ImageMeta {
+    ImageMeta {
+        event: "preview".into(),
+        index: 1,
+        count: 3,
+        width: 640,
+        height: 480,
+        ..Default::default()
+    }
+}

@@ -172,16 +172,7 @@ mod tests {
     use crate::wire::WireFrame;
     use std::sync::Arc;
 
-    fn meta() -> ImageMeta {
-        ImageMeta {
-            event: "preview".into(),
-            index: 1,
-            count: 3,
-            width: 640,
-            height: 480,
-            ..Default::default()
-        }
-    }
+    use crate::wire::test_meta as meta;
 
     #[test]
     fn bad_binary_is_typed_error() {
