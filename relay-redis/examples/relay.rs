@@ -140,6 +140,9 @@ fn main() {
 
     println!("throughput, 1 MB frames, 300 published, 10 clients per edge");
     for edges in [1usize, 2, 4] {
+        // Each round ends on its own index: an edge that subscribes replays the newest frame
+        // kept in Redis, which is the previous round's last frame.
+        let end = u32::MAX - edges as u32;
         let received = Arc::new(AtomicU64::new(0));
         let mut servers = Vec::new();
         let mut relays = Vec::new();
@@ -149,12 +152,17 @@ fn main() {
             relays.push(Edge::start(&url, s.sink(), EdgeConfig::default()).unwrap());
             for _ in 0..10 {
                 let mut ws = client(&s);
+                // A reader that has seen nothing for 10 s stops (a client that missed the last
+                // frame must not hang the run; the missing frames show in the count).
+                if let tungstenite::stream::MaybeTlsStream::Plain(t) = ws.get_ref() {
+                    t.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                }
                 let r = Arc::clone(&received);
                 readers.push(std::thread::spawn(move || {
                     while let Ok(m) = ws.read() {
                         if let Message::Binary(b) = m {
                             r.fetch_add(1, Ordering::Relaxed);
-                            if u32::from_be_bytes([b[8], b[9], b[10], b[11]]) == u32::MAX {
+                            if u32::from_be_bytes([b[8], b[9], b[10], b[11]]) == end {
                                 return;
                             }
                         }
@@ -183,7 +191,7 @@ fn main() {
             }
         }
         publisher
-            .send_image(&Target::All, &frame(u32::MAX, 1_000_000))
+            .send_image(&Target::All, &frame(end, 1_000_000))
             .unwrap();
         for r in readers {
             let _ = r.join();
@@ -194,12 +202,14 @@ fn main() {
             .iter()
             .map(|s| s.sink().stats().frames_dropped)
             .sum();
+        let subs: u64 = relays.iter().map(|e| e.stats().subscribes).sum();
         println!(
-            "  {edges} edge(s): {:.0} frames/s published, {:.0} frames/s delivered to {} clients ({} dropped by LatestWins)",
+            "  {edges} edge(s): {:.0} frames/s published, {:.0} frames/s delivered to {} clients ({} dropped by LatestWins, {got} of {} frames received, {subs} subscribes)",
             301.0 / secs,
             got as f64 / secs,
             edges * 10,
-            dropped
+            dropped,
+            301 * edges as u64 * 10
         );
         drop(publisher);
         drop(relays);
