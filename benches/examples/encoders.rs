@@ -1,4 +1,4 @@
-//! The encoder comparison of issue 3 in one run: every encoder on the same images, measured the
+//! The encoder comparison in one run: every encoder on the same images, measured the
 //! same way, written as JSON lines (one per encoder x image x threads) and a Markdown table.
 //!
 //! Encoders: ours (`Fast` `Balanced` and `Fastest`, `Stored` with filter None, `Compact(1)`

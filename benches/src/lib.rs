@@ -203,7 +203,7 @@ pub fn photo_mosaic(side: u32) -> Option<Image> {
     })
 }
 
-/// The image set of the encoder comparison (issue 3), shared by the criterion `encode` and `fast`
+/// The image set of the encoder comparison, shared by the criterion `encode` and `fast`
 /// suites and the `encoders` example: photo mosaics at 512^2, 1024^2 and 2048^2
 /// ([`photo_mosaic`]), a 1024x1024 centre crop of the digital painting, the 4K flat graphic, the
 /// text screenshot (RGBA), the gray photo (512x512), and 1024x1024 RGB noise and flat fill.

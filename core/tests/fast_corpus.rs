@@ -1,7 +1,7 @@
 //! The fast coder through the public writer on real images: every corpus image (and the repo's
 //! bench copies) at both levels, one stripe and many, decodes pixel-exact with the png crate, is
 //! byte-identical on one and two threads, and is never larger than the png crate's
-//! `Compression::Fast` output for the same pixels (a size claim of issue 3; sizes are
+//! `Compression::Fast` output for the same pixels (a size guarantee of the coder; sizes are
 //! deterministic, so this is a real test, not a timing).
 
 mod png_util;

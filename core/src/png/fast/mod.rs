@@ -84,8 +84,8 @@ const LOCK_BLOCK: usize = 8;
 /// ...and when the first this-many rows of a block all chose Paeth, or all chose Average, the
 /// rest of the block uses that filter without estimating costs. Smooth photo regions keep one
 /// of those two filters for many rows; text and plots switch among None, Sub and Up, and a
-/// lead of 4 (not 3) kept their choices exact. Measured in one process, switched between runs
-/// (session 4): +3-7% speed on the photos and the painting with sizes within 0.05%, the
+/// lead of 4 (not 3) kept their choices exact. Measured in one process, switched between runs:
+/// +3-7% speed on the photos and the painting with sizes within 0.05%, the
 /// screenshot's size unchanged (a lead of 3, or locking any filter, cost it 1.4-4%).
 const LOCK_LEAD: usize = 4;
 /// ...in at least this many pieces...

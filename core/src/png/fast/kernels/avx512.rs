@@ -483,7 +483,7 @@ unsafe fn emit_block(x: __m512i, m: u64, t: &LitRegs, bw: &mut impl Bits) {
 /// [`emit_block`] tries [`emit_short`] first when at least this many per mille of a stripe's
 /// sampled literals have codes of at most 8 bits. Below that, most blocks hold a longer code and
 /// the test only adds work and mispredicted branches. Measured with the path on for every stripe
-/// against off, one process, alternating (session 4): +4-11% kodim23, +10-12% retina, +7.5%
+/// against off, one process, alternating: +4-11% kodim23, +10-12% retina, +7.5%
 /// the painting, -3..0% hubble (noise-like, few short blocks), -2..-1% the screenshot; at 950 the
 /// gain stays on the photos and the painting and the losses go (hubble, screenshot +-0.5%).
 const SHORT_MIN_PER_MILLE: u32 = 950;
