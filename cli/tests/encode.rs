@@ -913,12 +913,17 @@ fn version_names_the_build_and_the_kernels() {
     assert!(text.contains(" build for "), "{text}");
 }
 
+/// Runs `python3 -c script`; true when it exits 0.
+fn python3(script: &str) -> bool {
+    Command::new("python3")
+        .args(["-c", script])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// Whether `python3` with numpy and Pillow is here (CI installs both: there it must be).
 fn python_with_numpy() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import numpy, PIL"])
-        .status()
-        .is_ok_and(|s| s.success());
+    let ok = python3("import numpy, PIL");
     if !ok {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
@@ -960,11 +965,7 @@ assert (np.where(np.isnan(f32), 0, f32).astype(np.uint8) != np.where(np.isnan(w)
         npy = npy.display(),
         want = want.display()
     );
-    let ok = Command::new("python3")
-        .args(["-c", &script])
-        .status()
-        .unwrap()
-        .success();
+    let ok = python3(&script);
     assert!(ok, "numpy script failed");
     let out = dir.join("out.png");
     assert_ok(&run(&[&"encode", &npy, &"-o", &out, &"--layout", &"bhwc"]));
@@ -980,11 +981,7 @@ for i in range(2):
         want = want.display(),
         dir = dir.display()
     );
-    let ok = Command::new("python3")
-        .args(["-c", &check])
-        .status()
-        .unwrap()
-        .success();
+    let ok = python3(&check);
     assert!(ok, "pngcast's float64 output differs from numpy's");
     // 16-bit output from float64 is refused with a clear message.
     let r = run(&[
@@ -1241,11 +1238,7 @@ Image.new("RGB", (3, 2), (10, 20, 30)).save({src:?}, pnginfo=m)
 "#,
         src = src.to_str().unwrap()
     );
-    let ok = Command::new("python3")
-        .args(["-c", &script])
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    assert!(python3(&script), "python script failed");
     let read_back = |p: &Path| -> String {
         let o = Command::new("python3")
             .args([

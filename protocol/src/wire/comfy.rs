@@ -39,16 +39,13 @@ impl serde_json::ser::Formatter for PythonFormatter {
         }
     }
 
+    /// The same `", "` between members as between array values.
     fn begin_object_key<W: ?Sized + io::Write>(
         &mut self,
         writer: &mut W,
         first: bool,
     ) -> io::Result<()> {
-        if first {
-            Ok(())
-        } else {
-            writer.write_all(b", ")
-        }
+        self.begin_array_value(writer, first)
     }
 
     fn begin_object_value<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
