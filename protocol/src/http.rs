@@ -71,6 +71,16 @@ pub struct ServerConfig {
     pub announce: bool,
     /// Socket write timeout of the blocking transport (its stall detector). Default 10 s.
     pub write_timeout: Duration,
+    /// Inbound messages (and control frames) a client may send per second, in bursts of two
+    /// seconds' worth; past it the client is closed with 1008. Default 100.
+    pub inbound_messages: u32,
+    /// Inbound bytes a client may send per second, in bursts of two seconds' worth (at least
+    /// two messages of `max_message_bytes`); past it the client is closed with 1008.
+    /// Default 1 MiB.
+    pub inbound_bytes: usize,
+    /// Time a client has to complete a message it started; past it the client is closed with
+    /// 1008. Default 10 s.
+    pub message_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -91,6 +101,9 @@ impl Default for ServerConfig {
             insecure: false,
             announce: true,
             write_timeout: Duration::from_secs(10),
+            inbound_messages: 100,
+            inbound_bytes: 1 << 20,
+            message_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -139,6 +152,12 @@ impl ServerConfig {
         announce: bool,
         /// Sets the blocking transport's write timeout.
         write_timeout: Duration,
+        /// Sets the inbound message budget per second.
+        inbound_messages: u32,
+        /// Sets the inbound byte budget per second.
+        inbound_bytes: usize,
+        /// Sets the deadline for completing a started message.
+        message_timeout: Duration,
     }
 
     /// Checks the settings: non-zero limits and timeouts, a non-empty token of visible ASCII,
@@ -154,6 +173,9 @@ impl ServerConfig {
         if self.max_handshake_bytes < 256 {
             return bad("max_handshake_bytes must be at least 256");
         }
+        if self.inbound_messages == 0 || self.inbound_bytes == 0 {
+            return bad("inbound_messages and inbound_bytes must be > 0");
+        }
         if self.max_message_bytes == 0 {
             return bad("max_message_bytes must be > 0");
         }
@@ -162,6 +184,7 @@ impl ServerConfig {
             ("stall_timeout", self.stall_timeout),
             ("ping_interval", self.ping_interval),
             ("write_timeout", self.write_timeout),
+            ("message_timeout", self.message_timeout),
         ] {
             if d.is_zero() {
                 return Err(Error::InvalidConfig(format!("{name} must be > 0")));

@@ -9,6 +9,8 @@
 //! - [`http`]: server configuration, request-head parsing, routing and responses.
 //! - [`io`]: the one piece that touches a socket: [`io::NoSigPipe`], the SIGPIPE-safe writer
 //!   both transports write through (safe code over socket2).
+//! - [`session`]: one WebSocket client's state machine (close codes, timers, inbound budget,
+//!   counters) that both transports drive.
 //! - [`sender`]: encodes a batch and hands each frame to a sink.
 //! - [`error`]: [`Error`], what this crate refuses (malformed wire messages, configuration out of
 //!   range), wrapping `pngcast-core`'s errors.
@@ -31,6 +33,7 @@ pub mod http;
 pub mod io;
 pub mod queue;
 pub mod sender;
+pub mod session;
 pub mod sink;
 pub mod wire;
 
