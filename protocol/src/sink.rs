@@ -84,7 +84,8 @@ pub struct SinkStats {
     pub closed_stall: u64,
     /// Clients closed for bad input (oversized, malformed, invalid or unfinished messages).
     pub closed_bad_input: u64,
-    /// Clients closed for sending beyond their inbound budget (messages or bytes per second).
+    /// Of `closed_bad_input`, the clients closed for sending beyond their inbound budget
+    /// (messages or bytes per second), counted when the close is decided.
     pub closed_flood: u64,
 }
 

@@ -13,7 +13,8 @@
 //!
 //! Each iteration: poll; accept until `WouldBlock`; handle each connection's events; swap the
 //! command list out and fan commands out to the clients' queues, writing at once to clients that
-//! are not blocked; every `tick` sweep the timers (handshake deadline, stall, ping, linger).
+//! are not blocked; every `tick` sweep the timers (handshake and linger deadlines here, each
+//! session's keepalive, stall and message deadlines in [`Session::tick`]).
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
@@ -25,13 +26,13 @@ use std::time::{Duration, Instant};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use pngcast_protocol::http::{self, HttpError, RequestHead, Route, ServerConfig};
-use pngcast_protocol::queue::ClientQueue;
+use pngcast_protocol::io::NoSigPipe;
+use pngcast_protocol::session::{CloseReason, Ending, Session, Tick};
 use pngcast_protocol::sink::Target;
 
 use crate::conn::{Conn, HeadRead, Phase, Reply};
-use crate::shared::{Command, Shared, Stats};
-use crate::ws::{CloseWhy, Pump, Read_, Ws};
-use pngcast_protocol::io::NoSigPipe;
+use crate::shared::{Command, Shared};
+use crate::ws::{Pump, Read_, Ws};
 
 /// The listening socket's token.
 pub(crate) const LISTENER: Token = Token(usize::MAX);
@@ -101,7 +102,6 @@ pub(crate) struct EventLoop {
     accept_retry: bool,
     tick: Duration,
     next_sweep: Instant,
-    next_ping: Instant,
 }
 
 impl EventLoop {
@@ -122,6 +122,7 @@ impl EventLoop {
             config.handshake_timeout,
             config.stall_timeout,
             config.ping_interval,
+            config.message_timeout,
         ]
         .into_iter()
         .filter(|d| !d.is_zero())
@@ -135,7 +136,6 @@ impl EventLoop {
             shared,
             index,
             next_loop: 0,
-            next_ping: now + config.ping_interval,
             config,
             slots: Vec::new(),
             free: Vec::new(),
@@ -200,9 +200,11 @@ impl EventLoop {
         }
         self.shared.closed.store(true, Ordering::Release);
         for slot in &mut self.slots {
-            if let Some(conn) = slot.conn.take() {
+            if let Some(mut conn) = slot.conn.take() {
                 self.shared.conns.fetch_sub(1, Ordering::Relaxed);
-                finish_ws_counts(&self.shared.stats, conn.phase);
+                if let Phase::Ws(ws) = &mut conn.phase {
+                    ws.session.end(Ending::Gone);
+                }
             }
         }
         self.ids_removed(self.by_id.len());
@@ -219,7 +221,7 @@ impl EventLoop {
                     let open = self.shared.conns.load(Ordering::Relaxed);
                     if open >= self.config.max_clients.saturating_add(SPARE_CONNECTIONS) {
                         // Beyond every limit: not even a 503, the socket just closes.
-                        Stats::add(&self.shared.stats.handshakes_refused, 1);
+                        self.shared.stats.count_refused();
                         continue;
                     }
                     self.shared.conns.fetch_add(1, Ordering::Relaxed);
@@ -313,7 +315,7 @@ impl EventLoop {
                 .reregister(&mut conn.sock, key.token(), interest)
                 .is_err()
             {
-                self.end_ws(key, &mut conn, Phase::Done);
+                self.end_ws(key, &mut conn, Phase::Done, Ending::Gone);
                 conn.phase = Phase::Done;
                 return self.settle(key, conn);
             }
@@ -359,10 +361,10 @@ impl EventLoop {
             }
             Phase::Ws(ws) => {
                 if readable {
-                    match ws.on_readable(&mut NoSigPipe(&conn.sock), &self.shared.stats, now) {
+                    match ws.on_readable(&mut NoSigPipe(&conn.sock), now) {
                         Read_::Drained => {}
                         Read_::More => self.again.push(key),
-                        Read_::Dead => self.end_ws(key, &mut conn, Phase::Done),
+                        Read_::Dead => self.end_ws(key, &mut conn, Phase::Done, Ending::Gone),
                     }
                 }
                 if matches!(conn.phase, Phase::Ws(_)) {
@@ -422,21 +424,15 @@ impl EventLoop {
             Route::Upgrade { client_id } => {
                 let response = http::switching_protocols(&head);
                 let client_id: Arc<str> = client_id.into();
-                let stats = &self.shared.stats;
-                let queue = ClientQueue::new(self.config.policy, self.config.queue_bytes);
-                let max = self.config.max_message_bytes;
-                let ws = Ws::new(
+                let session = Session::new(
                     client_id.clone(),
                     response,
                     leftover,
-                    queue,
-                    max,
-                    stats,
+                    &self.config,
+                    self.shared.stats.clone(),
                     now,
                 );
-                conn.phase = Phase::Ws(Box::new(ws));
-                Stats::add(&stats.clients_accepted, 1);
-                stats.clients.fetch_add(1, Ordering::Relaxed);
+                conn.phase = Phase::Ws(Box::new(Ws::new(session)));
                 let gen = self.shared.next_gen.fetch_add(1, Ordering::Relaxed);
                 match self.by_id.insert(client_id.clone(), (key, gen)) {
                     Some((old, _)) => self.replace(old),
@@ -475,7 +471,7 @@ impl EventLoop {
     fn replace(&mut self, old: Key) {
         self.with(old, |lp, old_conn, now| {
             if let Phase::Ws(ws) = &mut old_conn.phase {
-                ws.close(CloseWhy::Replaced, &lp.shared.stats);
+                ws.session.close(CloseReason::Replaced);
             }
             lp.pump(old, old_conn, now);
         });
@@ -497,7 +493,7 @@ impl EventLoop {
     }
 
     fn refuse(&mut self, conn: &mut Conn, out: Vec<u8>) {
-        Stats::add(&self.shared.stats.handshakes_refused, 1);
+        self.shared.stats.count_refused();
         self.reply(conn, out);
     }
 
@@ -519,29 +515,30 @@ impl EventLoop {
         let Phase::Ws(ws) = &mut conn.phase else {
             return;
         };
-        match ws.pump(&mut NoSigPipe(&conn.sock), &self.shared.stats, now) {
+        match ws.pump(&mut NoSigPipe(&conn.sock), now) {
             Pump::Idle | Pump::Blocked => {}
             Pump::Finished => {
                 let deadline = self.linger_deadline(now);
-                self.end_ws(key, conn, Phase::Linger);
+                self.end_ws(key, conn, Phase::Linger, Ending::Closed);
                 if matches!(conn.phase, Phase::Linger) {
                     conn.linger(deadline);
                 }
             }
-            Pump::Dead => self.end_ws(key, conn, Phase::Done),
+            Pump::Dead => self.end_ws(key, conn, Phase::Done, Ending::Gone),
         }
     }
 
-    /// A WebSocket client stops being one: counters, clientId map, queue.
-    fn end_ws(&mut self, key: Key, conn: &mut Conn, next: Phase) {
-        let Phase::Ws(ws) = std::mem::replace(&mut conn.phase, next) else {
+    /// A WebSocket client stops being one: its session's end is counted, its clientId freed.
+    fn end_ws(&mut self, key: Key, conn: &mut Conn, next: Phase, ending: Ending) {
+        let Phase::Ws(mut ws) = std::mem::replace(&mut conn.phase, next) else {
             return;
         };
-        if self.by_id.get(&ws.client_id).map(|e| e.0) == Some(key) {
-            self.by_id.remove(&ws.client_id);
+        let id = ws.session.client_id();
+        if self.by_id.get(id).map(|e| e.0) == Some(key) {
+            self.by_id.remove(id);
             self.ids_removed(1);
         }
-        finish_ws_counts(&self.shared.stats, Phase::Ws(ws));
+        ws.session.end(ending);
     }
 
     /// Runs `f` on the live connection `key` (if any), then settles it.
@@ -564,10 +561,10 @@ impl EventLoop {
         for command in commands.drain(..) {
             match command {
                 Command::Image(target, frame) => {
-                    self.fan_out(&target, |ws, stats| ws.push_image(&frame, stats))
+                    self.fan_out(&target, |s| s.push_image(&frame))
                 }
                 Command::Text(target, text) => {
-                    self.fan_out(&target, |ws, stats| ws.push_text(text.clone(), stats))
+                    self.fan_out(&target, |s| s.push_text(text.clone()))
                 }
                 Command::Shutdown(at) => self.begin_shutdown(at),
                 Command::Adopt(sock) => {
@@ -586,7 +583,7 @@ impl EventLoop {
     }
 
     /// Queues an item for each targeted client and writes at once to clients not blocked.
-    fn fan_out(&mut self, target: &Target, push: impl Fn(&mut Ws, &Stats)) {
+    fn fan_out(&mut self, target: &Target, push: impl Fn(&mut Session)) {
         let mut targets = std::mem::take(&mut self.targets);
         targets.clear();
         match target {
@@ -598,16 +595,16 @@ impl EventLoop {
                 let Phase::Ws(ws) = &mut conn.phase else {
                     return;
                 };
-                if !ws.is_open() {
+                if !ws.session.is_open() {
                     return;
                 }
-                push(ws, &lp.shared.stats);
+                push(&mut ws.session);
                 if ws.blocked {
                     return;
                 }
                 // Small frames are batched into one vectored write after the command batch;
                 // a client with plenty pending is written at once to keep its queue short.
-                if ws.pending_bytes() >= WRITE_BATCH {
+                if ws.session.pending_bytes() >= WRITE_BATCH {
                     lp.pump(key, conn, now);
                 } else if !ws.dirty {
                     ws.dirty = true;
@@ -651,7 +648,7 @@ impl EventLoop {
             self.with(key, |lp, conn, now| match &mut conn.phase {
                 Phase::Head(_) => conn.phase = Phase::Done,
                 Phase::Ws(ws) => {
-                    ws.close(CloseWhy::Shutdown, &lp.shared.stats);
+                    ws.session.close(CloseReason::Shutdown);
                     if !ws.blocked {
                         lp.pump(key, conn, now);
                     }
@@ -661,75 +658,36 @@ impl EventLoop {
         }
     }
 
-    /// Checks every connection's timers: handshake and linger deadlines, stalls, pings.
+    /// Checks every connection's timers: handshake and linger deadlines here, the sessions'
+    /// own timers (keepalive, stall, message deadline) in [`Session::tick`].
     fn sweep(&mut self, now: Instant) {
         if std::mem::take(&mut self.accept_retry) {
             self.accept_all();
         }
-        let ping = !self.config.ping_interval.is_zero() && now >= self.next_ping;
-        if ping {
-            self.next_ping = now + self.config.ping_interval;
-        }
-        let stall = self.config.stall_timeout;
-        let silence = self
-            .config
-            .ping_interval
-            .saturating_mul(3)
-            .saturating_add(stall);
         for idx in 0..self.slots.len() {
             let key = Key {
                 idx,
                 gen: self.slots[idx].gen & GEN_MASK,
             };
-            self.with(key, |lp, conn, now| match &mut conn.phase {
+            self.with(key, |lp, conn, _| match &mut conn.phase {
                 Phase::Head(_) | Phase::Reply(_) | Phase::Linger => {
                     if now >= conn.deadline {
                         if matches!(conn.phase, Phase::Head(_)) {
-                            Stats::add(&lp.shared.stats.handshakes_refused, 1);
+                            lp.shared.stats.count_refused();
                         }
                         conn.phase = Phase::Done;
                     }
                 }
-                Phase::Ws(ws) => {
-                    let stalled = ws
-                        .stalled_since
-                        .is_some_and(|t| now.duration_since(t) >= stall);
-                    // A peer that answers nothing, not even our pings, is half-open or gone.
-                    let silent = now.duration_since(ws.last_inbound) >= silence;
-                    if stalled || silent {
-                        // A connection already closing for another reason (overflow) that then
-                        // stalls is counted once, under that reason.
-                        let counted = ws.is_closing();
-                        lp.end_ws(key, conn, Phase::Done);
-                        if !counted {
-                            lp.shared.stats.closed_stall.fetch_add(1, Ordering::Release);
-                        }
-                        return;
-                    }
-                    if ping {
-                        ws.ping(&lp.shared.stats);
+                Phase::Ws(ws) => match ws.session.tick(now) {
+                    Tick::Stalled => lp.end_ws(key, conn, Phase::Done, Ending::Stalled),
+                    Tick::Continue => {
                         if !ws.blocked {
                             lp.pump(key, conn, now);
                         }
                     }
-                }
+                },
                 Phase::Done => {}
             });
-        }
-    }
-}
-
-/// Counts a WebSocket client's end: one fewer client, one more closed, its queue discarded.
-///
-/// The gauge moves first and the reason counters last, so a reader that sees a reason counted
-/// also sees the client gone.
-fn finish_ws_counts(stats: &Stats, phase: Phase) {
-    if let Phase::Ws(mut ws) = phase {
-        stats.clients.fetch_sub(1, Ordering::Release);
-        ws.discard(stats);
-        Stats::add(&stats.clients_closed, 1);
-        if ws.closed_for_bad_input() {
-            stats.closed_bad_input.fetch_add(1, Ordering::Release);
         }
     }
 }

@@ -45,7 +45,7 @@ use pngcast_protocol::sink::{FrameSink, SinkError, SinkStats, Target};
 use pngcast_protocol::wire::WireFrame;
 
 use crate::event_loop::{EventLoop, WAKER};
-use crate::shared::{Command, Inbox, Shared, Stats};
+use crate::shared::{Command, Inbox, Shared};
 
 /// Most event loops [`Server::bind`] starts by itself.
 pub const MAX_LOOPS: usize = 8;
@@ -123,7 +123,7 @@ impl Server {
         let shared = Arc::new(Shared {
             inboxes,
             order: Mutex::new(()),
-            stats: Stats::default(),
+            stats: Default::default(),
             closed: Default::default(),
             threads: Mutex::new(Vec::new()),
             conns: Default::default(),

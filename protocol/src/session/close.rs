@@ -73,11 +73,13 @@ impl CloseReason {
         }
     }
 
-    /// True for closes caused by what the peer sent (a malformed or refused message).
+    /// True for closes caused by what the peer sent (a malformed, refused or unfinished
+    /// message, or too many of them).
     pub fn is_bad_input(self) -> bool {
         matches!(
             self,
             CloseReason::TooBig
+                | CloseReason::Flood
                 | CloseReason::Unsupported
                 | CloseReason::BadUtf8
                 | CloseReason::Protocol

@@ -61,14 +61,25 @@ impl Counters {
         s
     }
 
+    /// Counts a close decision whose reason is counted at once: a client closed for overflow
+    /// or a flood may take until its stall timeout to go, and an operator (or a caller waiting
+    /// on the counter) sees the decision now. Every other reason is counted at the end.
+    pub(crate) fn closing(&self, why: CloseReason) {
+        match why {
+            CloseReason::Overflow => add(&self.closed_overflow, 1),
+            CloseReason::Flood => add(&self.closed_flood, 1),
+            _ => {}
+        }
+    }
+
     /// Counts a session's end: the gauge first, then the totals and the reason.
     pub(crate) fn ended(&self, why: Option<CloseReason>, ending: Ending, dropped: u64) {
         self.clients.fetch_sub(1, Ordering::Release);
         add(&self.frames_dropped, dropped);
         add(&self.clients_closed, 1);
         let counter = match why {
-            Some(CloseReason::Overflow) => Some(&self.closed_overflow),
-            Some(CloseReason::Flood) => Some(&self.closed_flood),
+            // Counted when decided (see `closing`).
+            Some(CloseReason::Overflow) => None,
             // A peer that answers nothing is counted with the stalled ones.
             Some(CloseReason::Keepalive) => Some(&self.closed_stall),
             Some(r) if r.is_bad_input() => Some(&self.closed_bad_input),

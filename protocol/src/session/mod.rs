@@ -331,6 +331,7 @@ impl Session {
             return;
         }
         self.why = Some(reason);
+        self.counters.closing(reason);
         self.closing = Closing::Pending(reason);
         if reason.drops_queue() {
             self.read_stopped = true;
