@@ -45,8 +45,12 @@ pub struct ServerConfig {
     pub queue_bytes: usize,
     /// Most WebSocket clients at once; one more is refused with 503. Default 256.
     pub max_clients: usize,
-    /// Time a connection has to send a complete request head. Default 5 s.
+    /// Time a connection has to send a complete request head (in all, not per byte); past it
+    /// the answer is 408. Default 5 s.
     pub handshake_timeout: Duration,
+    /// Connections still sending their request head at once; one more evicts the oldest (it
+    /// gets 408), so a slow-header flood cannot keep new clients out. Default 128.
+    pub max_handshakes: usize,
     /// Largest request head accepted; past it the answer is 431. Default 8 KiB.
     pub max_handshake_bytes: usize,
     /// Largest inbound WebSocket message (and frame); past it the client is closed with 1009.
@@ -91,6 +95,7 @@ impl Default for ServerConfig {
             queue_bytes: 64 << 20,
             max_clients: 256,
             handshake_timeout: Duration::from_secs(5),
+            max_handshakes: 128,
             max_handshake_bytes: DEFAULT_MAX_HANDSHAKE_BYTES,
             max_message_bytes: 1 << 20,
             stall_timeout: Duration::from_secs(10),
@@ -132,6 +137,8 @@ impl ServerConfig {
         max_clients: usize,
         /// Sets the handshake timeout.
         handshake_timeout: Duration,
+        /// Sets the number of request heads read at once.
+        max_handshakes: usize,
         /// Sets the request-head size limit.
         max_handshake_bytes: usize,
         /// Sets the inbound message size limit.
@@ -169,6 +176,9 @@ impl ServerConfig {
         }
         if self.max_clients == 0 {
             return bad("max_clients must be > 0");
+        }
+        if self.max_handshakes == 0 {
+            return bad("max_handshakes must be > 0");
         }
         if self.max_handshake_bytes < 256 {
             return bad("max_handshake_bytes must be at least 256");
@@ -398,7 +408,9 @@ fn refuse(status: u16, reason: &'static str) -> Route {
 /// (421: a page under DNS rebinding controls both `Host` and `Origin`, so the `Origin` check
 /// alone cannot stop it); path (404), method (405), then for upgrades: token (401), Origin
 /// (403), upgrade headers, version and key (400), clientId length (400), and
-/// `current_clients >= max_clients` (503).
+/// `current_clients >= max_clients` (503). `current_clients` leaves out a live client that
+/// this request's clientId replaces (see [`clients_besides`]): a replacement adds no client,
+/// so a client can reclaim its id while the server is full.
 pub fn route(head: &RequestHead, config: &ServerConfig, current_clients: usize) -> Route {
     for name in ["host", "content-length", "transfer-encoding"] {
         if head.count(name) > 1 {
@@ -482,6 +494,15 @@ pub fn route(head: &RequestHead, config: &ServerConfig, current_clients: usize) 
         return refuse(503, "too many clients");
     }
     Route::Upgrade { client_id }
+}
+
+/// The clients that would remain besides this request's: `live` minus one when the request
+/// names a clientId that `is_live` says is connected (its new connection replaces it).
+pub fn clients_besides(head: &RequestHead, live: usize, is_live: impl FnOnce(&str) -> bool) -> usize {
+    match head.query("clientId") {
+        Some(id) if !id.is_empty() && is_live(&id) => live.saturating_sub(1),
+        _ => live,
+    }
 }
 
 /// The credentials of `Authorization: Bearer <token>`, the scheme in any case.

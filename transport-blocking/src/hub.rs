@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use pngcast_protocol::http::ServerConfig;
+use pngcast_protocol::http::{self, RequestHead, ServerConfig};
+use pngcast_protocol::io::send_now;
 use pngcast_protocol::session::{CloseReason, Counters, Session};
 use pngcast_protocol::sink::{SinkError, SinkStats, Target};
 use pngcast_protocol::wire::WireFrame;
@@ -80,6 +81,8 @@ struct Registry {
     clients: HashMap<Arc<str>, Arc<ClientHandle>>,
     /// Every open connection's socket, so shutdown can cut them; `true` once upgraded.
     conns: HashMap<u64, (TcpStream, bool)>,
+    /// Connections of `conns` still in their HTTP stage.
+    heads: usize,
 }
 
 /// The client registry, counters and shutdown state shared by every thread of a server.
@@ -100,6 +103,7 @@ impl Hub {
             reg: Mutex::new(Registry {
                 clients: HashMap::new(),
                 conns: HashMap::new(),
+                heads: 0,
             }),
             changed: Condvar::new(),
             next_generation: AtomicU64::new(1),
@@ -116,13 +120,16 @@ impl Hub {
         self.shut_down.load(Ordering::Acquire)
     }
 
-    /// Number of upgraded clients (for the `max_clients` limit).
-    pub(crate) fn client_count(&self) -> usize {
-        self.reg().clients.len()
+    /// Upgraded clients other than one a request for `head`'s clientId would replace (for
+    /// the `max_clients` limit).
+    pub(crate) fn clients_besides(&self, head: &RequestHead) -> usize {
+        let reg = self.reg();
+        http::clients_besides(head, reg.clients.len(), |id| reg.clients.contains_key(id))
     }
 
-    /// Tracks a new connection; returns a token for [`Hub::untrack`].
-    /// `None` when the server is shutting down.
+    /// Tracks a new connection; returns a token for [`Hub::untrack`]. `None` when the server
+    /// is shutting down. Past `max_handshakes` connections in their HTTP stage, the oldest
+    /// gets 408 and is cut (a slow-header flood cannot keep new clients out).
     pub(crate) fn track(&self, sock: &TcpStream) -> Option<u64> {
         let clone = sock.try_clone().ok()?;
         let token = self.next_generation.fetch_add(1, Ordering::Relaxed);
@@ -131,11 +138,30 @@ impl Hub {
             return None;
         }
         reg.conns.insert(token, (clone, false));
+        reg.heads += 1;
+        if reg.heads > self.config.max_handshakes {
+            let oldest = reg
+                .conns
+                .iter()
+                .filter(|(_, (_, upgraded))| !upgraded)
+                .map(|(t, _)| *t)
+                .min();
+            if let Some((sock, _)) = oldest.and_then(|t| reg.conns.get(&t)) {
+                let reply = http::refusal_response(408, "request head not received in time");
+                send_now(sock, &reply);
+                let _ = sock.shutdown(Shutdown::Both);
+            }
+        }
         Some(token)
     }
 
     pub(crate) fn untrack(&self, token: u64) {
-        self.reg().conns.remove(&token);
+        let mut reg = self.reg();
+        if let Some((_, upgraded)) = reg.conns.remove(&token) {
+            if !upgraded {
+                reg.heads -= 1;
+            }
+        }
     }
 
     /// Registers an upgraded client: its session (with the 101 answer and the status message
@@ -182,7 +208,10 @@ impl Hub {
             sock,
         });
         if let Some(conn) = reg.conns.get_mut(&token) {
-            conn.1 = true;
+            if !conn.1 {
+                conn.1 = true;
+                reg.heads -= 1;
+            }
         }
         let old = reg.clients.insert(id, Arc::clone(&handle));
         drop(reg);

@@ -46,7 +46,8 @@ const GEN_MASK: usize = (1 << GEN_BITS) - 1;
 const LINGER: Duration = Duration::from_secs(2);
 /// Pending bytes at which a client is written during a command batch rather than after it.
 const WRITE_BATCH: usize = 256 * 1024;
-/// Connections still in the HTTP stage allowed beyond `max_clients`.
+/// Connections allowed beyond `max_clients` and `max_handshakes` (answers being written,
+/// lingering closes).
 const SPARE_CONNECTIONS: usize = 64;
 
 /// A connection's identity: slot index plus generation.
@@ -91,6 +92,8 @@ pub(crate) struct EventLoop {
     conns: usize,
     /// Connections that ran out of read budget and must be read again.
     again: Vec<Key>,
+    /// This loop's connections in their HTTP stage, oldest first (stale keys are skipped).
+    head_order: std::collections::VecDeque<Key>,
     /// The spare command list swapped with the shared one.
     spare: Vec<Command>,
     /// Keys of every live WebSocket client, reused for fan-out.
@@ -142,6 +145,7 @@ impl EventLoop {
             by_id: HashMap::new(),
             conns: 0,
             again: Vec::new(),
+            head_order: Default::default(),
             spare: Vec::new(),
             targets: Vec::new(),
             dirty: Vec::new(),
@@ -207,8 +211,12 @@ impl EventLoop {
                 }
             }
         }
-        self.ids_removed(self.by_id.len());
-        self.by_id.clear();
+        for (id, (_, gen)) in self.by_id.drain() {
+            self.shared.release(&id, gen);
+        }
+        self.shared.inboxes[self.index]
+            .clients
+            .store(0, Ordering::Release);
     }
 
     fn accept_all(&mut self) {
@@ -219,7 +227,12 @@ impl EventLoop {
             match listener.accept() {
                 Ok((sock, _addr)) => {
                     let open = self.shared.conns.load(Ordering::Relaxed);
-                    if open >= self.config.max_clients.saturating_add(SPARE_CONNECTIONS) {
+                    let cap = self
+                        .config
+                        .max_clients
+                        .saturating_add(self.config.max_handshakes)
+                        .saturating_add(SPARE_CONNECTIONS);
+                    if open >= cap {
                         // Beyond every limit: not even a 503, the socket just closes.
                         self.shared.stats.count_refused();
                         continue;
@@ -278,8 +291,56 @@ impl EventLoop {
             phase: Phase::Head(Vec::new()),
             deadline,
             writable_registered: false,
+            in_head: true,
         });
         self.conns += 1;
+        // Heads end in about arrival order and within the handshake timeout: dropping the
+        // finished ones from the front keeps the list near the number of open heads.
+        while let Some(&front) = self.head_order.front() {
+            let live_head = self.slots[front.idx].gen & GEN_MASK == front.gen
+                && matches!(
+                    self.slots[front.idx].conn.as_ref().map(|c| &c.phase),
+                    Some(Phase::Head(_))
+                );
+            if live_head {
+                break;
+            }
+            self.head_order.pop_front();
+        }
+        self.head_order.push_back(key);
+        let heads = self.shared.heads.fetch_add(1, Ordering::AcqRel) + 1;
+        if heads > self.config.max_handshakes {
+            self.evict_oldest_head(key);
+        }
+    }
+
+    /// Too many request heads at once (a slow-header flood): the oldest of this loop gets 408,
+    /// so a new client is never kept out by connections that never finish their heads.
+    fn evict_oldest_head(&mut self, newest: Key) {
+        while let Some(key) = self.head_order.pop_front() {
+            if key == newest {
+                self.head_order.push_front(key);
+                return;
+            }
+            let mut evicted = false;
+            self.with(key, |lp, conn, now| {
+                if matches!(conn.phase, Phase::Head(_)) {
+                    lp.time_out_head(conn, now);
+                    evicted = true;
+                }
+            });
+            if evicted {
+                return;
+            }
+        }
+    }
+
+    /// Answers 408 to a connection whose request head did not arrive in time.
+    fn time_out_head(&mut self, conn: &mut Conn, now: Instant) {
+        let reply = http::refusal_response(408, "request head not received in time");
+        self.refuse(conn, reply);
+        conn.deadline = self.linger_deadline(now);
+        self.write_reply(conn, now);
     }
 
     /// Takes a connection out of its slot (stale keys give `None`).
@@ -293,6 +354,10 @@ impl EventLoop {
 
     /// Puts a connection back after work on it: frees it when done, otherwise fixes its interest.
     fn settle(&mut self, key: Key, mut conn: Conn) {
+        if conn.in_head && !matches!(conn.phase, Phase::Head(_)) {
+            conn.in_head = false;
+            self.shared.heads.fetch_sub(1, Ordering::AcqRel);
+        }
         if let Phase::Done = conn.phase {
             let _ = self.poll.registry().deregister(&mut conn.sock);
             self.conns -= 1;
@@ -414,7 +479,7 @@ impl EventLoop {
             Err(e) => return self.refuse(conn, e.response()),
         };
         let leftover = buf[used..].to_vec();
-        let live = self.shared.ids.load(Ordering::Relaxed);
+        let live = self.shared.clients_besides(&head);
         match http::route(&head, &self.config, live) {
             Route::Viewer => self.reply(conn, http::viewer_response()),
             Route::Features => self.reply(conn, http::features_response()),
@@ -422,8 +487,16 @@ impl EventLoop {
                 self.refuse(conn, http::refusal_response(status, reason))
             }
             Route::Upgrade { client_id } => {
-                let response = http::switching_protocols(&head);
                 let client_id: Arc<str> = client_id.into();
+                let gen = self.shared.next_gen.fetch_add(1, Ordering::Relaxed);
+                if !self
+                    .shared
+                    .admit(&client_id, gen, self.config.max_clients)
+                {
+                    // Another loop took the last place since the route was checked.
+                    return self.refuse(conn, http::refusal_response(503, "too many clients"));
+                }
+                let response = http::switching_protocols(&head);
                 let session = Session::new(
                     client_id.clone(),
                     response,
@@ -433,12 +506,9 @@ impl EventLoop {
                     now,
                 );
                 conn.phase = Phase::Ws(Box::new(Ws::new(session)));
-                let gen = self.shared.next_gen.fetch_add(1, Ordering::Relaxed);
                 match self.by_id.insert(client_id.clone(), (key, gen)) {
                     Some((old, _)) => self.replace(old),
-                    None => {
-                        self.ids_added(1);
-                    }
+                    None => self.loop_clients(1),
                 }
                 // The same id may be live in another loop.
                 for (i, inbox) in self.shared.inboxes.iter().enumerate() {
@@ -450,21 +520,15 @@ impl EventLoop {
         }
     }
 
-    /// Counts `n` ids added to `by_id`: in the server-wide count (the client limit) and in this
-    /// loop's (callers skip a loop without clients).
-    fn ids_added(&self, n: usize) {
-        self.shared.ids.fetch_add(n, Ordering::Relaxed);
-        self.shared.inboxes[self.index]
-            .clients
-            .fetch_add(n, Ordering::Release);
-    }
-
-    /// Counts `n` ids removed from `by_id` (see [`EventLoop::ids_added`]).
-    fn ids_removed(&self, n: usize) {
-        self.shared.ids.fetch_sub(n, Ordering::Relaxed);
-        self.shared.inboxes[self.index]
-            .clients
-            .fetch_sub(n, Ordering::Release);
+    /// Adds `n` (may be negative) to this loop's client count: callers skip a loop without
+    /// clients.
+    fn loop_clients(&self, n: isize) {
+        let clients = &self.shared.inboxes[self.index].clients;
+        if n >= 0 {
+            clients.fetch_add(n as usize, Ordering::Release);
+        } else {
+            clients.fetch_sub(n.unsigned_abs(), Ordering::Release);
+        }
     }
 
     /// Closes a client whose clientId a newer client took (it is no longer in `by_id`).
@@ -482,7 +546,7 @@ impl EventLoop {
         if let Some(&(old, old_gen)) = self.by_id.get(id) {
             if old_gen < gen {
                 self.by_id.remove(id);
-                self.ids_removed(1);
+                self.loop_clients(-1);
                 self.replace(old);
             }
         }
@@ -534,9 +598,12 @@ impl EventLoop {
             return;
         };
         let id = ws.session.client_id();
-        if self.by_id.get(id).map(|e| e.0) == Some(key) {
-            self.by_id.remove(id);
-            self.ids_removed(1);
+        if let Some(&(k, gen)) = self.by_id.get(id) {
+            if k == key {
+                self.by_id.remove(id);
+                self.loop_clients(-1);
+                self.shared.release(id, gen);
+            }
         }
         ws.session.end(ending);
     }
@@ -670,11 +737,10 @@ impl EventLoop {
                 gen: self.slots[idx].gen & GEN_MASK,
             };
             self.with(key, |lp, conn, _| match &mut conn.phase {
-                Phase::Head(_) | Phase::Reply(_) | Phase::Linger => {
+                Phase::Head(_) if now >= conn.deadline => lp.time_out_head(conn, now),
+                Phase::Head(_) => {}
+                Phase::Reply(_) | Phase::Linger => {
                     if now >= conn.deadline {
-                        if matches!(conn.phase, Phase::Head(_)) {
-                            lp.shared.stats.count_refused();
-                        }
                         conn.phase = Phase::Done;
                     }
                 }

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -96,14 +97,46 @@ pub(crate) struct Shared {
     pub(crate) threads: Mutex<Vec<JoinHandle<()>>>,
     /// Open connections in all loops (the accept limit).
     pub(crate) conns: AtomicUsize,
-    /// Distinct clientIds with a live client in all loops (the `max_clients` limit).
-    pub(crate) ids: AtomicUsize,
+    /// The live clientIds of all loops with the generation of the client holding each: the
+    /// `max_clients` limit, checked and reserved in one step (no two upgrades race past it).
+    pub(crate) ids: Mutex<HashMap<Arc<str>, u64>>,
+    /// Connections in their HTTP stage in all loops (the `max_handshakes` limit).
+    pub(crate) heads: AtomicUsize,
     /// Generation of the next WebSocket client: of two clients with one clientId, the newer
     /// (higher) one stays.
     pub(crate) next_gen: AtomicU64,
 }
 
 impl Shared {
+    fn ids(&self) -> MutexGuard<'_, HashMap<Arc<str>, u64>> {
+        self.ids.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Live clients other than one that a request for `head`'s clientId would replace.
+    pub(crate) fn clients_besides(&self, head: &pngcast_protocol::http::RequestHead) -> usize {
+        let ids = self.ids();
+        pngcast_protocol::http::clients_besides(head, ids.len(), |id| ids.contains_key(id))
+    }
+
+    /// Reserves `id` for the client of generation `gen`: true when it replaces a live client of
+    /// that id or fits under `max`; false when the server is full.
+    pub(crate) fn admit(&self, id: &Arc<str>, gen: u64, max: usize) -> bool {
+        let mut ids = self.ids();
+        if !ids.contains_key(id) && ids.len() >= max {
+            return false;
+        }
+        ids.insert(id.clone(), gen);
+        true
+    }
+
+    /// Frees `id` if the client of generation `gen` still holds it.
+    pub(crate) fn release(&self, id: &Arc<str>, gen: u64) {
+        let mut ids = self.ids();
+        if ids.get(id) == Some(&gen) {
+            ids.remove(id);
+        }
+    }
+
     /// Takes the ordering lock; a poisoned lock still yields it.
     pub(crate) fn lock_order(&self) -> MutexGuard<'_, ()> {
         self.order.lock().unwrap_or_else(PoisonError::into_inner)
