@@ -240,9 +240,7 @@ fn main() {
             if f.name == "1mp" {
                 let mut cells = Vec::new();
                 for stripes in [None, Some(*t), Some(2 * t), Some(4 * t)] {
-                    let rows = stripes.and_then(|s| {
-                        NonZeroU32::new(h.div_ceil(s.min(h)) as u32)
-                    });
+                    let rows = stripes.and_then(|s| NonZeroU32::new(h.div_ceil(s.min(h)) as u32));
                     let opts = EncodeOptions::default()
                         .threads(Threads::Pool(pool.clone()))
                         .stripe_rows(rows);

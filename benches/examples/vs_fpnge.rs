@@ -194,7 +194,10 @@ fn main() {
             (c.run)(&mut c.out);
             let ok = decodes_to(&c.out, img);
             if !ok {
-                eprintln!("  {}: output does not decode to the input; not timed", c.name);
+                eprintln!(
+                    "  {}: output does not decode to the input; not timed",
+                    c.name
+                );
             }
             ok
         });
@@ -238,11 +241,9 @@ fn main() {
         let balanced = row.get("ours Balanced");
         for (name, mps, bytes) in &row.results {
             let ratio = |o: Option<(f64, usize)>| match o {
-                Some((s, b)) if !name.starts_with("ours") => format!(
-                    "{:.2}x | {:.3}",
-                    s / mps,
-                    b as f64 / *bytes as f64
-                ),
+                Some((s, b)) if !name.starts_with("ours") => {
+                    format!("{:.2}x | {:.3}", s / mps, b as f64 / *bytes as f64)
+                }
                 _ => " | ".into(),
             };
             md += &format!(
