@@ -33,7 +33,7 @@ fn usage(msg: &str) -> ! {
     std::process::exit(2)
 }
 
-/// The image set: (corpus path, name, centre crop side or 0 for the whole image).
+/// The image set (photos, a painting, text, a flat graphic): (corpus path, name, centre crop side or 0 for the whole image).
 const IMAGES: [(&str, &str, u32); 6] = [
     ("photo/kodim23.png", "kodim23", 0),
     ("art/fantasy_digital_painting.png", "painting_1024", 1024),
