@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import struct
+import subprocess
+import sys
+import textwrap
 import time
 
 import numpy as np
@@ -103,6 +106,15 @@ def test_redis_down_at_start_is_a_clear_error_not_a_hang():
     with pytest.raises(pngcast.Error, match="cannot reach Redis"):
         pngcast.Server("127.0.0.1:0", subscribe=url)
     assert time.monotonic() - t0 < 10
+    # retry=True: starts, queues, never blocks; close() ends the retrying thread promptly.
+    pub = pngcast.Publisher(url, retry=True, timeout=0.5)
+    pub.send("preview", np.zeros((2, 4, 4, 3), np.float32))
+    assert not pub.flush(0.3)
+    assert not pub.stats()["connected"]
+    t0 = time.monotonic()
+    pub.close()
+    assert time.monotonic() - t0 < 5
+    assert "cannot reach" not in repr(pub)
 
 
 def test_retry_starts_without_redis_and_delivers_once_it_is_up(redis):
@@ -232,3 +244,26 @@ def test_bad_input_raises_typed_errors_and_never_panics(redis):
     with pytest.raises(ValueError, match="closed"):
         pub.stats()
     pub.close()  # idempotent
+
+
+def test_interpreter_exit_publishes_what_is_queued(redis, tmp_path):
+    """A worker script that sends and exits without close(): its frames still reach the edge."""
+    script = tmp_path / "worker.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import numpy as np, pngcast
+            p = pngcast.Publisher({redis.url!r})
+            p.send("preview", np.full((3, 32, 32, 3), 0.5, np.float32))
+            # exit without close()
+            """
+        )
+    )
+    with edge(redis.url) as e:
+        ws, _ = connect(e)
+        assert wait_for(lambda: e.stats()["clients"] == 1)
+        assert subprocess.run([sys.executable, str(script)], timeout=60).returncode == 0
+        frames, _ = recv_images(ws, 3)
+        for out in frames:
+            assert np.array_equal(decode(out[8:]), np.full((32, 32, 3), 127, np.uint8))
+        ws.close()
