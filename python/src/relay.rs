@@ -31,20 +31,21 @@ const CLOSE_DEADLINE: Duration = Duration::from_secs(2);
 pub fn parse_url(arg: &str, url: &str, password_file: Option<&Path>) -> PyResult<RedisUrl> {
     let u = RedisUrl::parse(url).map_err(|e| PyValueError::new_err(format!("{arg}: {e}")))?;
     match password_file {
-        Some(p) => u.with_password_file(p).map_err(relay_to_py),
+        Some(p) => u.with_password_file(p).map_err(|e| relay_to_py(e, "retry")),
         None => Ok(u),
     }
 }
 
 /// A relay error as a Python exception: a bad URL is `ValueError`, an unreadable password file
-/// `OSError`, Redis unreachable (or refusing the credentials) `pngcast.Error`.
-pub fn relay_to_py(e: RelayError) -> PyErr {
+/// `OSError`, Redis unreachable (or refusing the credentials) `pngcast.Error`, its message naming
+/// the `retry_arg` that starts anyway.
+pub fn relay_to_py(e: RelayError, retry_arg: &str) -> PyErr {
     match e {
         RelayError::Url(_) => PyValueError::new_err(e.to_string()),
         RelayError::PasswordFile { .. } => PyOSError::new_err(e.to_string()),
         RelayError::Connect { .. } => Error::new_err(format!(
-            "{e} (is redis-server running there? pass retry=True to start anyway and keep \
-             retrying in the background)"
+            "{e} (is redis-server running there? pass {retry_arg}=True to start anyway and \
+             keep retrying in the background)"
         )),
         other => Error::new_err(other.to_string()),
     }
@@ -192,8 +193,9 @@ impl Publisher {
         let shown = url.clone();
         let running = py.detach(|| {
             fenced("Publisher()", || {
-                let publisher =
-                    Arc::new(RustPublisher::with_url(url, config).map_err(relay_to_py)?);
+                let publisher = Arc::new(
+                    RustPublisher::with_url(url, config).map_err(|e| relay_to_py(e, "retry"))?,
+                );
                 let sink: Arc<dyn FrameSink> = Arc::clone(&publisher) as Arc<dyn FrameSink>;
                 let sender = Sender::new(sink, encode)
                     .map_err(core_to_py)?

@@ -91,7 +91,8 @@ pub fn _close_all(py: Python<'_>) -> PyResult<()> {
 /// to ComfyUI; a browser opens the live viewer at ``http://ADDR/``. ``send`` converts, encodes and
 /// queues each image once for every client (a slow client never slows another). Use it as a
 /// context manager, or call ``close()``: every client then gets Close 1001 after what was
-/// already queued for it.
+/// already queued for it. With ``subscribe="redis://HOST:PORT/?namespace=NS"`` it is also an
+/// edge: it serves what ``pngcast.Publisher`` workers publish on that namespace.
 #[pyclass(module = "pngcast", name = "Server", frozen, weakref)]
 pub struct Server {
     running: Mutex<Option<Arc<Running>>>,
@@ -254,7 +255,7 @@ impl Server {
                             Ok(edge) => Some(edge),
                             Err(e) => {
                                 backend.shutdown(Duration::ZERO);
-                                return Err(relay::relay_to_py(e));
+                                return Err(relay::relay_to_py(e, "redis_retry"));
                             }
                         }
                     }
