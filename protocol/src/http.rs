@@ -498,7 +498,11 @@ pub fn route(head: &RequestHead, config: &ServerConfig, current_clients: usize) 
 
 /// The clients that would remain besides this request's: `live` minus one when the request
 /// names a clientId that `is_live` says is connected (its new connection replaces it).
-pub fn clients_besides(head: &RequestHead, live: usize, is_live: impl FnOnce(&str) -> bool) -> usize {
+pub fn clients_besides(
+    head: &RequestHead,
+    live: usize,
+    is_live: impl FnOnce(&str) -> bool,
+) -> usize {
     match head.query("clientId") {
         Some(id) if !id.is_empty() && is_live(&id) => live.saturating_sub(1),
         _ => live,

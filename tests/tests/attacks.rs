@@ -2,7 +2,6 @@
 //! server and asserts what the server does (see docs/reliability.md, "Attacks").
 
 #[path = "suite/mod.rs"]
-#[allow(dead_code)]
 mod suite;
 
 #[allow(dead_code)]

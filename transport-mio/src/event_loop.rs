@@ -335,12 +335,14 @@ impl EventLoop {
         }
     }
 
-    /// Answers 408 to a connection whose request head did not arrive in time.
-    fn time_out_head(&mut self, conn: &mut Conn, now: Instant) {
+    /// Answers 408 to a connection whose request head did not arrive in time (or was evicted)
+    /// and closes it at once: what it sent was read, and a slow-header flood must not fill the
+    /// connection limit with lingering sockets.
+    fn time_out_head(&mut self, conn: &mut Conn, _now: Instant) {
+        self.shared.stats.count_refused();
         let reply = http::refusal_response(408, "request head not received in time");
-        self.refuse(conn, reply);
-        conn.deadline = self.linger_deadline(now);
-        self.write_reply(conn, now);
+        let _ = pngcast_protocol::io::send_now(&conn.sock, &reply);
+        conn.phase = Phase::Done;
     }
 
     /// Takes a connection out of its slot (stale keys give `None`).
@@ -489,10 +491,7 @@ impl EventLoop {
             Route::Upgrade { client_id } => {
                 let client_id: Arc<str> = client_id.into();
                 let gen = self.shared.next_gen.fetch_add(1, Ordering::Relaxed);
-                if !self
-                    .shared
-                    .admit(&client_id, gen, self.config.max_clients)
-                {
+                if !self.shared.admit(&client_id, gen, self.config.max_clients) {
                     // Another loop took the last place since the route was checked.
                     return self.refuse(conn, http::refusal_response(503, "too many clients"));
                 }
@@ -627,12 +626,8 @@ impl EventLoop {
         let mut commands = std::mem::take(&mut self.spare);
         for command in commands.drain(..) {
             match command {
-                Command::Image(target, frame) => {
-                    self.fan_out(&target, |s| s.push_image(&frame))
-                }
-                Command::Text(target, text) => {
-                    self.fan_out(&target, |s| s.push_text(text.clone()))
-                }
+                Command::Image(target, frame) => self.fan_out(&target, |s| s.push_image(&frame)),
+                Command::Text(target, text) => self.fan_out(&target, |s| s.push_text(text.clone())),
                 Command::Shutdown(at) => self.begin_shutdown(at),
                 Command::Adopt(sock) => {
                     if self.shutdown_at.is_some() {

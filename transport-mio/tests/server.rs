@@ -389,7 +389,11 @@ fn slow_handshake_is_dropped_at_the_timeout() {
     let mut buf = Vec::new();
     // The server answers 408 and closes (as the blocking transport does).
     let _ = s.read_to_end(&mut buf);
-    assert!(buf.starts_with(b"HTTP/1.1 408 "), "{:?}", String::from_utf8_lossy(&buf));
+    assert!(
+        buf.starts_with(b"HTTP/1.1 408 "),
+        "{:?}",
+        String::from_utf8_lossy(&buf)
+    );
     assert!(wait_for(|| server.stats().handshakes_refused == 1));
 }
 

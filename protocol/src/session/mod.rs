@@ -320,7 +320,14 @@ impl Session {
             PushOutcome::Overflow => return self.close(CloseReason::Overflow),
         }
         let c = &self.counters;
-        add(if image { &c.frames_queued } else { &c.texts_queued }, 1);
+        add(
+            if image {
+                &c.frames_queued
+            } else {
+                &c.texts_queued
+            },
+            1,
+        );
     }
 
     /// Starts closing with `reason` (the first reason wins). The close frame follows the

@@ -146,12 +146,19 @@ fn close_follows_the_frame_in_flight_and_nothing_follows_it() {
     s.push_text("late".into()); // ignored once closing
     assert_eq!(drain(&mut s, 64, &mut out), State::Finished);
     let got = frames(&out[4..]);
-    assert_eq!(ops(&out[4..]), [1, 1, 2, 8], "status, the started pair, close");
+    assert_eq!(
+        ops(&out[4..]),
+        [1, 1, 2, 8],
+        "status, the started pair, close"
+    );
     assert_eq!(&got[3].1[..2], &1008u16.to_be_bytes());
     assert_eq!(counters.snapshot().frames_dropped, 2);
     s.end(Ending::Closed);
     let st = counters.snapshot();
-    assert_eq!((st.clients, st.clients_closed, st.closed_overflow), (0, 1, 1));
+    assert_eq!(
+        (st.clients, st.clients_closed, st.closed_overflow),
+        (0, 1, 1)
+    );
 }
 
 #[test]

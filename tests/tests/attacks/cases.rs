@@ -6,9 +6,9 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use pngcast_protocol::http::ServerConfig;
-use pngcast_protocol::sink::{FrameSink, Target};
+use pngcast_protocol::sink::Target;
 
-use crate::suite::{recv_item, test_frame, Backend, Client, Got, Harness, Msg, Net, READ_TIMEOUT};
+use crate::suite::{recv_item, test_frame, Backend, Client, Harness, Msg, Net, READ_TIMEOUT};
 
 /// A raw upgrade request for `path`.
 fn upgrade(path: &str) -> String {
@@ -129,8 +129,11 @@ pub fn text_flooders_are_closed_1008<B: Backend>() {
         })
         .collect();
     for i in 0..50 {
-        sink.send_image(&Target::client("good"), &test_frame("ev", i, 50, 1000, false))
-            .unwrap();
+        sink.send_image(
+            &Target::client("good"),
+            &test_frame("ev", i, 50, 1000, false),
+        )
+        .unwrap();
     }
     for i in 0..50 {
         assert_eq!(recv_item(&mut *good).test_index(), Some(i));
@@ -198,12 +201,14 @@ pub fn racing_upgrades_never_pass_the_cap<B: Backend>() {
         let results: Vec<(u16, TcpStream)> = tries.into_iter().map(|t| t.join().unwrap()).collect();
         let upgraded = results.iter().filter(|r| r.0 == 101).count();
         let refused = results.iter().filter(|r| r.0 == 503).count();
-        assert_eq!(upgraded, MAX, "statuses: {:?}", results.iter().map(|r| r.0).collect::<Vec<_>>());
+        assert_eq!(
+            upgraded,
+            MAX,
+            "statuses: {:?}",
+            results.iter().map(|r| r.0).collect::<Vec<_>>()
+        );
         assert_eq!(upgraded + refused, TRIES);
         assert_eq!(h.sink().stats().clients, MAX);
         drop(results);
     }
 }
-
-#[allow(dead_code)]
-fn _uses(_: &dyn Client, _: Got, _: &dyn FrameSink) {}
