@@ -85,6 +85,11 @@ pub struct ServerConfig {
     /// Time a client has to complete a message it started; past it the client is closed with
     /// 1008. Default 10 s.
     pub message_timeout: Duration,
+    /// Bytes of distinct frames the clients' queues may hold together. Past it, a client that
+    /// holds frames older than the newest is closed with 1008 (latest-wins first drops its
+    /// waiting frames but the newest); one part-way through an old frame is dropped. Default
+    /// 256 MiB.
+    pub memory_budget: usize,
 }
 
 impl Default for ServerConfig {
@@ -109,6 +114,7 @@ impl Default for ServerConfig {
             inbound_messages: 100,
             inbound_bytes: 1 << 20,
             message_timeout: Duration::from_secs(10),
+            memory_budget: 256 << 20,
         }
     }
 }
@@ -165,6 +171,8 @@ impl ServerConfig {
         inbound_bytes: usize,
         /// Sets the deadline for completing a started message.
         message_timeout: Duration,
+        /// Sets the memory budget of the clients' queues.
+        memory_budget: usize,
     }
 
     /// Checks the settings: non-zero limits and timeouts, a non-empty token of visible ASCII,

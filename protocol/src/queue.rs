@@ -115,10 +115,31 @@ struct Entry {
     /// Length of the first WebSocket frame, header included.
     first_frame: usize,
     total: usize,
+    /// The memory ledger this entry's frame is counted in while any entry holds it.
+    ledger: Option<Arc<MemoryLedger>>,
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        if let (Some(ledger), Outgoing::Image { frame, .. }) = (&self.ledger, &self.item) {
+            if frame.release() {
+                ledger.sub(frame.held_bytes());
+            }
+        }
+    }
 }
 
 impl Entry {
-    fn new(item: Outgoing) -> Entry {
+    fn new(item: Outgoing, ledger: Option<&Arc<MemoryLedger>>) -> Entry {
+        let ledger = match (&item, ledger) {
+            (Outgoing::Image { frame, .. }, Some(l)) => {
+                if frame.hold() {
+                    l.add(frame.held_bytes());
+                }
+                Some(Arc::clone(l))
+            }
+            _ => None,
+        };
         let mut e = Entry {
             item,
             hdr1: [0; 10],
@@ -127,6 +148,7 @@ impl Entry {
             hdr2_len: 0,
             first_frame: 0,
             total: 0,
+            ledger,
         };
         match &e.item {
             Outgoing::Text(t) => {
@@ -197,6 +219,35 @@ pub struct ClientQueue {
     control: Vec<u8>,
     control_sent: usize,
     dropped_frames: u64,
+    ledger: Option<Arc<MemoryLedger>>,
+}
+
+/// The bytes of distinct frames held by a server's client queues: a frame counts once however
+/// many clients hold it, from the first queue entry that takes it until the last one lets go.
+/// (A frame queued by two servers counts in the ledger of the first.)
+#[derive(Debug, Default)]
+pub struct MemoryLedger {
+    bytes: std::sync::atomic::AtomicUsize,
+}
+
+impl MemoryLedger {
+    /// An empty ledger.
+    pub fn new() -> MemoryLedger {
+        MemoryLedger::default()
+    }
+
+    /// Bytes held now.
+    pub fn held(&self) -> usize {
+        self.bytes.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn add(&self, n: usize) {
+        self.bytes.fetch_add(n, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    fn sub(&self, n: usize) {
+        self.bytes.fetch_sub(n, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 impl ClientQueue {
@@ -211,7 +262,43 @@ impl ClientQueue {
             control: Vec::new(),
             control_sent: 0,
             dropped_frames: 0,
+            ledger: None,
         }
+    }
+
+    /// Counts this queue's frames in `ledger` (a server's memory budget).
+    pub fn with_ledger(mut self, ledger: Arc<MemoryLedger>) -> ClientQueue {
+        self.ledger = Some(ledger);
+        self
+    }
+
+    /// True when an image other than `newest` is queued (started or not): what a client behind
+    /// by more than one frame holds.
+    pub fn holds_older_than(&self, newest: &WireFrame) -> bool {
+        self.items.iter().any(|e| match &e.item {
+            Outgoing::Image { frame, .. } => !frame.same_frame(newest),
+            Outgoing::Text(_) => false,
+        })
+    }
+
+    /// Drops the images that have not started, except `newest`; returns how many (also added
+    /// to [`Self::dropped_frames`]).
+    pub fn drop_unstarted_except(&mut self, newest: &WireFrame) -> usize {
+        let mut dropped = 0;
+        let mut i = usize::from(self.front_sent > 0);
+        while i < self.items.len() {
+            let old = matches!(&self.items[i].item,
+                Outgoing::Image { frame, .. } if !frame.same_frame(newest));
+            if old {
+                let e = self.items.remove(i).expect("index in range");
+                self.queued_bytes -= e.total;
+                dropped += 1;
+            } else {
+                i += 1;
+            }
+        }
+        self.dropped_frames += dropped as u64;
+        dropped
     }
 
     /// The policy.
@@ -221,7 +308,7 @@ impl ClientQueue {
 
     /// Queues `item` according to the policy.
     pub fn push(&mut self, item: Outgoing) -> PushOutcome {
-        let entry = Entry::new(item);
+        let entry = Entry::new(item, self.ledger.as_ref());
         let need = entry.total;
         if self.queued_bytes + need <= self.max_bytes || self.items.is_empty() {
             self.queued_bytes += need;
@@ -584,7 +671,7 @@ mod tests {
     }
 
     fn size(item: &Outgoing) -> usize {
-        Entry::new(item.clone()).total
+        Entry::new(item.clone(), None).total
     }
 
     /// Drains the queue with writes of at most `chunk` bytes and `slots` slices per call.
@@ -744,7 +831,7 @@ mod tests {
         assert_eq!(order, ["0", "t", "3", "4"]);
         // The started frame comes out whole: the rest of image 0, then t, 3, 4.
         let rest = drain(&mut q, 5, 2);
-        let mut full = Entry::new(img(0, 100)).segments().concat()[..3].to_vec();
+        let mut full = Entry::new(img(0, 100), None).segments().concat()[..3].to_vec();
         full.extend(rest);
         let idx: Vec<u8> = frames(&full)
             .iter()
@@ -851,7 +938,7 @@ mod tests {
             let pos = ops.iter().position(|&o| o == 0xA).unwrap();
             let expected_pos = if split == 0 {
                 0
-            } else if split <= Entry::new(img(1, 100)).first_frame {
+            } else if split <= Entry::new(img(1, 100), None).first_frame {
                 1
             } else {
                 2

@@ -87,6 +87,12 @@ pub struct SinkStats {
     /// Of `closed_bad_input`, the clients closed for sending beyond their inbound budget
     /// (messages or bytes per second), counted when the close is decided.
     pub closed_flood: u64,
+    /// Clients closed (or, part-way through a frame, dropped) because the server's queues held
+    /// more than its memory budget while they lagged behind, counted when decided.
+    pub closed_memory: u64,
+    /// Bytes of distinct frames the client queues hold now (each frame once, however many
+    /// clients hold it): what the memory budget bounds.
+    pub held_bytes: u64,
 }
 
 /// A destination for frames and JSON events.

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use pngcast_protocol::http::{self, RequestHead, ServerConfig};
 use pngcast_protocol::io::send_now;
-use pngcast_protocol::session::{CloseReason, Counters, Session};
+use pngcast_protocol::session::{CloseReason, Counters, Session, State};
 use pngcast_protocol::sink::{SinkError, SinkStats, Target};
 use pngcast_protocol::wire::WireFrame;
 
@@ -265,8 +265,13 @@ impl Hub {
             return;
         }
         push(&mut st.session);
+        let doomed = st.session.state() == State::Ended;
         let wake = st.writer_waiting || !st.session.is_open();
         drop(st);
+        if doomed {
+            // Dropped mid-frame under the memory budget: the writer's write fails at once.
+            client.cut();
+        }
         if wake {
             client.cond.notify_all();
         }

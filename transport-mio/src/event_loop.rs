@@ -27,7 +27,7 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use pngcast_protocol::http::{self, HttpError, RequestHead, Route, ServerConfig};
 use pngcast_protocol::io::NoSigPipe;
-use pngcast_protocol::session::{CloseReason, Ending, Session, Tick};
+use pngcast_protocol::session::{CloseReason, Ending, Session, State, Tick};
 use pngcast_protocol::sink::Target;
 
 use crate::conn::{Conn, HeadRead, Phase, Reply};
@@ -661,6 +661,10 @@ impl EventLoop {
                     return;
                 }
                 push(&mut ws.session);
+                if ws.session.state() == State::Ended {
+                    // Dropped mid-frame under the memory budget.
+                    return lp.end_ws(key, conn, Phase::Done, Ending::Gone);
+                }
                 if ws.blocked {
                     return;
                 }

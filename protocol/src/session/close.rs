@@ -25,6 +25,9 @@ pub enum CloseReason {
     BadUtf8,
     /// A WebSocket protocol violation: 1002.
     Protocol,
+    /// The server's queues hold more than its memory budget and this client holds frames
+    /// older than the newest: 1008, or, part-way through such a frame, the socket is dropped.
+    Memory,
 }
 
 impl CloseReason {
@@ -36,7 +39,10 @@ impl CloseReason {
             CloseReason::Protocol => 1002,
             CloseReason::Unsupported => 1003,
             CloseReason::BadUtf8 => 1007,
-            CloseReason::Overflow | CloseReason::Flood | CloseReason::Incomplete => 1008,
+            CloseReason::Overflow
+            | CloseReason::Flood
+            | CloseReason::Incomplete
+            | CloseReason::Memory => 1008,
             CloseReason::TooBig => 1009,
         }
     }
@@ -54,6 +60,7 @@ impl CloseReason {
             CloseReason::Unsupported => "unsupported message",
             CloseReason::BadUtf8 => "invalid UTF-8",
             CloseReason::Protocol => "protocol error",
+            CloseReason::Memory => "server memory budget exceeded",
         }
     }
 
@@ -70,6 +77,7 @@ impl CloseReason {
             CloseReason::Unsupported => "unsupported",
             CloseReason::BadUtf8 => "bad_utf8",
             CloseReason::Protocol => "protocol",
+            CloseReason::Memory => "memory",
         }
     }
 
@@ -129,6 +137,7 @@ mod tests {
             Unsupported,
             BadUtf8,
             Protocol,
+            Memory,
         ] {
             assert!((1000..=1011).contains(&r.code()) && r.code() != 1004 && r.code() != 1005);
             assert!(r.text().is_ascii() && r.text().len() <= 123);

@@ -2,6 +2,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use std::sync::Arc;
+
+use crate::queue::MemoryLedger;
 use crate::session::{CloseReason, Ending};
 use crate::sink::SinkStats;
 
@@ -24,6 +27,9 @@ pub struct Counters {
     pub(crate) closed_stall: AtomicU64,
     pub(crate) closed_bad_input: AtomicU64,
     pub(crate) closed_flood: AtomicU64,
+    pub(crate) closed_memory: AtomicU64,
+    /// Bytes of distinct frames the server's client queues hold.
+    pub(crate) ledger: Arc<MemoryLedger>,
 }
 
 pub(crate) fn add(c: &AtomicU64, n: u64) {
@@ -58,6 +64,8 @@ impl Counters {
             closed_stall: get(&self.closed_stall),
             closed_bad_input: get(&self.closed_bad_input),
             closed_flood: get(&self.closed_flood),
+            closed_memory: get(&self.closed_memory),
+            held_bytes: self.ledger.held() as u64,
         }
     }
 
@@ -68,6 +76,7 @@ impl Counters {
         match why {
             CloseReason::Overflow => add(&self.closed_overflow, 1),
             CloseReason::Flood => add(&self.closed_flood, 1),
+            CloseReason::Memory => add(&self.closed_memory, 1),
             _ => {}
         }
     }

@@ -153,6 +153,9 @@ pub struct Session {
     /// Why we close, once decided.
     why: Option<CloseReason>,
     ended: bool,
+    /// Dropped mid-frame under memory pressure: the transport drops the socket.
+    doomed: bool,
+    memory_budget: usize,
     budget: Budget,
     timers: Timers,
     /// Since when output has been pending without progress.
@@ -205,6 +208,8 @@ impl Session {
         counters
             .clients
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let queue = ClientQueue::new(config.policy, config.queue_bytes)
+            .with_ledger(Arc::clone(&counters.ledger));
         let mut s = Session {
             ctx,
             client_id,
@@ -213,13 +218,15 @@ impl Session {
             seen_text: false,
             head,
             head_pos: 0,
-            queue: ClientQueue::new(config.policy, config.queue_bytes),
+            queue,
+            memory_budget: config.memory_budget,
             tap: Vec::new(),
             held: Vec::new(),
             closing: Closing::Open,
             read_stopped: false,
             why: None,
             ended: false,
+            doomed: false,
             budget: Budget::new(
                 config.inbound_messages,
                 config.inbound_bytes,
@@ -282,7 +289,7 @@ impl Session {
 
     /// What the transport should do next.
     pub fn state(&self) -> State {
-        if self.ended {
+        if self.ended || self.doomed {
             State::Ended
         } else if self.pending_bytes() > 0 {
             State::Write
@@ -293,13 +300,40 @@ impl Session {
         }
     }
 
-    /// Queues an image in the form this client asked for.
+    /// Queues an image in the form this client asked for. Past the server's memory budget, a
+    /// client holding older frames gives them up (see [`CloseReason::Memory`]).
     pub fn push_image(&mut self, frame: &WireFrame) {
         let metadata = self.metadata;
         self.push(Outgoing::Image {
             frame: frame.clone(),
             metadata,
         });
+        if self.is_open() && self.counters.ledger.held() > self.memory_budget {
+            self.relieve(frame);
+        }
+    }
+
+    /// The server holds more frame bytes than its budget: this client lets go of every frame
+    /// older than `newest`. Latest-wins drops its waiting ones; a client still holding an older
+    /// frame (one part-way out, or any under `Reliable`) is closed, or dropped at once when it
+    /// is part-way through one (a close frame cannot interrupt it).
+    fn relieve(&mut self, newest: &WireFrame) {
+        if self.queue.policy() == crate::queue::Policy::LatestWins {
+            let dropped = self.queue.drop_unstarted_except(newest);
+            add(&self.counters.frames_dropped, dropped as u64);
+        }
+        if !self.queue.holds_older_than(newest) {
+            return;
+        }
+        if self.queue.front_started() {
+            self.why = Some(CloseReason::Memory);
+            self.counters.closing(CloseReason::Memory);
+            self.closing = Closing::Queued;
+            self.read_stopped = true;
+            self.doomed = true;
+        } else {
+            self.close(CloseReason::Memory);
+        }
     }
 
     /// Queues a text message.

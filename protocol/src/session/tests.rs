@@ -365,3 +365,64 @@ fn garbage_never_panics() {
         frames(&out[4..]);
     }
 }
+
+#[test]
+fn past_the_memory_budget_lagging_clients_let_go_of_old_frames() {
+    let big = |i: u32| {
+        let meta = ImageMeta {
+            event: "e".into(),
+            index: i,
+            count: 9,
+            width: 1,
+            height: 1,
+            ..Default::default()
+        };
+        WireFrame::new(&meta, Arc::new(vec![i as u8; 100_000]), false)
+    };
+    for policy in [Policy::LatestWins, Policy::Reliable] {
+        let config = config()
+            .policy(policy)
+            .queue_bytes(1 << 30)
+            .memory_budget(250_000);
+        let counters = Arc::new(Counters::new());
+        let mut fast = session_with(&config, &counters);
+        let mut idle = session_with(&config, &counters); // never written: holds its queue
+        let mut midway = session_with(&config, &counters); // part-way through frame 0
+        let mut out = Vec::new();
+        for s in [&mut fast, &mut idle, &mut midway] {
+            drain(s, 1 << 20, &mut out);
+        }
+        let f0 = big(0);
+        for s in [&mut fast, &mut idle, &mut midway] {
+            s.push_image(&f0);
+        }
+        write(&mut midway, 50_000, &mut out);
+        drain(&mut fast, 1 << 20, &mut out);
+        assert_eq!(counters.snapshot().held_bytes as usize, f0.held_bytes());
+        for i in 1..4 {
+            let f = big(i);
+            for s in [&mut fast, &mut idle, &mut midway] {
+                s.push_image(&f);
+            }
+            drain(&mut fast, 1 << 20, &mut out);
+        }
+        // The fast client got every frame; the lagging ones let go of the old ones.
+        assert!(fast.is_open());
+        assert_eq!(midway.state(), State::Ended, "{policy:?}");
+        assert_eq!(midway.close_reason(), Some(CloseReason::Memory));
+        if policy == Policy::LatestWins {
+            // Only the newest frame is left queued for the idle client.
+            assert!(idle.is_open());
+            assert_eq!(idle.queued_images(), 1);
+        } else {
+            assert_eq!(idle.close_reason(), Some(CloseReason::Memory));
+        }
+        midway.end(Ending::Gone);
+        drop(midway);
+        drop(idle);
+        drain(&mut fast, 1 << 20, &mut out);
+        let st = counters.snapshot();
+        assert_eq!(st.held_bytes, 0, "{policy:?} {st:?}");
+        assert!(st.closed_memory >= 1);
+    }
+}

@@ -1,6 +1,7 @@
 //! [`WireFrame`]: one encoded image with its announcement and type-4 prefix, shared by every
 //! client, and the in-place rebuild that lets the sender's pool reuse a frame without allocating.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use super::comfy::{ImageMeta, LEGACY_PREFIX, TYPE_PREVIEW_IMAGE_WITH_METADATA};
@@ -15,6 +16,8 @@ struct FrameInner {
     announce: bool,
     announcement: String,
     meta_prefix: Vec<u8>,
+    /// Client queue entries holding this frame (see [`WireFrame::hold`]).
+    queued: AtomicUsize,
 }
 
 impl FrameInner {
@@ -100,6 +103,7 @@ impl WireFrame {
                 announce: src.announce,
                 announcement,
                 meta_prefix,
+                queued: AtomicUsize::new(0),
             }),
         }
     }
@@ -126,6 +130,28 @@ impl WireFrame {
             }
             None => false,
         }
+    }
+
+    /// Counts one more client queue entry holding this frame; true when it is the first (the
+    /// frame's bytes now count against a server's memory budget).
+    pub(crate) fn hold(&self) -> bool {
+        self.inner.queued.fetch_add(1, Ordering::AcqRel) == 0
+    }
+
+    /// Counts one queue entry fewer; true when it was the last.
+    pub(crate) fn release(&self) -> bool {
+        self.inner.queued.fetch_sub(1, Ordering::AcqRel) == 1
+    }
+
+    /// Bytes this frame holds in memory (its PNG and texts), for memory budgets.
+    pub fn held_bytes(&self) -> usize {
+        let i = &self.inner;
+        i.png.len() + i.announcement.len() + i.meta_prefix.len()
+    }
+
+    /// True when both handles are the same frame.
+    pub fn same_frame(&self, other: &WireFrame) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
     }
 
     /// The image description.
