@@ -13,12 +13,20 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use thiserror::Error;
 
 use crate::error::{Error, Result};
+use crate::ingest::{
+    BodyKind, IngestHandle, IngestHandler, IngestRoute, DEFAULT_MAX_INGEST_BYTES, INGEST_PATH,
+    MAX_EVENT_LEN,
+};
+use crate::metrics::Metrics;
+use crate::npy::Layout;
 use crate::queue::Policy;
+use crate::sink::SinkStats;
 use crate::wire::features_json;
 
 /// The viewer page served at `GET /`: self-contained HTML + JS, connects to `/ws`.
@@ -33,7 +41,7 @@ pub const MAX_CLIENT_ID_LEN: usize = 128;
 /// Server settings shared by both transports. `#[non_exhaustive]`: start from
 /// `ServerConfig::default()` and chain the setters; call [`ServerConfig::validate`] once (the
 /// transports' `bind` does).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ServerConfig {
     /// Listen address. Default `127.0.0.1:8188` (ComfyUI's port, loopback only).
@@ -71,6 +79,15 @@ pub struct ServerConfig {
     pub announce: bool,
     /// Socket write timeout of the blocking transport (its stall detector). Default 10 s.
     pub write_timeout: Duration,
+    /// Largest ingest body (`POST /api/send`); a larger `Content-Length` is answered 413 before
+    /// any byte of the body is read. Default 64 MiB.
+    pub max_ingest_bytes: usize,
+    /// Takes validated ingest jobs ([`crate::ingest`]). Default none: `/api/send` answers 404.
+    pub ingest: Option<IngestHandle>,
+    /// Metrics served at `GET /metrics` together with the sink's counters; share the `Arc`
+    /// with the server's senders ([`crate::sender::Sender::metrics`]) so that encode times
+    /// show. Default: a fresh, empty set.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Default for ServerConfig {
@@ -91,6 +108,9 @@ impl Default for ServerConfig {
             insecure: false,
             announce: true,
             write_timeout: Duration::from_secs(10),
+            max_ingest_bytes: DEFAULT_MAX_INGEST_BYTES,
+            ingest: None,
+            metrics: Arc::new(Metrics::new()),
         }
     }
 }
@@ -139,6 +159,17 @@ impl ServerConfig {
         announce: bool,
         /// Sets the blocking transport's write timeout.
         write_timeout: Duration,
+        /// Sets the largest ingest body.
+        max_ingest_bytes: usize,
+        /// Sets or clears the ingest handler.
+        ingest: Option<IngestHandle>,
+        /// Sets the shared metrics.
+        metrics: Arc<Metrics>,
+    }
+
+    /// Sets the ingest handler (see [`crate::ingest`]).
+    pub fn ingest_handler(self, handler: impl IngestHandler + 'static) -> Self {
+        self.ingest(Some(IngestHandle::new(handler)))
     }
 
     /// Checks the settings: non-zero limits and timeouts, a non-empty token of visible ASCII,
@@ -156,6 +187,9 @@ impl ServerConfig {
         }
         if self.max_message_bytes == 0 {
             return bad("max_message_bytes must be > 0");
+        }
+        if self.max_ingest_bytes == 0 {
+            return bad("max_ingest_bytes must be > 0");
         }
         for (name, d) in [
             ("handshake_timeout", self.handshake_timeout),
@@ -356,9 +390,16 @@ pub enum Route {
         /// The clientId: the `clientId` query parameter, or a generated 32-hex-digit id.
         client_id: String,
     },
+    /// `POST` or `PUT` `/api/send` (authorised, `Content-Length` within the limit): write
+    /// [`crate::ingest::CONTINUE`] if [`IngestRoute::expect_continue`], read exactly
+    /// [`IngestRoute::content_length`] body bytes (those after the head first), answer
+    /// [`crate::ingest::respond`]`(&route, body, config)` and close. See [`crate::ingest`].
+    Ingest(IngestRoute),
+    /// `GET /metrics` (authorised): answer [`metrics_response`]`(&sink_stats, config)` and close.
+    Metrics,
     /// Answer [`refusal_response`]`(status, reason)` and close.
     Refuse {
-        /// HTTP status: 400, 401, 403, 404, 405, 421 or 503.
+        /// HTTP status: 400, 401, 403, 404, 405, 411, 413, 415, 417, 421 or 503.
         status: u16,
         /// A short human-readable reason (sent as the body).
         reason: &'static str,
@@ -370,12 +411,19 @@ fn refuse(status: u16, reason: &'static str) -> Route {
 }
 
 /// Routes a request (protocol.md sections 3 and 6). Checks, in order: a repeated `Host`,
-/// `Content-Length` or `Transfer-Encoding`, or a body on a GET (400); without a token, a `Host`
-/// that names neither a loopback name or address, nor the bound address, nor an allowed host
-/// (421: a page under DNS rebinding controls both `Host` and `Origin`, so the `Origin` check
-/// alone cannot stop it); path (404), method (405), then for upgrades: token (401), Origin
-/// (403), upgrade headers, version and key (400), clientId length (400), and
-/// `current_clients >= max_clients` (503).
+/// `Content-Length` or `Transfer-Encoding` (400); a body on anything but ingest (400); without a
+/// token, a `Host` that names neither a loopback name or address, nor the bound address, nor an
+/// allowed host (421: a page under DNS rebinding controls both `Host` and `Origin`, so the
+/// `Origin` check alone cannot stop it); path (404); then per path:
+///
+/// - `/`, `/features`, `/api/features`: method (405); public.
+/// - `/metrics`: method (405), token (401).
+/// - `/api/send` (ingest): method `POST` or `PUT` (405), token (401), Origin (403), a handler
+///   configured (404), no `Transfer-Encoding` (400), `Content-Length` present (411), a number
+///   (400), not zero (400), within [`ServerConfig::max_ingest_bytes`] (413), `?event=` (400),
+///   `?clientId=` (400), `?layout=` (400), `Content-Type` (415), `Expect` (417).
+/// - `/ws`, `/api/ws`: method (405), token (401), Origin (403), upgrade headers, version and key
+///   (400), clientId length (400), and `current_clients >= max_clients` (503).
 pub fn route(head: &RequestHead, config: &ServerConfig, current_clients: usize) -> Route {
     for name in ["host", "content-length", "transfer-encoding"] {
         if head.count(name) > 1 {
@@ -385,10 +433,13 @@ pub fn route(head: &RequestHead, config: &ServerConfig, current_clients: usize) 
             );
         }
     }
-    if head.header("transfer-encoding").is_some()
-        || head
-            .header("content-length")
-            .is_some_and(|n| n.trim() != "0")
+    let path = head.path();
+    let ingest = path == INGEST_PATH;
+    if !ingest
+        && (head.header("transfer-encoding").is_some()
+            || head
+                .header("content-length")
+                .is_some_and(|n| n.trim() != "0"))
     {
         return refuse(400, "a GET request carries no body");
     }
@@ -403,30 +454,26 @@ pub fn route(head: &RequestHead, config: &ServerConfig, current_clients: usize) 
             }
         }
     }
-    let path = head.path();
     let is_ws = matches!(path, "/ws" | "/api/ws");
-    if !is_ws && !matches!(path, "/" | "/features" | "/api/features") {
+    if !is_ws && !ingest && !matches!(path, "/" | "/features" | "/api/features" | "/metrics") {
         return refuse(404, "not found");
+    }
+    if ingest {
+        return route_ingest(head, config);
     }
     if head.method != "GET" {
         return refuse(405, "method not allowed");
     }
-    if !is_ws {
-        return if path == "/" {
-            Route::Viewer
-        } else {
-            Route::Features
-        };
+    match path {
+        "/" => return Route::Viewer,
+        "/features" | "/api/features" => return Route::Features,
+        _ => {}
     }
-    if let Some(expected) = &config.token {
-        // RFC 7235: the scheme is case-insensitive. An empty `?token=` does not hide a header.
-        let given = head
-            .query("token")
-            .filter(|t| !t.is_empty())
-            .or_else(|| head.header("authorization").and_then(bearer));
-        if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), expected.as_bytes())) {
-            return refuse(401, "missing or wrong token");
-        }
+    if !token_ok(head, config) {
+        return refuse(401, "missing or wrong token");
+    }
+    if path == "/metrics" {
+        return Route::Metrics;
     }
     if let Some(origin) = head.header("origin") {
         if !origin_allowed(origin, head.header("host"), &config.allowed_origins) {
@@ -459,6 +506,130 @@ pub fn route(head: &RequestHead, config: &ServerConfig, current_clients: usize) 
         return refuse(503, "too many clients");
     }
     Route::Upgrade { client_id }
+}
+
+/// The reason of a 405 on the ingest path (its answer says `Allow: POST, PUT`).
+const INGEST_METHODS: &str = "method not allowed: send the body with POST or PUT";
+
+/// Whether the request carries the configured token (`?token=` or `Authorization: Bearer`);
+/// true when no token is configured.
+fn token_ok(head: &RequestHead, config: &ServerConfig) -> bool {
+    let Some(expected) = &config.token else {
+        return true;
+    };
+    // RFC 7235: the scheme is case-insensitive. An empty `?token=` does not hide a header.
+    let given = head
+        .query("token")
+        .filter(|t| !t.is_empty())
+        .or_else(|| head.header("authorization").and_then(bearer));
+    given.is_some_and(|g| constant_time_eq(g.as_bytes(), expected.as_bytes()))
+}
+
+/// A query value that names something (an event, a client): at most `max` bytes, no control
+/// characters. `Ok(None)` when absent or empty.
+fn name_param(
+    head: &RequestHead,
+    key: &str,
+    max: usize,
+    too_long: &'static str,
+    control: &'static str,
+) -> std::result::Result<Option<String>, Route> {
+    match head.query(key) {
+        Some(v) if v.len() > max => Err(refuse(400, too_long)),
+        Some(v) if v.chars().any(char::is_control) => Err(refuse(400, control)),
+        Some(v) if !v.is_empty() => Ok(Some(v)),
+        _ => Ok(None),
+    }
+}
+
+/// The ingest path's checks (see [`route`]).
+fn route_ingest(head: &RequestHead, config: &ServerConfig) -> Route {
+    if head.method != "POST" && head.method != "PUT" {
+        return refuse(405, INGEST_METHODS);
+    }
+    if !token_ok(head, config) {
+        return refuse(401, "missing or wrong token");
+    }
+    if let Some(origin) = head.header("origin") {
+        if !origin_allowed(origin, head.header("host"), &config.allowed_origins) {
+            return refuse(403, "origin not allowed");
+        }
+    }
+    if config.ingest.is_none() {
+        return refuse(404, "ingest is not enabled on this server");
+    }
+    if head.header("transfer-encoding").is_some() {
+        return refuse(
+            400,
+            "Transfer-Encoding (chunked bodies) is not supported: send Content-Length",
+        );
+    }
+    let Some(length) = head.header("content-length") else {
+        return refuse(411, "Content-Length required");
+    };
+    let content_length = match length.parse::<u64>() {
+        Ok(n) if length.bytes().all(|b| b.is_ascii_digit()) => n,
+        _ => return refuse(400, "malformed Content-Length"),
+    };
+    if content_length == 0 {
+        return refuse(400, "empty body: send a PNG or a .npy array");
+    }
+    if content_length > config.max_ingest_bytes as u64 {
+        return refuse(413, "body exceeds the ingest size limit");
+    }
+    let event = match name_param(
+        head,
+        "event",
+        MAX_EVENT_LEN,
+        "event name too long",
+        "event name has control characters",
+    ) {
+        Ok(Some(e)) => e,
+        Ok(None) => return refuse(400, "missing ?event=NAME"),
+        Err(r) => return r,
+    };
+    let client_id = match name_param(
+        head,
+        "clientId",
+        MAX_CLIENT_ID_LEN,
+        "clientId too long",
+        "clientId has control characters",
+    ) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let layout = match head.query("layout").filter(|l| !l.is_empty()) {
+        None => None,
+        Some(l) => match Layout::from_name(&l) {
+            Some(l) => Some(l),
+            None => {
+                return refuse(
+                    400,
+                    "unknown ?layout= (expected bhwc, hwc, bhw, hw, chw or bchw)",
+                )
+            }
+        },
+    };
+    let Some(kind) = BodyKind::from_content_type(head.header("content-type")) else {
+        return refuse(
+            415,
+            "unsupported Content-Type: send image/png, application/x-npy or \
+             application/octet-stream",
+        );
+    };
+    let expect_continue = match head.header("expect") {
+        None => false,
+        Some(e) if e.eq_ignore_ascii_case("100-continue") => true,
+        Some(_) => return refuse(417, "unsupported Expect (only 100-continue)"),
+    };
+    Route::Ingest(IngestRoute {
+        event,
+        client_id,
+        kind,
+        layout,
+        content_length: content_length as usize,
+        expect_continue,
+    })
 }
 
 /// The credentials of `Authorization: Bearer <token>`, the scheme in any case.
@@ -574,9 +745,16 @@ fn reason_phrase(status: u16) -> &'static str {
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        202 => "Accepted",
         408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        415 => "Unsupported Media Type",
+        417 => "Expectation Failed",
         421 => "Misdirected Request",
+        422 => "Unprocessable Content",
         431 => "Request Header Fields Too Large",
+        501 => "Not Implemented",
         503 => "Service Unavailable",
         _ => "Error",
     }
@@ -587,7 +765,12 @@ pub fn http_response(status: u16, content_type: &str, body: &[u8]) -> Vec<u8> {
     response_with(status, content_type, &[], body)
 }
 
-fn response_with(status: u16, content_type: &str, extra: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+pub(crate) fn response_with(
+    status: u16,
+    content_type: &str,
+    extra: &[(&str, &str)],
+    body: &[u8],
+) -> Vec<u8> {
     let mut head = format!(
         "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n",
         reason_phrase(status),
@@ -605,11 +788,14 @@ fn response_with(status: u16, content_type: &str, extra: &[(&str, &str)], body: 
     out
 }
 
-/// A refusal with a plain-text body (adds `Allow: GET` to 405, `WWW-Authenticate: Bearer` to 401
-/// and `Sec-WebSocket-Version: 13` to 400).
+/// A refusal with a plain-text body (adds `Allow: GET` to 405 (`Allow: POST, PUT` on the ingest
+/// path), `WWW-Authenticate: Bearer` to 401, `Sec-WebSocket-Version: 13` to 400 and
+/// `Retry-After: 1` to 503).
 pub fn refusal_response(status: u16, reason: &str) -> Vec<u8> {
     let extra: &[(&str, &str)] = match status {
+        405 if reason == INGEST_METHODS => &[("Allow", "POST, PUT")],
         405 => &[("Allow", "GET")],
+        503 => &[("Retry-After", "1")],
         401 => &[("WWW-Authenticate", "Bearer")],
         400 => &[("Sec-WebSocket-Version", "13")],
         _ => &[],
@@ -622,6 +808,17 @@ pub fn refusal_response(status: u16, reason: &str) -> Vec<u8> {
 /// `200` with the viewer page.
 pub fn viewer_response() -> Vec<u8> {
     http_response(200, "text/html; charset=utf-8", VIEWER_HTML.as_bytes())
+}
+
+/// `200` with the metrics in Prometheus text format 0.0.4 ([`crate::metrics::render`]):
+/// `stats` is the transport's [`crate::sink::FrameSink::stats`] snapshot, the encode-time
+/// histogram and ingest counters come from [`ServerConfig::metrics`].
+pub fn metrics_response(stats: &SinkStats, config: &ServerConfig) -> Vec<u8> {
+    http_response(
+        200,
+        crate::metrics::CONTENT_TYPE,
+        crate::metrics::render(stats, &config.metrics).as_bytes(),
+    )
 }
 
 /// `200` with the feature flags as `application/json`.
