@@ -1341,4 +1341,361 @@ mod tests {
             Route::Refuse { status: 401, .. }
         ));
     }
+
+    /// An ingest handler that takes everything (routing never calls it).
+    struct Take;
+    impl IngestHandler for Take {
+        fn submit(
+            &self,
+            _: crate::ingest::IngestJob,
+        ) -> std::result::Result<(), crate::ingest::SubmitError> {
+            Ok(())
+        }
+    }
+
+    fn ingest_config() -> ServerConfig {
+        ServerConfig::default().ingest_handler(Take)
+    }
+
+    fn post(method: &str, target: &str, extra: &str) -> RequestHead {
+        req(&format!(
+            "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:8188\r\n{extra}\r\n"
+        ))
+    }
+
+    fn ingest_route(r: Route) -> IngestRoute {
+        match r {
+            Route::Ingest(i) => i,
+            other => panic!("expected ingest, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn routes_ingest() {
+        let c = ingest_config();
+        let i = ingest_route(route(
+            &post(
+                "POST",
+                "/api/send?event=shot&clientId=a%20b",
+                "Content-Length: 10\r\n",
+            ),
+            &c,
+            0,
+        ));
+        assert_eq!(
+            i,
+            IngestRoute::new("shot", 10).client_id(Some("a b".into()))
+        );
+        let i = ingest_route(route(
+            &post(
+                "PUT",
+                "/api/send?event=x&layout=CHW",
+                "Content-Length: 3\r\nContent-Type: image/png\r\nExpect: 100-continue\r\n",
+            ),
+            &c,
+            0,
+        ));
+        assert_eq!(
+            (i.kind, i.layout, i.expect_continue, i.client_id),
+            (BodyKind::Png, Some(Layout::Chw), true, None)
+        );
+        let i = ingest_route(route(
+            &post(
+                "POST",
+                "/api/send?event=x",
+                "Content-Length: 3\r\nContent-Type: application/x-npy\r\n",
+            ),
+            &c,
+            0,
+        ));
+        assert_eq!(i.kind, BodyKind::Npy);
+        // Exactly at the limit, and one past it.
+        let c2 = ingest_config().max_ingest_bytes(100);
+        assert!(matches!(
+            route(
+                &post("POST", "/api/send?event=x", "Content-Length: 100\r\n"),
+                &c2,
+                0
+            ),
+            Route::Ingest(_)
+        ));
+        let table: &[(&str, &str, &str, u16)] = &[
+            ("GET", "/api/send?event=x", "", 405),
+            ("DELETE", "/api/send?event=x", "Content-Length: 1\r\n", 405),
+            ("POST", "/api/send?event=x", "", 411),
+            (
+                "POST",
+                "/api/send?event=x",
+                "Transfer-Encoding: chunked\r\n",
+                400,
+            ),
+            (
+                "POST",
+                "/api/send?event=x",
+                "Content-Length: 1\r\nTransfer-Encoding: chunked\r\n",
+                400,
+            ),
+            ("POST", "/api/send?event=x", "Content-Length: abc\r\n", 400),
+            ("POST", "/api/send?event=x", "Content-Length: +5\r\n", 400),
+            ("POST", "/api/send?event=x", "Content-Length: -5\r\n", 400),
+            (
+                "POST",
+                "/api/send?event=x",
+                "Content-Length: 99999999999999999999999\r\n",
+                400,
+            ),
+            ("POST", "/api/send?event=x", "Content-Length: 0\r\n", 400),
+            (
+                "POST",
+                "/api/send?event=x",
+                "Content-Length: 1\r\nContent-Length: 1\r\n",
+                400,
+            ),
+            ("POST", "/api/send?event=x", "Content-Length: 101\r\n", 413),
+            (
+                "POST",
+                "/api/send?event=x",
+                "Content-Length: 18446744073709551615\r\n",
+                413,
+            ),
+            ("POST", "/api/send", "Content-Length: 1\r\n", 400),
+            ("POST", "/api/send?event=", "Content-Length: 1\r\n", 400),
+            (
+                "POST",
+                "/api/send?event=a%0Ab",
+                "Content-Length: 1\r\n",
+                400,
+            ),
+            (
+                "POST",
+                "/api/send?event=x&clientId=a%00",
+                "Content-Length: 1\r\n",
+                400,
+            ),
+            (
+                "POST",
+                "/api/send?event=x&layout=nchw",
+                "Content-Length: 1\r\n",
+                400,
+            ),
+            (
+                "POST",
+                "/api/send?event=x",
+                "Content-Length: 1\r\nContent-Type: image/jpeg\r\n",
+                415,
+            ),
+            (
+                "POST",
+                "/api/send?event=x",
+                "Content-Length: 1\r\nContent-Type: text/plain\r\n",
+                415,
+            ),
+            (
+                "POST",
+                "/api/send?event=x",
+                "Content-Length: 1\r\nExpect: 200-ok\r\n",
+                417,
+            ),
+            (
+                "POST",
+                "/api/send?event=x",
+                "Content-Length: 1\r\nOrigin: http://evil.example\r\n",
+                403,
+            ),
+            ("POST", "/api/sendx?event=x", "Content-Length: 1\r\n", 400),
+            ("POST", "/api/send/?event=x", "Content-Length: 1\r\n", 400),
+        ];
+        for (method, target, extra, want) in table {
+            let r = route(&post(method, target, extra), &c2, 0);
+            assert_eq!(status(r), *want, "{method} {target} {extra:?}");
+        }
+        let long = format!("/api/send?event={}", "e".repeat(MAX_EVENT_LEN + 1));
+        assert_eq!(
+            status(route(&post("POST", &long, "Content-Length: 1\r\n"), &c, 0)),
+            400
+        );
+        let long = format!(
+            "/api/send?event=e&clientId={}",
+            "c".repeat(MAX_CLIENT_ID_LEN + 1)
+        );
+        assert_eq!(
+            status(route(&post("POST", &long, "Content-Length: 1\r\n"), &c, 0)),
+            400
+        );
+        // The 405 names the methods the path takes.
+        let r = String::from_utf8(refusal_response(405, INGEST_METHODS)).unwrap();
+        assert!(r.contains("Allow: POST, PUT\r\n"), "{r}");
+        // A browser page on its own origin may post (the Origin matches the Host).
+        assert!(matches!(
+            route(
+                &post(
+                    "POST",
+                    "/api/send?event=x",
+                    "Content-Length: 1\r\nOrigin: http://127.0.0.1:8188\r\n"
+                ),
+                &c,
+                0
+            ),
+            Route::Ingest(_)
+        ));
+        // Without a handler the path does not exist.
+        assert_eq!(
+            status(route(
+                &post("POST", "/api/send?event=x", "Content-Length: 1\r\n"),
+                &ServerConfig::default(),
+                0
+            )),
+            404
+        );
+        // Other paths still refuse bodies.
+        assert_eq!(
+            status(route(
+                &post("POST", "/features", "Content-Length: 1\r\n"),
+                &c,
+                0
+            )),
+            400
+        );
+    }
+
+    #[test]
+    fn ingest_auth_and_hosts() {
+        let c = ingest_config();
+        let evil = req(
+            "POST /api/send?event=x HTTP/1.1\r\nHost: rebind.example\r\nContent-Length: 1\r\n\r\n",
+        );
+        assert_eq!(status(route(&evil, &c, 0)), 421);
+        let no_host = req("POST /api/send?event=x HTTP/1.0\r\nContent-Length: 1\r\n\r\n");
+        assert!(matches!(route(&no_host, &c, 0), Route::Ingest(_)));
+        let t = ingest_config().token(Some("s3cret".into()));
+        for (target, extra, want) in [
+            ("/api/send?event=x", "", 401),
+            ("/api/send?event=x&token=wrong", "", 401),
+            ("/api/send?event=x", "Authorization: Bearer nope\r\n", 401),
+            ("/api/send?event=x", "Authorization: Basic s3cret\r\n", 401),
+        ] {
+            let h = req(&format!(
+                "POST {target} HTTP/1.1\r\nHost: any.example\r\nContent-Length: 1\r\n{extra}\r\n"
+            ));
+            assert_eq!(status(route(&h, &t, 0)), want, "{target} {extra}");
+        }
+        // Unauthorised callers learn nothing about limits: 401 before 413 or 411.
+        let h = req(
+            "POST /api/send?event=x HTTP/1.1\r\nHost: h\r\nContent-Length: 999999999999\r\n\r\n",
+        );
+        assert_eq!(status(route(&h, &t, 0)), 401);
+        let h = req("POST /api/send HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!(status(route(&h, &t, 0)), 401);
+        for ok in [
+            "POST /api/send?event=x&token=s3cret HTTP/1.1\r\nHost: any.example\r\nContent-Length: 1\r\n\r\n",
+            "POST /api/send?event=x HTTP/1.1\r\nHost: any.example\r\nAuthorization: Bearer s3cret\r\nContent-Length: 1\r\n\r\n",
+        ] {
+            let i = ingest_route(route(&req(ok), &t, 0));
+            assert_eq!(i.event, "x");
+        }
+    }
+
+    #[test]
+    fn routes_metrics() {
+        let c = ServerConfig::default();
+        assert_eq!(
+            route(
+                &req("GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+                &c,
+                0
+            ),
+            Route::Metrics
+        );
+        assert_eq!(
+            route(&req("GET /metrics?x=1 HTTP/1.0\r\n\r\n"), &c, 0),
+            Route::Metrics
+        );
+        assert_eq!(
+            status(route(&req("POST /metrics HTTP/1.1\r\n\r\n"), &c, 0)),
+            405
+        );
+        assert_eq!(
+            status(route(&req("GET /metrics/ HTTP/1.1\r\n\r\n"), &c, 0)),
+            404
+        );
+        assert_eq!(
+            status(route(
+                &req("GET /metrics HTTP/1.1\r\nHost: rebind.example\r\n\r\n"),
+                &c,
+                0
+            )),
+            421
+        );
+        assert_eq!(
+            status(route(
+                &req("GET /metrics HTTP/1.1\r\nContent-Length: 4\r\n\r\n"),
+                &c,
+                0
+            )),
+            400
+        );
+        let t = ServerConfig::default().token(Some("s3cret".into()));
+        assert_eq!(
+            status(route(&req("GET /metrics HTTP/1.1\r\n\r\n"), &t, 0)),
+            401
+        );
+        assert_eq!(
+            status(route(&req("GET /metrics?token=no HTTP/1.1\r\n\r\n"), &t, 0)),
+            401
+        );
+        assert_eq!(
+            route(&req("GET /metrics?token=s3cret HTTP/1.1\r\n\r\n"), &t, 0),
+            Route::Metrics
+        );
+        assert_eq!(
+            route(&req("GET /metrics HTTP/1.1\r\nHost: far.example\r\nAuthorization: Bearer s3cret\r\n\r\n"), &t, 0),
+            Route::Metrics
+        );
+        // The viewer and flags stay public with a token.
+        assert_eq!(
+            route(&req("GET /features HTTP/1.1\r\n\r\n"), &t, 0),
+            Route::Features
+        );
+
+        let stats = SinkStats {
+            clients: 3,
+            frames_sent: 9,
+            ..SinkStats::default()
+        };
+        c.metrics.encode.observe(Duration::from_millis(2));
+        let r = String::from_utf8(metrics_response(&stats, &c)).unwrap();
+        assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
+        assert!(r.contains("Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"));
+        let body = r.split_once("\r\n\r\n").unwrap().1;
+        assert!(r.contains(&format!("Content-Length: {}\r\n", body.len())));
+        assert!(body.contains("\npngcast_clients 3\n"));
+        assert!(body.contains("\npngcast_frames_sent_total 9\n"));
+        assert!(body.contains("\npngcast_encode_duration_seconds_count 1\n"));
+    }
+
+    #[test]
+    fn ingest_heads_never_panic() {
+        let valid = b"POST /api/send?event=e&clientId=c&layout=hwc&token=t HTTP/1.1\r\nHost: h\r\nContent-Type: image/png\r\nExpect: 100-continue\r\nContent-Length: 12\r\n\r\n".to_vec();
+        let config = ingest_config().token(Some("t".into()));
+        let mut rng = fastrand::Rng::with_seed(12);
+        for _ in 0..20_000 {
+            let mut buf = valid.clone();
+            for _ in 0..rng.usize(0..4) {
+                let i = rng.usize(..buf.len());
+                match rng.u8(0..3) {
+                    0 => buf[i] = rng.u8(..),
+                    1 => {
+                        buf.remove(i);
+                    }
+                    _ => buf.insert(i, b"%\r\n:=&?\xff 0-"[rng.usize(0..11)]),
+                }
+            }
+            if let Ok(Some((head, _))) = RequestHead::parse_with_limit(&buf, 512) {
+                if let Route::Ingest(i) = route(&head, &config, 0) {
+                    assert!(i.content_length >= 1 && i.content_length <= config.max_ingest_bytes);
+                    assert!(!i.event.is_empty());
+                }
+            }
+        }
+    }
 }

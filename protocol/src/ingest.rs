@@ -591,3 +591,517 @@ pub fn respond(route: &IngestRoute, body: Vec<u8>, config: &ServerConfig) -> Vec
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::MemorySink;
+    use pngcast_core::png::{EncodeOptions, Encoder};
+    use pngcast_core::tensor::ImageView;
+    use std::sync::Mutex;
+
+    /// A handler that keeps the jobs (or refuses them all when `busy`).
+    #[derive(Default)]
+    struct Keep {
+        jobs: Mutex<Vec<IngestJob>>,
+        busy: bool,
+    }
+
+    impl IngestHandler for Arc<Keep> {
+        fn submit(&self, job: IngestJob) -> Result<(), SubmitError> {
+            if self.busy {
+                return Err(SubmitError::Busy);
+            }
+            self.jobs.lock().unwrap().push(job);
+            Ok(())
+        }
+    }
+
+    fn config(keep: &Arc<Keep>) -> ServerConfig {
+        ServerConfig::default().ingest_handler(Arc::clone(keep))
+    }
+
+    /// A real PNG from the encoder: `w` x `h` RGB.
+    fn png(w: usize, h: usize) -> Vec<u8> {
+        let px: Vec<u8> = (0..w * h * 3).map(|i| (i * 7 % 251) as u8).collect();
+        let img = ImageView::hwc(&px[..], [h, w, 3]).unwrap();
+        let mut out = Vec::new();
+        Encoder::new(EncodeOptions::default())
+            .unwrap()
+            .encode_image_into(&img, Default::default(), &mut out)
+            .unwrap();
+        out
+    }
+
+    fn chunks(png: &[u8]) -> Vec<([u8; 4], Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut pos = 8;
+        while pos < png.len() {
+            let len = u32::from_be_bytes(png[pos..pos + 4].try_into().unwrap()) as usize;
+            let kind: [u8; 4] = png[pos + 4..pos + 8].try_into().unwrap();
+            out.push((kind, png[pos + 8..pos + 8 + len].to_vec()));
+            pos += 12 + len;
+        }
+        out
+    }
+
+    fn assemble(chunks: &[([u8; 4], Vec<u8>)]) -> Vec<u8> {
+        let mut out = PNG_SIGNATURE.to_vec();
+        for (kind, data) in chunks {
+            out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+            out.extend_from_slice(kind);
+            out.extend_from_slice(data);
+            let mut crc = crc32fast::Hasher::new();
+            crc.update(kind);
+            crc.update(data);
+            out.extend_from_slice(&crc.finalize().to_be_bytes());
+        }
+        out
+    }
+
+    fn with_ihdr(png: &[u8], edit: impl Fn(&mut Vec<u8>)) -> Vec<u8> {
+        let mut c = chunks(png);
+        edit(&mut c[0].1);
+        assemble(&c)
+    }
+
+    fn status_of(response: &[u8]) -> u16 {
+        std::str::from_utf8(&response[9..12])
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    fn body_of(response: &[u8]) -> String {
+        let text = String::from_utf8_lossy(response);
+        text.split_once("\r\n\r\n").unwrap().1.to_owned()
+    }
+
+    fn f32_npy(shape: &str, values: &[f32]) -> Vec<u8> {
+        let data: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        crate::npy::build("<f4", false, shape, &data)
+    }
+
+    /// Sends every kept job through a sender into a memory sink; the PNGs of the frames.
+    fn deliver(keep: &Keep) -> Vec<(String, Vec<u8>)> {
+        let mem = Arc::new(MemorySink::new());
+        let mut sender = Sender::new(mem.clone(), EncodeOptions::default()).unwrap();
+        for job in keep.jobs.lock().unwrap().drain(..) {
+            job.send(&mut sender).unwrap();
+        }
+        mem.log()
+            .iter()
+            .map(|(_, r)| {
+                let f = r.as_image().unwrap();
+                (f.meta().event.clone(), f.png().to_vec())
+            })
+            .collect()
+    }
+
+    fn decode(png: &[u8]) -> (png::OutputInfo, Vec<u8>) {
+        let mut reader = png::Decoder::new(std::io::Cursor::new(png))
+            .read_info()
+            .unwrap();
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        buf.truncate(info.buffer_size());
+        (info, buf)
+    }
+
+    #[test]
+    fn png_passes_through_unchanged() {
+        let keep = Arc::new(Keep::default());
+        let c = config(&keep);
+        let p = png(5, 3);
+        let route = IngestRoute::new("shot", p.len()).kind(BodyKind::Png);
+        let r = respond(&route, p.clone(), &c);
+        assert_eq!(status_of(&r), 202, "{}", String::from_utf8_lossy(&r));
+        let v: serde_json::Value = serde_json::from_str(&body_of(&r)).unwrap();
+        assert_eq!(v["kind"], "png");
+        assert_eq!(
+            (v["width"].as_u64(), v["height"].as_u64()),
+            (Some(5), Some(3))
+        );
+        assert_eq!(v["frames"], 1);
+        assert_eq!(v["bytes"], p.len());
+        let sent = deliver(&keep);
+        assert_eq!(sent, vec![("shot".to_owned(), p.clone())]);
+        // Sniffed the same.
+        let r = respond(&IngestRoute::new("x", p.len()), p, &c);
+        assert_eq!(status_of(&r), 202);
+        assert_eq!(
+            c.metrics
+                .ingest_count(crate::metrics::IngestOutcome::Accepted),
+            2
+        );
+    }
+
+    #[test]
+    fn npy_is_converted_and_encoded() {
+        let keep = Arc::new(Keep::default());
+        let c = config(&keep);
+        // f32 [H=5,W=2,C=3] with NaN, negatives and values past 1.
+        let mut vals: Vec<f32> = (0..30).map(|i| i as f32 / 29.0).collect();
+        vals[0] = f32::NAN;
+        vals[1] = -0.5;
+        vals[2] = 7.0;
+        let body = f32_npy("(5, 2, 3)", &vals);
+        let r = respond(&IngestRoute::new("a", body.len()), body, &c);
+        assert_eq!(status_of(&r), 202, "{}", body_of(&r));
+        // f16 [B=2,H=1,W=2,C=1] and u8 [H=2,W=2] gray.
+        let halves: Vec<u8> = [0.0f32, 0.5, 1.0, 0.25]
+            .iter()
+            .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+            .collect();
+        let body = crate::npy::build("<f2", false, "(2, 1, 2, 1)", &halves);
+        let r = respond(
+            &IngestRoute::new("b", body.len())
+                .kind(BodyKind::Npy)
+                .layout(Some(Layout::Bhwc)),
+            body,
+            &c,
+        );
+        assert_eq!(status_of(&r), 202, "{}", body_of(&r));
+        let v: serde_json::Value = serde_json::from_str(&body_of(&r)).unwrap();
+        assert_eq!(v["frames"], 2);
+        let body = crate::npy::build("|u1", false, "(2, 2)", &[0, 50, 100, 255]);
+        let r = respond(&IngestRoute::new("c", body.len()), body, &c);
+        assert_eq!(status_of(&r), 202, "{}", body_of(&r));
+        // Channels-first with an explicit layout.
+        let body = crate::npy::build("|u1", false, "(3, 1, 2)", &[0, 1, 10, 11, 20, 21]);
+        let route = IngestRoute::new("d", body.len()).layout(Some(Layout::Chw));
+        assert_eq!(status_of(&respond(&route, body, &c)), 202);
+
+        let sent = deliver(&keep);
+        let events: Vec<&str> = sent.iter().map(|(e, _)| e.as_str()).collect();
+        assert_eq!(events, ["a", "b", "b", "c", "d"]);
+        let (info, px) = decode(&sent[0].1);
+        assert_eq!((info.width, info.height), (2, 5));
+        let want: Vec<u8> = vals
+            .iter()
+            .map(|v| {
+                if v.is_nan() {
+                    0
+                } else {
+                    (v * 255.0).clamp(0.0, 255.0) as u8
+                }
+            })
+            .collect();
+        assert_eq!(px, want);
+        assert_eq!(decode(&sent[1].1).1, [0, 127]);
+        assert_eq!(decode(&sent[2].1).1, [255, 63]);
+        assert_eq!(decode(&sent[3].1).1, [0, 50, 100, 255]);
+        assert_eq!(decode(&sent[4].1).1, [0, 10, 20, 1, 11, 21]);
+    }
+
+    #[test]
+    fn hostile_bodies() {
+        let keep = Arc::new(Keep::default());
+        let c = config(&keep);
+        let good = png(4, 4);
+        let mut bad_crc = good.clone();
+        let n = bad_crc.len();
+        bad_crc[n - 20] ^= 0x40; // inside IDAT's data
+        let mut trailing = good.clone();
+        trailing.extend_from_slice(b"junk");
+        let no_iend = {
+            let c = chunks(&good);
+            assemble(&c[..c.len() - 1])
+        };
+        let no_idat = {
+            let c = chunks(&good);
+            assemble(&[c[0].clone(), c[c.len() - 1].clone()])
+        };
+        let critical = {
+            let mut c = chunks(&good);
+            c.insert(1, (*b"ABCD", vec![1, 2]));
+            assemble(&c)
+        };
+        let ancillary = {
+            let mut c = chunks(&good);
+            c.insert(1, (*b"abCD", vec![1, 2]));
+            assemble(&c)
+        };
+        let u8_hwc = crate::npy::build("|u1", false, "(2, 2, 3)", &[9; 12]);
+        let cases: Vec<(&str, Vec<u8>, BodyKind, u16, &str)> = vec![
+            ("empty", vec![], BodyKind::Sniff, 400, "empty"),
+            (
+                "noise",
+                b"hello world".to_vec(),
+                BodyKind::Sniff,
+                415,
+                "neither",
+            ),
+            (
+                "png declared, npy sent",
+                u8_hwc.clone(),
+                BodyKind::Png,
+                400,
+                "signature",
+            ),
+            (
+                "npy declared, png sent",
+                good.clone(),
+                BodyKind::Npy,
+                400,
+                "not a .npy",
+            ),
+            (
+                "truncated png",
+                good[..good.len() / 2].to_vec(),
+                BodyKind::Sniff,
+                400,
+                "truncated",
+            ),
+            (
+                "signature only",
+                PNG_SIGNATURE.to_vec(),
+                BodyKind::Sniff,
+                400,
+                "truncated",
+            ),
+            ("wrong CRC", bad_crc, BodyKind::Sniff, 400, "CRC"),
+            ("after IEND", trailing, BodyKind::Sniff, 400, "after IEND"),
+            ("no IEND", no_iend, BodyKind::Sniff, 400, "IEND"),
+            ("no IDAT", no_idat, BodyKind::Sniff, 400, "no IDAT"),
+            (
+                "unknown critical chunk",
+                critical,
+                BodyKind::Sniff,
+                400,
+                "critical",
+            ),
+            (
+                "huge dims",
+                with_ihdr(&good, |d| d[..8].copy_from_slice(&[0, 1, 0, 0, 0, 1, 0, 0])),
+                BodyKind::Sniff,
+                422,
+                "limit",
+            ),
+            (
+                "zero width",
+                with_ihdr(&good, |d| d[..4].copy_from_slice(&[0; 4])),
+                BodyKind::Sniff,
+                400,
+                "out of range",
+            ),
+            (
+                "side past 2^31",
+                with_ihdr(&good, |d| d[..4].copy_from_slice(&[0x80, 0, 0, 1])),
+                BodyKind::Sniff,
+                400,
+                "out of range",
+            ),
+            (
+                "bad bit depth",
+                with_ihdr(&good, |d| d[8] = 3),
+                BodyKind::Sniff,
+                400,
+                "bit depth",
+            ),
+            (
+                "bad colour type",
+                with_ihdr(&good, |d| d[9] = 5),
+                BodyKind::Sniff,
+                400,
+                "colour",
+            ),
+            (
+                "short IHDR",
+                with_ihdr(&good, |d| d.truncate(12)),
+                BodyKind::Sniff,
+                400,
+                "IHDR",
+            ),
+            (
+                "truncated npy data",
+                f32_npy("(2, 2, 3)", &[0.5; 12])[..100].to_vec(),
+                BodyKind::Sniff,
+                400,
+                "truncated",
+            ),
+            (
+                "truncated npy header",
+                f32_npy("(2, 2, 3)", &[0.5; 12])[..30].to_vec(),
+                BodyKind::Sniff,
+                400,
+                "truncated",
+            ),
+            (
+                "npy bytes past the data",
+                [f32_npy("(2, 2, 3)", &[0.5; 12]), vec![0; 4]].concat(),
+                BodyKind::Sniff,
+                400,
+                "after the data",
+            ),
+            (
+                "bad dtype",
+                crate::npy::build("<i4", false, "(2, 2)", &[0; 16]),
+                BodyKind::Sniff,
+                422,
+                "dtype",
+            ),
+            (
+                "complex dtype",
+                crate::npy::build("<c8", false, "(2, 2)", &[0; 32]),
+                BodyKind::Sniff,
+                422,
+                "dtype",
+            ),
+            (
+                "wrong header",
+                crate::npy::build("<f4", false, "'nope'", &[]),
+                BodyKind::Sniff,
+                400,
+                "header",
+            ),
+            (
+                "huge npy dims",
+                crate::npy::build("<f4", false, "(4294967296, 4294967296, 4294967296)", &[]),
+                BodyKind::Sniff,
+                422,
+                "too large",
+            ),
+            (
+                "huge npy image, small body",
+                crate::npy::build("|u1", false, "(1, 100000, 100000, 1)", &[0; 64]),
+                BodyKind::Sniff,
+                400,
+                "truncated",
+            ),
+            (
+                "zero size",
+                crate::npy::build("|u1", false, "(0, 3)", &[]),
+                BodyKind::Sniff,
+                422,
+                "zero",
+            ),
+            (
+                "ambiguous shape",
+                crate::npy::build("|u1", false, "(3, 2, 2)", &[0; 12]),
+                BodyKind::Sniff,
+                422,
+                "layout",
+            ),
+            (
+                "rank 1",
+                crate::npy::build("|u1", false, "(3,)", &[0; 3]),
+                BodyKind::Sniff,
+                422,
+                "shape",
+            ),
+            (
+                "5 channels",
+                crate::npy::build("|u1", false, "(1, 5, 5, 5)", &[0; 125]),
+                BodyKind::Sniff,
+                422,
+                "channels",
+            ),
+        ];
+        for (name, body, kind, want, text) in cases {
+            let route = IngestRoute::new("e", body.len()).kind(kind);
+            let r = respond(&route, body, &c);
+            let msg = body_of(&r);
+            assert_eq!(status_of(&r), want, "{name}: {msg}");
+            assert!(msg.contains(text), "{name}: `{msg}` lacks `{text}`");
+            assert!(msg.ends_with('\n') && msg.lines().count() == 1, "{name}");
+            assert!(String::from_utf8_lossy(&r).contains("Content-Type: text/plain"));
+        }
+        // An ancillary chunk unknown to us is fine.
+        let route = IngestRoute::new("e", ancillary.len());
+        assert_eq!(status_of(&respond(&route, ancillary, &c)), 202);
+        assert_eq!(keep.jobs.lock().unwrap().len(), 1);
+        // Layout given for a PNG; the wrong rank for a .npy.
+        let route = IngestRoute::new("e", good.len()).layout(Some(Layout::Hwc));
+        assert_eq!(status_of(&respond(&route, good.clone(), &c)), 400);
+        let route = IngestRoute::new("e", u8_hwc.len()).layout(Some(Layout::Bhwc));
+        assert_eq!(status_of(&respond(&route, u8_hwc.clone(), &c)), 422);
+        // A body shorter than announced.
+        let route = IngestRoute::new("e", good.len() + 1);
+        assert_eq!(status_of(&respond(&route, good.clone(), &c)), 400);
+        assert!(
+            c.metrics
+                .ingest_count(crate::metrics::IngestOutcome::BadBody)
+                >= 30,
+            "every refusal counted"
+        );
+    }
+
+    #[test]
+    fn busy_and_disabled() {
+        let busy = Arc::new(Keep {
+            busy: true,
+            ..Keep::default()
+        });
+        let c = config(&busy);
+        let p = png(2, 2);
+        let r = respond(&IngestRoute::new("e", p.len()), p.clone(), &c);
+        assert_eq!(status_of(&r), 503);
+        assert!(String::from_utf8_lossy(&r).contains("Retry-After: 1\r\n"));
+        assert_eq!(
+            c.metrics.ingest_count(crate::metrics::IngestOutcome::Busy),
+            1
+        );
+        let r = respond(&IngestRoute::new("e", p.len()), p, &ServerConfig::default());
+        assert_eq!(status_of(&r), 404);
+    }
+
+    #[test]
+    fn targets_one_client() {
+        let keep = Arc::new(Keep::default());
+        let c = config(&keep);
+        let p = png(2, 2);
+        let route = IngestRoute::new("e", p.len()).client_id(Some("me".into()));
+        let r = respond(&route, p, &c);
+        let v: serde_json::Value = serde_json::from_str(&body_of(&r)).unwrap();
+        assert_eq!(v["clientId"], "me");
+        assert_eq!(keep.jobs.lock().unwrap()[0].target, Target::client("me"));
+    }
+
+    #[test]
+    fn content_types() {
+        let k = |v| BodyKind::from_content_type(v);
+        assert_eq!(k(None), Some(BodyKind::Sniff));
+        assert_eq!(k(Some("image/PNG")), Some(BodyKind::Png));
+        assert_eq!(k(Some("application/x-npy; foo=bar")), Some(BodyKind::Npy));
+        assert_eq!(k(Some("application/octet-stream")), Some(BodyKind::Sniff));
+        assert_eq!(
+            k(Some("application/x-www-form-urlencoded")),
+            Some(BodyKind::Sniff)
+        );
+        assert_eq!(k(Some("image/jpeg")), None);
+        assert_eq!(k(Some("text/plain")), None);
+    }
+
+    #[test]
+    fn mutated_bodies_never_panic() {
+        let keep = Arc::new(Keep::default());
+        let c = config(&keep);
+        let seeds = [
+            png(3, 2),
+            f32_npy("(2, 2, 3)", &[0.5; 12]),
+            crate::npy::build("<f2", true, "(1, 2, 2, 1)", &[0; 8]),
+        ];
+        let mut rng = fastrand::Rng::with_seed(5);
+        for round in 0..3000 {
+            let mut body = seeds[round % seeds.len()].clone();
+            for _ in 0..rng.usize(1..4) {
+                let i = rng.usize(..body.len());
+                match rng.u8(0..3) {
+                    0 => body[i] = rng.u8(..),
+                    1 => body.truncate(i.max(1)),
+                    _ => body.insert(i, rng.u8(..)),
+                }
+            }
+            let route = IngestRoute::new("e", body.len());
+            let s = status_of(&respond(&route, body, &c));
+            assert!(matches!(s, 202 | 400 | 415 | 422), "{s}");
+        }
+        // Whatever was accepted also sends (or fails cleanly), never panics.
+        let mem = Arc::new(MemorySink::new());
+        let mut sender = Sender::new(mem, EncodeOptions::default()).unwrap();
+        for job in keep.jobs.lock().unwrap().drain(..) {
+            let _ = job.send(&mut sender);
+        }
+    }
+}

@@ -409,18 +409,20 @@ mod tests {
 
     #[test]
     fn renders_parsable_text() {
-        let mut st = SinkStats::default();
-        st.clients = 2;
-        st.frames_queued = 30;
-        st.frames_sent = 25;
-        st.frames_dropped = 5;
-        st.bytes_sent = 123_456;
-        st.clients_accepted = 7;
-        st.clients_closed = 5;
-        st.closed_overflow = 1;
-        st.closed_stall = 1;
-        st.closed_bad_input = 2;
-        st.handshakes_refused = 3;
+        let st = SinkStats {
+            clients: 2,
+            frames_queued: 30,
+            frames_sent: 25,
+            frames_dropped: 5,
+            bytes_sent: 123_456,
+            clients_accepted: 7,
+            clients_closed: 5,
+            closed_overflow: 1,
+            closed_stall: 1,
+            closed_bad_input: 2,
+            handshakes_refused: 3,
+            ..SinkStats::default()
+        };
         let m = Metrics::new();
         for ms in [0.2, 3.0, 3.0, 70.0, 20_000.0] {
             m.encode.observe(Duration::from_secs_f64(ms / 1e3));
@@ -487,8 +489,10 @@ mod tests {
 
     #[test]
     fn closes_never_go_negative() {
-        let mut st = SinkStats::default();
-        st.closed_stall = 3;
+        let st = SinkStats {
+            closed_stall: 3,
+            ..SinkStats::default()
+        };
         let text = render(&st, &Metrics::new());
         assert!(text.contains("pngcast_clients_closed_total{reason=\"other\"} 0\n"));
     }

@@ -13,13 +13,13 @@
 //! ```
 //! use pngcast_protocol::npy::{Layout, NpyArray};
 //! let mut file = b"\x93NUMPY\x01\x00".to_vec();
-//! let header = "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 3, 1), }\n";
+//! let header = "{'descr': '|u1', 'fortran_order': False, 'shape': (5, 3, 1), }\n";
 //! file.extend_from_slice(&(header.len() as u16).to_le_bytes());
 //! file.extend_from_slice(header.as_bytes());
-//! file.extend_from_slice(&[0, 1, 2, 3, 4, 5]);
+//! file.extend_from_slice(&[7; 15]);
 //! let array = NpyArray::parse(&file).unwrap();
 //! let view = array.view(Layout::guess(&array.dims).unwrap()).unwrap();
-//! assert_eq!(view.shape(), [1, 2, 3, 1]);
+//! assert_eq!(view.shape(), [1, 5, 3, 1]);
 //! ```
 
 use std::fmt;

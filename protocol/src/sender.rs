@@ -497,6 +497,47 @@ mod tests {
     }
 
     #[test]
+    fn records_encode_times_and_passes_pngs_through() {
+        let mem = Arc::new(MemorySink::new());
+        let metrics = Arc::new(Metrics::new());
+        let mut s = Sender::new(mem.clone(), EncodeOptions::default())
+            .unwrap()
+            .metrics(Arc::clone(&metrics));
+        let px = tensor(3);
+        let t = TensorView::bhwc(&px[..], [3, 5, 7, 4]).unwrap();
+        s.send("ev", &t, &Target::All, &FrameExtra::default())
+            .unwrap();
+        assert_eq!(metrics.encode.snapshot().count, 3);
+        let png = mem.log()[0].1.as_image().unwrap().png().to_vec();
+        let r = s
+            .send_png(
+                "copy",
+                png.clone(),
+                7,
+                5,
+                &Target::All,
+                &FrameExtra::default(),
+            )
+            .unwrap();
+        assert_eq!((r.frames, r.png_bytes), (1, png.len()));
+        // A passed-through PNG is not an encode.
+        assert_eq!(metrics.encode.snapshot().count, 3);
+        let log = mem.log();
+        let f = log.last().unwrap().1.as_image().unwrap();
+        assert_eq!(f.png(), &png[..]);
+        assert_eq!(
+            (
+                f.meta().event.as_str(),
+                f.meta().index,
+                f.meta().count,
+                f.meta().width,
+                f.meta().height
+            ),
+            ("copy", 0, 1, 7, 5)
+        );
+    }
+
+    #[test]
     fn set_opt_reuses() {
         let mut d = Some(String::with_capacity(64));
         let p = d.as_ref().unwrap().as_ptr();
