@@ -2,8 +2,10 @@
 //!
 //! Images come from the project corpus (`../shared/corpus` beside the workspace, see its README)
 //! when it is there, else from the small copies in `benches/images/`.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![deny(missing_docs)]
+
+pub mod fpnge;
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};

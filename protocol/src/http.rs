@@ -53,8 +53,12 @@ pub struct ServerConfig {
     pub queue_bytes: usize,
     /// Most WebSocket clients at once; one more is refused with 503. Default 256.
     pub max_clients: usize,
-    /// Time a connection has to send a complete request head. Default 5 s.
+    /// Time a connection has to send a complete request head (in all, not per byte); past it
+    /// the answer is 408. Default 5 s.
     pub handshake_timeout: Duration,
+    /// Connections still sending their request head at once; one more evicts the oldest (it
+    /// gets 408), so a slow-header flood cannot keep new clients out. Default 128.
+    pub max_handshakes: usize,
     /// Largest request head accepted; past it the answer is 431. Default 8 KiB.
     pub max_handshake_bytes: usize,
     /// Largest inbound WebSocket message (and frame); past it the client is closed with 1009.
@@ -79,6 +83,16 @@ pub struct ServerConfig {
     pub announce: bool,
     /// Socket write timeout of the blocking transport (its stall detector). Default 10 s.
     pub write_timeout: Duration,
+    /// Inbound messages (and control frames) a client may send per second, in bursts of two
+    /// seconds' worth; past it the client is closed with 1008. Default 100.
+    pub inbound_messages: u32,
+    /// Inbound bytes a client may send per second, in bursts of two seconds' worth (at least
+    /// two messages of `max_message_bytes`); past it the client is closed with 1008.
+    /// Default 1 MiB.
+    pub inbound_bytes: usize,
+    /// Time a client has to complete a message it started; past it the client is closed with
+    /// 1008. Default 10 s.
+    pub message_timeout: Duration,
     /// Largest ingest body (`POST /api/send`); a larger `Content-Length` is answered 413 before
     /// any byte of the body is read. Default 64 MiB.
     pub max_ingest_bytes: usize,
@@ -98,6 +112,7 @@ impl Default for ServerConfig {
             queue_bytes: 64 << 20,
             max_clients: 256,
             handshake_timeout: Duration::from_secs(5),
+            max_handshakes: 128,
             max_handshake_bytes: DEFAULT_MAX_HANDSHAKE_BYTES,
             max_message_bytes: 1 << 20,
             stall_timeout: Duration::from_secs(10),
@@ -108,6 +123,9 @@ impl Default for ServerConfig {
             insecure: false,
             announce: true,
             write_timeout: Duration::from_secs(10),
+            inbound_messages: 100,
+            inbound_bytes: 1 << 20,
+            message_timeout: Duration::from_secs(10),
             max_ingest_bytes: DEFAULT_MAX_INGEST_BYTES,
             ingest: None,
             metrics: Arc::new(Metrics::new()),
@@ -139,6 +157,8 @@ impl ServerConfig {
         max_clients: usize,
         /// Sets the handshake timeout.
         handshake_timeout: Duration,
+        /// Sets the number of request heads read at once.
+        max_handshakes: usize,
         /// Sets the request-head size limit.
         max_handshake_bytes: usize,
         /// Sets the inbound message size limit.
@@ -159,6 +179,12 @@ impl ServerConfig {
         announce: bool,
         /// Sets the blocking transport's write timeout.
         write_timeout: Duration,
+        /// Sets the inbound message budget per second.
+        inbound_messages: u32,
+        /// Sets the inbound byte budget per second.
+        inbound_bytes: usize,
+        /// Sets the deadline for completing a started message.
+        message_timeout: Duration,
         /// Sets the largest ingest body.
         max_ingest_bytes: usize,
         /// Sets or clears the ingest handler.
@@ -182,8 +208,14 @@ impl ServerConfig {
         if self.max_clients == 0 {
             return bad("max_clients must be > 0");
         }
+        if self.max_handshakes == 0 {
+            return bad("max_handshakes must be > 0");
+        }
         if self.max_handshake_bytes < 256 {
             return bad("max_handshake_bytes must be at least 256");
+        }
+        if self.inbound_messages == 0 || self.inbound_bytes == 0 {
+            return bad("inbound_messages and inbound_bytes must be > 0");
         }
         if self.max_message_bytes == 0 {
             return bad("max_message_bytes must be > 0");
@@ -196,6 +228,7 @@ impl ServerConfig {
             ("stall_timeout", self.stall_timeout),
             ("ping_interval", self.ping_interval),
             ("write_timeout", self.write_timeout),
+            ("message_timeout", self.message_timeout),
         ] {
             if d.is_zero() {
                 return Err(Error::InvalidConfig(format!("{name} must be > 0")));
@@ -424,6 +457,10 @@ fn refuse(status: u16, reason: &'static str) -> Route {
 ///   `?clientId=` (400), `?layout=` (400), `Content-Type` (415), `Expect` (417).
 /// - `/ws`, `/api/ws`: method (405), token (401), Origin (403), upgrade headers, version and key
 ///   (400), clientId length (400), and `current_clients >= max_clients` (503).
+///
+/// `current_clients` leaves out a live client that this request's clientId replaces (see
+/// [`clients_besides`]): a replacement adds no client, so a client can reclaim its id while
+/// the server is full.
 pub fn route(head: &RequestHead, config: &ServerConfig, current_clients: usize) -> Route {
     for name in ["host", "content-length", "transfer-encoding"] {
         if head.count(name) > 1 {
@@ -630,6 +667,19 @@ fn route_ingest(head: &RequestHead, config: &ServerConfig) -> Route {
         content_length: content_length as usize,
         expect_continue,
     })
+}
+
+/// The clients that would remain besides this request's: `live` minus one when the request
+/// names a clientId that `is_live` says is connected (its new connection replaces it).
+pub fn clients_besides(
+    head: &RequestHead,
+    live: usize,
+    is_live: impl FnOnce(&str) -> bool,
+) -> usize {
+    match head.query("clientId") {
+        Some(id) if !id.is_empty() && is_live(&id) => live.saturating_sub(1),
+        _ => live,
+    }
 }
 
 /// The credentials of `Authorization: Bearer <token>`, the scheme in any case.

@@ -60,10 +60,46 @@ impl<S: AsFd> Write for NoSigPipe<S> {
     }
 }
 
+/// Sends what the socket takes of `bytes` at once, without blocking and without SIGPIPE (a
+/// short answer to a connection about to be cut, from a thread that does not own it). Returns
+/// the bytes sent.
+pub fn send_now<S: AsFd>(sock: &S, bytes: &[u8]) -> usize {
+    SockRef::from(sock)
+        .send_with_flags(bytes, FLAGS | libc::MSG_DONTWAIT)
+        .unwrap_or(0)
+}
+
+/// Descriptors kept for everything but WebSocket clients: the listener, the pollers, the
+/// connections still in their HTTP stage (on top of `max_handshakes`), files and the process.
+const RESERVED_DESCRIPTORS: u64 = 64;
+
+/// How many WebSocket clients fit in this process's descriptor limit when each costs
+/// `per_client` descriptors and `handshakes` more may be in their HTTP stage. Raises the soft
+/// `RLIMIT_NOFILE` to the hard limit first where the system allows (a server that would
+/// otherwise break at the common 1,024 soft limit). `None` where the limit is unknown or
+/// unlimited.
+pub fn clients_that_fit(per_client: u64, handshakes: usize) -> Option<usize> {
+    let soft = rlimit::increase_nofile_limit(u64::MAX).ok()?;
+    if soft == rlimit::INFINITY {
+        return None;
+    }
+    let spare = soft.saturating_sub(RESERVED_DESCRIPTORS + handshakes as u64);
+    Some(usize::try_from(spare / per_client.max(1)).unwrap_or(usize::MAX))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::net::{Shutdown, TcpListener, TcpStream};
+
+    #[test]
+    fn the_descriptor_limit_bounds_clients() {
+        let (soft, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
+        if let Some(fit) = clients_that_fit(4, 128) {
+            assert!(fit as u64 * 4 + 128 <= rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap().0);
+            assert!(rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap().0 >= soft);
+        }
+    }
 
     /// Writes after our own `shutdown(Write)` fail with `EPIPE` (the case that raises SIGPIPE
     /// without the flag); the bytes before it arrive intact through both write paths.

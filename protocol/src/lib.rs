@@ -14,6 +14,8 @@
 //! - [`npy`]: reading `.npy` arrays into tensor views.
 //! - [`io`]: the one piece that touches a socket: [`io::NoSigPipe`], the SIGPIPE-safe writer
 //!   both transports write through (safe code over socket2).
+//! - [`session`]: one WebSocket client's state machine (close codes, timers, inbound budget,
+//!   counters) that both transports drive.
 //! - [`sender`]: encodes a batch and hands each frame to a sink.
 //! - [`error`]: [`Error`], what this crate refuses (malformed wire messages, configuration out of
 //!   range), wrapping `pngcast-core`'s errors.
@@ -39,6 +41,7 @@ pub mod metrics;
 pub mod npy;
 pub mod queue;
 pub mod sender;
+pub mod session;
 pub mod sink;
 pub mod wire;
 

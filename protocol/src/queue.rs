@@ -452,6 +452,111 @@ impl ClientQueue {
         }
         done
     }
+
+    /// Moves the pending control bytes and whole items (up to `max_items`, stopping once
+    /// `max_bytes` are taken) out of the queue into `lease`, as if written: for a writer that
+    /// writes without holding the lock the queue lives under. The lease keeps the wire order;
+    /// everything it holds starts at a frame boundary, so control bytes pushed meanwhile go
+    /// out with the next lease, between two frames.
+    ///
+    /// A queue is drained either with [`Self::io_slices`]/[`Self::advance`] or with leases, not
+    /// both: while an item is part-written by `advance`, `lease` takes only control bytes.
+    pub fn lease(&mut self, lease: &mut Lease, max_items: usize, max_bytes: usize) {
+        if self.front_sent == 0 {
+            let control = &self.control[self.control_sent..];
+            lease.prefix.extend_from_slice(control);
+            lease.total += control.len();
+            self.control.clear();
+            self.control_sent = 0;
+        }
+        let mut bytes = 0;
+        while self.front_sent == 0 && lease.items.len() < max_items && bytes < max_bytes {
+            let Some(e) = self.items.pop_front() else {
+                break;
+            };
+            self.queued_bytes -= e.total;
+            bytes += e.total;
+            lease.total += e.total;
+            lease.items.push(e);
+        }
+    }
+}
+
+/// Bytes taken out of a [`ClientQueue`] by [`ClientQueue::lease`], to be written outside the
+/// queue's lock: first its prefix (bytes the session adds, control frames), then whole items.
+/// Reused from one lease to the next, so steady state allocates nothing.
+#[derive(Debug, Default)]
+pub struct Lease {
+    prefix: Vec<u8>,
+    items: Vec<Entry>,
+    total: usize,
+}
+
+impl Lease {
+    /// An empty lease.
+    pub fn new() -> Lease {
+        Lease::default()
+    }
+
+    /// Adds bytes ahead of everything else (the session's handshake answer).
+    pub fn push_prefix(&mut self, bytes: &[u8]) {
+        self.prefix.extend_from_slice(bytes);
+        self.total += bytes.len();
+    }
+
+    /// True when there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// Bytes to write.
+    pub fn len(&self) -> usize {
+        self.total
+    }
+
+    /// Fills `out` with the slices to write, in order, skipping the first `skip` bytes (already
+    /// written); returns how many slices it used.
+    pub fn io_slices<'a>(&'a self, skip: usize, out: &mut [IoSlice<'a>]) -> usize {
+        let mut n = 0;
+        let mut off = 0usize;
+        let items = self.items.iter().flat_map(|e| e.segments());
+        for seg in std::iter::once(&self.prefix[..]).chain(items) {
+            let (lo, hi) = (off, off + seg.len());
+            off = hi;
+            if hi <= skip || seg.is_empty() {
+                continue;
+            }
+            if n == out.len() {
+                break;
+            }
+            out[n] = IoSlice::new(&seg[skip.saturating_sub(lo)..]);
+            n += 1;
+        }
+        n
+    }
+
+    /// Image items wholly inside the first `written` bytes, and the image items after them.
+    pub fn images_split(&self, written: usize) -> (usize, usize) {
+        let mut off = self.prefix.len();
+        let (mut done, mut lost) = (0, 0);
+        for e in &self.items {
+            off += e.total;
+            let image = usize::from(e.item.is_image());
+            if off <= written {
+                done += image;
+            } else {
+                lost += image;
+            }
+        }
+        (done, lost)
+    }
+
+    /// Empties the lease, keeping its buffers.
+    pub fn clear(&mut self) {
+        self.prefix.clear();
+        self.items.clear();
+        self.total = 0;
+    }
 }
 
 #[cfg(test)]

@@ -82,8 +82,11 @@ pub struct SinkStats {
     pub closed_overflow: u64,
     /// Clients closed because writes made no progress for the stall timeout.
     pub closed_stall: u64,
-    /// Clients closed for bad input (oversized, malformed or invalid messages).
+    /// Clients closed for bad input (oversized, malformed, invalid or unfinished messages).
     pub closed_bad_input: u64,
+    /// Of `closed_bad_input`, the clients closed for sending beyond their inbound budget
+    /// (messages or bytes per second), counted when the close is decided.
+    pub closed_flood: u64,
 }
 
 /// A destination for frames and JSON events.

@@ -85,7 +85,7 @@ pub(crate) fn serve_http(stream: &TcpStream, config: &ServerConfig, hub: &Hub) -
         let _ = sock.shutdown(Shutdown::Write);
         linger_until_closed(sock, deadline);
     };
-    match http::route(&head, config, hub.client_count()) {
+    match http::route(&head, config, hub.clients_besides(&head)) {
         Route::Viewer => {
             answer(&http::viewer_response());
             None

@@ -1,5 +1,6 @@
 #![forbid(unsafe_code)]
-//! The registry of connected clients, their shared per-client state, and the counters.
+//! The registry of connected clients and their shared per-client state (a protocol
+//! [`Session`] under a mutex).
 //!
 //! Locks: the registry lock is taken before a client's state lock, never the other way round.
 //! Both are held only for queue pushes and bookkeeping, never across socket I/O.
@@ -10,8 +11,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use pngcast_protocol::http::ServerConfig;
-use pngcast_protocol::queue::{ClientQueue, Outgoing, PushOutcome};
+use pngcast_protocol::http::{self, RequestHead, ServerConfig};
+use pngcast_protocol::io::send_now;
+use pngcast_protocol::session::{CloseReason, Counters, Session};
 use pngcast_protocol::sink::{SinkError, SinkStats, Target};
 use pngcast_protocol::wire::WireFrame;
 
@@ -22,45 +24,14 @@ pub(crate) fn after(d: Duration) -> Instant {
         .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
-/// Close codes this transport sends.
-pub(crate) mod code {
-    pub const NORMAL: u16 = 1000;
-    pub const GOING_AWAY: u16 = 1001;
-    pub const PROTOCOL: u16 = 1002;
-    pub const UNSUPPORTED: u16 = 1003;
-    pub const INVALID_DATA: u16 = 1007;
-    pub const POLICY: u16 = 1008;
-    pub const TOO_BIG: u16 = 1009;
-}
-
-/// A Close the writer must send.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct CloseRequest {
-    pub code: u16,
-    pub reason: &'static str,
-    /// `Some(t)`: write what is queued first, until `t` (shutdown). `None`: close now and drop
-    /// the queue (policy close, bad input, replacement).
-    pub drain_until: Option<Instant>,
-}
-
 /// What a client's reader and writer share, under [`ClientHandle::state`].
 pub(crate) struct ClientState {
-    pub queue: ClientQueue,
-    /// The client declared `supports_preview_metadata`.
-    pub metadata: bool,
-    /// Complete control frames produced by tungstenite on the reader side (pong, close reply),
-    /// written by the writer between two data frames.
-    pub control: Vec<u8>,
-    /// A Close to send (the first request wins).
-    pub close: Option<CloseRequest>,
-    /// The peer sent Close or the socket ended: the writer flushes `control` and stops.
+    /// The protocol's session: queue, close state, timers, counters.
+    pub session: Session,
+    /// The reader saw EOF or a read error: the writer stops once it has nothing to write.
     pub peer_gone: bool,
-    /// The writer has stopped (after a Close, an error or a stall).
-    pub writer_done: bool,
-    /// The writer sent a Close frame (so a peer Close is only the acknowledgement).
-    pub close_sent: bool,
-    /// Last time anything arrived from the client (keepalive).
-    pub last_inbound: Instant,
+    /// Past this instant (shutdown), what has not started is dropped so the Close goes next.
+    pub flush_until: Option<Instant>,
     /// The writer is waiting on the condvar: pushes wake it only then (a wake is a syscall).
     pub writer_waiting: bool,
 }
@@ -82,11 +53,12 @@ impl ClientHandle {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Asks the writer to send a Close (the first request wins) and wakes it.
-    pub(crate) fn request_close(&self, req: CloseRequest) {
+    /// Starts closing with `reason` (the first reason wins) and wakes the writer.
+    pub(crate) fn close(&self, reason: CloseReason, flush_until: Option<Instant>) {
         let mut st = self.lock();
-        if st.close.is_none() {
-            st.close = Some(req);
+        st.session.close(reason);
+        if st.flush_until.is_none() {
+            st.flush_until = flush_until;
         }
         drop(st);
         self.cond.notify_all();
@@ -98,21 +70,6 @@ impl ClientHandle {
     }
 }
 
-#[derive(Default)]
-struct Counters {
-    frames_queued: AtomicU64,
-    frames_sent: AtomicU64,
-    frames_dropped: AtomicU64,
-    clients_closed: AtomicU64,
-    bytes_sent: AtomicU64,
-    texts_queued: AtomicU64,
-    clients_accepted: AtomicU64,
-    handshakes_refused: AtomicU64,
-    closed_overflow: AtomicU64,
-    closed_stall: AtomicU64,
-    closed_bad_input: AtomicU64,
-}
-
 /// Why an upgraded connection could not be registered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refusal {
@@ -120,19 +77,12 @@ pub(crate) enum Refusal {
     Full,
 }
 
-/// Why a client ended, for the counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum EndReason {
-    Normal,
-    Overflow,
-    Stall,
-    BadInput,
-}
-
 struct Registry {
     clients: HashMap<Arc<str>, Arc<ClientHandle>>,
     /// Every open connection's socket, so shutdown can cut them; `true` once upgraded.
     conns: HashMap<u64, (TcpStream, bool)>,
+    /// Connections of `conns` still in their HTTP stage.
+    heads: usize,
 }
 
 /// The client registry, counters and shutdown state shared by every thread of a server.
@@ -143,11 +93,7 @@ pub(crate) struct Hub {
     changed: Condvar,
     next_generation: AtomicU64,
     shut_down: AtomicBool,
-    stats: Counters,
-}
-
-fn add(c: &AtomicU64, n: u64) {
-    c.fetch_add(n, Ordering::Relaxed);
+    counters: Arc<Counters>,
 }
 
 impl Hub {
@@ -157,11 +103,12 @@ impl Hub {
             reg: Mutex::new(Registry {
                 clients: HashMap::new(),
                 conns: HashMap::new(),
+                heads: 0,
             }),
             changed: Condvar::new(),
             next_generation: AtomicU64::new(1),
             shut_down: AtomicBool::new(false),
-            stats: Counters::default(),
+            counters: Arc::new(Counters::new()),
         }
     }
 
@@ -173,13 +120,16 @@ impl Hub {
         self.shut_down.load(Ordering::Acquire)
     }
 
-    /// Number of upgraded clients (for the `max_clients` limit).
-    pub(crate) fn client_count(&self) -> usize {
-        self.reg().clients.len()
+    /// Upgraded clients other than one a request for `head`'s clientId would replace (for
+    /// the `max_clients` limit).
+    pub(crate) fn clients_besides(&self, head: &RequestHead) -> usize {
+        let reg = self.reg();
+        http::clients_besides(head, reg.clients.len(), |id| reg.clients.contains_key(id))
     }
 
-    /// Tracks a new connection; returns a token for [`Hub::untrack`].
-    /// `None` when the server is shutting down.
+    /// Tracks a new connection; returns a token for [`Hub::untrack`]. `None` when the server
+    /// is shutting down. Past `max_handshakes` connections in their HTTP stage, the oldest
+    /// gets 408 and is cut (a slow-header flood cannot keep new clients out).
     pub(crate) fn track(&self, sock: &TcpStream) -> Option<u64> {
         let clone = sock.try_clone().ok()?;
         let token = self.next_generation.fetch_add(1, Ordering::Relaxed);
@@ -188,72 +138,92 @@ impl Hub {
             return None;
         }
         reg.conns.insert(token, (clone, false));
+        reg.heads += 1;
+        if reg.heads > self.config.max_handshakes {
+            let oldest = reg
+                .conns
+                .iter()
+                .filter(|(_, (_, upgraded))| !upgraded)
+                .map(|(t, _)| *t)
+                .min();
+            if let Some((sock, _)) = oldest.and_then(|t| reg.conns.get(&t)) {
+                let reply = http::refusal_response(408, "request head not received in time");
+                send_now(sock, &reply);
+                let _ = sock.shutdown(Shutdown::Both);
+            }
+        }
         Some(token)
     }
 
     pub(crate) fn untrack(&self, token: u64) {
-        self.reg().conns.remove(&token);
+        let mut reg = self.reg();
+        if let Some((_, upgraded)) = reg.conns.remove(&token) {
+            if !upgraded {
+                reg.heads -= 1;
+            }
+        }
     }
 
-    /// Registers an upgraded client whose first queued message is the status message. A live
-    /// client with the same id is replaced: it is closed with 1000 and its cleanup will not
-    /// remove the new one (generation check in [`Hub::remove`]).
+    /// Registers an upgraded client: its session (with the 101 answer and the status message
+    /// queued) starts. A live client with the same id is replaced: it is closed with 1000 and
+    /// its cleanup will not remove the new one (generation check in [`Hub::remove`]). A
+    /// replacement adds no client, so it is let in when the server is full.
     pub(crate) fn register(
         &self,
         token: u64,
         id: Arc<str>,
         sock: &TcpStream,
-        status: Arc<str>,
+        head: Vec<u8>,
+        leftover: Vec<u8>,
     ) -> Result<Arc<ClientHandle>, Refusal> {
         let sock = sock.try_clone().map_err(|_| Refusal::Full)?;
-        let mut queue = ClientQueue::new(self.config.policy, self.config.queue_bytes);
-        let _ = queue.push(Outgoing::Text(status));
-        add(&self.stats.texts_queued, 1);
-        let handle = Arc::new(ClientHandle {
-            id: Arc::clone(&id),
-            generation: self.next_generation.fetch_add(1, Ordering::Relaxed),
-            state: Mutex::new(ClientState {
-                queue,
-                metadata: false,
-                control: Vec::new(),
-                close: None,
-                peer_gone: false,
-                writer_done: false,
-                close_sent: false,
-                last_inbound: Instant::now(),
-                writer_waiting: false,
-            }),
-            cond: Condvar::new(),
-            sock,
-        });
         let mut reg = self.reg();
         if self.is_shut_down() {
             return Err(Refusal::ShuttingDown);
         }
         // The router checked the limit; two upgrades racing past it are caught here, before
-        // their 101 (a replacement does not add a client).
+        // their 101.
         if !reg.clients.contains_key(&id) && reg.clients.len() >= self.config.max_clients {
             return Err(Refusal::Full);
         }
+        let now = Instant::now();
+        let session = Session::new(
+            Arc::clone(&id),
+            head,
+            leftover,
+            &self.config,
+            Arc::clone(&self.counters),
+            now,
+        );
+        let handle = Arc::new(ClientHandle {
+            id: Arc::clone(&id),
+            generation: self.next_generation.fetch_add(1, Ordering::Relaxed),
+            state: Mutex::new(ClientState {
+                session,
+                peer_gone: false,
+                flush_until: None,
+                writer_waiting: false,
+            }),
+            cond: Condvar::new(),
+            sock,
+        });
         if let Some(conn) = reg.conns.get_mut(&token) {
-            conn.1 = true;
+            if !conn.1 {
+                conn.1 = true;
+                reg.heads -= 1;
+            }
         }
         let old = reg.clients.insert(id, Arc::clone(&handle));
         drop(reg);
         if let Some(old) = old {
-            old.request_close(CloseRequest {
-                code: code::NORMAL,
-                reason: "replaced by a new connection",
-                drain_until: None,
-            });
+            old.close(CloseReason::Replaced, None);
         }
-        add(&self.stats.clients_accepted, 1);
         Ok(handle)
     }
 
-    /// Removes `client` if the registry still holds this very connection (not a newer one
-    /// with the same id), and counts its end.
-    pub(crate) fn remove(&self, client: &ClientHandle, reason: EndReason) {
+    /// Removes `client` from the registry if it still holds this very connection (not a newer
+    /// one with the same id).
+    pub(crate) fn remove(&self, client: &ClientHandle) {
         let mut reg = self.reg();
         if reg
             .clients
@@ -262,31 +232,10 @@ impl Hub {
         {
             reg.clients.remove(&client.id);
         }
-        drop(reg);
-        add(&self.stats.clients_closed, 1);
-        match reason {
-            EndReason::Normal => {}
-            EndReason::Overflow => add(&self.stats.closed_overflow, 1),
-            EndReason::Stall => add(&self.stats.closed_stall, 1),
-            EndReason::BadInput => add(&self.stats.closed_bad_input, 1),
-        }
     }
 
     pub(crate) fn count_refused(&self) {
-        add(&self.stats.handshakes_refused, 1);
-    }
-
-    pub(crate) fn count_sent(&self, frames: u64, bytes: u64) {
-        add(&self.stats.frames_sent, frames);
-        add(&self.stats.bytes_sent, bytes);
-    }
-
-    pub(crate) fn count_text_queued(&self) {
-        add(&self.stats.texts_queued, 1);
-    }
-
-    pub(crate) fn count_dropped(&self, frames: u64) {
-        add(&self.stats.frames_dropped, frames);
+        self.counters.count_refused();
     }
 
     /// Calls `f` for each client `target` names, under the registry lock (pushes are short).
@@ -309,41 +258,14 @@ impl Hub {
         Ok(())
     }
 
-    /// Pushes an item into one client's queue and applies the policy's outcome. `make` builds
-    /// the item from the client's metadata flag (legacy or type-4 form).
-    fn push(&self, client: &ClientHandle, make: impl FnOnce(bool) -> Outgoing) {
+    /// Pushes into one client's session and wakes its writer if it waits.
+    fn push(&self, client: &ClientHandle, push: impl FnOnce(&mut Session)) {
         let mut st = client.lock();
-        let item = make(st.metadata);
-        let image = item.is_image();
-        if st.writer_done || st.close.is_some_and(|c| c.drain_until.is_none()) {
-            // The connection is ending: nothing more is accepted (and, never queued, nothing
-            // is counted: frames_queued = frames_sent + frames_dropped holds per client).
+        if !st.session.is_open() {
             return;
         }
-        match st.queue.push(item) {
-            PushOutcome::Queued => {}
-            PushOutcome::DroppedOldest { frames } => add(&self.stats.frames_dropped, frames as u64),
-            PushOutcome::Overflow => {
-                if st.close.is_none() {
-                    st.close = Some(CloseRequest {
-                        code: code::POLICY,
-                        reason: "queue overflow",
-                        drain_until: None,
-                    });
-                }
-                // The item was not queued; the writer closes with 1008 and counts the rest of
-                // the queue as dropped.
-                drop(st);
-                client.cond.notify_all();
-                return;
-            }
-        }
-        if image {
-            add(&self.stats.frames_queued, 1);
-        } else {
-            add(&self.stats.texts_queued, 1);
-        }
-        let wake = st.writer_waiting;
+        push(&mut st.session);
+        let wake = st.writer_waiting || !st.session.is_open();
         drop(st);
         if wake {
             client.cond.notify_all();
@@ -351,37 +273,17 @@ impl Hub {
     }
 
     pub(crate) fn send_image(&self, target: &Target, frame: &WireFrame) -> Result<(), SinkError> {
-        self.for_targets(target, |client| {
-            self.push(client, |metadata| Outgoing::Image {
-                frame: frame.clone(),
-                metadata,
-            })
-        })
+        self.for_targets(target, |client| self.push(client, |s| s.push_image(frame)))
     }
 
     pub(crate) fn send_text(&self, target: &Target, text: Arc<str>) -> Result<(), SinkError> {
         self.for_targets(target, |client| {
-            self.push(client, |_| Outgoing::Text(Arc::clone(&text)))
+            self.push(client, |s| s.push_text(Arc::clone(&text)))
         })
     }
 
     pub(crate) fn stats(&self) -> SinkStats {
-        let s = &self.stats;
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let mut out = SinkStats::default();
-        out.clients = self.client_count();
-        out.frames_queued = get(&s.frames_queued);
-        out.frames_sent = get(&s.frames_sent);
-        out.frames_dropped = get(&s.frames_dropped);
-        out.clients_closed = get(&s.clients_closed);
-        out.bytes_sent = get(&s.bytes_sent);
-        out.texts_queued = get(&s.texts_queued);
-        out.clients_accepted = get(&s.clients_accepted);
-        out.handshakes_refused = get(&s.handshakes_refused);
-        out.closed_overflow = get(&s.closed_overflow);
-        out.closed_stall = get(&s.closed_stall);
-        out.closed_bad_input = get(&s.closed_bad_input);
-        out
+        self.counters.snapshot()
     }
 
     /// Starts shutdown: later sends fail, every client gets Close 1001 after its queue (until
@@ -397,11 +299,7 @@ impl Hub {
         let clients: Vec<_> = reg.clients.values().cloned().collect();
         drop(reg);
         for c in clients {
-            c.request_close(CloseRequest {
-                code: code::GOING_AWAY,
-                reason: "server shutting down",
-                drain_until: Some(until),
-            });
+            c.close(CloseReason::Shutdown, Some(until));
         }
     }
 

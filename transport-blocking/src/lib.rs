@@ -32,4 +32,4 @@ mod handshake;
 mod hub;
 mod server;
 
-pub use server::{Error, Server};
+pub use server::{Error, Server, DESCRIPTORS_PER_CLIENT};

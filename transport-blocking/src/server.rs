@@ -8,32 +8,34 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use pngcast_protocol::http::ServerConfig;
+use pngcast_protocol::io::clients_that_fit;
 use pngcast_protocol::sink::{FrameSink, SinkError, SinkStats, Target};
 use pngcast_protocol::wire::WireFrame;
 
 use crate::conn;
 use crate::hub::{after, Hub};
 
-/// Why the server could not start.
+/// Why the server could not start. `#[non_exhaustive]`: kinds may be added. The same shape as
+/// `pngcast_mio::Error`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The configuration was refused (for example a non-loopback address without a token and
-    /// without `insecure`).
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    /// Binding the listening socket or starting the accept thread failed.
-    #[error("cannot listen on {addr}: {source}")]
+    /// The configuration was refused by `ServerConfig::validate` (for instance a bind beyond
+    /// loopback without a token and without `insecure`).
+    #[error("invalid server configuration: {0}")]
+    Config(#[source] pngcast_protocol::Error),
+    /// The address could not be bound.
+    #[error("cannot bind {addr}: {source}")]
     Bind {
         /// The address asked for.
         addr: SocketAddr,
-        /// The operating system's reason.
+        /// The system's error.
         #[source]
         source: io::Error,
     },
-    /// Starting a thread failed.
-    #[error("cannot start a thread: {0}")]
-    Thread(#[source] io::Error),
+    /// The accept thread could not be started.
+    #[error("cannot start the accept thread: {0}")]
+    Setup(#[source] io::Error),
 }
 
 /// Threads of live connections, joined at shutdown. Finished ones are reaped on every accept so
@@ -73,15 +75,21 @@ impl std::fmt::Debug for Server {
     }
 }
 
+/// File descriptors one client holds: its socket and the handles of its writer thread, of
+/// the connection list (shutdown cuts through it) and of the client registry.
+pub const DESCRIPTORS_PER_CLIENT: u64 = 4;
+
 /// Stack size of the per-connection threads: they hold a few small buffers only.
 pub(crate) const THREAD_STACK: usize = 128 * 1024;
 
 impl Server {
     /// Validates `config`, binds its address and starts the accept thread.
     pub fn bind(config: ServerConfig) -> Result<Server, Error> {
-        config
-            .validate()
-            .map_err(|e| Error::Config(e.to_string()))?;
+        config.validate().map_err(Error::Config)?;
+        let mut config = config;
+        if let Some(fit) = clients_that_fit(DESCRIPTORS_PER_CLIENT, config.max_handshakes) {
+            config.max_clients = config.max_clients.min(fit.max(1));
+        }
         let listener = TcpListener::bind(config.addr).map_err(|source| Error::Bind {
             addr: config.addr,
             source,
@@ -102,9 +110,16 @@ impl Server {
             .name("pngcast-accept".into())
             .stack_size(THREAD_STACK)
             .spawn(move || accept_loop(&listener, &accept_shared))
-            .map_err(Error::Thread)?;
+            .map_err(Error::Setup)?;
         *shared.accept.lock().unwrap_or_else(|p| p.into_inner()) = Some(accept);
         Ok(Server { shared, local_addr })
+    }
+
+    /// Most WebSocket clients served at once: `max_clients`, or fewer when the process's
+    /// descriptor limit holds fewer (each client takes [`DESCRIPTORS_PER_CLIENT`]); one more
+    /// gets 503 before its 101.
+    pub fn max_clients(&self) -> usize {
+        self.shared.config.max_clients
     }
 
     /// The address the server listens on (with the real port when the config asked for port 0).
@@ -204,7 +219,7 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
         let cap = shared
             .config
             .max_clients
-            .saturating_mul(2)
+            .saturating_add(shared.config.max_handshakes)
             .saturating_add(64);
         if shared.threads.live.load(Ordering::Acquire) >= cap {
             shared.hub.count_refused();

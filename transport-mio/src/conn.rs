@@ -47,6 +47,8 @@ pub(crate) struct Conn {
     pub(crate) deadline: Instant,
     /// Whether WRITABLE is part of the registered interest.
     pub(crate) writable_registered: bool,
+    /// Counted in the server's connections in their HTTP stage.
+    pub(crate) in_head: bool,
 }
 
 /// What reading the request head produced.

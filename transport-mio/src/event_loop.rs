@@ -13,7 +13,8 @@
 //!
 //! Each iteration: poll; accept until `WouldBlock`; handle each connection's events; swap the
 //! command list out and fan commands out to the clients' queues, writing at once to clients that
-//! are not blocked; every `tick` sweep the timers (handshake deadline, stall, ping, linger).
+//! are not blocked; every `tick` sweep the timers (handshake and linger deadlines here, each
+//! session's keepalive, stall and message deadlines in [`Session::tick`]).
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
@@ -25,13 +26,13 @@ use std::time::{Duration, Instant};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use pngcast_protocol::http::{self, HttpError, RequestHead, Route, ServerConfig};
-use pngcast_protocol::queue::ClientQueue;
+use pngcast_protocol::io::NoSigPipe;
+use pngcast_protocol::session::{CloseReason, Ending, Session, Tick};
 use pngcast_protocol::sink::Target;
 
 use crate::conn::{Conn, HeadRead, Phase, Reply};
-use crate::shared::{Command, Shared, Stats};
-use crate::ws::{CloseWhy, Pump, Read_, Ws};
-use pngcast_protocol::io::NoSigPipe;
+use crate::shared::{Command, Shared};
+use crate::ws::{Pump, Read_, Ws};
 
 /// The listening socket's token.
 pub(crate) const LISTENER: Token = Token(usize::MAX);
@@ -45,7 +46,8 @@ const GEN_MASK: usize = (1 << GEN_BITS) - 1;
 const LINGER: Duration = Duration::from_secs(2);
 /// Pending bytes at which a client is written during a command batch rather than after it.
 const WRITE_BATCH: usize = 256 * 1024;
-/// Connections still in the HTTP stage allowed beyond `max_clients`.
+/// Connections allowed beyond `max_clients` and `max_handshakes` (answers being written,
+/// lingering closes).
 const SPARE_CONNECTIONS: usize = 64;
 
 /// A connection's identity: slot index plus generation.
@@ -90,6 +92,8 @@ pub(crate) struct EventLoop {
     conns: usize,
     /// Connections that ran out of read budget and must be read again.
     again: Vec<Key>,
+    /// This loop's connections in their HTTP stage, oldest first (stale keys are skipped).
+    head_order: std::collections::VecDeque<Key>,
     /// The spare command list swapped with the shared one.
     spare: Vec<Command>,
     /// Keys of every live WebSocket client, reused for fan-out.
@@ -101,7 +105,6 @@ pub(crate) struct EventLoop {
     accept_retry: bool,
     tick: Duration,
     next_sweep: Instant,
-    next_ping: Instant,
 }
 
 impl EventLoop {
@@ -122,6 +125,7 @@ impl EventLoop {
             config.handshake_timeout,
             config.stall_timeout,
             config.ping_interval,
+            config.message_timeout,
         ]
         .into_iter()
         .filter(|d| !d.is_zero())
@@ -135,13 +139,13 @@ impl EventLoop {
             shared,
             index,
             next_loop: 0,
-            next_ping: now + config.ping_interval,
             config,
             slots: Vec::new(),
             free: Vec::new(),
             by_id: HashMap::new(),
             conns: 0,
             again: Vec::new(),
+            head_order: Default::default(),
             spare: Vec::new(),
             targets: Vec::new(),
             dirty: Vec::new(),
@@ -200,13 +204,19 @@ impl EventLoop {
         }
         self.shared.closed.store(true, Ordering::Release);
         for slot in &mut self.slots {
-            if let Some(conn) = slot.conn.take() {
+            if let Some(mut conn) = slot.conn.take() {
                 self.shared.conns.fetch_sub(1, Ordering::Relaxed);
-                finish_ws_counts(&self.shared.stats, conn.phase);
+                if let Phase::Ws(ws) = &mut conn.phase {
+                    ws.session.end(Ending::Gone);
+                }
             }
         }
-        self.ids_removed(self.by_id.len());
-        self.by_id.clear();
+        for (id, (_, gen)) in self.by_id.drain() {
+            self.shared.release(&id, gen);
+        }
+        self.shared.inboxes[self.index]
+            .clients
+            .store(0, Ordering::Release);
     }
 
     fn accept_all(&mut self) {
@@ -217,9 +227,14 @@ impl EventLoop {
             match listener.accept() {
                 Ok((sock, _addr)) => {
                     let open = self.shared.conns.load(Ordering::Relaxed);
-                    if open >= self.config.max_clients.saturating_add(SPARE_CONNECTIONS) {
+                    let cap = self
+                        .config
+                        .max_clients
+                        .saturating_add(self.config.max_handshakes)
+                        .saturating_add(SPARE_CONNECTIONS);
+                    if open >= cap {
                         // Beyond every limit: not even a 503, the socket just closes.
-                        Stats::add(&self.shared.stats.handshakes_refused, 1);
+                        self.shared.stats.count_refused();
                         continue;
                     }
                     self.shared.conns.fetch_add(1, Ordering::Relaxed);
@@ -276,8 +291,56 @@ impl EventLoop {
             phase: Phase::Head(Vec::new()),
             deadline,
             writable_registered: false,
+            in_head: true,
         });
         self.conns += 1;
+        // Heads end in about arrival order and within the handshake timeout: dropping the
+        // finished ones from the front keeps the list near the number of open heads.
+        while let Some(&front) = self.head_order.front() {
+            let live_head = self.slots[front.idx].gen & GEN_MASK == front.gen
+                && matches!(
+                    self.slots[front.idx].conn.as_ref().map(|c| &c.phase),
+                    Some(Phase::Head(_))
+                );
+            if live_head {
+                break;
+            }
+            self.head_order.pop_front();
+        }
+        self.head_order.push_back(key);
+        let heads = self.shared.heads.fetch_add(1, Ordering::AcqRel) + 1;
+        if heads > self.config.max_handshakes {
+            self.evict_oldest_head(key);
+        }
+    }
+
+    /// Too many request heads at once (a slow-header flood): the oldest of this loop gets 408,
+    /// so a new client is never kept out by connections that never finish their heads.
+    fn evict_oldest_head(&mut self, newest: Key) {
+        while let Some(key) = self.head_order.pop_front() {
+            if key == newest {
+                self.head_order.push_front(key);
+                return;
+            }
+            let mut evicted = false;
+            self.with(key, |lp, conn, now| {
+                if matches!(conn.phase, Phase::Head(_)) {
+                    lp.time_out_head(conn, now);
+                    evicted = true;
+                }
+            });
+            if evicted {
+                return;
+            }
+        }
+    }
+
+    /// Answers 408 to a connection whose request head did not arrive in time.
+    fn time_out_head(&mut self, conn: &mut Conn, now: Instant) {
+        let reply = http::refusal_response(408, "request head not received in time");
+        self.refuse(conn, reply);
+        conn.deadline = self.linger_deadline(now);
+        self.write_reply(conn, now);
     }
 
     /// Takes a connection out of its slot (stale keys give `None`).
@@ -291,6 +354,10 @@ impl EventLoop {
 
     /// Puts a connection back after work on it: frees it when done, otherwise fixes its interest.
     fn settle(&mut self, key: Key, mut conn: Conn) {
+        if conn.in_head && !matches!(conn.phase, Phase::Head(_)) {
+            conn.in_head = false;
+            self.shared.heads.fetch_sub(1, Ordering::AcqRel);
+        }
         if let Phase::Done = conn.phase {
             let _ = self.poll.registry().deregister(&mut conn.sock);
             self.conns -= 1;
@@ -313,7 +380,7 @@ impl EventLoop {
                 .reregister(&mut conn.sock, key.token(), interest)
                 .is_err()
             {
-                self.end_ws(key, &mut conn, Phase::Done);
+                self.end_ws(key, &mut conn, Phase::Done, Ending::Gone);
                 conn.phase = Phase::Done;
                 return self.settle(key, conn);
             }
@@ -359,10 +426,10 @@ impl EventLoop {
             }
             Phase::Ws(ws) => {
                 if readable {
-                    match ws.on_readable(&mut NoSigPipe(&conn.sock), &self.shared.stats, now) {
+                    match ws.on_readable(&mut NoSigPipe(&conn.sock), now) {
                         Read_::Drained => {}
                         Read_::More => self.again.push(key),
-                        Read_::Dead => self.end_ws(key, &mut conn, Phase::Done),
+                        Read_::Dead => self.end_ws(key, &mut conn, Phase::Done, Ending::Gone),
                     }
                 }
                 if matches!(conn.phase, Phase::Ws(_)) {
@@ -412,7 +479,7 @@ impl EventLoop {
             Err(e) => return self.refuse(conn, e.response()),
         };
         let leftover = buf[used..].to_vec();
-        let live = self.shared.ids.load(Ordering::Relaxed);
+        let live = self.shared.clients_besides(&head);
         match http::route(&head, &self.config, live) {
             Route::Viewer => self.reply(conn, http::viewer_response()),
             Route::Features => self.reply(conn, http::features_response()),
@@ -431,29 +498,25 @@ impl EventLoop {
                 self.refuse(conn, http::refusal_response(status, reason))
             }
             Route::Upgrade { client_id } => {
-                let response = http::switching_protocols(&head);
                 let client_id: Arc<str> = client_id.into();
-                let stats = &self.shared.stats;
-                let queue = ClientQueue::new(self.config.policy, self.config.queue_bytes);
-                let max = self.config.max_message_bytes;
-                let ws = Ws::new(
+                let gen = self.shared.next_gen.fetch_add(1, Ordering::Relaxed);
+                if !self.shared.admit(&client_id, gen, self.config.max_clients) {
+                    // Another loop took the last place since the route was checked.
+                    return self.refuse(conn, http::refusal_response(503, "too many clients"));
+                }
+                let response = http::switching_protocols(&head);
+                let session = Session::new(
                     client_id.clone(),
                     response,
                     leftover,
-                    queue,
-                    max,
-                    stats,
+                    &self.config,
+                    self.shared.stats.clone(),
                     now,
                 );
-                conn.phase = Phase::Ws(Box::new(ws));
-                Stats::add(&stats.clients_accepted, 1);
-                stats.clients.fetch_add(1, Ordering::Relaxed);
-                let gen = self.shared.next_gen.fetch_add(1, Ordering::Relaxed);
+                conn.phase = Phase::Ws(Box::new(Ws::new(session)));
                 match self.by_id.insert(client_id.clone(), (key, gen)) {
                     Some((old, _)) => self.replace(old),
-                    None => {
-                        self.ids_added(1);
-                    }
+                    None => self.loop_clients(1),
                 }
                 // The same id may be live in another loop.
                 for (i, inbox) in self.shared.inboxes.iter().enumerate() {
@@ -465,28 +528,22 @@ impl EventLoop {
         }
     }
 
-    /// Counts `n` ids added to `by_id`: in the server-wide count (the client limit) and in this
-    /// loop's (callers skip a loop without clients).
-    fn ids_added(&self, n: usize) {
-        self.shared.ids.fetch_add(n, Ordering::Relaxed);
-        self.shared.inboxes[self.index]
-            .clients
-            .fetch_add(n, Ordering::Release);
-    }
-
-    /// Counts `n` ids removed from `by_id` (see [`EventLoop::ids_added`]).
-    fn ids_removed(&self, n: usize) {
-        self.shared.ids.fetch_sub(n, Ordering::Relaxed);
-        self.shared.inboxes[self.index]
-            .clients
-            .fetch_sub(n, Ordering::Release);
+    /// Adds `n` (may be negative) to this loop's client count: callers skip a loop without
+    /// clients.
+    fn loop_clients(&self, n: isize) {
+        let clients = &self.shared.inboxes[self.index].clients;
+        if n >= 0 {
+            clients.fetch_add(n as usize, Ordering::Release);
+        } else {
+            clients.fetch_sub(n.unsigned_abs(), Ordering::Release);
+        }
     }
 
     /// Closes a client whose clientId a newer client took (it is no longer in `by_id`).
     fn replace(&mut self, old: Key) {
         self.with(old, |lp, old_conn, now| {
             if let Phase::Ws(ws) = &mut old_conn.phase {
-                ws.close(CloseWhy::Replaced, &lp.shared.stats);
+                ws.session.close(CloseReason::Replaced);
             }
             lp.pump(old, old_conn, now);
         });
@@ -497,7 +554,7 @@ impl EventLoop {
         if let Some(&(old, old_gen)) = self.by_id.get(id) {
             if old_gen < gen {
                 self.by_id.remove(id);
-                self.ids_removed(1);
+                self.loop_clients(-1);
                 self.replace(old);
             }
         }
@@ -508,7 +565,7 @@ impl EventLoop {
     }
 
     fn refuse(&mut self, conn: &mut Conn, out: Vec<u8>) {
-        Stats::add(&self.shared.stats.handshakes_refused, 1);
+        self.shared.stats.count_refused();
         self.reply(conn, out);
     }
 
@@ -530,29 +587,33 @@ impl EventLoop {
         let Phase::Ws(ws) = &mut conn.phase else {
             return;
         };
-        match ws.pump(&mut NoSigPipe(&conn.sock), &self.shared.stats, now) {
+        match ws.pump(&mut NoSigPipe(&conn.sock), now) {
             Pump::Idle | Pump::Blocked => {}
             Pump::Finished => {
                 let deadline = self.linger_deadline(now);
-                self.end_ws(key, conn, Phase::Linger);
+                self.end_ws(key, conn, Phase::Linger, Ending::Closed);
                 if matches!(conn.phase, Phase::Linger) {
                     conn.linger(deadline);
                 }
             }
-            Pump::Dead => self.end_ws(key, conn, Phase::Done),
+            Pump::Dead => self.end_ws(key, conn, Phase::Done, Ending::Gone),
         }
     }
 
-    /// A WebSocket client stops being one: counters, clientId map, queue.
-    fn end_ws(&mut self, key: Key, conn: &mut Conn, next: Phase) {
-        let Phase::Ws(ws) = std::mem::replace(&mut conn.phase, next) else {
+    /// A WebSocket client stops being one: its session's end is counted, its clientId freed.
+    fn end_ws(&mut self, key: Key, conn: &mut Conn, next: Phase, ending: Ending) {
+        let Phase::Ws(mut ws) = std::mem::replace(&mut conn.phase, next) else {
             return;
         };
-        if self.by_id.get(&ws.client_id).map(|e| e.0) == Some(key) {
-            self.by_id.remove(&ws.client_id);
-            self.ids_removed(1);
+        let id = ws.session.client_id();
+        if let Some(&(k, gen)) = self.by_id.get(id) {
+            if k == key {
+                self.by_id.remove(id);
+                self.loop_clients(-1);
+                self.shared.release(id, gen);
+            }
         }
-        finish_ws_counts(&self.shared.stats, Phase::Ws(ws));
+        ws.session.end(ending);
     }
 
     /// Runs `f` on the live connection `key` (if any), then settles it.
@@ -574,12 +635,8 @@ impl EventLoop {
         let mut commands = std::mem::take(&mut self.spare);
         for command in commands.drain(..) {
             match command {
-                Command::Image(target, frame) => {
-                    self.fan_out(&target, |ws, stats| ws.push_image(&frame, stats))
-                }
-                Command::Text(target, text) => {
-                    self.fan_out(&target, |ws, stats| ws.push_text(text.clone(), stats))
-                }
+                Command::Image(target, frame) => self.fan_out(&target, |s| s.push_image(&frame)),
+                Command::Text(target, text) => self.fan_out(&target, |s| s.push_text(text.clone())),
                 Command::Shutdown(at) => self.begin_shutdown(at),
                 Command::Adopt(sock) => {
                     if self.shutdown_at.is_some() {
@@ -597,7 +654,7 @@ impl EventLoop {
     }
 
     /// Queues an item for each targeted client and writes at once to clients not blocked.
-    fn fan_out(&mut self, target: &Target, push: impl Fn(&mut Ws, &Stats)) {
+    fn fan_out(&mut self, target: &Target, push: impl Fn(&mut Session)) {
         let mut targets = std::mem::take(&mut self.targets);
         targets.clear();
         match target {
@@ -609,16 +666,16 @@ impl EventLoop {
                 let Phase::Ws(ws) = &mut conn.phase else {
                     return;
                 };
-                if !ws.is_open() {
+                if !ws.session.is_open() {
                     return;
                 }
-                push(ws, &lp.shared.stats);
+                push(&mut ws.session);
                 if ws.blocked {
                     return;
                 }
                 // Small frames are batched into one vectored write after the command batch;
                 // a client with plenty pending is written at once to keep its queue short.
-                if ws.pending_bytes() >= WRITE_BATCH {
+                if ws.session.pending_bytes() >= WRITE_BATCH {
                     lp.pump(key, conn, now);
                 } else if !ws.dirty {
                     ws.dirty = true;
@@ -662,7 +719,7 @@ impl EventLoop {
             self.with(key, |lp, conn, now| match &mut conn.phase {
                 Phase::Head(_) => conn.phase = Phase::Done,
                 Phase::Ws(ws) => {
-                    ws.close(CloseWhy::Shutdown, &lp.shared.stats);
+                    ws.session.close(CloseReason::Shutdown);
                     if !ws.blocked {
                         lp.pump(key, conn, now);
                     }
@@ -672,75 +729,35 @@ impl EventLoop {
         }
     }
 
-    /// Checks every connection's timers: handshake and linger deadlines, stalls, pings.
+    /// Checks every connection's timers: handshake and linger deadlines here, the sessions'
+    /// own timers (keepalive, stall, message deadline) in [`Session::tick`].
     fn sweep(&mut self, now: Instant) {
         if std::mem::take(&mut self.accept_retry) {
             self.accept_all();
         }
-        let ping = !self.config.ping_interval.is_zero() && now >= self.next_ping;
-        if ping {
-            self.next_ping = now + self.config.ping_interval;
-        }
-        let stall = self.config.stall_timeout;
-        let silence = self
-            .config
-            .ping_interval
-            .saturating_mul(3)
-            .saturating_add(stall);
         for idx in 0..self.slots.len() {
             let key = Key {
                 idx,
                 gen: self.slots[idx].gen & GEN_MASK,
             };
-            self.with(key, |lp, conn, now| match &mut conn.phase {
-                Phase::Head(_) | Phase::Reply(_) | Phase::Linger => {
+            self.with(key, |lp, conn, _| match &mut conn.phase {
+                Phase::Head(_) if now >= conn.deadline => lp.time_out_head(conn, now),
+                Phase::Head(_) => {}
+                Phase::Reply(_) | Phase::Linger => {
                     if now >= conn.deadline {
-                        if matches!(conn.phase, Phase::Head(_)) {
-                            Stats::add(&lp.shared.stats.handshakes_refused, 1);
-                        }
                         conn.phase = Phase::Done;
                     }
                 }
-                Phase::Ws(ws) => {
-                    let stalled = ws
-                        .stalled_since
-                        .is_some_and(|t| now.duration_since(t) >= stall);
-                    // A peer that answers nothing, not even our pings, is half-open or gone.
-                    let silent = now.duration_since(ws.last_inbound) >= silence;
-                    if stalled || silent {
-                        // A connection already closing for another reason (overflow) that then
-                        // stalls is counted once, under that reason.
-                        let counted = ws.is_closing();
-                        lp.end_ws(key, conn, Phase::Done);
-                        if !counted {
-                            lp.shared.stats.closed_stall.fetch_add(1, Ordering::Release);
-                        }
-                        return;
-                    }
-                    if ping {
-                        ws.ping(&lp.shared.stats);
+                Phase::Ws(ws) => match ws.session.tick(now) {
+                    Tick::Stalled => lp.end_ws(key, conn, Phase::Done, Ending::Stalled),
+                    Tick::Continue => {
                         if !ws.blocked {
                             lp.pump(key, conn, now);
                         }
                     }
-                }
+                },
                 Phase::Done => {}
             });
-        }
-    }
-}
-
-/// Counts a WebSocket client's end: one fewer client, one more closed, its queue discarded.
-///
-/// The gauge moves first and the reason counters last, so a reader that sees a reason counted
-/// also sees the client gone.
-fn finish_ws_counts(stats: &Stats, phase: Phase) {
-    if let Phase::Ws(mut ws) = phase {
-        stats.clients.fetch_sub(1, Ordering::Release);
-        ws.discard(stats);
-        Stats::add(&stats.clients_closed, 1);
-        if ws.closed_for_bad_input() {
-            stats.closed_bad_input.fetch_add(1, Ordering::Release);
         }
     }
 }

@@ -45,7 +45,7 @@ use pngcast_protocol::sink::{FrameSink, SinkError, SinkStats, Target};
 use pngcast_protocol::wire::WireFrame;
 
 use crate::event_loop::{EventLoop, WAKER};
-use crate::shared::{Command, Inbox, Shared, Stats};
+use crate::shared::{Command, Inbox, Shared};
 
 /// Most event loops [`Server::bind`] starts by itself.
 pub const MAX_LOOPS: usize = 8;
@@ -79,6 +79,7 @@ pub enum Error {
 pub struct Server {
     handle: Arc<MioSink>,
     local_addr: SocketAddr,
+    max_clients: usize,
 }
 
 /// The [`FrameSink`] handle of a [`Server`]: sending pushes a command and wakes the loop.
@@ -101,6 +102,11 @@ impl Server {
     /// clamped).
     pub fn bind_loops(config: ServerConfig, loops: NonZeroUsize) -> Result<Server, Error> {
         config.validate().map_err(Error::Config)?;
+        let mut config = config;
+        // One descriptor per client.
+        if let Some(fit) = pngcast_protocol::io::clients_that_fit(1, config.max_handshakes) {
+            config.max_clients = config.max_clients.min(fit.max(1));
+        }
         let loops = NonZeroUsize::new(loops.get().min(MAX_LOOPS)).unwrap_or(NonZeroUsize::MIN);
         let addr = config.addr;
         let std_listener =
@@ -123,13 +129,15 @@ impl Server {
         let shared = Arc::new(Shared {
             inboxes,
             order: Mutex::new(()),
-            stats: Stats::default(),
+            stats: Default::default(),
             closed: Default::default(),
             threads: Mutex::new(Vec::new()),
             conns: Default::default(),
             ids: Default::default(),
+            heads: Default::default(),
             next_gen: Default::default(),
         });
+        let max_clients = config.max_clients;
         let mut loops_ = Vec::with_capacity(polls.len());
         for (index, poll) in polls.into_iter().enumerate() {
             let event_loop =
@@ -161,7 +169,14 @@ impl Server {
         Ok(Server {
             handle: Arc::new(MioSink { shared }),
             local_addr,
+            max_clients,
         })
+    }
+
+    /// Most WebSocket clients served at once: `max_clients`, or fewer when the process's
+    /// descriptor limit holds fewer (one per client); one more gets 503 before its 101.
+    pub fn max_clients(&self) -> usize {
+        self.max_clients
     }
 
     /// The bound address (useful after binding port 0).

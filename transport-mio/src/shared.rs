@@ -3,15 +3,18 @@
 //! Callers never touch sockets: `send_image`/`send_text` push a [`Command`] into every loop's
 //! [`Inbox`] (one mutex each) and wake the loops through their `mio::Waker` (one `write(2)` on an
 //! eventfd, only when the inbox was empty, so a burst costs one wake per loop). A loop swaps its
-//! whole list out for a spare one, so in steady state neither side allocates. Stats are atomics.
+//! whole list out for a spare one, so in steady state neither side allocates. The counters are the protocol's
+//! [`Counters`] (atomics).
 #![forbid(unsafe_code)]
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use pngcast_protocol::sink::{SinkStats, Target};
+use pngcast_protocol::session::Counters;
+use pngcast_protocol::sink::Target;
 use pngcast_protocol::wire::WireFrame;
 
 /// Work handed to an event loop.
@@ -80,49 +83,6 @@ impl Inbox {
     }
 }
 
-/// Counters behind `FrameSink::stats`.
-#[derive(Default)]
-pub(crate) struct Stats {
-    pub(crate) clients: AtomicU64,
-    pub(crate) frames_queued: AtomicU64,
-    pub(crate) frames_sent: AtomicU64,
-    pub(crate) frames_dropped: AtomicU64,
-    pub(crate) clients_closed: AtomicU64,
-    pub(crate) bytes_sent: AtomicU64,
-    pub(crate) texts_queued: AtomicU64,
-    pub(crate) clients_accepted: AtomicU64,
-    pub(crate) handshakes_refused: AtomicU64,
-    pub(crate) closed_overflow: AtomicU64,
-    pub(crate) closed_stall: AtomicU64,
-    pub(crate) closed_bad_input: AtomicU64,
-}
-
-impl Stats {
-    /// Adds `n` to a counter (relaxed: these are statistics, not synchronisation).
-    pub(crate) fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
-    }
-
-    /// A snapshot of all counters.
-    pub(crate) fn snapshot(&self) -> SinkStats {
-        let get = |c: &AtomicU64| c.load(Ordering::Acquire);
-        let mut stats = SinkStats::default();
-        stats.clients = get(&self.clients) as usize;
-        stats.frames_queued = get(&self.frames_queued);
-        stats.frames_sent = get(&self.frames_sent);
-        stats.frames_dropped = get(&self.frames_dropped);
-        stats.clients_closed = get(&self.clients_closed);
-        stats.bytes_sent = get(&self.bytes_sent);
-        stats.texts_queued = get(&self.texts_queued);
-        stats.clients_accepted = get(&self.clients_accepted);
-        stats.handshakes_refused = get(&self.handshakes_refused);
-        stats.closed_overflow = get(&self.closed_overflow);
-        stats.closed_stall = get(&self.closed_stall);
-        stats.closed_bad_input = get(&self.closed_bad_input);
-        stats
-    }
-}
-
 /// Everything both sides hold through an `Arc`.
 pub(crate) struct Shared {
     /// One per event loop; loop 0 also accepts.
@@ -130,20 +90,53 @@ pub(crate) struct Shared {
     /// Held while a command is pushed to every inbox, so that every loop sees the callers'
     /// commands in the same order; guards the `closed` transition too. Loops never take it.
     pub(crate) order: Mutex<()>,
-    pub(crate) stats: Stats,
+    /// The counters every session adds to.
+    pub(crate) stats: Arc<Counters>,
     /// Set once shutdown was requested or a loop ended: sends are refused from then on.
     pub(crate) closed: AtomicBool,
     pub(crate) threads: Mutex<Vec<JoinHandle<()>>>,
     /// Open connections in all loops (the accept limit).
     pub(crate) conns: AtomicUsize,
-    /// Distinct clientIds with a live client in all loops (the `max_clients` limit).
-    pub(crate) ids: AtomicUsize,
+    /// The live clientIds of all loops with the generation of the client holding each: the
+    /// `max_clients` limit, checked and reserved in one step (no two upgrades race past it).
+    pub(crate) ids: Mutex<HashMap<Arc<str>, u64>>,
+    /// Connections in their HTTP stage in all loops (the `max_handshakes` limit).
+    pub(crate) heads: AtomicUsize,
     /// Generation of the next WebSocket client: of two clients with one clientId, the newer
     /// (higher) one stays.
     pub(crate) next_gen: AtomicU64,
 }
 
 impl Shared {
+    fn ids(&self) -> MutexGuard<'_, HashMap<Arc<str>, u64>> {
+        self.ids.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Live clients other than one that a request for `head`'s clientId would replace.
+    pub(crate) fn clients_besides(&self, head: &pngcast_protocol::http::RequestHead) -> usize {
+        let ids = self.ids();
+        pngcast_protocol::http::clients_besides(head, ids.len(), |id| ids.contains_key(id))
+    }
+
+    /// Reserves `id` for the client of generation `gen`: true when it replaces a live client of
+    /// that id or fits under `max`; false when the server is full.
+    pub(crate) fn admit(&self, id: &Arc<str>, gen: u64, max: usize) -> bool {
+        let mut ids = self.ids();
+        if !ids.contains_key(id) && ids.len() >= max {
+            return false;
+        }
+        ids.insert(id.clone(), gen);
+        true
+    }
+
+    /// Frees `id` if the client of generation `gen` still holds it.
+    pub(crate) fn release(&self, id: &Arc<str>, gen: u64) {
+        let mut ids = self.ids();
+        if ids.get(id) == Some(&gen) {
+            ids.remove(id);
+        }
+    }
+
     /// Takes the ordering lock; a poisoned lock still yields it.
     pub(crate) fn lock_order(&self) -> MutexGuard<'_, ()> {
         self.order.lock().unwrap_or_else(PoisonError::into_inner)
