@@ -204,8 +204,9 @@ fn float(v: f64) -> String {
 
 /// The Prometheus text exposition (format 0.0.4) of a sink's counters and these metrics. Every
 /// family has `# HELP` and `# TYPE`; counters end in `_total`; client closes are one family
-/// with a `reason` label (`overflow`, `stall`, `bad_input`, and `other` for the rest: the
-/// client left, was replaced, or the server shut down).
+/// with a `reason` label that splits them: `overflow`, `stall`, `flood` (past the inbound
+/// budget), `bad_input` (any other bad input), and `other` for the rest (the client left, was
+/// replaced, or the server shut down).
 pub fn render(stats: &SinkStats, metrics: &Metrics) -> String {
     let mut out = String::with_capacity(4096);
     let counters: [(&str, &str, u64); 8] = [
@@ -270,11 +271,17 @@ pub fn render(stats: &SinkStats, metrics: &Metrics) -> String {
         "counter",
         "Clients whose connection ended after the handshake, by reason.",
     );
+    // `closed_flood` is a part of `closed_bad_input`: the labels split the closes, so that
+    // `sum by () (pngcast_clients_closed_total)` is every close.
     let named = stats.closed_overflow + stats.closed_stall + stats.closed_bad_input;
     for (reason, n) in [
         ("overflow", stats.closed_overflow),
         ("stall", stats.closed_stall),
-        ("bad_input", stats.closed_bad_input),
+        (
+            "bad_input",
+            stats.closed_bad_input.saturating_sub(stats.closed_flood),
+        ),
+        ("flood", stats.closed_flood),
         ("other", stats.clients_closed.saturating_sub(named)),
     ] {
         sample(&mut out, name, &format!("{{reason=\"{reason}\"}}"), n);
@@ -416,10 +423,11 @@ mod tests {
             frames_dropped: 5,
             bytes_sent: 123_456,
             clients_accepted: 7,
-            clients_closed: 5,
+            clients_closed: 6,
             closed_overflow: 1,
             closed_stall: 1,
-            closed_bad_input: 2,
+            closed_bad_input: 3,
+            closed_flood: 1,
             handshakes_refused: 3,
             ..SinkStats::default()
         };
@@ -446,6 +454,7 @@ mod tests {
         assert_eq!(s["pngcast_clients_closed_total{reason=\"overflow\"}"], 1.0);
         assert_eq!(s["pngcast_clients_closed_total{reason=\"stall\"}"], 1.0);
         assert_eq!(s["pngcast_clients_closed_total{reason=\"bad_input\"}"], 2.0);
+        assert_eq!(s["pngcast_clients_closed_total{reason=\"flood\"}"], 1.0);
         assert_eq!(s["pngcast_clients_closed_total{reason=\"other\"}"], 1.0);
         assert_eq!(
             s["pngcast_ingest_requests_total{outcome=\"accepted\"}"],
