@@ -1,6 +1,6 @@
 """The node: ComfyUI's SendImageOnWebSocket(event, images), encoded by pngcast.
 
-Two deliveries:
+Three deliveries:
 
 - ``comfyui`` (default): ComfyUI's own ``/ws`` socket, to the client that queued the prompt (or
   every client when the prompt has no client_id), exactly as ComfyUI's own image sends travel.
@@ -12,6 +12,11 @@ Two deliveries:
 - ``pngcast``: pngcast's own WebSocket server (same wire, live viewer at ``/``), started once per
   ComfyUI process on the node's ``port`` (or ``PNGCAST_PORT``, default 8189); a slow client there
   never delays the others or ComfyUI.
+- ``redis``: published once to Redis pub/sub (the node's ``redis_url``, or ``PNGCAST_REDIS_URL``;
+  the password may come from ``PNGCAST_REDIS_PASSWORD_FILE``) for pngcast edge servers
+  (``pngcast serve --source redis://...``) to deliver to their clients: N ComfyUI workers
+  publish, M edges serve. One publisher per URL and ComfyUI process; sending never waits for
+  Redis (a bounded queue drops the oldest waiting image if Redis is slow or away).
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ RESERVED_EVENTS = frozenset({
 
 _server_lock = threading.Lock()
 _servers: dict[int, "pngcast.Server"] = {}
+_publishers: dict[str, "pngcast.Publisher"] = {}
 
 
 def pngcast_server(port: int, compression: str = "fast", bit_depth: int = 8) -> "pngcast.Server":
@@ -62,6 +68,25 @@ def pngcast_server(port: int, compression: str = "fast", bit_depth: int = 8) -> 
             _servers[port] = server
             print(f"pngcast: serving on {server.url} ({server.ws_url})")
         return server
+
+
+def redis_publisher(url: str, compression: str = "fast", bit_depth: int = 8) -> "pngcast.Publisher":
+    """The publisher to ``url`` (or ``PNGCAST_REDIS_URL``), connected on first use and kept for
+    the process. Redis unreachable raises ``pngcast.Error`` (an execution error for the prompt;
+    the next run tries again)."""
+    url = url.strip() or os.environ.get("PNGCAST_REDIS_URL", "").strip()
+    if not url:
+        raise ValueError("redis delivery needs the node's redis_url or the PNGCAST_REDIS_URL environment "
+                         "variable (redis://HOST:PORT/?namespace=NAME)")
+    with _server_lock:
+        publisher = _publishers.get(url)
+        if publisher is None or publisher.closed:
+            password_file = os.environ.get("PNGCAST_REDIS_PASSWORD_FILE") or None
+            publisher = pngcast.Publisher(url, password_file=password_file, compression=compression,
+                                          bit_depth=bit_depth)
+            _publishers[url] = publisher
+            print(f"pngcast: publishing to {publisher!r}")
+        return publisher
 
 
 class EncodedPNG:
@@ -197,9 +222,12 @@ class SendImageOnWebSocketPngcast:
             },
             "optional": {
                 "mask": ("MASK",),
-                "delivery": (["comfyui", "pngcast"], {"default": "comfyui"}),
+                "delivery": (["comfyui", "pngcast", "redis"], {"default": "comfyui"}),
                 "port": ("INT", {"default": 0, "min": 0, "max": 65535,
                                  "tooltip": "pngcast delivery: port of pngcast's server (0: PNGCAST_PORT or 8189)"}),
+                "redis_url": ("STRING", {"default": "",
+                                         "tooltip": "redis delivery: redis://HOST:PORT/?namespace=NAME "
+                                                    "(empty: PNGCAST_REDIS_URL)"}),
                 "compression": (["fast", "fastest", "compact", "stored"], {"default": "fast"}),
                 "bit_depth": (["8", "16"], {"default": "8"}),
                 "embed_workflow": ("BOOLEAN", {"default": False,
@@ -214,7 +242,7 @@ class SendImageOnWebSocketPngcast:
     CATEGORY = "api/image"
     DESCRIPTION = "Sends images to WebSocket clients as PNG frames named by an event (pngcast)."
 
-    def send_images(self, event, images, mask=None, delivery="comfyui", port=0, compression="fast",
+    def send_images(self, event, images, mask=None, delivery="comfyui", port=0, redis_url="", compression="fast",
                     bit_depth="8", embed_workflow=False, prompt=None, extra_pnginfo=None, unique_id=None):
         if not isinstance(event, str) or not event:
             raise ValueError("event must be a non-empty string")
@@ -230,12 +258,17 @@ class SendImageOnWebSocketPngcast:
                 event, images, prompt_id=keys["prompt_id"], node_id=keys["node_id"],
                 display_node_id=keys["display_node_id"], text=text, layout="bhwc", nan="error",
             )
+        elif delivery == "redis":
+            redis_publisher(redis_url or "", compression, int(bit_depth)).send(
+                event, images, prompt_id=keys["prompt_id"], node_id=keys["node_id"],
+                display_node_id=keys["display_node_id"], text=text, layout="bhwc", nan="error",
+            )
         elif delivery == "comfyui":
             pngs = pngcast.encode_batch(images, compression=compression, bit_depth=int(bit_depth),
                                         text=text, layout="bhwc", nan="error")
             send_on_comfyui(PromptServer.instance, pngs, event, keys, width, height)
         else:
-            raise ValueError(f"delivery must be comfyui or pngcast, got {delivery!r}")
+            raise ValueError(f"delivery must be comfyui, pngcast or redis, got {delivery!r}")
         entries = [
             {"source": "websocket", "event": event, "index": i, "count": count,
              "width": width, "height": height, "delivery": delivery}

@@ -75,6 +75,11 @@ pub struct ServeArgs {
     #[arg(long, value_enum, default_value_t = PolicyArg::LatestWins)]
     policy: PolicyArg,
 
+    /// Most WebSocket clients at once (fewer when the descriptor limit, raised to its hard
+    /// limit at start, holds fewer; the start-up line says how many fit). One more gets 503.
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    max_clients: u32,
+
     /// Shared token clients must present (`?token=` or `Authorization: Bearer`). A token on the
     /// command line is visible to every user of this machine (`ps`): prefer --token-file or the
     /// PNGCAST_TOKEN environment variable.
@@ -211,7 +216,8 @@ fn run_edge(args: &ServeArgs, token: Option<String>, stop: &AtomicBool) -> Resul
         .token(token.clone())
         .insecure(args.insecure)
         .allowed_origins(args.allowed_origins.clone())
-        .allowed_hosts(args.allowed_hosts.clone());
+        .allowed_hosts(args.allowed_hosts.clone())
+        .max_clients(args.max_clients as usize);
     let server = Running::bind(args.transport, config)?;
     let sink = server.sink();
     let edge = Edge::with_url(url, Arc::clone(&sink), EdgeConfig::default())
@@ -220,6 +226,7 @@ fn run_edge(args: &ServeArgs, token: Option<String>, stop: &AtomicBool) -> Resul
         &edge.url().to_string(),
         server.local_addr(),
         token.is_some(),
+        server.max_clients(),
     );
     let mut last = Instant::now();
     while args.frames.is_none_or(|n| edge.stats().delivered < n) && !stop.load(Ordering::Relaxed) {
@@ -362,6 +369,13 @@ impl Running {
         }
     }
 
+    fn max_clients(&self) -> usize {
+        match self {
+            Running::Mio(s) => s.max_clients(),
+            Running::Blocking(s) => s.max_clients(),
+        }
+    }
+
     fn sink(&self) -> Arc<dyn FrameSink> {
         match self {
             Running::Mio(s) => s.sink(),
@@ -462,6 +476,7 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         .insecure(args.insecure)
         .allowed_origins(args.allowed_origins.clone())
         .allowed_hosts(args.allowed_hosts.clone())
+        .max_clients(args.max_clients as usize)
         .max_ingest_bytes(args.max_ingest_bytes)
         .ingest(ingest)
         .metrics(Arc::clone(&metrics));
@@ -494,7 +509,12 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         println!("pngcast: publishing {} to {}", source.describe(), p.url());
     }
     match &server {
-        Some(server) => print_start_line(&source.describe(), server.local_addr(), token.is_some()),
+        Some(server) => print_start_line(
+            &source.describe(),
+            server.local_addr(),
+            token.is_some(),
+            server.max_clients(),
+        ),
         None => {
             let _ = std::io::stdout().flush();
         }
@@ -535,9 +555,12 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
 /// The start-up line, `pngcast: serving WHAT on http://ADDR/ (ws://ADDR/ws)`, flushed at once
 /// (tests and scripts read the address from it). The token itself never reaches a terminal or a
 /// log: with one, the URLs show `?token=REDACTED`.
-fn print_start_line(what: &str, bound: SocketAddr, token: bool) {
+fn print_start_line(what: &str, bound: SocketAddr, token: bool, max_clients: usize) {
     let query = if token { "?token=REDACTED" } else { "" };
-    println!("pngcast: serving {what} on http://{bound}/{query} (ws://{bound}/ws{query})");
+    println!(
+        "pngcast: serving {what} on http://{bound}/{query} (ws://{bound}/ws{query}), up to {}",
+        plural(max_clients as u64, "client")
+    );
     let _ = std::io::stdout().flush();
 }
 

@@ -1,5 +1,6 @@
 """Type stubs of pngcast's native module."""
 
+import os
 from typing import Any, Iterable, Literal, Mapping, Optional, Sequence, Tuple, Union
 
 Compression = str  # "fast", "fastest", "stored", "compact", "compact=N" (N in 1..9)
@@ -77,7 +78,13 @@ class Server:
         announce: bool = True,
         insecure: bool = False,
         layout: Optional[Layout] = None,
-    ) -> None: ...
+        subscribe: Optional[str] = None,
+        redis_password_file: Union[str, "os.PathLike[str]", None] = None,
+        redis_retry: bool = False,
+    ) -> None:
+        """``subscribe="redis://[user:pass@]HOST:PORT/?namespace=NS"`` also serves what
+        publishers send on namespace ``NS`` (an edge); Redis unreachable raises :class:`Error`
+        unless ``redis_retry=True``."""
     def send(
         self,
         event: str,
@@ -97,6 +104,9 @@ class Server:
         ``{"frames": n, "png_bytes": n}``. Raises ValueError once the server is closed."""
     def send_json(self, event: str, data: Any, *, client_id: Optional[str] = None) -> None: ...
     def stats(self) -> dict[str, int]: ...
+    def edge_stats(self) -> Optional[dict[str, int]]:
+        """With ``subscribe=``: the Redis subscriber's counters (``received``, ``delivered``,
+        ``resynced``, ``garbage``, ``subscribes``, ``disconnects``, ``connected``...)."""
     @property
     def url(self) -> str:
         """The viewer, ``http://HOST:PORT/``."""
@@ -112,4 +122,60 @@ class Server:
     def close(self, timeout: Optional[float] = None) -> None:
         """Close 1001 to every client after what was queued for it; idempotent."""
     def __enter__(self) -> "Server": ...
+    def __exit__(self, *args: object) -> bool: ...
+
+class Publisher:
+    """Publishes frames to Redis pub/sub for pngcast edges; no WebSocket port of its own."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        password_file: Union[str, "os.PathLike[str]", None] = None,
+        retry: bool = False,
+        timeout: float = 2.0,
+        queue_len: int = 64,
+        max_frame_bytes: int = 64 << 20,
+        latest_ttl: float = 60.0,
+        policy: Literal["latest-wins", "reliable"] = "latest-wins",
+        compression: Compression = "fast",
+        quantize: Literal["truncate", "round"] = "truncate",
+        bit_depth: Literal[8, 16] = 8,
+        threads: Optional[int] = None,
+        announce: bool = True,
+        layout: Optional[Layout] = None,
+    ) -> None:
+        """Connects to ``url`` (``redis://[user:pass@]HOST:PORT[/DB]/?namespace=NS``); Redis
+        unreachable raises :class:`Error` within ``timeout`` unless ``retry=True``."""
+    def send(
+        self,
+        event: str,
+        images: Any,
+        *,
+        client_id: Optional[str] = None,
+        prompt_id: Optional[str] = None,
+        node_id: Optional[str] = None,
+        display_node_id: Optional[str] = None,
+        parent_node_id: Optional[str] = None,
+        real_node_id: Optional[str] = None,
+        text: Text = None,
+        layout: Optional[Layout] = None,
+        nan: Literal["zero", "error"] = "zero",
+    ) -> dict[str, int]:
+        """As ``Server.send``; queues for publishing and returns at once."""
+    def send_json(self, event: str, data: Any, *, client_id: Optional[str] = None) -> None: ...
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Waits until the queue is empty (at most ``timeout`` seconds)."""
+    def stats(self) -> dict[str, int]:
+        """``queued``, ``published``, ``dropped``, ``failed``, ``too_large``, ``connects``,
+        ``receivers``, ``connected``."""
+    @property
+    def namespace(self) -> str: ...
+    @property
+    def channel(self) -> str: ...
+    @property
+    def closed(self) -> bool: ...
+    def close(self, timeout: Optional[float] = None) -> None:
+        """Publishes what is queued (at most ``timeout`` seconds, default 2), then stops."""
+    def __enter__(self) -> "Publisher": ...
     def __exit__(self, *args: object) -> bool: ...

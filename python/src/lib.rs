@@ -4,7 +4,10 @@
 //! - [`input`]: numpy arrays and torch tensors read without copying (`__array_interface__`,
 //!   DLPack), turned into core's `TensorView`.
 //! - [`encoding`]: `encode` / `encode_batch`, the GIL released while converting and encoding.
-//! - [`server`]: `Server`, a WebSocket server in background threads.
+//! - [`server`]: `Server`, a WebSocket server in background threads (optionally an edge that
+//!   serves what Redis delivers).
+//! - [`relay`]: `Publisher`, frames published to Redis pub/sub for edge servers.
+//! - [`send`]: `send` / `send_json`, shared by both.
 //! - [`errors`]: exceptions, and the fence that turns a Rust panic into `pngcast.Error`.
 //!
 //! `unsafe` lives in [`foreign`] alone (reading the DLPack structs and memory that numpy or
@@ -18,6 +21,8 @@ mod foreign;
 mod input;
 mod nan;
 mod options;
+mod relay;
+mod send;
 mod server;
 
 use pyo3::prelude::*;
@@ -104,6 +109,7 @@ fn _pngcast(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(simd_kernel, m)?)?;
     m.add_function(wrap_pyfunction!(_test_panic, m)?)?;
     m.add_class::<server::Server>()?;
+    m.add_class::<relay::Publisher>()?;
     m.add_function(wrap_pyfunction!(server::_close_all, m)?)?;
     m.add("Error", m.py().get_type::<errors::Error>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -7,19 +7,22 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use pngcast_core::png::EncodeOptions;
 use pngcast_protocol::http::ServerConfig;
 use pngcast_protocol::queue::Policy;
-use pngcast_protocol::sender::{FrameExtra, Sender};
-use pngcast_protocol::sink::{FrameSink, SinkError, Target};
+use pngcast_protocol::sender::Sender;
+use pngcast_protocol::sink::FrameSink;
+use pngcast_relay_redis::{Edge, EdgeConfig};
 
-use crate::errors::{core_to_py, fenced, protocol_to_py, Error};
-use crate::input::{Layout, Source};
+use crate::errors::{core_to_py, fenced, protocol_to_py};
+use crate::input::Layout;
 use crate::options;
+use crate::relay;
+use crate::send::{self, Keys, Owner};
 
 /// How long `close()` lets clients take their queued frames and the Close frame.
 const CLOSE_DEADLINE: Duration = Duration::from_secs(2);
@@ -42,6 +45,20 @@ struct Running {
     backend: Backend,
     sink: Arc<dyn FrameSink>,
     sender: Mutex<Sender>,
+    /// With `subscribe=`: the Redis subscriber feeding `sink`.
+    edge: Mutex<Option<Edge>>,
+}
+
+impl Running {
+    /// Stops the subscriber (no new frames from Redis), then closes every client after what
+    /// was queued for it.
+    fn close(&self, deadline: Duration) {
+        let edge = self.edge.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(edge) = edge {
+            edge.stop();
+        }
+        self.backend.shutdown(deadline);
+    }
 }
 
 /// Every server started by this process, so that interpreter exit can close those still open.
@@ -60,8 +77,9 @@ pub fn _close_all(py: Python<'_>) -> PyResult<()> {
     py.detach(|| {
         fenced("pngcast at exit", || {
             for running in all {
-                running.backend.shutdown(CLOSE_DEADLINE);
+                running.close(CLOSE_DEADLINE);
             }
+            crate::relay::close_all();
             Ok(())
         })
     })
@@ -73,7 +91,8 @@ pub fn _close_all(py: Python<'_>) -> PyResult<()> {
 /// to ComfyUI; a browser opens the live viewer at ``http://ADDR/``. ``send`` converts, encodes and
 /// queues each image once for every client (a slow client never slows another). Use it as a
 /// context manager, or call ``close()``: every client then gets Close 1001 after what was
-/// already queued for it.
+/// already queued for it. With ``subscribe="redis://HOST:PORT/?namespace=NS"`` it is also an
+/// edge: it serves what ``pngcast.Publisher`` workers publish on that namespace.
 #[pyclass(module = "pngcast", name = "Server", frozen, weakref)]
 pub struct Server {
     running: Mutex<Option<Arc<Running>>>,
@@ -97,12 +116,10 @@ fn parse_addr(addr: &str) -> PyResult<SocketAddr> {
         })
 }
 
-fn sink_error(e: SinkError) -> PyErr {
-    match e {
-        SinkError::ShutDown => PyValueError::new_err("the server is closed"),
-        other => Error::new_err(other.to_string()),
-    }
-}
+const OWNER: Owner = Owner {
+    noun: "server",
+    max_bytes: None,
+};
 
 impl Server {
     fn running(&self) -> PyResult<Arc<Running>> {
@@ -134,6 +151,9 @@ impl Server {
         announce = true,
         insecure = false,
         layout = None,
+        subscribe = None,
+        redis_password_file = None,
+        redis_retry = false,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -153,8 +173,24 @@ impl Server {
         announce: bool,
         insecure: bool,
         layout: Option<&str>,
+        subscribe: Option<&str>,
+        redis_password_file: Option<std::path::PathBuf>,
+        redis_retry: bool,
     ) -> PyResult<Server> {
         let sock_addr = parse_addr(addr)?;
+        let subscribe = match subscribe {
+            Some(url) => Some(relay::parse_url(
+                "subscribe",
+                url,
+                redis_password_file.as_deref(),
+            )?),
+            None if redis_password_file.is_some() => {
+                return Err(PyValueError::new_err(
+                    "redis_password_file needs subscribe=\"redis://...\"",
+                ))
+            }
+            None => None,
+        };
         let policy: Policy = policy.parse().map_err(|_| {
             PyValueError::new_err(format!(
                 "policy must be \"latest-wins\" or \"reliable\"; got {policy:?}"
@@ -211,10 +247,24 @@ impl Server {
                     .map_err(core_to_py)?
                     .convert_options(convert)
                     .announce(config.announce);
-                Ok((backend, sink, sender))
+                let edge = match subscribe {
+                    Some(url) => {
+                        let mut edge_config = EdgeConfig::default();
+                        edge_config.start_disconnected = redis_retry;
+                        match Edge::with_url(url, Arc::clone(&sink), edge_config) {
+                            Ok(edge) => Some(edge),
+                            Err(e) => {
+                                backend.shutdown(Duration::ZERO);
+                                return Err(relay::relay_to_py(e, "redis_retry"));
+                            }
+                        }
+                    }
+                    None => None,
+                };
+                Ok((backend, sink, sender, edge))
             })
         })?;
-        let (backend, sink, sender) = running;
+        let (backend, sink, sender, edge) = running;
         let local = match &backend {
             Backend::Mio(s) => s.local_addr(),
             Backend::Blocking(s) => s.local_addr(),
@@ -223,6 +273,7 @@ impl Server {
             backend,
             sink,
             sender: Mutex::new(sender),
+            edge: Mutex::new(edge),
         });
         {
             let mut list = RUNNING.lock().unwrap_or_else(|p| p.into_inner());
@@ -271,76 +322,30 @@ impl Server {
         layout: Option<&str>,
         nan: &str,
     ) -> PyResult<Bound<'py, PyDict>> {
-        if event.is_empty() {
-            return Err(PyValueError::new_err("event must be a non-empty string"));
-        }
-        let text = options::text(text)?;
         let layout = match layout {
             Some(_) => Layout::parse(layout)?,
             None => self.layout,
         };
         let running = self.running()?;
-        let source = Source::from_object(images)?;
-        let view = source.view(layout)?;
-        let nan_error = match nan {
-            "zero" => false,
-            "error" => true,
-            other => {
-                return Err(PyValueError::new_err(format!(
-                    "nan must be \"zero\" or \"error\"; got {other:?}"
-                )))
-            }
+        let keys = Keys {
+            client_id,
+            prompt_id,
+            node_id,
+            display_node_id,
+            parent_node_id,
+            real_node_id,
         };
-        if nan_error {
-            if let Some(i) =
-                py.detach(|| fenced("nan check", || Ok(crate::nan::first_nan_image(&view))))?
-            {
-                return Err(PyValueError::new_err(format!(
-                    "image {i} of the batch contains NaN values"
-                )));
-            }
-        }
-        let target = match client_id {
-            Some(id) => Target::client(id),
-            None => Target::All,
-        };
-        let mut extra = FrameExtra::default();
-        if let Some(v) = prompt_id {
-            extra = extra.prompt_id(v);
-        }
-        if let Some(v) = node_id {
-            extra = extra.node_id(v);
-        }
-        if let Some(v) = display_node_id {
-            extra = extra.display_node_id(v);
-        }
-        if let Some(v) = parent_node_id {
-            extra = extra.parent_node_id(v);
-        }
-        if let Some(v) = real_node_id {
-            extra = extra.real_node_id(v);
-        }
-        let report = py.detach(|| {
-            fenced("Server.send", || {
-                let mut sender = running.sender.lock().unwrap_or_else(|p| p.into_inner());
-                sender.encoder_mut().set_text(&text);
-                sender
-                    .send(event, &view, &target, &extra)
-                    .map_err(|e| match e {
-                        pngcast_protocol::sender::SendError::Encode { source, .. } => {
-                            core_to_py(source)
-                        }
-                        pngcast_protocol::sender::SendError::Sink { source, .. } => {
-                            sink_error(source)
-                        }
-                        other => Error::new_err(other.to_string()),
-                    })
-            })
-        })?;
-        let d = PyDict::new(py);
-        d.set_item("frames", report.frames)?;
-        d.set_item("png_bytes", report.png_bytes)?;
-        Ok(d)
+        send::send_images(
+            py,
+            OWNER,
+            &running.sender,
+            event,
+            images,
+            keys,
+            text,
+            layout,
+            nan,
+        )
     }
 
     /// Queues a JSON message ``{"type": event, "data": data}`` (``data`` as ``json.dumps`` takes
@@ -353,22 +358,8 @@ impl Server {
         data: &Bound<'_, PyAny>,
         client_id: Option<String>,
     ) -> PyResult<()> {
-        let json = py.import("json")?;
-        let text: String = json
-            .call_method1("dumps", (data,))
-            .map_err(|e| PyTypeError::new_err(format!("data is not JSON-serialisable: {e}")))?
-            .extract()?;
-        let value: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| PyValueError::new_err(format!("data is not valid JSON: {e}")))?;
         let running = self.running()?;
-        let target = match client_id {
-            Some(id) => Target::client(id),
-            None => Target::All,
-        };
-        running
-            .sink
-            .send_json(&target, event, &value)
-            .map_err(sink_error)
+        send::send_json(py, OWNER, &*running.sink, event, data, client_id)
     }
 
     /// Counters since the server started: clients, frames queued/sent/dropped, bytes sent, ...
@@ -389,6 +380,17 @@ impl Server {
         d.set_item("closed_stall", s.closed_stall)?;
         d.set_item("closed_bad_input", s.closed_bad_input)?;
         Ok(d)
+    }
+
+    /// With ``subscribe=``: the Redis subscriber's counters (``received``, ``delivered``,
+    /// ``resynced``, ``garbage``, ``subscribes``, ``disconnects``, ``connected``, ...); else
+    /// ``None``.
+    fn edge_stats<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let running = self.running()?;
+        let edge = running.edge.lock().unwrap_or_else(|p| p.into_inner());
+        edge.as_ref()
+            .map(|e| relay::edge_stats_dict(py, &e.stats()))
+            .transpose()
     }
 
     /// The viewer's address, ``http://HOST:PORT/``.
@@ -445,7 +447,7 @@ impl Server {
         if let Some(running) = running {
             py.detach(|| {
                 fenced("Server.close", || {
-                    running.backend.shutdown(deadline);
+                    running.close(deadline);
                     Ok(())
                 })
             })?;

@@ -23,6 +23,19 @@ ARCHIVE = SHARED / "comfyui" / "ComfyUI-a125cd84.tar.gz"
 CORPUS = SHARED / "corpus"
 
 
+def pngcast_bin() -> str:
+    """The pngcast command line (PNGCAST_BIN, or target/debug or target/release), else a skip;
+    under CI a missing binary fails."""
+    import pytest  # noqa: PLC0415
+
+    for p in (os.environ.get("PNGCAST_BIN"), REPO / "target" / "debug" / "pngcast", REPO / "target" / "release" / "pngcast"):
+        if p and Path(p).is_file():
+            return str(p)
+    if os.environ.get("CI") == "true":
+        pytest.fail("the pngcast binary is not built (cargo build -p pngcast)")
+    pytest.skip("the pngcast binary is not built")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -3,23 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
-from pathlib import Path
 
-import pytest
-
-from comfy import REPO, load_image, new_client_id, with_ours, with_seed
-
-
-def pngcast_bin() -> str:
-    for p in (os.environ.get("PNGCAST_BIN"), REPO / "target" / "debug" / "pngcast", REPO / "target" / "release" / "pngcast"):
-        if p and Path(p).is_file():
-            return str(p)
-    if os.environ.get("CI") == "true":
-        pytest.fail("the pngcast binary is not built (cargo build -p pngcast)")
-    pytest.skip("the pngcast binary is not built")
+from comfy import load_image, new_client_id, pngcast_bin, with_ours, with_seed
 
 
 def test_recv_records_comfyui_metadata_as_sent(comfy, tmp_path):

@@ -38,11 +38,8 @@ const LEASE_BYTES: usize = 4 << 20;
 /// Bytes read per system call.
 const READ_CHUNK: usize = 16 * 1024;
 
-/// Runs a connection from accept to close.
-pub(crate) fn run(stream: TcpStream, config: &ServerConfig, hub: &Arc<Hub>) {
-    let Some(token) = hub.track(&stream) else {
-        return;
-    };
+/// Runs a connection from accept to close (`token`: its entry in the hub's connection list).
+pub(crate) fn run(stream: TcpStream, token: u64, config: &ServerConfig, hub: &Arc<Hub>) {
     if let Some(up) = handshake::serve_http(&stream, config, hub) {
         run_websocket(stream, up, token, config, hub);
     }

@@ -214,15 +214,26 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
             return;
         }
         reap(shared);
+        // Tracking evicts the oldest unfinished head past `max_handshakes` (its thread ends
+        // at once), so heads never hold more than their share of the threads.
+        let Some(token) = shared.hub.track(&stream) else {
+            if shared.hub.is_shut_down() {
+                return;
+            }
+            // Out of descriptors for the connection list's handle: drop this one.
+            shared.hub.count_refused();
+            continue;
+        };
         // Bound the threads an attacker can make us hold: upgraded clients are limited by
-        // `max_clients` in the router; connections still in the HTTP stage by this cap.
+        // `max_clients`, heads by `max_handshakes`; evicted heads' threads are on their way out.
         let cap = shared
             .config
             .max_clients
-            .saturating_add(shared.config.max_handshakes)
+            .saturating_add(shared.config.max_handshakes.saturating_mul(2))
             .saturating_add(64);
         if shared.threads.live.load(Ordering::Acquire) >= cap {
             shared.hub.count_refused();
+            shared.hub.untrack(token);
             drop(stream);
             continue;
         }
@@ -232,7 +243,7 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
             .name("pngcast-conn".into())
             .stack_size(THREAD_STACK)
             .spawn(move || {
-                conn::run(stream, &conn_shared.config, &conn_shared.hub);
+                conn::run(stream, token, &conn_shared.config, &conn_shared.hub);
                 conn_shared.threads.live.fetch_sub(1, Ordering::AcqRel);
                 conn_shared.hub.notify_change();
             });
@@ -246,6 +257,7 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
             Err(_) => {
                 shared.threads.live.fetch_sub(1, Ordering::AcqRel);
                 shared.hub.count_refused();
+                shared.hub.untrack(token);
             }
         }
     }

@@ -335,12 +335,14 @@ impl EventLoop {
         }
     }
 
-    /// Answers 408 to a connection whose request head did not arrive in time.
-    fn time_out_head(&mut self, conn: &mut Conn, now: Instant) {
+    /// Answers 408 to a connection whose request head did not arrive in time (or was evicted)
+    /// and closes it at once: what it sent was read, and a slow-header flood must not fill the
+    /// connection limit with lingering sockets.
+    fn time_out_head(&mut self, conn: &mut Conn, _now: Instant) {
+        self.shared.stats.count_refused();
         let reply = http::refusal_response(408, "request head not received in time");
-        self.refuse(conn, reply);
-        conn.deadline = self.linger_deadline(now);
-        self.write_reply(conn, now);
+        let _ = pngcast_protocol::io::send_now(&conn.sock, &reply);
+        conn.phase = Phase::Done;
     }
 
     /// Takes a connection out of its slot (stale keys give `None`).

@@ -44,21 +44,21 @@ impl Counters {
     /// A snapshot of every counter.
     pub fn snapshot(&self) -> SinkStats {
         let get = |c: &AtomicU64| c.load(Ordering::Acquire);
-        let mut s = SinkStats::default();
-        s.clients = get(&self.clients) as usize;
-        s.frames_queued = get(&self.frames_queued);
-        s.frames_sent = get(&self.frames_sent);
-        s.frames_dropped = get(&self.frames_dropped);
-        s.clients_closed = get(&self.clients_closed);
-        s.bytes_sent = get(&self.bytes_sent);
-        s.texts_queued = get(&self.texts_queued);
-        s.clients_accepted = get(&self.clients_accepted);
-        s.handshakes_refused = get(&self.handshakes_refused);
-        s.closed_overflow = get(&self.closed_overflow);
-        s.closed_stall = get(&self.closed_stall);
-        s.closed_bad_input = get(&self.closed_bad_input);
-        s.closed_flood = get(&self.closed_flood);
-        s
+        SinkStats {
+            clients: get(&self.clients) as usize,
+            frames_queued: get(&self.frames_queued),
+            frames_sent: get(&self.frames_sent),
+            frames_dropped: get(&self.frames_dropped),
+            clients_closed: get(&self.clients_closed),
+            bytes_sent: get(&self.bytes_sent),
+            texts_queued: get(&self.texts_queued),
+            clients_accepted: get(&self.clients_accepted),
+            handshakes_refused: get(&self.handshakes_refused),
+            closed_overflow: get(&self.closed_overflow),
+            closed_stall: get(&self.closed_stall),
+            closed_bad_input: get(&self.closed_bad_input),
+            closed_flood: get(&self.closed_flood),
+        }
     }
 
     /// Counts a close decision whose reason is counted at once: a client closed for overflow
