@@ -7,6 +7,7 @@
 
 mod encode;
 mod error;
+mod ingest;
 mod logging;
 mod npy;
 mod output;

@@ -1,21 +1,25 @@
-//! Reading `.npy` arrays: the header is parsed by `npyz`, the data is decoded here in bulk.
+//! Reading `.npy` arrays for `encode` and the file source: `pngcast_protocol::npy` does the work
+//! (the same reader the server's ingest endpoint uses); this module adds the `--layout` flag
+//! and messages that name the file and the flag.
 //!
 //! Accepted element types: `f4` (f32), `f2` (f16), `u1` (u8), `f8` (f64, numpy's default float:
 //! quantised at load in f64, see [`NpyArray::quantize_f64`]), little- or big-endian, C or
-//! Fortran order. Anything else (other dtypes, structured or pickled arrays, a data section
-//! shorter or longer than the shape needs) is refused with a message naming the problem.
+//! Fortran order. Anything else is refused with a message naming the problem.
 //! Cost: the file is read once into memory, plus one decoded copy for float types.
 
 use std::path::Path;
 
-use half::f16;
-use npyz::{DType as NpyDType, Endianness, NpyHeader, Order, TypeChar};
-use pngcast_core::tensor::{TensorData, TensorView};
+use pngcast_core::tensor::TensorView;
+use pngcast_protocol::npy::{self as pnpy, LayoutError};
 
 use crate::error::CliError;
 
-/// The magic every `.npy` file starts with.
-pub const MAGIC: &[u8] = b"\x93NUMPY";
+pub use pngcast_protocol::npy::MAGIC;
+
+#[cfg(test)]
+use pngcast_core::tensor::TensorData;
+#[cfg(test)]
+use pngcast_protocol::npy::Elements;
 
 /// How the axes of an array are read, when the default guess (see [`Layout::guess`]) is wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -34,355 +38,91 @@ pub enum Layout {
     Bchw,
 }
 
+impl From<Layout> for pnpy::Layout {
+    fn from(l: Layout) -> Self {
+        match l {
+            Layout::Bhwc => pnpy::Layout::Bhwc,
+            Layout::Hwc => pnpy::Layout::Hwc,
+            Layout::Bhw => pnpy::Layout::Bhw,
+            Layout::Hw => pnpy::Layout::Hw,
+            Layout::Chw => pnpy::Layout::Chw,
+            Layout::Bchw => pnpy::Layout::Bchw,
+        }
+    }
+}
+
 impl Layout {
-    /// The layout of an array given without `--layout`, or a message naming the `--layout` to
-    /// give. Only shapes with one reading (or readings that give the same images) are accepted:
-    ///
-    /// - rank 2 `[H,W]`: hw;
-    /// - rank 3 `[A,B,C]`: channels-last is possible when C is 1..=4, channels-first when A is
-    ///   1..=4. Both possible: ambiguous. Only channels-last: hwc. Only channels-first: A = 1 is
-    ///   bhw (one mask, the same image as chw), A in 2..=4 is ambiguous (chw, or a bhw batch of
-    ///   A masks). Neither: bhw;
-    /// - rank 4 `[B,X,Y,C]`: bhwc when only C is 1..=4, bchw when only X is 1..=4; both:
-    ///   ambiguous; neither: refused.
+    /// The layout of an array given without `--layout` ([`pnpy::Layout::guess`]'s rule), or a
+    /// message naming the `--layout` values to choose from.
     pub fn guess(dims: &[usize]) -> Result<Layout, String> {
-        let ch = |n: usize| (1..=4).contains(&n);
-        let ambiguous = |a: &str, b: &str| {
-            format!("shape {dims:?} is ambiguous: give --layout {a} or --layout {b} (see --help)")
-        };
-        match *dims {
-            [_, _] => Ok(Layout::Hw),
-            [a, _, c] => match (ch(a), ch(c)) {
-                (true, true) => Err(ambiguous("hwc", "chw")),
-                (false, true) => Ok(Layout::Hwc),
-                (true, false) if a == 1 => Ok(Layout::Bhw),
-                (true, false) => Err(ambiguous("chw", "bhw")),
-                (false, false) => Ok(Layout::Bhw),
-            },
-            [_, x, _, c] => match (ch(x), ch(c)) {
-                (true, true) => Err(ambiguous("bhwc", "bchw")),
-                (false, true) => Ok(Layout::Bhwc),
-                (true, false) => Ok(Layout::Bchw),
-                (false, false) => Err(format!(
-                    "shape {dims:?}: neither [B,H,W,C] nor [B,C,H,W] has 1..4 channels"
-                )),
-            },
-            _ => Err(format!(
-                "unsupported shape {dims:?}: expected [B,H,W,C], [B,C,H,W], [H,W,C], [C,H,W], [B,H,W] or [H,W]"
-            )),
-        }
-    }
-
-    fn rank(self) -> usize {
-        match self {
-            Layout::Bhwc | Layout::Bchw => 4,
-            Layout::Hwc | Layout::Bhw | Layout::Chw => 3,
-            Layout::Hw => 2,
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Layout::Bhwc => "bhwc",
-            Layout::Hwc => "hwc",
-            Layout::Bhw => "bhw",
-            Layout::Hw => "hw",
-            Layout::Chw => "chw",
-            Layout::Bchw => "bchw",
-        }
-    }
-
-    /// For each of the tensor axes `[B,H,W,C]`, the array axis it comes from (`None`: size 1).
-    fn axes(self) -> [Option<usize>; 4] {
-        match self {
-            Layout::Bhwc => [Some(0), Some(1), Some(2), Some(3)],
-            Layout::Hwc => [None, Some(0), Some(1), Some(2)],
-            Layout::Bhw => [Some(0), Some(1), Some(2), None],
-            Layout::Hw => [None, Some(0), Some(1), None],
-            Layout::Chw => [None, Some(1), Some(2), Some(0)],
-            Layout::Bchw => [Some(0), Some(2), Some(3), Some(1)],
-        }
-    }
-}
-
-/// Decoded elements of an array, in file order.
-#[derive(Debug)]
-pub enum Elements {
-    /// `f4`.
-    F32(Vec<f32>),
-    /// `f2`.
-    F16(Vec<f16>),
-    /// `u1`.
-    U8(Vec<u8>),
-    /// `f8`, until [`NpyArray::quantize_f64`] turns it into `U8`.
-    F64(Vec<f64>),
-}
-
-impl Elements {
-    fn data(&self) -> Result<TensorData<'_>, CliError> {
-        Ok(match self {
-            Elements::F32(v) => TensorData::F32(v),
-            Elements::F16(v) => TensorData::F16(v),
-            Elements::U8(v) => TensorData::U8(v),
-            Elements::F64(_) => {
-                return Err(CliError::new(
-                    "float64 arrays are quantised before use (internal order error)",
-                ))
-            }
-        })
-    }
-}
-
-/// numpy's `np.clip(255 * x, 0, 255).astype(np.uint8)` on a float64 `x`, computed in f64 as numpy
-/// does (`round`: `np.rint` before the cast); NaN becomes 0, as for the f32 path.
-pub fn quantize_f64_sample(x: f64, round: bool) -> u8 {
-    let y = (255.0 * x).clamp(0.0, 255.0);
-    let y = if round {
-        y.round_ties_even()
-    } else {
-        y.trunc()
-    };
-    if y.is_nan() {
-        0
-    } else {
-        y as u8
+        let found = pnpy::Layout::guess(dims).map_err(|e| match e {
+            LayoutError::Ambiguous {
+                dims,
+                choices: [a, b],
+            } => format!(
+                "shape {dims:?} is ambiguous: give --layout {} or --layout {} (see --help)",
+                a.name(),
+                b.name()
+            ),
+            other => other.to_string(),
+        })?;
+        Ok(*<Layout as clap::ValueEnum>::value_variants()
+            .iter()
+            .find(|l| pnpy::Layout::from(**l) == found)
+            .expect("every layout has a --layout value"))
     }
 }
 
 /// A `.npy` array held in memory.
 #[derive(Debug)]
-pub struct NpyArray {
-    /// The shape as written in the file.
-    pub dims: Vec<usize>,
-    /// Fortran (column-major) order: the first axis varies fastest.
-    pub fortran: bool,
-    /// The elements.
-    pub elements: Elements,
-}
+pub struct NpyArray(pnpy::NpyArray);
 
 impl NpyArray {
     /// Parses a whole `.npy` file. `name` is used in messages.
     pub fn parse(bytes: &[u8], name: &Path) -> Result<Self, CliError> {
-        let name = name.display();
-        if !bytes.starts_with(MAGIC) {
-            return Err(CliError::new(format!(
-                "{name}: not a .npy file (no \\x93NUMPY magic)"
-            )));
-        }
-        precheck_header(bytes, &name)?;
-        let mut rest = bytes;
-        let header = NpyHeader::from_reader(&mut rest).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                CliError::new(format!("{name}: truncated .npy header"))
-            } else {
-                CliError::new(format!("{name}: malformed .npy header: {e}"))
-            }
-        })?;
-        let NpyDType::Plain(ts) = header.dtype() else {
-            return Err(CliError::new(format!(
-                "{name}: unsupported dtype {} (structured arrays are not images; expected float32, float16 or uint8)",
-                header.dtype().descr()
-            )));
-        };
-        let big = ts.endianness() == Endianness::Big;
-        let size = ts.num_bytes().unwrap_or(0);
-        #[derive(Clone, Copy)]
-        enum Kind {
-            F32,
-            F16,
-            U8,
-            F64,
-        }
-        let kind = match (ts.type_char(), size) {
-            (TypeChar::Float, 4) => Kind::F32,
-            (TypeChar::Float, 2) => Kind::F16,
-            (TypeChar::Uint, 1) => Kind::U8,
-            (TypeChar::Float, 8) => Kind::F64,
-            _ => {
-                return Err(CliError::new(format!(
-                    "{name}: unsupported dtype {ts} (expected float32 '<f4', float64 '<f8', float16 '<f2' or uint8 '|u1')"
-                )))
-            }
-        };
-        let dims: Vec<usize> = header
-            .shape()
-            .iter()
-            .map(|&d| usize::try_from(d))
-            .collect::<Result<_, _>>()
-            .map_err(|_| {
-                CliError::new(format!("{name}: shape {:?} is too large", header.shape()))
-            })?;
-        let count = dims
-            .iter()
-            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-            .ok_or_else(|| CliError::new(format!("{name}: shape {dims:?} is too large")))?;
-        let need = count
-            .checked_mul(size)
-            .ok_or_else(|| CliError::new(format!("{name}: shape {dims:?} is too large")))?;
-        if rest.len() < need {
-            return Err(CliError::new(format!(
-                "{name}: truncated: shape {dims:?} of {ts} needs {need} data bytes, the file holds {}",
-                rest.len()
-            )));
-        }
-        if rest.len() > need {
-            return Err(CliError::new(format!(
-                "{name}: {} bytes after the data of shape {dims:?} of {ts} (corrupt or not a plain .npy array)",
-                rest.len() - need
-            )));
-        }
-        let elements = match kind {
-            Kind::F32 => Elements::F32(
-                rest.chunks_exact(4)
-                    .map(|c| {
-                        let b = [c[0], c[1], c[2], c[3]];
-                        if big {
-                            f32::from_be_bytes(b)
-                        } else {
-                            f32::from_le_bytes(b)
-                        }
-                    })
-                    .collect(),
-            ),
-            Kind::F16 => Elements::F16(
-                rest.chunks_exact(2)
-                    .map(|c| {
-                        let b = [c[0], c[1]];
-                        if big {
-                            f16::from_be_bytes(b)
-                        } else {
-                            f16::from_le_bytes(b)
-                        }
-                    })
-                    .collect(),
-            ),
-            Kind::U8 => Elements::U8(rest.to_vec()),
-            Kind::F64 => Elements::F64(
-                rest.chunks_exact(8)
-                    .map(|c| {
-                        let b = [c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]];
-                        if big {
-                            f64::from_be_bytes(b)
-                        } else {
-                            f64::from_le_bytes(b)
-                        }
-                    })
-                    .collect(),
-            ),
-        };
-        Ok(NpyArray {
-            dims,
-            fortran: header.order() == Order::Fortran,
-            elements,
-        })
+        pnpy::NpyArray::parse(bytes)
+            .map(NpyArray)
+            .map_err(|e| CliError::new(format!("{}: {e}", name.display())))
     }
 
     /// Whether the array holds float64 elements (not yet quantised).
     pub fn is_f64(&self) -> bool {
-        matches!(self.elements, Elements::F64(_))
+        self.0.is_f64()
     }
 
     /// Quantises float64 elements to 8-bit samples in f64, bit-exact with numpy's own
-    /// `np.clip(255 * x, 0, 255).astype(np.uint8)` on the float64 array (converting to f32 first
-    /// would round some values differently); `round` applies `np.rint` first. Other element types
-    /// are left alone.
+    /// `np.clip(255 * x, 0, 255).astype(np.uint8)`; `round` applies `np.rint` first.
     pub fn quantize_f64(&mut self, round: bool) {
-        if let Elements::F64(v) = &self.elements {
-            let u8s = v.iter().map(|&x| quantize_f64_sample(x, round)).collect();
-            self.elements = Elements::U8(u8s);
-        }
+        self.0.quantize_f64(round)
     }
 
     /// A validated tensor view over the array: `layout` if given (its rank must match), else
     /// the [`Layout::guess`]. Fortran-order arrays become strided views (no copy).
     pub fn view(&self, layout: Option<Layout>) -> Result<TensorView<'_>, CliError> {
-        let dims = &self.dims;
+        let dims = &self.0.dims;
         let layout = match layout {
-            Some(l) if l.rank() != dims.len() => {
-                return Err(CliError::new(format!(
-                    "--layout {} needs a {}-D array, the input has shape {dims:?}",
-                    l.name(),
-                    l.rank()
-                )))
+            Some(l) => {
+                let l = pnpy::Layout::from(l);
+                if l.rank() != dims.len() {
+                    return Err(CliError::new(format!(
+                        "--layout {} needs a {}-D array, the input has shape {dims:?}",
+                        l.name(),
+                        l.rank()
+                    )));
+                }
+                l
             }
-            Some(l) => l,
-            None => Layout::guess(dims).map_err(CliError::new)?,
+            None => Layout::guess(dims).map_err(CliError::new)?.into(),
         };
-        // Element strides of the array's own axes. Overflow is impossible: the product of the
-        // dimensions was checked when the file was parsed.
-        let mut strides = vec![1usize; dims.len()];
-        if self.fortran {
-            for i in 1..dims.len() {
-                strides[i] = strides[i - 1] * dims[i - 1];
-            }
-        } else {
-            for i in (0..dims.len().saturating_sub(1)).rev() {
-                strides[i] = strides[i + 1] * dims[i + 1];
-            }
-        }
-        let mut shape = [1usize; 4];
-        let mut tstrides = [1usize; 4];
-        for (t, axis) in layout.axes().into_iter().enumerate() {
-            if let Some(a) = axis {
-                shape[t] = dims[a];
-                tstrides[t] = strides[a];
-            }
-        }
-        // A missing channel axis keeps stride 1 so that mask rows stay contiguous.
-        TensorView::strided(self.elements.data()?, shape, tstrides)
-            .map_err(|e| CliError::new(format!("shape {dims:?} read as {}: {e}", layout.name())))
+        self.0
+            .view(layout)
+            .map_err(|e| CliError::new(e.to_string()))
     }
-}
 
-/// Checks what `npyz` trusts: that the declared header length fits in the file (it allocates
-/// that much) and that the shape's product fits in u64 (it multiplies without checking, which
-/// panics in debug builds). The header text itself is parsed by `npyz` afterwards; this scan
-/// only looks for the `shape` tuple's integers and leaves anything unusual to `npyz`.
-fn precheck_header(bytes: &[u8], name: &impl std::fmt::Display) -> Result<(), CliError> {
-    let truncated = || CliError::new(format!("{name}: truncated .npy header"));
-    let prefix = match bytes.get(6) {
-        Some(1) => 10,
-        Some(2 | 3) => 12,
-        Some(v) => {
-            return Err(CliError::new(format!(
-                "{name}: unsupported .npy format version {v}"
-            )))
-        }
-        None => return Err(truncated()),
-    };
-    let len_bytes = bytes.get(8..prefix).ok_or_else(truncated)?;
-    let header_len = len_bytes
-        .iter()
-        .rev()
-        .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
-    let text = bytes
-        .get(prefix..prefix.saturating_add(header_len))
-        .ok_or_else(truncated)?;
-    let text = String::from_utf8_lossy(text);
-    let Some(after) = text
-        .find("'shape'")
-        .or_else(|| text.find("\"shape\""))
-        .map(|i| &text[i + 7..])
-    else {
-        return Ok(());
-    };
-    let Some(open) = after.find(['(', '[']) else {
-        return Ok(());
-    };
-    let Some(close) = after[open..].find([')', ']']) else {
-        return Ok(());
-    };
-    let mut product = 1u64;
-    for part in after[open + 1..open + close].split(',') {
-        if let Ok(d) = part.trim().parse::<u64>() {
-            if d != 0 {
-                product = product
-                    .checked_mul(d)
-                    .ok_or_else(|| CliError::new(format!("{name}: shape is too large")))?;
-            }
-        }
+    #[cfg(test)]
+    fn elements(&self) -> &Elements {
+        &self.0.elements
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -481,7 +221,7 @@ mod tests {
     fn big_endian_f32() {
         let data: Vec<u8> = [0.5f32, 1.0].iter().flat_map(|x| x.to_be_bytes()).collect();
         let a = NpyArray::parse(&npy(">f4", false, "(1, 2)", &data), Path::new("t")).unwrap();
-        let Elements::F32(v) = &a.elements else {
+        let Elements::F32(v) = a.elements() else {
             panic!("f32")
         };
         assert_eq!(v, &[0.5, 1.0]);

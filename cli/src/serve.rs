@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 use clap::{Args, ValueEnum};
 use pngcast_core::png::{Compression, EncodeOptions};
 use pngcast_protocol::http::ServerConfig;
+use pngcast_protocol::ingest::DEFAULT_MAX_INGEST_BYTES;
+use pngcast_protocol::metrics::Metrics;
 use pngcast_protocol::queue::Policy;
 use pngcast_protocol::sender::{FrameExtra, Sender};
 use pngcast_protocol::sink::{FrameSink, SinkError, SinkStats, Target};
@@ -140,6 +142,16 @@ pub struct ServeArgs {
     /// Read the Redis password from the first line of FILE (instead of the URL).
     #[arg(long, value_name = "FILE")]
     redis_password_file: Option<std::path::PathBuf>,
+
+    /// Largest body accepted by the ingest endpoint (`POST /api/send`), in bytes; larger ones
+    /// get 413.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_INGEST_BYTES,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_ingest_bytes: usize,
+
+    /// Switch the ingest endpoint off (`/api/send` answers 404).
+    #[arg(long)]
+    no_ingest: bool,
 }
 
 /// A sink that hands every message to each of several sinks (local server and publisher).
@@ -450,6 +462,13 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         None => None,
     };
     let addr = resolve(&args.addr)?;
+    let metrics = Arc::new(Metrics::new());
+    let (ingest, ingest_worker) = if args.no_ingest || args.no_local {
+        (None, None)
+    } else {
+        let (handle, worker) = crate::ingest::channel();
+        (Some(handle), Some(worker))
+    };
     let config = ServerConfig::default()
         .addr(addr)
         .policy(args.policy.into())
@@ -457,7 +476,10 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         .insecure(args.insecure)
         .allowed_origins(args.allowed_origins.clone())
         .allowed_hosts(args.allowed_hosts.clone())
-        .max_clients(args.max_clients as usize);
+        .max_clients(args.max_clients as usize)
+        .max_ingest_bytes(args.max_ingest_bytes)
+        .ingest(ingest)
+        .metrics(Arc::clone(&metrics));
     let server = if args.no_local {
         None
     } else {
@@ -473,7 +495,15 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
     if let Some(c) = args.compression {
         options = options.compression(c);
     }
-    let mut sender = Sender::new(Arc::clone(&sink), options)?;
+    if let Some(worker) = ingest_worker {
+        worker.start(
+            Arc::clone(&sink),
+            options.clone(),
+            true,
+            Arc::clone(&metrics),
+        )?;
+    }
+    let mut sender = Sender::new(Arc::clone(&sink), options)?.metrics(metrics);
 
     if let Some(p) = &publisher {
         println!("pngcast: publishing {} to {}", source.describe(), p.url());
@@ -558,7 +588,7 @@ fn token(args: &ServeArgs) -> Result<Option<String>, CliError> {
 }
 
 /// `1 client`, `2 clients`.
-fn plural(n: impl Into<u64>, noun: &str) -> String {
+pub(crate) fn plural(n: impl Into<u64>, noun: &str) -> String {
     let n = n.into();
     if n == 1 {
         format!("1 {noun}")

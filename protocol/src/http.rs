@@ -13,12 +13,20 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use thiserror::Error;
 
 use crate::error::{Error, Result};
+use crate::ingest::{
+    BodyKind, IngestHandle, IngestHandler, IngestRoute, DEFAULT_MAX_INGEST_BYTES, INGEST_PATH,
+    MAX_EVENT_LEN,
+};
+use crate::metrics::Metrics;
+use crate::npy::Layout;
 use crate::queue::Policy;
+use crate::sink::SinkStats;
 use crate::wire::features_json;
 
 /// The viewer page served at `GET /`: self-contained HTML + JS, connects to `/ws`.
@@ -33,7 +41,7 @@ pub const MAX_CLIENT_ID_LEN: usize = 128;
 /// Server settings shared by both transports. `#[non_exhaustive]`: start from
 /// `ServerConfig::default()` and chain the setters; call [`ServerConfig::validate`] once (the
 /// transports' `bind` does).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ServerConfig {
     /// Listen address. Default `127.0.0.1:8188` (ComfyUI's port, loopback only).
@@ -90,6 +98,15 @@ pub struct ServerConfig {
     /// waiting frames but the newest); one part-way through an old frame is dropped. Default
     /// 256 MiB.
     pub memory_budget: usize,
+    /// Largest ingest body (`POST /api/send`); a larger `Content-Length` is answered 413 before
+    /// any byte of the body is read. Default 64 MiB.
+    pub max_ingest_bytes: usize,
+    /// Takes validated ingest jobs ([`crate::ingest`]). Default none: `/api/send` answers 404.
+    pub ingest: Option<IngestHandle>,
+    /// Metrics served at `GET /metrics` together with the sink's counters; share the `Arc`
+    /// with the server's senders ([`crate::sender::Sender::metrics`]) so that encode times
+    /// show. Default: a fresh, empty set.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Default for ServerConfig {
@@ -115,6 +132,9 @@ impl Default for ServerConfig {
             inbound_bytes: 1 << 20,
             message_timeout: Duration::from_secs(10),
             memory_budget: 256 << 20,
+            max_ingest_bytes: DEFAULT_MAX_INGEST_BYTES,
+            ingest: None,
+            metrics: Arc::new(Metrics::new()),
         }
     }
 }
@@ -173,6 +193,17 @@ impl ServerConfig {
         message_timeout: Duration,
         /// Sets the memory budget of the clients' queues.
         memory_budget: usize,
+        /// Sets the largest ingest body.
+        max_ingest_bytes: usize,
+        /// Sets or clears the ingest handler.
+        ingest: Option<IngestHandle>,
+        /// Sets the shared metrics.
+        metrics: Arc<Metrics>,
+    }
+
+    /// Sets the ingest handler (see [`crate::ingest`]).
+    pub fn ingest_handler(self, handler: impl IngestHandler + 'static) -> Self {
+        self.ingest(Some(IngestHandle::new(handler)))
     }
 
     /// Checks the settings: non-zero limits and timeouts, a non-empty token of visible ASCII,
@@ -196,6 +227,9 @@ impl ServerConfig {
         }
         if self.max_message_bytes == 0 {
             return bad("max_message_bytes must be > 0");
+        }
+        if self.max_ingest_bytes == 0 {
+            return bad("max_ingest_bytes must be > 0");
         }
         for (name, d) in [
             ("handshake_timeout", self.handshake_timeout),
@@ -397,9 +431,16 @@ pub enum Route {
         /// The clientId: the `clientId` query parameter, or a generated 32-hex-digit id.
         client_id: String,
     },
+    /// `POST` or `PUT` `/api/send` (authorised, `Content-Length` within the limit): write
+    /// [`crate::ingest::CONTINUE`] if [`IngestRoute::expect_continue`], read exactly
+    /// [`IngestRoute::content_length`] body bytes (those after the head first), answer
+    /// [`crate::ingest::respond`]`(&route, body, config)` and close. See [`crate::ingest`].
+    Ingest(IngestRoute),
+    /// `GET /metrics` (authorised): answer [`metrics_response`]`(&sink_stats, config)` and close.
+    Metrics,
     /// Answer [`refusal_response`]`(status, reason)` and close.
     Refuse {
-        /// HTTP status: 400, 401, 403, 404, 405, 421 or 503.
+        /// HTTP status: 400, 401, 403, 404, 405, 411, 413, 415, 417, 421 or 503.
         status: u16,
         /// A short human-readable reason (sent as the body).
         reason: &'static str,
@@ -411,14 +452,23 @@ fn refuse(status: u16, reason: &'static str) -> Route {
 }
 
 /// Routes a request (protocol.md sections 3 and 6). Checks, in order: a repeated `Host`,
-/// `Content-Length` or `Transfer-Encoding`, or a body on a GET (400); without a token, a `Host`
-/// that names neither a loopback name or address, nor the bound address, nor an allowed host
-/// (421: a page under DNS rebinding controls both `Host` and `Origin`, so the `Origin` check
-/// alone cannot stop it); path (404), method (405), then for upgrades: token (401), Origin
-/// (403), upgrade headers, version and key (400), clientId length (400), and
-/// `current_clients >= max_clients` (503). `current_clients` leaves out a live client that
-/// this request's clientId replaces (see [`clients_besides`]): a replacement adds no client,
-/// so a client can reclaim its id while the server is full.
+/// `Content-Length` or `Transfer-Encoding` (400); a body on anything but ingest (400); without a
+/// token, a `Host` that names neither a loopback name or address, nor the bound address, nor an
+/// allowed host (421: a page under DNS rebinding controls both `Host` and `Origin`, so the
+/// `Origin` check alone cannot stop it); path (404); then per path:
+///
+/// - `/`, `/features`, `/api/features`: method (405); public.
+/// - `/metrics`: method (405), token (401).
+/// - `/api/send` (ingest): method `POST` or `PUT` (405), token (401), Origin (403), a handler
+///   configured (404), no `Transfer-Encoding` (400), `Content-Length` present (411), a number
+///   (400), not zero (400), within [`ServerConfig::max_ingest_bytes`] (413), `?event=` (400),
+///   `?clientId=` (400), `?layout=` (400), `Content-Type` (415), `Expect` (417).
+/// - `/ws`, `/api/ws`: method (405), token (401), Origin (403), upgrade headers, version and key
+///   (400), clientId length (400), and `current_clients >= max_clients` (503).
+///
+/// `current_clients` leaves out a live client that this request's clientId replaces (see
+/// [`clients_besides`]): a replacement adds no client, so a client can reclaim its id while
+/// the server is full.
 pub fn route(head: &RequestHead, config: &ServerConfig, current_clients: usize) -> Route {
     for name in ["host", "content-length", "transfer-encoding"] {
         if head.count(name) > 1 {
@@ -428,10 +478,13 @@ pub fn route(head: &RequestHead, config: &ServerConfig, current_clients: usize) 
             );
         }
     }
-    if head.header("transfer-encoding").is_some()
-        || head
-            .header("content-length")
-            .is_some_and(|n| n.trim() != "0")
+    let path = head.path();
+    let ingest = path == INGEST_PATH;
+    if !ingest
+        && (head.header("transfer-encoding").is_some()
+            || head
+                .header("content-length")
+                .is_some_and(|n| n.trim() != "0"))
     {
         return refuse(400, "a GET request carries no body");
     }
@@ -446,30 +499,26 @@ pub fn route(head: &RequestHead, config: &ServerConfig, current_clients: usize) 
             }
         }
     }
-    let path = head.path();
     let is_ws = matches!(path, "/ws" | "/api/ws");
-    if !is_ws && !matches!(path, "/" | "/features" | "/api/features") {
+    if !is_ws && !ingest && !matches!(path, "/" | "/features" | "/api/features" | "/metrics") {
         return refuse(404, "not found");
+    }
+    if ingest {
+        return route_ingest(head, config);
     }
     if head.method != "GET" {
         return refuse(405, "method not allowed");
     }
-    if !is_ws {
-        return if path == "/" {
-            Route::Viewer
-        } else {
-            Route::Features
-        };
+    match path {
+        "/" => return Route::Viewer,
+        "/features" | "/api/features" => return Route::Features,
+        _ => {}
     }
-    if let Some(expected) = &config.token {
-        // RFC 7235: the scheme is case-insensitive. An empty `?token=` does not hide a header.
-        let given = head
-            .query("token")
-            .filter(|t| !t.is_empty())
-            .or_else(|| head.header("authorization").and_then(bearer));
-        if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), expected.as_bytes())) {
-            return refuse(401, "missing or wrong token");
-        }
+    if !token_ok(head, config) {
+        return refuse(401, "missing or wrong token");
+    }
+    if path == "/metrics" {
+        return Route::Metrics;
     }
     if let Some(origin) = head.header("origin") {
         if !origin_allowed(origin, head.header("host"), &config.allowed_origins) {
@@ -502,6 +551,130 @@ pub fn route(head: &RequestHead, config: &ServerConfig, current_clients: usize) 
         return refuse(503, "too many clients");
     }
     Route::Upgrade { client_id }
+}
+
+/// The reason of a 405 on the ingest path (its answer says `Allow: POST, PUT`).
+const INGEST_METHODS: &str = "method not allowed: send the body with POST or PUT";
+
+/// Whether the request carries the configured token (`?token=` or `Authorization: Bearer`);
+/// true when no token is configured.
+fn token_ok(head: &RequestHead, config: &ServerConfig) -> bool {
+    let Some(expected) = &config.token else {
+        return true;
+    };
+    // RFC 7235: the scheme is case-insensitive. An empty `?token=` does not hide a header.
+    let given = head
+        .query("token")
+        .filter(|t| !t.is_empty())
+        .or_else(|| head.header("authorization").and_then(bearer));
+    given.is_some_and(|g| constant_time_eq(g.as_bytes(), expected.as_bytes()))
+}
+
+/// A query value that names something (an event, a client): at most `max` bytes, no control
+/// characters. `Ok(None)` when absent or empty.
+fn name_param(
+    head: &RequestHead,
+    key: &str,
+    max: usize,
+    too_long: &'static str,
+    control: &'static str,
+) -> std::result::Result<Option<String>, Route> {
+    match head.query(key) {
+        Some(v) if v.len() > max => Err(refuse(400, too_long)),
+        Some(v) if v.chars().any(char::is_control) => Err(refuse(400, control)),
+        Some(v) if !v.is_empty() => Ok(Some(v)),
+        _ => Ok(None),
+    }
+}
+
+/// The ingest path's checks (see [`route`]).
+fn route_ingest(head: &RequestHead, config: &ServerConfig) -> Route {
+    if head.method != "POST" && head.method != "PUT" {
+        return refuse(405, INGEST_METHODS);
+    }
+    if !token_ok(head, config) {
+        return refuse(401, "missing or wrong token");
+    }
+    if let Some(origin) = head.header("origin") {
+        if !origin_allowed(origin, head.header("host"), &config.allowed_origins) {
+            return refuse(403, "origin not allowed");
+        }
+    }
+    if config.ingest.is_none() {
+        return refuse(404, "ingest is not enabled on this server");
+    }
+    if head.header("transfer-encoding").is_some() {
+        return refuse(
+            400,
+            "Transfer-Encoding (chunked bodies) is not supported: send Content-Length",
+        );
+    }
+    let Some(length) = head.header("content-length") else {
+        return refuse(411, "Content-Length required");
+    };
+    let content_length = match length.parse::<u64>() {
+        Ok(n) if length.bytes().all(|b| b.is_ascii_digit()) => n,
+        _ => return refuse(400, "malformed Content-Length"),
+    };
+    if content_length == 0 {
+        return refuse(400, "empty body: send a PNG or a .npy array");
+    }
+    if content_length > config.max_ingest_bytes as u64 {
+        return refuse(413, "body exceeds the ingest size limit");
+    }
+    let event = match name_param(
+        head,
+        "event",
+        MAX_EVENT_LEN,
+        "event name too long",
+        "event name has control characters",
+    ) {
+        Ok(Some(e)) => e,
+        Ok(None) => return refuse(400, "missing ?event=NAME"),
+        Err(r) => return r,
+    };
+    let client_id = match name_param(
+        head,
+        "clientId",
+        MAX_CLIENT_ID_LEN,
+        "clientId too long",
+        "clientId has control characters",
+    ) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let layout = match head.query("layout").filter(|l| !l.is_empty()) {
+        None => None,
+        Some(l) => match Layout::from_name(&l) {
+            Some(l) => Some(l),
+            None => {
+                return refuse(
+                    400,
+                    "unknown ?layout= (expected bhwc, hwc, bhw, hw, chw or bchw)",
+                )
+            }
+        },
+    };
+    let Some(kind) = BodyKind::from_content_type(head.header("content-type")) else {
+        return refuse(
+            415,
+            "unsupported Content-Type: send image/png, application/x-npy or \
+             application/octet-stream",
+        );
+    };
+    let expect_continue = match head.header("expect") {
+        None => false,
+        Some(e) if e.eq_ignore_ascii_case("100-continue") => true,
+        Some(_) => return refuse(417, "unsupported Expect (only 100-continue)"),
+    };
+    Route::Ingest(IngestRoute {
+        event,
+        client_id,
+        kind,
+        layout,
+        content_length: content_length as usize,
+        expect_continue,
+    })
 }
 
 /// The clients that would remain besides this request's: `live` minus one when the request
@@ -630,9 +803,16 @@ fn reason_phrase(status: u16) -> &'static str {
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        202 => "Accepted",
         408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        415 => "Unsupported Media Type",
+        417 => "Expectation Failed",
         421 => "Misdirected Request",
+        422 => "Unprocessable Content",
         431 => "Request Header Fields Too Large",
+        501 => "Not Implemented",
         503 => "Service Unavailable",
         _ => "Error",
     }
@@ -643,7 +823,12 @@ pub fn http_response(status: u16, content_type: &str, body: &[u8]) -> Vec<u8> {
     response_with(status, content_type, &[], body)
 }
 
-fn response_with(status: u16, content_type: &str, extra: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+pub(crate) fn response_with(
+    status: u16,
+    content_type: &str,
+    extra: &[(&str, &str)],
+    body: &[u8],
+) -> Vec<u8> {
     let mut head = format!(
         "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n",
         reason_phrase(status),
@@ -661,11 +846,14 @@ fn response_with(status: u16, content_type: &str, extra: &[(&str, &str)], body: 
     out
 }
 
-/// A refusal with a plain-text body (adds `Allow: GET` to 405, `WWW-Authenticate: Bearer` to 401
-/// and `Sec-WebSocket-Version: 13` to 400).
+/// A refusal with a plain-text body (adds `Allow: GET` to 405 (`Allow: POST, PUT` on the ingest
+/// path), `WWW-Authenticate: Bearer` to 401, `Sec-WebSocket-Version: 13` to 400 and
+/// `Retry-After: 1` to 503).
 pub fn refusal_response(status: u16, reason: &str) -> Vec<u8> {
     let extra: &[(&str, &str)] = match status {
+        405 if reason == INGEST_METHODS => &[("Allow", "POST, PUT")],
         405 => &[("Allow", "GET")],
+        503 => &[("Retry-After", "1")],
         401 => &[("WWW-Authenticate", "Bearer")],
         400 => &[("Sec-WebSocket-Version", "13")],
         _ => &[],
@@ -678,6 +866,17 @@ pub fn refusal_response(status: u16, reason: &str) -> Vec<u8> {
 /// `200` with the viewer page.
 pub fn viewer_response() -> Vec<u8> {
     http_response(200, "text/html; charset=utf-8", VIEWER_HTML.as_bytes())
+}
+
+/// `200` with the metrics in Prometheus text format 0.0.4 ([`crate::metrics::render`]):
+/// `stats` is the transport's [`crate::sink::FrameSink::stats`] snapshot, the encode-time
+/// histogram and ingest counters come from [`ServerConfig::metrics`].
+pub fn metrics_response(stats: &SinkStats, config: &ServerConfig) -> Vec<u8> {
+    http_response(
+        200,
+        crate::metrics::CONTENT_TYPE,
+        crate::metrics::render(stats, &config.metrics).as_bytes(),
+    )
 }
 
 /// `200` with the feature flags as `application/json`.
@@ -1199,5 +1398,362 @@ mod tests {
             route(&basic, &t, 0),
             Route::Refuse { status: 401, .. }
         ));
+    }
+
+    /// An ingest handler that takes everything (routing never calls it).
+    struct Take;
+    impl IngestHandler for Take {
+        fn submit(
+            &self,
+            _: crate::ingest::IngestJob,
+        ) -> std::result::Result<(), crate::ingest::SubmitError> {
+            Ok(())
+        }
+    }
+
+    fn ingest_config() -> ServerConfig {
+        ServerConfig::default().ingest_handler(Take)
+    }
+
+    fn post(method: &str, target: &str, extra: &str) -> RequestHead {
+        req(&format!(
+            "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:8188\r\n{extra}\r\n"
+        ))
+    }
+
+    fn ingest_route(r: Route) -> IngestRoute {
+        match r {
+            Route::Ingest(i) => i,
+            other => panic!("expected ingest, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn routes_ingest() {
+        let c = ingest_config();
+        let i = ingest_route(route(
+            &post(
+                "POST",
+                "/api/send?event=shot&clientId=a%20b",
+                "Content-Length: 10\r\n",
+            ),
+            &c,
+            0,
+        ));
+        assert_eq!(
+            i,
+            IngestRoute::new("shot", 10).client_id(Some("a b".into()))
+        );
+        let i = ingest_route(route(
+            &post(
+                "PUT",
+                "/api/send?event=x&layout=CHW",
+                "Content-Length: 3\r\nContent-Type: image/png\r\nExpect: 100-continue\r\n",
+            ),
+            &c,
+            0,
+        ));
+        assert_eq!(
+            (i.kind, i.layout, i.expect_continue, i.client_id),
+            (BodyKind::Png, Some(Layout::Chw), true, None)
+        );
+        let i = ingest_route(route(
+            &post(
+                "POST",
+                "/api/send?event=x",
+                "Content-Length: 3\r\nContent-Type: application/x-npy\r\n",
+            ),
+            &c,
+            0,
+        ));
+        assert_eq!(i.kind, BodyKind::Npy);
+        // Exactly at the limit, and one past it.
+        let c2 = ingest_config().max_ingest_bytes(100);
+        assert!(matches!(
+            route(
+                &post("POST", "/api/send?event=x", "Content-Length: 100\r\n"),
+                &c2,
+                0
+            ),
+            Route::Ingest(_)
+        ));
+        let table: &[(&str, &str, &str, u16)] = &[
+            ("GET", "/api/send?event=x", "", 405),
+            ("DELETE", "/api/send?event=x", "Content-Length: 1\r\n", 405),
+            ("POST", "/api/send?event=x", "", 411),
+            (
+                "POST",
+                "/api/send?event=x",
+                "Transfer-Encoding: chunked\r\n",
+                400,
+            ),
+            (
+                "POST",
+                "/api/send?event=x",
+                "Content-Length: 1\r\nTransfer-Encoding: chunked\r\n",
+                400,
+            ),
+            ("POST", "/api/send?event=x", "Content-Length: abc\r\n", 400),
+            ("POST", "/api/send?event=x", "Content-Length: +5\r\n", 400),
+            ("POST", "/api/send?event=x", "Content-Length: -5\r\n", 400),
+            (
+                "POST",
+                "/api/send?event=x",
+                "Content-Length: 99999999999999999999999\r\n",
+                400,
+            ),
+            ("POST", "/api/send?event=x", "Content-Length: 0\r\n", 400),
+            (
+                "POST",
+                "/api/send?event=x",
+                "Content-Length: 1\r\nContent-Length: 1\r\n",
+                400,
+            ),
+            ("POST", "/api/send?event=x", "Content-Length: 101\r\n", 413),
+            (
+                "POST",
+                "/api/send?event=x",
+                "Content-Length: 18446744073709551615\r\n",
+                413,
+            ),
+            ("POST", "/api/send", "Content-Length: 1\r\n", 400),
+            ("POST", "/api/send?event=", "Content-Length: 1\r\n", 400),
+            (
+                "POST",
+                "/api/send?event=a%0Ab",
+                "Content-Length: 1\r\n",
+                400,
+            ),
+            (
+                "POST",
+                "/api/send?event=x&clientId=a%00",
+                "Content-Length: 1\r\n",
+                400,
+            ),
+            (
+                "POST",
+                "/api/send?event=x&layout=nchw",
+                "Content-Length: 1\r\n",
+                400,
+            ),
+            (
+                "POST",
+                "/api/send?event=x",
+                "Content-Length: 1\r\nContent-Type: image/jpeg\r\n",
+                415,
+            ),
+            (
+                "POST",
+                "/api/send?event=x",
+                "Content-Length: 1\r\nContent-Type: text/plain\r\n",
+                415,
+            ),
+            (
+                "POST",
+                "/api/send?event=x",
+                "Content-Length: 1\r\nExpect: 200-ok\r\n",
+                417,
+            ),
+            (
+                "POST",
+                "/api/send?event=x",
+                "Content-Length: 1\r\nOrigin: http://evil.example\r\n",
+                403,
+            ),
+            ("POST", "/api/sendx?event=x", "Content-Length: 1\r\n", 400),
+            ("POST", "/api/send/?event=x", "Content-Length: 1\r\n", 400),
+        ];
+        for (method, target, extra, want) in table {
+            let r = route(&post(method, target, extra), &c2, 0);
+            assert_eq!(status(r), *want, "{method} {target} {extra:?}");
+        }
+        let long = format!("/api/send?event={}", "e".repeat(MAX_EVENT_LEN + 1));
+        assert_eq!(
+            status(route(&post("POST", &long, "Content-Length: 1\r\n"), &c, 0)),
+            400
+        );
+        let long = format!(
+            "/api/send?event=e&clientId={}",
+            "c".repeat(MAX_CLIENT_ID_LEN + 1)
+        );
+        assert_eq!(
+            status(route(&post("POST", &long, "Content-Length: 1\r\n"), &c, 0)),
+            400
+        );
+        // The 405 names the methods the path takes.
+        let r = String::from_utf8(refusal_response(405, INGEST_METHODS)).unwrap();
+        assert!(r.contains("Allow: POST, PUT\r\n"), "{r}");
+        // A browser page on its own origin may post (the Origin matches the Host).
+        assert!(matches!(
+            route(
+                &post(
+                    "POST",
+                    "/api/send?event=x",
+                    "Content-Length: 1\r\nOrigin: http://127.0.0.1:8188\r\n"
+                ),
+                &c,
+                0
+            ),
+            Route::Ingest(_)
+        ));
+        // Without a handler the path does not exist.
+        assert_eq!(
+            status(route(
+                &post("POST", "/api/send?event=x", "Content-Length: 1\r\n"),
+                &ServerConfig::default(),
+                0
+            )),
+            404
+        );
+        // Other paths still refuse bodies.
+        assert_eq!(
+            status(route(
+                &post("POST", "/features", "Content-Length: 1\r\n"),
+                &c,
+                0
+            )),
+            400
+        );
+    }
+
+    #[test]
+    fn ingest_auth_and_hosts() {
+        let c = ingest_config();
+        let evil = req(
+            "POST /api/send?event=x HTTP/1.1\r\nHost: rebind.example\r\nContent-Length: 1\r\n\r\n",
+        );
+        assert_eq!(status(route(&evil, &c, 0)), 421);
+        let no_host = req("POST /api/send?event=x HTTP/1.0\r\nContent-Length: 1\r\n\r\n");
+        assert!(matches!(route(&no_host, &c, 0), Route::Ingest(_)));
+        let t = ingest_config().token(Some("s3cret".into()));
+        for (target, extra, want) in [
+            ("/api/send?event=x", "", 401),
+            ("/api/send?event=x&token=wrong", "", 401),
+            ("/api/send?event=x", "Authorization: Bearer nope\r\n", 401),
+            ("/api/send?event=x", "Authorization: Basic s3cret\r\n", 401),
+        ] {
+            let h = req(&format!(
+                "POST {target} HTTP/1.1\r\nHost: any.example\r\nContent-Length: 1\r\n{extra}\r\n"
+            ));
+            assert_eq!(status(route(&h, &t, 0)), want, "{target} {extra}");
+        }
+        // Unauthorised callers learn nothing about limits: 401 before 413 or 411.
+        let h = req(
+            "POST /api/send?event=x HTTP/1.1\r\nHost: h\r\nContent-Length: 999999999999\r\n\r\n",
+        );
+        assert_eq!(status(route(&h, &t, 0)), 401);
+        let h = req("POST /api/send HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!(status(route(&h, &t, 0)), 401);
+        for ok in [
+            "POST /api/send?event=x&token=s3cret HTTP/1.1\r\nHost: any.example\r\nContent-Length: 1\r\n\r\n",
+            "POST /api/send?event=x HTTP/1.1\r\nHost: any.example\r\nAuthorization: Bearer s3cret\r\nContent-Length: 1\r\n\r\n",
+        ] {
+            let i = ingest_route(route(&req(ok), &t, 0));
+            assert_eq!(i.event, "x");
+        }
+    }
+
+    #[test]
+    fn routes_metrics() {
+        let c = ServerConfig::default();
+        assert_eq!(
+            route(
+                &req("GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+                &c,
+                0
+            ),
+            Route::Metrics
+        );
+        assert_eq!(
+            route(&req("GET /metrics?x=1 HTTP/1.0\r\n\r\n"), &c, 0),
+            Route::Metrics
+        );
+        assert_eq!(
+            status(route(&req("POST /metrics HTTP/1.1\r\n\r\n"), &c, 0)),
+            405
+        );
+        assert_eq!(
+            status(route(&req("GET /metrics/ HTTP/1.1\r\n\r\n"), &c, 0)),
+            404
+        );
+        assert_eq!(
+            status(route(
+                &req("GET /metrics HTTP/1.1\r\nHost: rebind.example\r\n\r\n"),
+                &c,
+                0
+            )),
+            421
+        );
+        assert_eq!(
+            status(route(
+                &req("GET /metrics HTTP/1.1\r\nContent-Length: 4\r\n\r\n"),
+                &c,
+                0
+            )),
+            400
+        );
+        let t = ServerConfig::default().token(Some("s3cret".into()));
+        assert_eq!(
+            status(route(&req("GET /metrics HTTP/1.1\r\n\r\n"), &t, 0)),
+            401
+        );
+        assert_eq!(
+            status(route(&req("GET /metrics?token=no HTTP/1.1\r\n\r\n"), &t, 0)),
+            401
+        );
+        assert_eq!(
+            route(&req("GET /metrics?token=s3cret HTTP/1.1\r\n\r\n"), &t, 0),
+            Route::Metrics
+        );
+        assert_eq!(
+            route(&req("GET /metrics HTTP/1.1\r\nHost: far.example\r\nAuthorization: Bearer s3cret\r\n\r\n"), &t, 0),
+            Route::Metrics
+        );
+        // The viewer and flags stay public with a token.
+        assert_eq!(
+            route(&req("GET /features HTTP/1.1\r\n\r\n"), &t, 0),
+            Route::Features
+        );
+
+        let stats = SinkStats {
+            clients: 3,
+            frames_sent: 9,
+            ..SinkStats::default()
+        };
+        c.metrics.encode.observe(Duration::from_millis(2));
+        let r = String::from_utf8(metrics_response(&stats, &c)).unwrap();
+        assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
+        assert!(r.contains("Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"));
+        let body = r.split_once("\r\n\r\n").unwrap().1;
+        assert!(r.contains(&format!("Content-Length: {}\r\n", body.len())));
+        assert!(body.contains("\npngcast_clients 3\n"));
+        assert!(body.contains("\npngcast_frames_sent_total 9\n"));
+        assert!(body.contains("\npngcast_encode_duration_seconds_count 1\n"));
+    }
+
+    #[test]
+    fn ingest_heads_never_panic() {
+        let valid = b"POST /api/send?event=e&clientId=c&layout=hwc&token=t HTTP/1.1\r\nHost: h\r\nContent-Type: image/png\r\nExpect: 100-continue\r\nContent-Length: 12\r\n\r\n".to_vec();
+        let config = ingest_config().token(Some("t".into()));
+        let mut rng = fastrand::Rng::with_seed(12);
+        for _ in 0..20_000 {
+            let mut buf = valid.clone();
+            for _ in 0..rng.usize(0..4) {
+                let i = rng.usize(..buf.len());
+                match rng.u8(0..3) {
+                    0 => buf[i] = rng.u8(..),
+                    1 => {
+                        buf.remove(i);
+                    }
+                    _ => buf.insert(i, b"%\r\n:=&?\xff 0-"[rng.usize(0..11)]),
+                }
+            }
+            if let Ok(Some((head, _))) = RequestHead::parse_with_limit(&buf, 512) {
+                if let Route::Ingest(i) = route(&head, &config, 0) {
+                    assert!(i.content_length >= 1 && i.content_length <= config.max_ingest_bytes);
+                    assert!(!i.event.is_empty());
+                }
+            }
+        }
     }
 }

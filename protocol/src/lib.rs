@@ -7,6 +7,11 @@
 //! - [`sink`]: the [`sink::FrameSink`] trait transports implement, and an in-memory sink.
 //! - [`queue`]: the per-client bounded queue with the `LatestWins` / `Reliable` policies.
 //! - [`http`]: server configuration, request-head parsing, routing and responses.
+//! - [`ingest`]: `POST /api/send`, a PNG or `.npy` body from any process: validation, the
+//!   [`ingest::IngestHandler`] an application supplies, the answers.
+//! - [`metrics`]: the encode-time histogram and ingest counters, and the Prometheus text served
+//!   at `GET /metrics`.
+//! - [`npy`]: reading `.npy` arrays into tensor views.
 //! - [`io`]: the one piece that touches a socket: [`io::NoSigPipe`], the SIGPIPE-safe writer
 //!   both transports write through (safe code over socket2).
 //! - [`session`]: one WebSocket client's state machine (close codes, timers, inbound budget,
@@ -30,7 +35,10 @@
 
 pub mod error;
 pub mod http;
+pub mod ingest;
 pub mod io;
+pub mod metrics;
+pub mod npy;
 pub mod queue;
 pub mod sender;
 pub mod session;

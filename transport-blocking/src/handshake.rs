@@ -94,6 +94,18 @@ pub(crate) fn serve_http(stream: &TcpStream, config: &ServerConfig, hub: &Hub) -
             answer(&http::features_response());
             None
         }
+        Route::Metrics => {
+            answer(&http::metrics_response(&hub.stats(), config));
+            None
+        }
+        Route::Ingest(_) => {
+            hub.count_refused();
+            answer(&http::refusal_response(
+                501,
+                "ingest: this transport does not read request bodies yet",
+            ));
+            None
+        }
         Route::Refuse { status, reason } => {
             hub.count_refused();
             answer(&http::refusal_response(status, reason));

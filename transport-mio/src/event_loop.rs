@@ -485,6 +485,17 @@ impl EventLoop {
         match http::route(&head, &self.config, live) {
             Route::Viewer => self.reply(conn, http::viewer_response()),
             Route::Features => self.reply(conn, http::features_response()),
+            Route::Metrics => self.reply(
+                conn,
+                http::metrics_response(&self.shared.stats.snapshot(), &self.config),
+            ),
+            Route::Ingest(_) => self.refuse(
+                conn,
+                http::refusal_response(
+                    501,
+                    "ingest: this transport does not read request bodies yet",
+                ),
+            ),
             Route::Refuse { status, reason } => {
                 self.refuse(conn, http::refusal_response(status, reason))
             }
