@@ -307,7 +307,6 @@ fn ingest_heads_are_refused_before_the_body() {
 }
 
 #[test]
-#[ignore = "needs transport body reading"]
 fn ingest_reaches_every_client() {
     for t in TRANSPORTS {
         // One demo frame at the start, then (at 0.01 fps) none for the test's duration.
@@ -375,7 +374,6 @@ fn ingest_reaches_every_client() {
 }
 
 #[test]
-#[ignore = "needs transport body reading"]
 fn hostile_ingest_bodies_get_clear_refusals() {
     for t in TRANSPORTS {
         let serve = Serve::start(&["--transport", t, "--size", "8x8", "--fps", "5"]);

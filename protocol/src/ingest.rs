@@ -50,6 +50,13 @@ pub const MAX_EVENT_LEN: usize = 128;
 /// The interim answer to `Expect: 100-continue`.
 pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
+/// Time a body of `len` bytes has to arrive once its head is read: the handshake timeout plus
+/// a second per MiB (a slow uploader is not a slow-header attack; a stalled one still ends, with
+/// 408).
+pub fn body_time(config: &ServerConfig, len: usize) -> std::time::Duration {
+    config.handshake_timeout + std::time::Duration::from_secs((len >> 20) as u64)
+}
+
 /// What the body is declared to be by its `Content-Type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

@@ -192,7 +192,8 @@ fn writer_loop(sock: TcpStream, client: &ClientHandle) {
             }
             Job::Stop(ending) => {
                 client.lock().session.end(ending);
-                let _ = sock.shutdown(Shutdown::Write);
+                // The reader may be blocked on a peer that sends nothing: cut both ways.
+                client.cut();
                 client.cond.notify_all();
                 return;
             }

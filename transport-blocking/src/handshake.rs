@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use pngcast_protocol::http::{self, RequestHead, Route, ServerConfig};
+use pngcast_protocol::ingest;
 
 use crate::hub::{after, Hub};
 use pngcast_protocol::io::NoSigPipe;
@@ -98,12 +99,22 @@ pub(crate) fn serve_http(stream: &TcpStream, config: &ServerConfig, hub: &Hub) -
             answer(&http::metrics_response(&hub.stats(), config));
             None
         }
-        Route::Ingest(_) => {
-            hub.count_refused();
-            answer(&http::refusal_response(
-                501,
-                "ingest: this transport does not read request bodies yet",
-            ));
+        Route::Ingest(route) => {
+            if route.expect_continue {
+                let _ = NoSigPipe(sock).write_all(ingest::CONTINUE);
+            }
+            let mut body = buf[consumed..].to_vec();
+            body.truncate(route.content_length);
+            let until = after(ingest::body_time(config, route.content_length));
+            if read_body(sock, &mut body, route.content_length, until).is_err() {
+                refuse_with(
+                    sock,
+                    &http::refusal_response(408, "request body not received in time"),
+                    hub,
+                );
+                return None;
+            }
+            answer(&ingest::respond(&route, body, config));
             None
         }
         Route::Refuse { status, reason } => {
@@ -129,6 +140,32 @@ pub(crate) fn serve_http(stream: &TcpStream, config: &ServerConfig, hub: &Hub) -
             })
         }
     }
+}
+
+/// Reads the rest of a body of `len` bytes by `until`; EOF leaves it short (the answer says
+/// so); a timeout or a socket error is an error.
+fn read_body(
+    mut sock: &TcpStream,
+    body: &mut Vec<u8>,
+    len: usize,
+    until: Instant,
+) -> io::Result<()> {
+    let mut chunk = [0u8; 16 * 1024];
+    while body.len() < len {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        sock.set_read_timeout(Some(left))?;
+        let want = (len - body.len()).min(chunk.len());
+        match sock.read(&mut chunk[..want]) {
+            Ok(0) => return Ok(()),
+            Ok(n) => body.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Sends a refusal, counts it and closes cleanly.

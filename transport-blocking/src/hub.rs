@@ -193,6 +193,7 @@ impl Hub {
             leftover,
             &self.config,
             Arc::clone(&self.counters),
+            sock.peer_addr().ok(),
             now,
         );
         let handle = Arc::new(ClientHandle {

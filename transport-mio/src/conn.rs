@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use mio::net::TcpStream;
 use pngcast_protocol::http::RequestHead;
+use pngcast_protocol::ingest::IngestRoute;
 
 use crate::ws::{discard_input, Read_, Ws};
 use pngcast_protocol::io::NoSigPipe;
@@ -29,6 +30,8 @@ pub(crate) struct Reply {
 pub(crate) enum Phase {
     /// Reading the request head (bytes so far).
     Head(Vec<u8>),
+    /// Reading an ingest request's body (the route and the bytes so far).
+    Body(Box<(IngestRoute, Vec<u8>)>),
     /// Writing a plain HTTP response.
     Reply(Reply),
     /// An upgraded WebSocket client.
@@ -112,6 +115,27 @@ impl Conn {
         Ok(true)
     }
 
+    /// Reads body bytes until `WouldBlock`, EOF or the declared length; true once complete.
+    /// EOF before the end leaves the body short (the answer says so).
+    pub(crate) fn read_body(&mut self) -> io::Result<bool> {
+        let Phase::Body(body) = &mut self.phase else {
+            return Ok(true);
+        };
+        let (route, buf) = &mut **body;
+        let mut chunk = [0u8; 16 * 1024];
+        while buf.len() < route.content_length {
+            let want = (route.content_length - buf.len()).min(chunk.len());
+            match self.sock.read(&mut chunk[..want]) {
+                Ok(0) => return Ok(true),
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+
     /// Shuts the write side and starts lingering until `deadline`.
     pub(crate) fn linger(&mut self, deadline: Instant) {
         // An error here means the peer is already gone; lingering then ends at the next read.
@@ -134,7 +158,7 @@ impl Conn {
         match &self.phase {
             Phase::Reply(r) => r.pos < r.out.len(),
             Phase::Ws(ws) => ws.blocked,
-            Phase::Head(_) | Phase::Linger | Phase::Done => false,
+            Phase::Head(_) | Phase::Body(_) | Phase::Linger | Phase::Done => false,
         }
     }
 }

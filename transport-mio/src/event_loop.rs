@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use pngcast_protocol::http::{self, HttpError, RequestHead, Route, ServerConfig};
+use pngcast_protocol::ingest;
 use pngcast_protocol::io::NoSigPipe;
 use pngcast_protocol::session::{CloseReason, Ending, Session, State, Tick};
 use pngcast_protocol::sink::Target;
@@ -324,7 +325,7 @@ impl EventLoop {
             }
             let mut evicted = false;
             self.with(key, |lp, conn, now| {
-                if matches!(conn.phase, Phase::Head(_)) {
+                if matches!(conn.phase, Phase::Head(_) | Phase::Body(_)) {
                     lp.time_out_head(conn, now);
                     evicted = true;
                 }
@@ -356,7 +357,7 @@ impl EventLoop {
 
     /// Puts a connection back after work on it: frees it when done, otherwise fixes its interest.
     fn settle(&mut self, key: Key, mut conn: Conn) {
-        if conn.in_head && !matches!(conn.phase, Phase::Head(_)) {
+        if conn.in_head && !matches!(conn.phase, Phase::Head(_) | Phase::Body(_)) {
             conn.in_head = false;
             self.shared.heads.fetch_sub(1, Ordering::AcqRel);
         }
@@ -415,8 +416,15 @@ impl EventLoop {
                 _ => {}
             }
         }
+        if readable && matches!(conn.phase, Phase::Body(_)) {
+            self.on_body(&mut conn);
+            if matches!(conn.phase, Phase::Reply(_)) {
+                self.write_reply(&mut conn, now);
+            }
+            readable = false;
+        }
         match &mut conn.phase {
-            Phase::Head(_) => {}
+            Phase::Head(_) | Phase::Body(_) => {}
             Phase::Reply(_) => {
                 if writable {
                     self.write_reply(&mut conn, now);
@@ -489,13 +497,17 @@ impl EventLoop {
                 conn,
                 http::metrics_response(&self.shared.stats.snapshot(), &self.config),
             ),
-            Route::Ingest(_) => self.refuse(
-                conn,
-                http::refusal_response(
-                    501,
-                    "ingest: this transport does not read request bodies yet",
-                ),
-            ),
+            Route::Ingest(route) => {
+                if route.expect_continue {
+                    // A 25-byte interim answer into an empty send buffer.
+                    let _ = pngcast_protocol::io::send_now(&conn.sock, ingest::CONTINUE);
+                }
+                let mut body = leftover;
+                body.truncate(route.content_length);
+                conn.deadline = now + ingest::body_time(&self.config, route.content_length);
+                conn.phase = Phase::Body(Box::new((route, body)));
+                self.on_body(conn);
+            }
             Route::Refuse { status, reason } => {
                 self.refuse(conn, http::refusal_response(status, reason))
             }
@@ -513,6 +525,7 @@ impl EventLoop {
                     leftover,
                     &self.config,
                     self.shared.stats.clone(),
+                    conn.sock.peer_addr().ok(),
                     now,
                 );
                 conn.phase = Phase::Ws(Box::new(Ws::new(session)));
@@ -527,6 +540,21 @@ impl EventLoop {
                     }
                 }
             }
+        }
+    }
+
+    /// Reads an ingest body; once complete, hands it to the ingest handler and answers.
+    fn on_body(&mut self, conn: &mut Conn) {
+        match conn.read_body() {
+            Ok(false) => {}
+            Ok(true) => {
+                let Phase::Body(body) = std::mem::replace(&mut conn.phase, Phase::Done) else {
+                    return;
+                };
+                let (route, buf) = *body;
+                self.reply(conn, ingest::respond(&route, buf, &self.config));
+            }
+            Err(_) => conn.phase = Phase::Done,
         }
     }
 
@@ -723,7 +751,7 @@ impl EventLoop {
                 gen: self.slots[idx].gen & GEN_MASK,
             };
             self.with(key, |lp, conn, now| match &mut conn.phase {
-                Phase::Head(_) => conn.phase = Phase::Done,
+                Phase::Head(_) | Phase::Body(_) => conn.phase = Phase::Done,
                 Phase::Ws(ws) => {
                     ws.session.close(CloseReason::Shutdown);
                     if !ws.blocked {
@@ -747,8 +775,10 @@ impl EventLoop {
                 gen: self.slots[idx].gen & GEN_MASK,
             };
             self.with(key, |lp, conn, _| match &mut conn.phase {
-                Phase::Head(_) if now >= conn.deadline => lp.time_out_head(conn, now),
-                Phase::Head(_) => {}
+                Phase::Head(_) | Phase::Body(_) if now >= conn.deadline => {
+                    lp.time_out_head(conn, now)
+                }
+                Phase::Head(_) | Phase::Body(_) => {}
                 Phase::Reply(_) | Phase::Linger => {
                     if now >= conn.deadline {
                         conn.phase = Phase::Done;

@@ -38,6 +38,7 @@ mod counters;
 mod tests;
 
 use std::io::{self, IoSlice, Read, Write};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -158,6 +159,8 @@ pub struct Session {
     memory_budget: usize,
     budget: Budget,
     timers: Timers,
+    /// The client's address, for the log lines.
+    peer: Option<SocketAddr>,
     /// Since when output has been pending without progress.
     stalled_since: Option<Instant>,
     /// When the peer last sent a complete message or control frame (pongs included).
@@ -187,16 +190,21 @@ fn later(at: Instant, d: Duration) -> Instant {
 
 impl Session {
     /// A session right after a successful upgrade: `head` is the 101 answer, `leftover` the
-    /// bytes the client sent after its request head. Counts the client and queues the status
-    /// message first.
+    /// bytes the client sent after its request head, `peer` its address (for the log lines).
+    /// Counts the client, logs it at info level and queues the status message first.
     pub fn new(
         client_id: Arc<str>,
         head: Vec<u8>,
         leftover: Vec<u8>,
         config: &ServerConfig,
         counters: Arc<Counters>,
+        peer: Option<SocketAddr>,
         now: Instant,
     ) -> Session {
+        log::info!(
+            "client {client_id} connected from {}",
+            peer.map_or_else(|| "?".to_owned(), |p| p.to_string())
+        );
         let ws_config = WebSocketConfig::default()
             .read_buffer_size(4096)
             .write_buffer_size(0)
@@ -238,6 +246,7 @@ impl Session {
                 ping: config.ping_interval,
                 message: config.message_timeout,
             },
+            peer,
             stalled_since: None,
             last_inbound: now,
             partial_since: None,
@@ -672,6 +681,14 @@ impl Session {
         let dropped = self.queue.queued_images() as u64;
         self.queue.clear_unstarted();
         self.counters.ended(self.why, ending, dropped);
+        let why = match (self.why, ending) {
+            (Some(r), _) => r.text(),
+            (None, Ending::Closed) => "closed by the client",
+            (None, Ending::Stalled) => "stalled (no write progress within the stall timeout)",
+            (None, Ending::Gone) => "connection lost",
+        };
+        let peer = self.peer.map_or_else(|| "?".to_owned(), |p| p.to_string());
+        log::info!("client {} ({peer}) left: {why}", self.client_id);
     }
 
     /// True once [`Session::end`] ran.

@@ -64,6 +64,7 @@ fn session_with(config: &ServerConfig, counters: &Arc<Counters>) -> Session {
         Vec::new(),
         config,
         counters.clone(),
+        None,
         Instant::now(),
     )
 }
