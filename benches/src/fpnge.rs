@@ -45,9 +45,13 @@ pub fn encode(img: &Image, level: u8, out: &mut Vec<u8>) -> bool {
     }
     // SAFETY: a pure size computation.
     let bound = unsafe { ffi::pngcast_fpnge_bound(c, w, h) };
-    out.resize(bound, 0);
+    // Capacity, not length: `resize` would zero-fill the bytes past the last output every
+    // call (a memset of most of a frame, timed as fpnge's), which our encoder never does.
+    out.clear();
+    out.reserve(bound);
     // SAFETY: `pixels` holds `h` rows of `w * c` bytes (checked above), read with stride
-    // `w * c`; `out` holds fpnge's own bound for this geometry (FPNGEOutputAllocSize).
+    // `w * c`; `out` has capacity for fpnge's own bound for this geometry
+    // (FPNGEOutputAllocSize), which it writes through the raw pointer.
     let n = unsafe {
         ffi::pngcast_fpnge_encode(
             i32::from(level),
@@ -59,7 +63,8 @@ pub fn encode(img: &Image, level: u8, out: &mut Vec<u8>) -> bool {
         )
     };
     assert!(n > 0 && n <= bound, "fpnge wrote {n} of {bound} bytes");
-    out.truncate(n);
+    // SAFETY: fpnge initialised the first `n <= bound <= capacity` bytes.
+    unsafe { out.set_len(n) };
     true
 }
 

@@ -73,6 +73,26 @@ fn f32_every_channel_count_and_depth() {
     }
 }
 
+/// Frames large enough that the fast coder samples one code for the whole frame before the
+/// stripes run (the tensor path converts the sampled rows on their own for it).
+#[test]
+fn f32_frames_with_a_shared_code() {
+    let mut rng = fastrand::Rng::with_seed(5);
+    let (h, w, c) = (520, 260, 3);
+    let data: Vec<f32> = (0..h * w * c)
+        .map(|i| ((i / c) % w + (i / (w * c))) as f32 / 800.0 + rng.f32() * 0.02)
+        .collect();
+    let t = TensorView::bhwc(&data[..], [1, h, w, c]).unwrap();
+    for depth in [BitDepth::Eight, BitDepth::Sixteen] {
+        let conv = ConvertOptions::default().bit_depth(depth);
+        check(
+            &t.image(0).unwrap(),
+            conv,
+            &format!("f32 {h}x{w} {depth:?}"),
+        );
+    }
+}
+
 #[test]
 fn batch_u8_f16_and_strided() {
     // The second image of a batch.

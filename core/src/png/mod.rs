@@ -189,6 +189,29 @@ enum Rows<'a> {
     Image(&'a ImageView<'a>, ConvertOptions),
 }
 
+/// A tensor's rows converted on demand for the fast coder's frame sampler: a few rows per
+/// sampled piece, into a buffer kept by the encoder.
+struct ConvertedRows<'a, 'b> {
+    img: &'a ImageView<'b>,
+    conv: ConvertOptions,
+    row_bytes: usize,
+    height: usize,
+    buf: &'a mut Vec<u8>,
+}
+
+impl fast::RowSource for ConvertedRows<'_, '_> {
+    fn height(&self) -> usize {
+        self.height
+    }
+
+    fn window(&mut self, first: usize, n: usize) -> (&[u8], &[u8]) {
+        let lo = first.saturating_sub(1);
+        self.buf.resize((first + n - lo) * self.row_bytes, 0);
+        crate::convert::convert_rows(self.img, self.conv, lo, self.buf);
+        self.buf.split_at((first - lo) * self.row_bytes)
+    }
+}
+
 /// Checked geometry of a frame.
 #[derive(Debug, Clone, Copy)]
 struct Geometry {
@@ -406,6 +429,49 @@ impl Encoder {
         let header = zlib_header(compression);
         let (filter, row_bytes, bpp) = (opts.filter, geom.row_bytes, geom.bpp);
         let kernel = opts.fast_kernel;
+        // The fast coder's code is sampled once from the whole frame and shared by its stripes.
+        let frame_code = match compression {
+            Compression::Fast(level) if plan.count > 1 && fast::shares_code(height, row_bytes) => {
+                let stripes = &mut self.stripes;
+                stripes.sampler.pin_kernel(kernel);
+                Some(match rows {
+                    Rows::Pixels(px) => {
+                        let whole = StripeJob {
+                            prev_row: None,
+                            rows: px,
+                            row_bytes,
+                            bpp,
+                            filter,
+                            is_last: true,
+                        };
+                        fast::FrameCode::sample(
+                            &mut fast::JobRows(&whole),
+                            row_bytes,
+                            bpp,
+                            filter,
+                            level,
+                            &mut stripes.sampler,
+                        )
+                    }
+                    Rows::Image(img, conv) => fast::FrameCode::sample(
+                        &mut ConvertedRows {
+                            img,
+                            conv,
+                            row_bytes,
+                            height,
+                            buf: &mut stripes.sample_rows,
+                        },
+                        row_bytes,
+                        bpp,
+                        filter,
+                        level,
+                        &mut stripes.sampler,
+                    ),
+                })
+            }
+            _ => None,
+        };
+        let frame_code = frame_code.as_ref();
         let code = move |i: usize, scratch: &mut stripe::StripeScratch, data: &mut StripeOut| {
             scratch.fast.pin_kernel(kernel);
             data.clear();
@@ -424,7 +490,7 @@ impl Encoder {
                         filter,
                         is_last,
                     };
-                    code_stripe(&job, compression, scratch, data)
+                    code_stripe(&job, compression, frame_code, scratch, data)
                 }
                 Rows::Image(img, conv) => {
                     // Convert the row above too (the filter needs it); one extra row per stripe.
@@ -441,7 +507,7 @@ impl Encoder {
                         filter,
                         is_last,
                     };
-                    let adler = code_stripe(&job, compression, scratch, data);
+                    let adler = code_stripe(&job, compression, frame_code, scratch, data);
                     scratch.convert = buf;
                     adler
                 }

@@ -113,6 +113,10 @@ pub(crate) struct Stripes {
     /// Free list of worker scratch: a worker pops one for the stripes it codes and pushes it
     /// back; no lock is held while coding.
     workers: Mutex<Vec<StripeScratch>>,
+    /// The fast coder's frame sampler: its buffers, and converted rows for the tensor path.
+    pub sampler: fast::FastScratch,
+    /// Rows converted for the sampler (tensor path).
+    pub sample_rows: Vec<u8>,
 }
 
 /// Pops a scratch from the free list on creation and pushes it back on drop.

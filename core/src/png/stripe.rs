@@ -132,9 +132,12 @@ impl StripeScratch {
 
 /// Codes one stripe with the chosen compression: THE dispatch point. A new coder adds one arm.
 /// Appends raw deflate to `out` and returns the Adler-32 of the stripe's filtered bytes.
+/// `fast` is the frame's shared code when the compression is `Fast` (`None`: the stripe samples
+/// its own).
 pub(crate) fn code_stripe(
     job: &StripeJob<'_>,
     compression: Compression,
+    fast: Option<&super::fast::FrameCode>,
     scratch: &mut StripeScratch,
     out: &mut StripeOut,
 ) -> u32 {
@@ -143,6 +146,9 @@ pub(crate) fn code_stripe(
         Compression::Compact(level) => {
             deflate::compact_stripe(job, level, &mut scratch.rows, &mut scratch.miniz, out)
         }
-        Compression::Fast(level) => super::fast::encode_stripe(job, level, &mut scratch.fast, out),
+        Compression::Fast(level) => match fast {
+            Some(code) => super::fast::encode_stripe_with(job, level, code, &mut scratch.fast, out),
+            None => super::fast::encode_stripe(job, level, &mut scratch.fast, out),
+        },
     }
 }

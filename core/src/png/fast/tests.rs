@@ -15,6 +15,7 @@ struct Coded {
     stripe_lens: Vec<usize>,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn code_image(
     pixels: &[u8],
     row_bytes: usize,
@@ -23,11 +24,32 @@ fn code_image(
     level: FastLevel,
     stripe_rows: usize,
     kernel: Kernel,
+    shared: bool,
 ) -> Coded {
     let nrows = pixels.len() / row_bytes;
     let mut zlib = StripeOut::default();
     zlib.extend_from_slice(&[0x78, 0x01]);
     let mut scratch = FastScratch::with_kernel(kernel);
+    // With `shared`, one code sampled over the whole frame (as the encoder does for large
+    // frames), else each stripe samples its own.
+    let whole = StripeJob {
+        prev_row: None,
+        rows: pixels,
+        row_bytes,
+        bpp,
+        filter,
+        is_last: true,
+    };
+    let code = shared.then(|| {
+        FrameCode::sample(
+            &mut JobRows(&whole),
+            row_bytes,
+            bpp,
+            filter,
+            level,
+            &mut scratch,
+        )
+    });
     let mut stripe_adlers = Vec::new();
     let mut stripe_lens = Vec::new();
     let mut r = 0;
@@ -41,7 +63,10 @@ fn code_image(
             filter,
             is_last: r + n == nrows,
         };
-        stripe_adlers.push(encode_stripe(&job, level, &mut scratch, &mut zlib));
+        stripe_adlers.push(match &code {
+            Some(code) => encode_stripe_with(&job, level, code, &mut scratch, &mut zlib),
+            None => encode_stripe(&job, level, &mut scratch, &mut zlib),
+        });
         stripe_lens.push(n * (row_bytes + 1));
         r += n;
     }
@@ -166,7 +191,8 @@ impl Shape {
     }
 }
 
-/// Full check for every kernel: roundtrip, png-crate decode, kernels identical to scalar.
+/// Full check for every kernel, with per-stripe codes and with one code shared by the frame:
+/// roundtrip, png-crate decode, kernels identical to scalar. Returns the per-stripe size.
 fn check_all(
     pixels: &[u8],
     s: &Shape,
@@ -174,8 +200,25 @@ fn check_all(
     level: FastLevel,
     stripe_rows: usize,
 ) -> usize {
+    let shared = check_all_with(pixels, s, filter, level, stripe_rows, true);
+    let own = check_all_with(pixels, s, filter, level, stripe_rows, false);
+    if stripe_rows >= s.h {
+        assert_eq!(shared, own, "one stripe: the frame's code is the stripe's");
+    }
+    own
+}
+
+fn check_all_with(
+    pixels: &[u8],
+    s: &Shape,
+    filter: Filter,
+    level: FastLevel,
+    stripe_rows: usize,
+    shared: bool,
+) -> usize {
     let (rb, bpp) = (s.row_bytes(), s.bpp());
-    let mut oracle = code_image(pixels, rb, bpp, filter, level, stripe_rows, Kernel::Scalar);
+    let code = |k| code_image(pixels, rb, bpp, filter, level, stripe_rows, k, shared);
+    let mut oracle = code(Kernel::Scalar);
     let size = check_roundtrip(&mut oracle, pixels, rb, bpp);
     let decoded = png_decode(
         &oracle.zlib,
@@ -190,7 +233,7 @@ fn check_all(
         .copied()
         .filter(|&k| k != Kernel::Scalar)
     {
-        let mut c = code_image(pixels, rb, bpp, filter, level, stripe_rows, k);
+        let mut c = code(k);
         check_roundtrip(&mut c, pixels, rb, bpp);
         assert!(
             c.zlib == oracle.zlib,
@@ -314,6 +357,41 @@ fn noise_falls_back_to_stored() {
                 size <= stored + 6,
                 "noise {w}x{h}: {size} > stored {stored}"
             );
+        }
+    }
+}
+
+/// A frame whose code, sampled over the whole frame, fits its smooth half and not its noisy
+/// half: the noisy stripes fall back to stored blocks on their own, mid-stripe, and every
+/// stripe still decodes.
+#[test]
+fn shared_code_on_a_mixed_frame() {
+    let s = Shape {
+        w: 300,
+        h: 60,
+        channels: 3,
+        depth: 8,
+    };
+    let rb = s.row_bytes();
+    let mut px = smooth(&s, 9);
+    px[30 * rb..].copy_from_slice(&noise(30 * rb, 9));
+    for level in [FastLevel::Fastest, FastLevel::Balanced] {
+        for stripe_rows in [1, 10, 45] {
+            let coded = code_image(
+                &px,
+                rb,
+                3,
+                Filter::Adaptive,
+                level,
+                stripe_rows,
+                Kernel::best(),
+                true,
+            );
+            let stripes = s.h.div_ceil(stripe_rows);
+            let data = s.h * (rb + 1);
+            let stored = data + 5 * (data.div_ceil(65535) + stripes);
+            assert!(coded.zlib.len() <= stored + 2, "{level:?} {stripe_rows}");
+            check_all_with(&px, &s, Filter::Adaptive, level, stripe_rows, true);
         }
     }
 }
