@@ -802,7 +802,7 @@ fn strace(o: &Opts) {
         .collect();
     rows.sort_by(|a, b| b.1.total_cmp(&a.1));
     let total: f64 = rows.iter().map(|r| r.1).sum();
-    println!(
+    eprintln!(
         "{{\"kind\":\"strace\",\"server\":\"{}\",\"size\":{},\"clients\":{},\"frames\":{},\"paced\":{},\
          \"syscalls_per_delivered_frame\":{total:.2},\"per_call\":{{{}}}}}",
         o.server,
@@ -814,6 +814,18 @@ fn strace(o: &Opts) {
             .map(|(k, v)| format!("\"{k}\":{v:.2}"))
             .collect::<Vec<_>>()
             .join(",")
+    );
+    // Markdown row: server, size, clients, mode, total, the calls.
+    println!(
+        "| {} | {}^2 | {} | {} | {total:.2} | {} |",
+        display(&o.server),
+        o.size,
+        o.nclients,
+        if o.paced { "20 fps" } else { "burst" },
+        rows.iter()
+            .map(|(k, v)| format!("{k} {v:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     let _ = std::fs::remove_file(f0);
     let _ = std::fs::remove_file(f1);
