@@ -64,6 +64,8 @@ struct Opts {
     latency_frames: usize,
     sizes: Vec<u32>,
     clients: Vec<usize>,
+    /// Start no round that would end past this many seconds (estimated from the rounds done).
+    budget_s: f64,
     // strace
     server: String,
     size: u32,
@@ -77,7 +79,7 @@ fn usage() -> ! {
     eprintln!(
         "usage: peers prepare --out DIR | peers table --png-dir DIR [--rounds N] [--servers a,b] \
          [--sections fanout,stall,latency] [--sizes 512,1024] [--clients 1,10,50,100] [--quick] \
-         [--raw FILE] [--server-bin PATH] [--python PY] [--aiohttp SCRIPT] | peers strace \
+         [--raw FILE] [--budget-s S] [--server-bin PATH] [--python PY] [--aiohttp SCRIPT] | peers strace \
          --png-dir DIR --server NAME [--size 1024] [--clients 1] [--frames 200] [--paced]"
     );
     std::process::exit(2)
@@ -101,6 +103,7 @@ fn parse(args: &[String]) -> Opts {
         latency_frames: 100,
         sizes: vec![512, 1024],
         clients: vec![1, 10, 50, 100],
+        budget_s: f64::INFINITY,
         server: "mio".into(),
         size: 1024,
         nclients: 1,
@@ -132,6 +135,7 @@ fn parse(args: &[String]) -> Opts {
                 o.target_bytes = 0.6e9;
                 o.latency_frames = 40;
             }
+            "--budget-s" => o.budget_s = value().parse().unwrap_or_else(|_| usage()),
             "--latency-frames" => o.latency_frames = value().parse().unwrap(),
             "--server" => o.server = value(),
             "--size" => o.size = value().parse().unwrap(),
@@ -522,7 +526,17 @@ fn table(mut o: Opts) {
     let mut res = Results::new();
     let has = |s: &str| o.sections.iter().any(|x| x == s);
     let started = now_ns();
+    let mut done_rounds = rounds;
     for r in 0..rounds {
+        let spent = (now_ns() - started) as f64 / 1e9;
+        if r > 0 && spent + spent / r as f64 > o.budget_s {
+            eprintln!(
+                "note: stopping after {r} rounds (--budget-s {})",
+                o.budget_s
+            );
+            done_rounds = r;
+            break;
+        }
         if has("fanout") {
             for &size in &o.sizes {
                 for &n in &o.clients {
@@ -579,6 +593,7 @@ fn table(mut o: Opts) {
         }
     }
     let minutes = (now_ns() - started) as f64 / 60e9;
+    o.rounds = done_rounds;
     print_tables(&o, &res, minutes);
 }
 
