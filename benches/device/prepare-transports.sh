@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds what benches/device/transports.sh runs on a machine without a toolchain or the corpus,
-# into target/device-transports/ (one folder to carry, ~15 MB): the `peers` runner and the
+# into target/device-transports/ (one folder to carry, ~5 MB): the `peers` runner and the
 # `peer-server` binary (release, symbols stripped), the two PNGs every server sends, the
 # ComfyUI-style aiohttp peer and the script itself.
 #
