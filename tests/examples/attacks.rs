@@ -64,7 +64,11 @@ fn connect(addr: SocketAddr, id: &str) -> TcpStream {
         s.read_exact(&mut b).expect("upgrade");
         head.push(b[0]);
     }
-    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
     read_ws_frame(&mut s);
     s
 }
