@@ -4,7 +4,7 @@
 //! `tests/tests/attacks/` and `cli/tests/limits.rs`.
 //!
 //! ```text
-//! cargo run --release -p pngcast-tests --example attacks [-- mio|blocking]
+//! cargo run --release -p pngcast-tests --example attacks [-- all|mio|blocking [slowloris|flood|stall|slow-readers]]
 //! ```
 //!
 //! - slowloris: 400 connections send a request head one byte per second and never finish it;
@@ -323,20 +323,68 @@ fn slow_readers(transport: &str, budget: usize) -> String {
     )
 }
 
+fn stalled_reader(transport: &str) -> String {
+    let stall = Duration::from_secs(10);
+    let (sink, addr, _server) = start(
+        transport,
+        ServerConfig::default()
+            .policy(Policy::LatestWins)
+            .stall_timeout(stall),
+    );
+    let stalled = connect(addr, "stalled");
+    let started = Instant::now();
+    let f = frame(1 << 20, 0);
+    // Frames until the server gives up on the client; the socket's buffers fill within the
+    // first few frames, after which no byte moves.
+    let mut last_progress = started;
+    let mut last_sent = 0;
+    while sink.stats().closed_stall == 0 && started.elapsed() < Duration::from_secs(60) {
+        let _ = sink.send_image(&Target::All, &f);
+        let sent = sink.stats().bytes_sent;
+        if sent != last_sent {
+            last_sent = sent;
+            last_progress = Instant::now();
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    let closed = started.elapsed();
+    drop(stalled);
+    format!(
+        "| stalled reader | a client that stops reading, 1 MiB frames every 10 ms, stall timeout 10 s | no write progress for the stall timeout: the client is dropped | dropped {:.1} s after its last byte moved ({:.1} s after the first frame) |",
+        (closed - last_progress.duration_since(started)).as_secs_f64(),
+        closed.as_secs_f64()
+    )
+}
+
 fn main() {
+    // `attacks [mio|blocking] [slowloris|flood|stall|slow-readers]`
     let only: Option<String> = std::env::args().nth(1);
+    let attack: Option<String> = std::env::args().nth(2);
+    let run = |name: &str| attack.as_deref().is_none_or(|a| a == name);
     println!("| transport | attack | parameters | what the server does | measured |");
     println!("|---|---|---|---|---|");
     for transport in ["mio", "blocking"] {
-        if only.as_deref().is_some_and(|o| o != transport) {
+        if only
+            .as_deref()
+            .is_some_and(|o| o != transport && o != "all")
+        {
             continue;
         }
-        for row in [
-            slowloris(transport),
-            flood(transport),
-            slow_readers(transport, 256 << 20),
-            slow_readers(transport, usize::MAX),
-        ] {
+        let mut rows = Vec::new();
+        if run("slowloris") {
+            rows.push(slowloris(transport));
+        }
+        if run("flood") {
+            rows.push(flood(transport));
+        }
+        if run("stall") {
+            rows.push(stalled_reader(transport));
+        }
+        if run("slow-readers") {
+            rows.push(slow_readers(transport, 256 << 20));
+            rows.push(slow_readers(transport, usize::MAX));
+        }
+        for row in rows {
             println!("| {transport} {row}");
         }
     }

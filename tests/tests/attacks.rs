@@ -34,6 +34,10 @@ macro_rules! attack_suite {
                     attacks::reclaim_id_while_full::<backends::$backend>();
                 }
                 #[test]
+                fn a_stalled_reader_is_dropped_near_the_stall_timeout() {
+                    attacks::stalled_reader_is_dropped_near_the_stall_timeout::<backends::$backend>();
+                }
+                #[test]
                 fn racing_upgrades_never_pass_the_client_cap() {
                     attacks::racing_upgrades_never_pass_the_cap::<backends::$backend>();
                 }

@@ -35,6 +35,8 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 const LEASE_ITEMS: usize = 32;
 /// The writer stops adding items to a lease past this many bytes.
 const LEASE_BYTES: usize = 4 << 20;
+/// Longest a single write blocks: the granularity of the stall check.
+const STALL_SLICE: Duration = Duration::from_millis(500);
 /// Bytes read per system call.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -66,12 +68,13 @@ fn run_websocket(
         }
     };
     // Registered (so counted and targetable, with the 101 and the status first in its session):
-    // reads block (the writer owns the timers), writes time out after the stall timeout (or the
-    // blocking transport's own `write_timeout`, if shorter).
-    let write_timeout = config.stall_timeout.min(config.write_timeout);
+    // reads block (the writer owns the timers); a write blocks at most a slice of the stall
+    // timeout (or of the blocking transport's own `write_timeout`, if shorter), so the writer
+    // sees a stall within a slice of it (see `write_lease`).
+    let stall = config.stall_timeout.min(config.write_timeout);
     let write_sock = match (
         stream.set_read_timeout(None),
-        stream.set_write_timeout(Some(write_timeout)),
+        stream.set_write_timeout(Some(stall.min(STALL_SLICE))),
         stream.set_nodelay(true),
         stream.try_clone(),
     ) {
@@ -83,7 +86,7 @@ fn run_websocket(
         thread::Builder::new()
             .name("pngcast-writer".into())
             .stack_size(THREAD_STACK)
-            .spawn(move || writer_loop(write_sock, &client))
+            .spawn(move || writer_loop(write_sock, &client, stall))
     };
     let Ok(writer) = writer else {
         return abandon(&client, hub);
@@ -156,14 +159,14 @@ enum Job {
     Stop(Ending),
 }
 
-fn writer_loop(sock: TcpStream, client: &ClientHandle) {
+fn writer_loop(sock: TcpStream, client: &ClientHandle, stall: Duration) {
     // Reused across leases: steady state allocates nothing.
     let mut lease = Lease::new();
     loop {
         let job = next_job(client, &mut lease);
         match job {
             Job::Write => {
-                let result = write_lease(&sock, &lease);
+                let result = write_lease(&sock, &lease, stall);
                 let written = result.as_ref().map_or_else(|e| e.1, |n| *n);
                 let mut st = client.lock();
                 st.session.lease_done(&mut lease, written, Instant::now());
@@ -260,17 +263,35 @@ fn wait_for_peer(client: &ClientHandle) {
 }
 
 /// Writes a whole lease with `write_vectored` straight from the shared buffers. Returns the
-/// bytes written, or the error with the bytes written before it.
-fn write_lease(sock: &TcpStream, lease: &Lease) -> Result<usize, (io::Error, usize)> {
+/// bytes written, or the error with the bytes written before it; a stall (no byte taken for
+/// `stall`) is a `TimedOut` error.
+///
+/// Each call blocks at most [`STALL_SLICE`] (the socket's write timeout). A call that returns
+/// some bytes after waiting may have moved them at its start, so progress is dated at the
+/// call's return: a stall is seen at most one slice late, never early.
+fn write_lease(
+    sock: &TcpStream,
+    lease: &Lease,
+    stall: Duration,
+) -> Result<usize, (io::Error, usize)> {
     let total = lease.len();
     let mut done = 0usize;
     let mut slices = [IoSlice::new(&[]); 64];
+    let mut progress = Instant::now();
     while done < total {
         let n = lease.io_slices(done, &mut slices);
         match NoSigPipe(sock).write_vectored(&slices[..n]) {
             Ok(0) => return Err((io::ErrorKind::WriteZero.into(), done)),
-            Ok(k) => done += k,
+            Ok(k) => {
+                done += k;
+                progress = Instant::now();
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) && progress.elapsed() < stall => {}
             Err(e) => return Err((e, done)),
         }
     }

@@ -212,3 +212,34 @@ pub fn racing_upgrades_never_pass_the_cap<B: Backend>() {
         drop(results);
     }
 }
+
+/// A client that stops reading is dropped within a second of the stall timeout after its last
+/// byte moved (a bound on the stall detector's granularity, not on speed).
+pub fn stalled_reader_is_dropped_near_the_stall_timeout<B: Backend>() {
+    let stall = Duration::from_secs(2);
+    let h = Net::start::<B>(
+        ServerConfig::default()
+            .policy(pngcast_protocol::queue::Policy::LatestWins)
+            .stall_timeout(stall),
+    );
+    let sink = h.sink();
+    let stalled = h.raw("/ws?clientId=stalled");
+    let frame = test_frame("ev", 1, 1, 256 * 1024, false);
+    let mut last = (Instant::now(), 0u64);
+    let started = Instant::now();
+    while sink.stats().closed_stall == 0 {
+        assert!(started.elapsed() < Duration::from_secs(60), "never dropped");
+        let _ = sink.send_image(&Target::All, &frame);
+        let sent = sink.stats().bytes_sent;
+        if sent != last.1 {
+            last = (Instant::now(), sent);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let after = last.0.elapsed();
+    assert!(
+        after <= stall + Duration::from_millis(1500),
+        "dropped {after:?} after the last byte moved (stall timeout {stall:?})"
+    );
+    drop(stalled);
+}
