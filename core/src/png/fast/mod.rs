@@ -65,10 +65,11 @@ impl FastKernel {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum FastLevel {
-    /// One filter (Paeth) for every row, no per-row choice: the fastest setting. On the corpus,
-    /// 2-3% larger than [`FastLevel::Balanced`] on photos, 13% on the screenshot; about as fast
-    /// as `Balanced` on photos (whose time goes to coding literals), 20-30% faster on flat
-    /// graphics (whose time goes to the per-row filter choice).
+    /// One filter (Paeth) for every row, no per-row choice, zero runs only where they cover a
+    /// whole 64-byte window, and a code that keeps small residuals within 8 bits when that
+    /// costs little: the fastest setting. On the corpus, 3-6% larger than
+    /// [`FastLevel::Balanced`] on photos and the painting, 23% on the screenshot; 1.1-1.55x
+    /// its speed on photos and the painting, 1.15x on the screenshot.
     Fastest,
     /// Per row, the filter (None, Sub, Up, Average or Paeth) with the fewest estimated coded bits
     /// under the stripe's own Huffman table, estimated for all five filters in one SIMD pass over
