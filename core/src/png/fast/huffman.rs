@@ -113,12 +113,24 @@ pub(crate) struct Table {
 impl Table {
     /// Builds the table from symbol counts (any scale; every symbol gets at least a small count).
     pub fn from_counts(counts: &[u32; NUM_LITLEN]) -> Self {
+        Self::build(counts, CodeShape::Free)
+    }
+
+    /// Builds the table from symbol counts with the given [`CodeShape`].
+    pub fn from_counts_shaped(counts: &[u32; NUM_LITLEN], shape: CodeShape) -> Self {
+        Self::build(counts, shape)
+    }
+
+    fn build(counts: &[u32; NUM_LITLEN], shape: CodeShape) -> Self {
         let mut freq = [0u32; NUM_LITLEN];
         for (f, &c) in freq.iter_mut().zip(counts.iter()) {
             *f = c.saturating_add(1);
         }
         let mut lens = [0u8; NUM_LITLEN];
-        limited_lengths(&freq, MAX_LIT_BITS, &mut lens);
+        match shape {
+            CodeShape::Free => limited_lengths(&freq, MAX_LIT_BITS, &mut lens),
+            CodeShape::NearShort(half) => near_short_lengths(&freq, half, &mut lens),
+        }
         let mut codes = [0u16; NUM_LITLEN];
         canonical_codes(&lens, &mut codes);
 
@@ -196,6 +208,67 @@ impl Table {
             bits += counts[257 + s] as u64 * (extra as u64 + 1);
         }
         bits
+    }
+}
+
+/// How a literal/length code is shaped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CodeShape {
+    /// Optimal lengths under [`MAX_LIT_BITS`] only.
+    Free,
+    /// Every residual `r` with `-h <= r < h` (`h` the value, a power of two from 2 to 64) gets
+    /// a code of at most 8 bits, so a block of near residuals always takes the emitters'
+    /// one-byte-per-code path; the rest of the code space goes to the far literals and the
+    /// length symbols ([`near_short_lengths`]).
+    NearShort(u8),
+}
+
+/// Lengths with every near residual (`-half <= r < half`) at most 8 bits, near optimal
+/// otherwise: a code of at most 8 bits over the near literals and six groups (the far
+/// literals in four runs of byte values, two per sign, and the end-of-block and length
+/// symbols as two groups), then each group's own optimal code, limited so that group code
+/// plus symbol code stay within [`MAX_LIT_BITS`], appended to the group's code. Both levels
+/// are complete codes, so the whole is one.
+fn near_short_lengths(freq: &[u32; NUM_LITLEN], half: u8, lens: &mut [u8; NUM_LITLEN]) {
+    assert!(half.is_power_of_two() && (2..=64).contains(&half));
+    let h = half as usize;
+    // Symbol ranges of the groups: far positive residuals h..128 and far negative ones
+    // 128..256 - h, each split in two (at most 63 symbols a group, so a group code of up to
+    // 8 bits leaves the 6 bits 64 symbols need), then 256..271 and 271..286.
+    let q = (128 - h) / 2;
+    let groups: [(usize, usize); 6] = [
+        (h, h + q),
+        (h + q, 128),
+        (128, 128 + q),
+        (128 + q, 256 - h),
+        (256, 271),
+        (271, NUM_LITLEN),
+    ];
+    let near = 2 * h;
+    let mut top = [0u32; 128 + 6];
+    for (i, f) in top[..near].iter_mut().enumerate() {
+        // Near symbols: 0..h, then 256 - h..256.
+        let b = if i < h { i } else { 256 - 2 * h + i };
+        *f = freq[b];
+    }
+    for (g, &(lo, hi)) in groups.iter().enumerate() {
+        top[near + g] = freq[lo..hi].iter().fold(0u32, |a, &f| a.saturating_add(f));
+    }
+    let n = near + groups.len();
+    let mut top_lens = [0u8; 128 + 6];
+    limited_lengths(&top[..n], 8, &mut top_lens[..n]);
+    for (i, &l) in top_lens[..near].iter().enumerate() {
+        let b = if i < h { i } else { 256 - 2 * h + i };
+        lens[b] = l;
+    }
+    let mut sub = [0u8; 64];
+    for (g, &(lo, hi)) in groups.iter().enumerate() {
+        let m = top_lens[near + g];
+        let k = hi - lo;
+        limited_lengths(&freq[lo..hi], MAX_LIT_BITS - m, &mut sub[..k]);
+        for (l, &s) in lens[lo..hi].iter_mut().zip(&sub[..k]) {
+            *l = m + s;
+        }
     }
 }
 
@@ -431,6 +504,44 @@ mod tests {
             limited_lengths(&freq, MAX_LIT_BITS, &mut lens);
             assert!(lens.iter().all(|&l| (1..=MAX_LIT_BITS).contains(&l)));
             assert_eq!(kraft(&lens, MAX_LIT_BITS), 1 << MAX_LIT_BITS);
+        }
+    }
+
+    /// The near-short code: complete, within [`MAX_LIT_BITS`], every near residual at most 8
+    /// bits, for every allowed width and any histogram (near residuals rare or absent too).
+    #[test]
+    fn near_short_codes_are_complete_and_shaped() {
+        let mut rng = fastrand::Rng::with_seed(17);
+        for round in 0..600 {
+            let mut freq = [0u32; NUM_LITLEN];
+            for (s, f) in freq.iter_mut().enumerate() {
+                let d = if s < 256 { s.min(256 - s) } else { 40 } as u32;
+                *f = 1 + match round % 4 {
+                    0 => rng.u32(0..4),
+                    1 => 1_000_000 >> (d / 2).min(20),
+                    2 => rng.u32(0..1_000_000),
+                    // near residuals rare, far ones common (noise)
+                    _ => 1000 + d * rng.u32(0..50),
+                };
+            }
+            let half = [2u8, 4, 8, 16, 32, 64][round % 6];
+            let mut lens = [0u8; NUM_LITLEN];
+            near_short_lengths(&freq, half, &mut lens);
+            assert!(
+                lens.iter().all(|&l| (1..=MAX_LIT_BITS).contains(&l)),
+                "round {round}"
+            );
+            assert_eq!(
+                kraft(&lens, MAX_LIT_BITS),
+                1 << MAX_LIT_BITS,
+                "round {round}"
+            );
+            for (b, &l) in lens[..256].iter().enumerate() {
+                let r = b as u8 as i8 as i16;
+                if (-(half as i16)..half as i16).contains(&r) {
+                    assert!(l <= 8, "round {round} half {half} symbol {b}");
+                }
+            }
         }
     }
 

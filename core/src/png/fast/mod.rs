@@ -7,7 +7,9 @@
 //! 2. **Table.** One dynamic Huffman code, limited to 14 bits, is built from the histogram (every
 //!    symbol keeps a code, so unsampled rows may hold anything). The table also yields a cost
 //!    model shaped for SIMD: the mean code length of residuals `+d`/`-d` for `|d| < 31`, one
-//!    mean for the rest (a 32-entry table).
+//!    mean for the rest (a 32-entry table). [`FastLevel::Fastest`] may shape the code instead
+//!    ([`CodeShape::NearShort`]: every residual near zero at most 8 bits, so whole blocks of
+//!    them take the kernels' cheapest literal path) when that costs at most 2.5% on the sample.
 //!
 //! Per stripe (each its own deflate block, with the code in its header):
 //! 3. **Code.** Each row is filtered (the filter with the least estimated bits, estimated on
@@ -16,6 +18,8 @@
 //!    Adler-32'd while in cache, and coded: literals, except that a run of >= 12 zero residuals
 //!    becomes one literal zero followed by distance-1 matches (zero runs are the only repeats
 //!    worth finding in filtered rows; anything longer-range costs more time than it saves).
+//!    [`FastLevel::Fastest`] takes only runs that cover a whole 64-byte window
+//!    ([`RunMode::Blocks`]): one test per window instead of a run search.
 //! 4. **Fallback.** If the coded stripe would be larger than stored blocks, it is written as
 //!    stored blocks (filter None) instead: output never exceeds stored size + 5 bytes per 64 KiB.
 //!
@@ -28,8 +32,8 @@ pub(crate) mod huffman;
 pub(crate) mod kernels;
 
 use bitwriter::BitWriter;
-use huffman::{length_symbol, CostTable, Table, NUM_LITLEN};
-use kernels::{scalar, Kernel};
+use huffman::{length_symbol, CodeShape, CostTable, Table, NUM_LITLEN};
+use kernels::{scalar, Kernel, RunMode};
 
 use super::stripe::{StripeJob, StripeOut};
 use super::Filter;
@@ -61,10 +65,11 @@ impl FastKernel {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum FastLevel {
-    /// One filter (Paeth) for every row, no per-row choice: the fastest setting. On the corpus,
-    /// 2-3% larger than [`FastLevel::Balanced`] on photos, 13% on the screenshot; about as fast
-    /// as `Balanced` on photos (whose time goes to coding literals), 20-30% faster on flat
-    /// graphics (whose time goes to the per-row filter choice).
+    /// One filter (Paeth) for every row, no per-row choice, zero runs only where they cover a
+    /// whole 64-byte window, and a code that keeps small residuals within 8 bits when that
+    /// costs little: the fastest setting. On the corpus, 3-6% larger than
+    /// [`FastLevel::Balanced`] on photos and the painting, 23% on the screenshot; 1.1-1.55x
+    /// its speed on photos and the painting, 1.15x on the screenshot.
     Fastest,
     /// Per row, the filter (None, Sub, Up, Average or Paeth) with the fewest estimated coded bits
     /// under the stripe's own Huffman table, estimated for all five filters in one SIMD pass over
@@ -98,6 +103,19 @@ const SAMPLE_PIECES_MAX: usize = 24;
 const CHUNK_BYTES: usize = 16 * 1024;
 /// The filter [`FastLevel::Fastest`] uses.
 const FASTEST_FILTER: u8 = scalar::PAETH;
+/// [`FastLevel::Fastest`] tries codes with every residual in -h..h at most 8 bits
+/// ([`CodeShape::NearShort`]), widest first, so blocks of such residuals take the AVX-512
+/// kernel's one-byte-per-code path. On kodim23 (where the free code gives 9-bit codes to
+/// residuals around +-10) -16..16 gave +9% speed for +1% size; on retina it cost 10% in size
+/// (its code is so skewed that 32 codes of at most 8 bits take room from the shortest), -8..8
+/// 1.8%; -32..32 cost more on every photo.
+const FASTEST_NEAR: &[u8] = &[16, 8, 4];
+/// ...and keeps it only when at least this many per mille of the sampled literals then have
+/// codes of at most 8 bits (below it, most 64-byte blocks still hold a longer code and the
+/// short path only adds mispredicted tests: hubble at 959 lost 10%, kodim23 at 972 gained)...
+const SHAPED_MIN_SHORT_PER_MILLE: u32 = 965;
+/// ...and it codes the sample in at most this many per mille more bits than the free code.
+const SHAPED_MAX_COST_PER_MILLE: u64 = 25;
 
 /// Reusable buffers of the fast coder: after the first stripe of a given size, encoding
 /// allocates nothing.
@@ -261,7 +279,7 @@ impl FrameCode {
                     seg[0] = f;
                     kernel.filter_row(f, raw, prev, bpp, &mut seg[1..]);
                 }
-                count_tokens(kernel, buf, &mut hist);
+                count_tokens(kernel, buf, &mut hist, run_mode(level));
                 sampled_bytes += buf.len();
             }
         } else {
@@ -280,15 +298,44 @@ impl FrameCode {
                 // The filter byte goes just before the window's first counted byte.
                 buf[o - lo] = f;
                 let buf = &buf[o - lo..];
-                count_tokens(kernel, buf, &mut hist);
+                count_tokens(kernel, buf, &mut hist, run_mode(level));
                 sampled_bytes += buf.len();
             }
         }
         let counts = hist.finish();
-        let table = Table::from_counts(&counts);
+        let table = choose_table(&counts, level);
         let predicted = table.coded_bits(&counts);
         let stored = predicted * 64 >= 63 * 8 * sampled_bytes as u64;
         Self { table, stored }
+    }
+}
+
+/// The code for `counts` at `level`: for [`FastLevel::Balanced`] the free (optimal) code; for
+/// [`FastLevel::Fastest`] the widest near-short code of [`FASTEST_NEAR`] that keeps the short
+/// path on and costs little more than the free code, else the free code.
+fn choose_table(counts: &[u32; NUM_LITLEN], level: FastLevel) -> Table {
+    let free = Table::from_counts(counts);
+    if level != FastLevel::Fastest {
+        return free;
+    }
+    let fb = free.coded_bits(counts);
+    for &half in FASTEST_NEAR {
+        let shaped = Table::from_counts_shaped(counts, CodeShape::NearShort(half));
+        let sb = shaped.coded_bits(counts);
+        if shaped.short_per_mille >= SHAPED_MIN_SHORT_PER_MILLE
+            && sb * 1000 <= fb * (1000 + SHAPED_MAX_COST_PER_MILLE)
+        {
+            return shaped;
+        }
+    }
+    free
+}
+
+/// How each level finds zero runs.
+fn run_mode(level: FastLevel) -> RunMode {
+    match level {
+        FastLevel::Fastest => RunMode::Blocks,
+        FastLevel::Balanced => RunMode::Any,
     }
 }
 
@@ -426,7 +473,7 @@ pub(crate) fn encode_stripe_with(
             kernel.filter_row(f, raw, prev, job.bpp, &mut seg[1..]);
         }
         adler.write(chunk);
-        emit_tokens(kernel, chunk, table, &mut bw);
+        emit_tokens(kernel, chunk, table, &mut bw, run_mode(level));
         if bw.len_bytes() > stored_len {
             return write_stored(job, out);
         }
@@ -511,8 +558,8 @@ fn write_header(table: &Table, bw: &mut BitWriter<'_>) {
 /// Codes one segment (filtered rows, each with its filter byte): literals, and zero runs as
 /// matches.
 #[inline]
-fn emit_tokens(kernel: Kernel, seg: &[u8], table: &Table, bw: &mut BitWriter<'_>) {
-    kernel.emit_segment(seg, table, bw);
+fn emit_tokens(kernel: Kernel, seg: &[u8], table: &Table, bw: &mut BitWriter<'_>, mode: RunMode) {
+    kernel.emit_segment(seg, table, bw, mode);
 }
 
 /// A symbol histogram being counted: literals in four interleaved tables (so that repeated
@@ -553,26 +600,37 @@ impl Histogram {
 }
 
 /// Counts the symbols [`emit_tokens`] would write for `seg`.
-fn count_tokens(kernel: Kernel, seg: &[u8], hist: &mut Histogram) {
+fn count_tokens(kernel: Kernel, seg: &[u8], hist: &mut Histogram, mode: RunMode) {
+    if mode == RunMode::Blocks {
+        scalar::block_tokens(seg, |t| match t {
+            scalar::Token::Literals(a, b) => hist.literals(&seg[a..b]),
+            scalar::Token::Run(k) => count_run(k, &mut hist.counts),
+        });
+        return;
+    }
     let mut i = 0;
     while let Some(s) = kernel.find_run(seg, i) {
         hist.literals(&seg[i..s]);
         let k = kernel.zero_run(seg, s);
-        let counts = &mut hist.counts;
-        counts[0] += 1;
-        let mut m = k - 1;
-        while m >= 258 + 3 {
-            counts[257 + length_symbol(258)] += 1;
-            m -= 258;
-        }
-        if m > 258 {
-            counts[257 + length_symbol(m - 3)] += 1;
-            m = 3;
-        }
-        counts[257 + length_symbol(m)] += 1;
+        count_run(k, &mut hist.counts);
         i = s + k;
     }
     hist.literals(&seg[i..]);
+}
+
+/// Counts the symbols of a run of `k` zeros ([`kernels::emit_run`]).
+fn count_run(k: usize, counts: &mut [u32; NUM_LITLEN]) {
+    counts[0] += 1;
+    let mut m = k - 1;
+    while m >= 258 + 3 {
+        counts[257 + length_symbol(258)] += 1;
+        m -= 258;
+    }
+    if m > 258 {
+        counts[257 + length_symbol(m - 3)] += 1;
+        m = 3;
+    }
+    counts[257 + length_symbol(m)] += 1;
 }
 
 /// Writes the stripe as stored blocks of filter-None rows; returns their Adler-32.

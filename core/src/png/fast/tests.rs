@@ -4,8 +4,8 @@
 #![forbid(unsafe_code)]
 
 use super::bitwriter::BitWriter;
-use super::huffman::{Table, NUM_LITLEN};
-use super::kernels::{scalar, Kernel};
+use super::huffman::{CodeShape, Table, NUM_LITLEN};
+use super::kernels::{scalar, Kernel, RunMode};
 use super::*;
 
 /// One image's fast-coded zlib stream plus the per-stripe Adler-32s the coder returned.
@@ -674,8 +674,8 @@ fn kernels_runs_and_literals_match_scalar() {
             let mut w2 = BitWriter::new(&mut b2);
             w1.write(0, lead);
             w2.write(0, lead);
-            k.emit_segment(&seg, table, &mut w1);
-            Kernel::Scalar.emit_segment(&seg, table, &mut w2);
+            k.emit_segment(&seg, table, &mut w1, RunMode::Any);
+            Kernel::Scalar.emit_segment(&seg, table, &mut w2, RunMode::Any);
             assert_eq!(
                 w1.len_bits(),
                 w2.len_bits(),
@@ -726,5 +726,68 @@ fn scratch_is_reused_without_growth() {
                 scratch.zeros.capacity()
             )
         );
+    }
+}
+
+/// Segments of literal spans and zero runs of every length around the 64-byte window (runs
+/// that cover windows, end windows, start them, and partial tails): every kernel's block-run
+/// coder writes the scalar oracle's bytes, and the tokens cover the segment in order.
+#[test]
+fn kernels_block_runs_match_scalar() {
+    let mut rng = fastrand::Rng::with_seed(21);
+    let mut counts = [0u32; NUM_LITLEN];
+    for (b, c) in counts.iter_mut().enumerate() {
+        let d = if b < 256 { b.min(256 - b) } else { 8 } as u32;
+        *c = 1_000_000 >> d.min(20);
+    }
+    let tables = [
+        Table::from_counts(&counts),
+        Table::from_counts_shaped(&counts, CodeShape::NearShort(16)),
+    ];
+    for &k in Kernel::all() {
+        for table in &tables {
+            for _ in 0..300 {
+                let mut seg = Vec::new();
+                let target = rng.usize(0..1200);
+                while seg.len() < target {
+                    let n = match rng.u8(0..4) {
+                        0 => rng.usize(1..20),
+                        1 => rng.usize(50..80),
+                        2 => rng.usize(120..300),
+                        _ => 64 - seg.len() % 64,
+                    };
+                    if rng.bool() {
+                        seg.extend(std::iter::repeat_n(0u8, n));
+                    } else {
+                        seg.extend((0..n).map(|_| rng.u8(..) | 1));
+                    }
+                }
+                let mut next = 0;
+                scalar::block_tokens(&seg, |t| match t {
+                    scalar::Token::Literals(a, b) => {
+                        assert!(a == next && a < b);
+                        next = b;
+                    }
+                    scalar::Token::Run(r) => {
+                        assert!(r >= 64 && seg[next..next + r].iter().all(|&x| x == 0));
+                        next += r;
+                    }
+                });
+                assert_eq!(next, seg.len());
+                let len = seg.len();
+                let mut b1 = vec![0u8; len * 2 + 64];
+                let mut b2 = vec![0u8; len * 2 + 64];
+                let mut w1 = BitWriter::new(&mut b1);
+                let mut w2 = BitWriter::new(&mut b2);
+                let lead = rng.u32(0..8);
+                w1.write(0, lead);
+                w2.write(0, lead);
+                k.emit_segment(&seg, table, &mut w1, RunMode::Blocks);
+                Kernel::Scalar.emit_segment(&seg, table, &mut w2, RunMode::Blocks);
+                assert_eq!(w1.len_bits(), w2.len_bits(), "{} len {len}", k.name());
+                let (n1, n2) = (w1.finish(), w2.finish());
+                assert_eq!(b1[..n1], b2[..n2], "{} len {len}", k.name());
+            }
+        }
     }
 }

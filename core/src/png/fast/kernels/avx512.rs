@@ -2,12 +2,13 @@
 //! literal coder fully vectorised: 256-entry table lookups with two `vpermi2b` each, then codes
 //! packed pairwise 16 -> 32 -> 64 bits with variable shifts, so the bit writer takes four (or
 //! eight) literals per write; blocks whose codes are all at most 8 bits skip the packing and go
-//! out eight codes per `pext` ([`emit_short`]).
+//! out eight codes per `pext` ([`emit_short`]). Segments in [`RunMode::Blocks`] go through
+//! [`emit_segment_blocks`], a loop of one zero test per window.
 #![allow(unsafe_code)]
 
 use core::arch::x86_64::*;
 
-use super::scalar;
+use super::{scalar, RunMode};
 use crate::png::fast::bitwriter::{BitWriter, Bits};
 use crate::png::fast::huffman::{CostTable, Table, NEAR_MAX};
 
@@ -75,10 +76,16 @@ impl Avx512 {
     }
 
     /// See [`super::Kernel::emit_segment`].
-    pub(crate) fn emit_segment(self, seg: &[u8], table: &Table, bw: &mut BitWriter<'_>) {
+    pub(crate) fn emit_segment(
+        self,
+        seg: &[u8],
+        table: &Table,
+        bw: &mut BitWriter<'_>,
+        mode: RunMode,
+    ) {
         // SAFETY: features as above. `emit_segment` needs nothing else: it checks the writer's
         // room itself (falling back to the bounds-checked writer) and reads `seg` by masks.
-        unsafe { emit_segment(seg, table, bw) }
+        unsafe { emit_segment(seg, table, bw, mode) }
     }
 
     /// See [`super::Kernel::emit_literals`].
@@ -746,7 +753,7 @@ impl Bits for RawBits {
 /// The CPU must have AVX-512 F, BW, VBMI and BMI2. Sound for any segment and writer (the
 /// writer's room is checked).
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,bmi2")]
-unsafe fn emit_segment(seg: &[u8], table: &Table, bw: &mut BitWriter<'_>) {
+unsafe fn emit_segment(seg: &[u8], table: &Table, bw: &mut BitWriter<'_>, mode: RunMode) {
     let n = seg.len();
     if n == 0 {
         return;
@@ -755,15 +762,88 @@ unsafe fn emit_segment(seg: &[u8], table: &Table, bw: &mut BitWriter<'_>) {
     if tail.len() < segment_room(n) {
         // Cannot happen with the coder's buffer sizing; stay correct anyway.
         // SAFETY: same features.
-        unsafe { emit_segment_with(seg, table, bw) };
+        unsafe { emit_segment_mode(seg, table, bw, mode) };
         return;
     }
     // SAFETY: tail is valid for tail.len() >= segment_room(n) bytes.
     let mut w = unsafe { RawBits::new(tail.as_mut_ptr(), acc, nbits) };
     // SAFETY: same features.
-    unsafe { emit_segment_with(seg, table, &mut w) };
+    unsafe { emit_segment_mode(seg, table, &mut w, mode) };
     debug_assert!(w.pos + 8 <= segment_room(n));
     bw.resume(w.pos, w.acc, w.nbits);
+}
+
+/// [`emit_segment`] in `mode`, over any bit writer.
+///
+/// # Safety
+/// As [`emit_segment_with`].
+#[inline(always)]
+unsafe fn emit_segment_mode(seg: &[u8], table: &Table, bw: &mut impl Bits, mode: RunMode) {
+    // SAFETY: the callee's contract is this function's.
+    unsafe {
+        match mode {
+            RunMode::Any => emit_segment_with(seg, table, bw),
+            RunMode::Blocks => emit_segment_blocks(seg, table, bw),
+        }
+    }
+}
+
+/// [`emit_segment`] in [`RunMode::Blocks`] ([`scalar::block_tokens`], the oracle): per
+/// 64-byte window one zero test; only a window that ends in zeros looks at the next one.
+///
+/// # Safety
+/// As [`emit_segment_with`].
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi,bmi2")]
+unsafe fn emit_segment_blocks(seg: &[u8], table: &Table, bw: &mut impl Bits) {
+    let n = seg.len();
+    if n == 0 {
+        return;
+    }
+    // SAFETY: reads the tables.
+    let t = unsafe { lit_regs(table) };
+    let (mut pos, mut run) = (0usize, 0usize);
+    // SAFETY: 0 < n.
+    let (mut x, mut z) = unsafe { load_window(seg, 0) };
+    loop {
+        if z == !0 {
+            // A whole zero window (z == !0 implies all 64 lanes are real).
+            run += 64;
+            pos += 64;
+        } else if run > 0 {
+            // The run takes the zeros that start this window; the next window starts after.
+            let lz = (!z).trailing_zeros() as usize;
+            super::emit_run(run + lz, table, bw);
+            run = 0;
+            pos += lz;
+        } else {
+            let m = lanes(n - pos);
+            // The next window, loaded here (not only when this one ends in zeros) so that
+            // the test below is data, not a branch: half of a photo's windows end in a zero.
+            let zn = if n - pos > 64 {
+                // SAFETY: pos + 64 < n.
+                unsafe { load_window(seg, pos + 64) }.1
+            } else {
+                0
+            };
+            // Zeros that end this window start a run when the next window is all zeros
+            // (which implies this one is full).
+            let tz = (!z).leading_zeros();
+            let split = if zn == !0 { tz } else { 0 };
+            // SAFETY: register work and writes through bw; `m >> split` keeps lanes 0..k,
+            // k >= 1 (split < 64, as z != !0).
+            unsafe { emit_block(x, m >> split, &t, bw) };
+            run = split as usize;
+            pos += 64;
+        }
+        if pos >= n {
+            break;
+        }
+        // SAFETY: pos < n.
+        (x, z) = unsafe { load_window(seg, pos) };
+    }
+    if run > 0 {
+        super::emit_run(run, table, bw);
+    }
 }
 
 /// [`emit_segment`]'s loop, over any bit writer.

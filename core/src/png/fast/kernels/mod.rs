@@ -25,6 +25,17 @@ use super::huffman::{CostTable, Table};
 /// smaller than the png crate's `Fast` everywhere; 16 starts to cost size on the painting.
 pub(crate) const MIN_RUN: usize = 12;
 
+/// How a segment's zero runs are found; every kernel codes each mode to the same bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RunMode {
+    /// Every run of at least [`MIN_RUN`] zeros, wherever it starts.
+    Any,
+    /// Runs that cover a whole 64-byte window of the segment ([`scalar::block_tokens`]): a
+    /// test per window instead of a run search per byte, at the price of shorter runs coded
+    /// as literals.
+    Blocks,
+}
+
 /// One fast-coder kernel (scalar, AVX2, AVX-512 or NEON), usable on this CPU.
 ///
 /// The idiom mirrors [`crate::convert::kernels`]: each ISA module has a token type (`Avx2`,
@@ -166,12 +177,17 @@ impl Kernel {
     /// Codes a whole segment: literals, and each run of >= [`MIN_RUN`] zeros as a literal zero
     /// plus distance-1 matches ([`emit_run`]). The run found is always the first one in the
     /// segment, so every kernel produces the same tokens.
+    /// In [`RunMode::Blocks`], the runs are those of [`scalar::block_tokens`].
     #[inline]
-    pub fn emit_segment(&self, seg: &[u8], table: &Table, bw: &mut BitWriter<'_>) {
-        match self {
+    pub fn emit_segment(&self, seg: &[u8], table: &Table, bw: &mut BitWriter<'_>, mode: RunMode) {
+        match (self, mode) {
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512(k) => k.emit_segment(seg, table, bw),
-            _ => {
+            (Kernel::Avx512(k), _) => k.emit_segment(seg, table, bw, mode),
+            (_, RunMode::Blocks) => scalar::block_tokens(seg, |t| match t {
+                scalar::Token::Literals(a, b) => self.emit_literals(&seg[a..b], table, bw),
+                scalar::Token::Run(k) => emit_run(k, table, bw),
+            }),
+            (_, RunMode::Any) => {
                 let mut i = 0;
                 while let Some(s) = self.find_run(seg, i) {
                     self.emit_literals(&seg[i..s], table, bw);

@@ -191,6 +191,64 @@ pub(crate) fn zero_run(seg: &[u8], start: usize) -> usize {
     seg[start..].iter().take_while(|&&b| b == 0).count()
 }
 
+/// One token of a segment coded in [`super::RunMode::Blocks`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Token {
+    /// The bytes `seg[a..b]`, as literals.
+    Literals(usize, usize),
+    /// A run of this many zeros (at least 64).
+    Run(usize),
+}
+
+/// The tokens of `seg` in [`super::RunMode::Blocks`], in stream order (the oracle of the
+/// kernels' block-run coders). The segment is walked in windows of 64 bytes from its start; a
+/// run is made of whole zero windows, extended back over the zeros that end the window before
+/// it and forward over the zeros that start the window after it (which then starts after the
+/// run, so later windows shift). Everything else is literals, one span per window.
+pub(crate) fn block_tokens(seg: &[u8], mut token: impl FnMut(Token)) {
+    const W: usize = BLOCK;
+    let n = seg.len();
+    let zero = |a: usize, b: usize| seg[a..b].iter().all(|&x| x == 0);
+    let (mut pos, mut run) = (0usize, 0usize);
+    while pos < n {
+        let w = W.min(n - pos);
+        if w == W && zero(pos, pos + W) {
+            run += W;
+            pos += W;
+            continue;
+        }
+        if run > 0 {
+            let lz = zero_run(&seg[..pos + w], pos);
+            token(Token::Run(run + lz));
+            run = 0;
+            pos += lz;
+            continue;
+        }
+        let tz = if w == W {
+            seg[pos..pos + W]
+                .iter()
+                .rev()
+                .take_while(|&&x| x == 0)
+                .count()
+        } else {
+            0
+        };
+        if tz > 0 && pos + 2 * W <= n && zero(pos + W, pos + 2 * W) {
+            token(Token::Literals(pos, pos + W - tz));
+            run = tz;
+        } else {
+            token(Token::Literals(pos, pos + w));
+        }
+        pos += w;
+    }
+    if run > 0 {
+        token(Token::Run(run));
+    }
+}
+
+/// Window of [`block_tokens`].
+pub(crate) const BLOCK: usize = 64;
+
 /// Emits every byte of `bytes` as a literal, four codes (<= 56 bits) per write.
 pub(crate) fn emit_literals(bytes: &[u8], table: &Table, bw: &mut BitWriter<'_>) {
     let mut chunks = bytes.chunks_exact(4);
