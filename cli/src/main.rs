@@ -4,6 +4,8 @@
 //! [`run`]. Every failure, usage errors included, ends as one `pngcast: error: ...` line on stderr
 //! and exit code 2; `--help` and `--version` print to stdout and exit 0.
 #![forbid(unsafe_code)]
+// Argument doc comments are the command-line help: `[B,H,W,C]` there is text, not a link.
+#![allow(rustdoc::broken_intra_doc_links)]
 
 mod encode;
 mod error;

@@ -1,16 +1,16 @@
 //! The `pngcast` Python package's native module (`pngcast._pngcast`): a thin PyO3 layer over
 //! `pngcast-core` (tensor views, conversion, PNG) and pngcast's transports.
 //!
-//! - [`input`]: numpy arrays and torch tensors read without copying (`__array_interface__`,
+//! - `input`: numpy arrays and torch tensors read without copying (`__array_interface__`,
 //!   DLPack), turned into core's `TensorView`.
-//! - [`encoding`]: `encode` / `encode_batch`, the GIL released while converting and encoding.
-//! - [`server`]: `Server`, a WebSocket server in background threads (optionally an edge that
+//! - `encoding`: `encode` / `encode_batch`, the GIL released while converting and encoding.
+//! - `server`: `Server`, a WebSocket server in background threads (optionally an edge that
 //!   serves what Redis delivers).
-//! - [`relay`]: `Publisher`, frames published to Redis pub/sub for edge servers.
-//! - [`send`]: `send` / `send_json`, shared by both.
-//! - [`errors`]: exceptions, and the fence that turns a Rust panic into `pngcast.Error`.
+//! - `relay`: `Publisher`, frames published to Redis pub/sub for edge servers.
+//! - `send`: `send` / `send_json`, shared by both.
+//! - `errors`: exceptions, and the fence that turns a Rust panic into `pngcast.Error`.
 //!
-//! `unsafe` lives in [`foreign`] alone (reading the DLPack structs and memory that numpy or
+//! `unsafe` lives in `foreign` alone (reading the DLPack structs and memory that numpy or
 //! torch own).
 #![deny(unsafe_code)]
 
