@@ -48,7 +48,7 @@ use crate::event_loop::{EventLoop, WAKER};
 use crate::shared::{Command, Inbox, Shared};
 
 /// Most event loops [`Server::bind`] starts by itself.
-pub const MAX_LOOPS: usize = 16;
+pub const MAX_LOOPS: usize = 8;
 
 /// Why the server could not start. `#[non_exhaustive]`: kinds may be added.
 #[derive(Debug, thiserror::Error)]
