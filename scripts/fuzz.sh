@@ -11,7 +11,7 @@ secs="${1:-120}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(fast_roundtrip http_head wire_parse tensor_encode server_frames)
+    targets=(fast_roundtrip http_head wire_parse tensor_encode server_frames session)
 fi
 export RUSTC_BOOTSTRAP=1
 scratch="${CARGO_TARGET_DIR:-target}/fuzz-corpus"

@@ -43,12 +43,20 @@ fuzz_target!(|data: &[u8]| {
             }
             Route::Refuse { status, reason } => {
                 assert!(
-                    matches!(status, 400 | 401 | 403 | 404 | 405 | 503),
+                    matches!(
+                        status,
+                        400 | 401 | 403 | 404 | 405 | 411 | 413 | 415 | 421 | 503
+                    ),
                     "{status}"
                 );
                 let _ = http::refusal_response(status, reason);
             }
-            Route::Viewer | Route::Features => assert_eq!(head.method, "GET"),
+            Route::Viewer | Route::Features | Route::Metrics => assert_eq!(head.method, "GET"),
+            Route::Ingest(r) => {
+                assert!(matches!(head.method.as_str(), "POST" | "PUT"));
+                assert!(r.content_length >= 1 && r.content_length <= config.max_ingest_bytes);
+                assert!(!r.event.is_empty());
+            }
         }
     }
 });

@@ -1,7 +1,8 @@
 //! Each transport's WebSocket front end over a real loopback socket: a server of each kind runs
 //! in this process (started once); every input picks one (first byte), upgrades properly, then
-//! sends the rest as raw client frame bytes and half-closes. The mio transport parses frames
-//! with its own code (`transport-mio/src/ws.rs`), the blocking one with tungstenite.
+//! sends the rest as raw client frame bytes and half-closes. Both transports hand the bytes to
+//! the protocol's session (`protocol/src/session/`): this target covers their two drivers of it
+//! (the event loop's reads and vectored writes, the blocking reader and lease writer).
 //! Checks: no panic in any server thread (libFuzzer aborts on one); every 256 inputs the server
 //! still upgrades a fresh client and sends it its status message.
 #![no_main]
