@@ -18,6 +18,8 @@
 //!    Adler-32'd while in cache, and coded: literals, except that a run of >= 12 zero residuals
 //!    becomes one literal zero followed by distance-1 matches (zero runs are the only repeats
 //!    worth finding in filtered rows; anything longer-range costs more time than it saves).
+//!    [`FastLevel::Balanced`] takes only runs of >= 16 ([`RunMode::Long`]) when its sample
+//!    codes at most 1.5% larger that way: fewer runs split fewer rows into short literal spans.
 //!    [`FastLevel::Fastest`] takes only runs that cover a whole 64-byte window
 //!    ([`RunMode::Blocks`]): one test per window instead of a run search.
 //! 4. **Fallback.** If the coded stripe would be larger than stored blocks, it is written as
@@ -74,7 +76,9 @@ pub enum FastLevel {
     /// Per row, the filter (None, Sub, Up, Average or Paeth) with the fewest estimated coded bits
     /// under the stripe's own Huffman table, estimated for all five filters in one SIMD pass over
     /// every other 64-byte block of the row; in each block of 8 rows whose first 4 all chose
-    /// Paeth (or all Average), the other 4 take it without estimating. The default.
+    /// Paeth (or all Average), the other 4 take it without estimating. Zero runs of 16 or
+    /// more become matches, or of 12 or more where the frame's sample says 16 would cost over
+    /// 1.5% in size. The default.
     #[default]
     Balanced,
 }
@@ -116,6 +120,14 @@ const FASTEST_NEAR: &[u8] = &[16, 8, 4];
 const SHAPED_MIN_SHORT_PER_MILLE: u32 = 965;
 /// ...and it codes the sample in at most this many per mille more bits than the free code.
 const SHAPED_MAX_COST_PER_MILLE: u64 = 25;
+
+/// [`FastLevel::Balanced`] codes only runs of at least [`kernels::LONG_RUN`] zeros when its
+/// sample codes in at most this many per mille more bits that way than with runs of
+/// [`kernels::MIN_RUN`] (estimated under the latter's code). Measured (estimate / actual
+/// size): the painting 1024^2 crop 9.8 / 9.5, the full painting 13.7 / 12.6 (0.3% under png
+/// `Fast` after it), rocket 22.6 / 22 (would end 1.6% over png `Fast`), retina 25.6-31 /
+/// 17-32; kodim23 0.3, hubble 0.
+const LONG_RUN_MAX_COST_PER_MILLE: u64 = 15;
 
 /// Reusable buffers of the fast coder: after the first stripe of a given size, encoding
 /// allocates nothing.
@@ -223,6 +235,9 @@ impl RowSource for JobRows<'_, '_> {
 #[derive(Debug, Clone)]
 pub(crate) struct FrameCode {
     table: Table,
+    /// How the stripes find zero runs ([`FastLevel::Balanced`]: [`RunMode::Long`] unless the
+    /// sample says it costs too much; [`FastLevel::Fastest`]: [`RunMode::Blocks`]).
+    runs: RunMode,
     /// Predicted at 63/64 of stored size or more (noise codes to exactly 8 bits a byte): every
     /// stripe is written stored; coding would save at most ~1.5% and cost the whole pass.
     stored: bool,
@@ -254,6 +269,7 @@ impl FrameCode {
         // runs across rows are seen; wide rows: a window of one row, its position moving
         // across the width from piece to piece).
         let mut hist = Histogram::new();
+        let mode = run_mode(level);
         let prior = CostTable::prior();
         let (_, group) = chunk_rows(rb, nrows);
         let mut sampled_bytes = 0usize;
@@ -279,7 +295,7 @@ impl FrameCode {
                     seg[0] = f;
                     kernel.filter_row(f, raw, prev, bpp, &mut seg[1..]);
                 }
-                count_tokens(kernel, buf, &mut hist, run_mode(level));
+                count_tokens(kernel, buf, &mut hist, mode);
                 sampled_bytes += buf.len();
             }
         } else {
@@ -298,15 +314,31 @@ impl FrameCode {
                 // The filter byte goes just before the window's first counted byte.
                 buf[o - lo] = f;
                 let buf = &buf[o - lo..];
-                count_tokens(kernel, buf, &mut hist, run_mode(level));
+                count_tokens(kernel, buf, &mut hist, mode);
                 sampled_bytes += buf.len();
             }
         }
-        let counts = hist.finish();
-        let table = choose_table(&counts, level);
-        let predicted = table.coded_bits(&counts);
+        let (counts, short_runs) = hist.finish();
+        let mut table = choose_table(&counts, level);
+        let mut predicted = table.coded_bits(&counts);
+        let mut runs = mode;
+        if mode == RunMode::Any {
+            // The same sample in RunMode::Long: its runs shorter than LONG_RUN become zeros.
+            let long = long_run_counts(&counts, &short_runs);
+            // Estimated under the table at hand (an upper bound of the long code's bits).
+            let bits = table.coded_bits(&long);
+            if bits * 1000 <= predicted * (1000 + LONG_RUN_MAX_COST_PER_MILLE) {
+                table = choose_table(&long, level);
+                predicted = table.coded_bits(&long);
+                runs = RunMode::Long;
+            }
+        }
         let stored = predicted * 64 >= 63 * 8 * sampled_bytes as u64;
-        Self { table, stored }
+        Self {
+            table,
+            runs,
+            stored,
+        }
     }
 }
 
@@ -473,7 +505,7 @@ pub(crate) fn encode_stripe_with(
             kernel.filter_row(f, raw, prev, job.bpp, &mut seg[1..]);
         }
         adler.write(chunk);
-        emit_tokens(kernel, chunk, table, &mut bw, run_mode(level));
+        emit_tokens(kernel, chunk, table, &mut bw, code.runs);
         if bw.len_bytes() > stored_len {
             return write_stored(job, out);
         }
@@ -567,13 +599,20 @@ fn emit_tokens(kernel: Kernel, seg: &[u8], table: &Table, bw: &mut BitWriter<'_>
 struct Histogram {
     lit: [[u32; 256]; 4],
     counts: [u32; NUM_LITLEN],
+    /// Runs counted in [`RunMode::Any`] that [`RunMode::Long`] would leave as literals, by
+    /// length - [`kernels::MIN_RUN`].
+    short_runs: ShortRuns,
 }
+
+/// Counts of zero runs of [`kernels::MIN_RUN`]..[`kernels::LONG_RUN`] bytes.
+type ShortRuns = [u32; kernels::LONG_RUN - kernels::MIN_RUN];
 
 impl Histogram {
     fn new() -> Self {
         Self {
             lit: [[0; 256]; 4],
             counts: [0; NUM_LITLEN],
+            short_runs: [0; kernels::LONG_RUN - kernels::MIN_RUN],
         }
     }
 
@@ -590,13 +629,27 @@ impl Histogram {
         }
     }
 
-    /// The counts of all symbols.
-    fn finish(mut self) -> [u32; NUM_LITLEN] {
+    /// The counts of all symbols, and the short runs among them.
+    fn finish(mut self) -> ([u32; NUM_LITLEN], ShortRuns) {
         for (b, c) in self.counts[..256].iter_mut().enumerate() {
             *c += self.lit[0][b] + self.lit[1][b] + self.lit[2][b] + self.lit[3][b];
         }
-        self.counts
+        (self.counts, self.short_runs)
     }
+}
+
+/// The symbol counts of a sample counted in [`RunMode::Any`] (`counts`, with `short` its runs
+/// shorter than [`kernels::LONG_RUN`]) as [`RunMode::Long`] would count it: each such run of
+/// `k` zeros is `k` literal zeros instead of one and a match of `k - 1`. Exact: in both modes a
+/// run is a whole span of zeros, so the longer runs are the same runs.
+fn long_run_counts(counts: &[u32; NUM_LITLEN], short: &ShortRuns) -> [u32; NUM_LITLEN] {
+    let mut long = *counts;
+    for (i, &n) in short.iter().enumerate() {
+        let k = kernels::MIN_RUN + i;
+        long[0] += n * (k as u32 - 1);
+        long[257 + length_symbol(k - 1)] -= n;
+    }
+    long
 }
 
 /// Counts the symbols [`emit_tokens`] would write for `seg`.
@@ -609,10 +662,14 @@ fn count_tokens(kernel: Kernel, seg: &[u8], hist: &mut Histogram, mode: RunMode)
         return;
     }
     let mut i = 0;
-    while let Some(s) = kernel.find_run(seg, i) {
+    let min = mode.min_run();
+    while let Some(s) = kernel.find_run(seg, i, min) {
         hist.literals(&seg[i..s]);
         let k = kernel.zero_run(seg, s);
         count_run(k, &mut hist.counts);
+        if k < kernels::LONG_RUN {
+            hist.short_runs[k - kernels::MIN_RUN] += 1;
+        }
         i = s + k;
     }
     hist.literals(&seg[i..]);

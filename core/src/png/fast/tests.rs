@@ -645,9 +645,17 @@ fn kernels_runs_and_literals_match_scalar() {
                     }
                 })
                 .collect();
-            for from in [0, len / 3, len.saturating_sub(1), len] {
-                let got = k.find_run(&seg, from);
-                assert_eq!(got, scalar::find_run(&seg, from), "{} find_run", k.name());
+            for (from, min) in [0, len / 3, len.saturating_sub(1), len]
+                .into_iter()
+                .flat_map(|f| [(f, kernels::MIN_RUN), (f, kernels::LONG_RUN)])
+            {
+                let got = k.find_run(&seg, from, min);
+                assert_eq!(
+                    got,
+                    scalar::find_run(&seg, from, min),
+                    "{} find_run {min}",
+                    k.name()
+                );
                 if let Some(s) = got {
                     assert_eq!(
                         k.zero_run(&seg, s),
@@ -670,20 +678,27 @@ fn kernels_runs_and_literals_match_scalar() {
             assert_eq!(w1.len_bits(), w2.len_bits());
             let (n1, n2) = (w1.finish(), w2.finish());
             assert_eq!(b1[..n1], b2[..n2], "{} literals len {len}", k.name());
-            let mut w1 = BitWriter::new(&mut b1);
-            let mut w2 = BitWriter::new(&mut b2);
-            w1.write(0, lead);
-            w2.write(0, lead);
-            k.emit_segment(&seg, table, &mut w1, RunMode::Any);
-            Kernel::Scalar.emit_segment(&seg, table, &mut w2, RunMode::Any);
-            assert_eq!(
-                w1.len_bits(),
-                w2.len_bits(),
-                "{} segment len {len}",
-                k.name()
-            );
-            let (n1, n2) = (w1.finish(), w2.finish());
-            assert_eq!(b1[..n1], b2[..n2], "{} segment len {len}", k.name());
+            for mode in [RunMode::Any, RunMode::Long] {
+                let mut w1 = BitWriter::new(&mut b1);
+                let mut w2 = BitWriter::new(&mut b2);
+                w1.write(0, lead);
+                w2.write(0, lead);
+                k.emit_segment(&seg, table, &mut w1, mode);
+                Kernel::Scalar.emit_segment(&seg, table, &mut w2, mode);
+                assert_eq!(
+                    w1.len_bits(),
+                    w2.len_bits(),
+                    "{} {mode:?} segment len {len}",
+                    k.name()
+                );
+                let (n1, n2) = (w1.finish(), w2.finish());
+                assert_eq!(
+                    b1[..n1],
+                    b2[..n2],
+                    "{} {mode:?} segment len {len}",
+                    k.name()
+                );
+            }
         }
     }
 }
@@ -789,5 +804,103 @@ fn kernels_block_runs_match_scalar() {
                 assert_eq!(b1[..n1], b2[..n2], "{} len {len}", k.name());
             }
         }
+    }
+}
+
+/// Segments with zero runs around both minimum lengths (10..20 zeros): in [`RunMode::Long`]
+/// every kernel's deflate block inflates (miniz_oxide) to the segment, and the sample's
+/// [`RunMode::Long`] counts derived from its [`RunMode::Any`] counts ([`long_run_counts`]) are
+/// exactly those counted in [`RunMode::Long`].
+#[test]
+fn long_runs_inflate_and_are_counted_exactly() {
+    let mut rng = fastrand::Rng::with_seed(33);
+    let mut counts = [0u32; NUM_LITLEN];
+    for (b, c) in counts.iter_mut().enumerate() {
+        let d = if b < 256 { b.min(256 - b) } else { 8 } as u32;
+        *c = 1_000_000 >> d.min(20);
+    }
+    let table = Table::from_counts(&counts);
+    for case in 0..300 {
+        let mut seg = Vec::new();
+        let target = rng.usize(0..1500);
+        while seg.len() < target {
+            let n = match rng.u8(0..4) {
+                0 => rng.usize(10..20),
+                1 => rng.usize(1..12),
+                2 => rng.usize(20..300),
+                _ => 64 - seg.len() % 64,
+            };
+            if rng.bool() {
+                seg.extend(std::iter::repeat_n(0u8, n));
+            } else {
+                seg.extend((0..n).map(|_| rng.u8(..) | 1));
+            }
+        }
+        for &k in Kernel::all() {
+            let mut any = Histogram::new();
+            let mut long = Histogram::new();
+            count_tokens(k, &seg, &mut any, RunMode::Any);
+            count_tokens(k, &seg, &mut long, RunMode::Long);
+            let ((any, short), (long, none)) = (any.finish(), long.finish());
+            assert_eq!(none, [0; kernels::LONG_RUN - kernels::MIN_RUN]);
+            assert_eq!(
+                long_run_counts(&any, &short),
+                long,
+                "{} case {case}",
+                k.name()
+            );
+
+            let mut buf = vec![0u8; seg.len() * 2 + 512];
+            let mut w = BitWriter::new(&mut buf);
+            w.write(1, 1); // BFINAL
+            w.write(2, 2); // dynamic Huffman
+            write_header(&table, &mut w);
+            k.emit_segment(&seg, &table, &mut w, RunMode::Long);
+            w.write(table.codes[256] as u64, table.lens[256] as u32);
+            let n = w.finish();
+            let inflated = miniz_oxide::inflate::decompress_to_vec(&buf[..n]).expect("inflate");
+            assert!(inflated == seg, "{} case {case}", k.name());
+        }
+    }
+}
+
+/// [`FastLevel::Balanced`] codes only runs of [`kernels::LONG_RUN`] or more when its sample
+/// says that costs little (long runs only), and keeps [`kernels::MIN_RUN`] when many runs are
+/// shorter; both frames decode on every kernel.
+#[test]
+fn balanced_takes_long_runs_only_when_cheap() {
+    let s = Shape {
+        w: 400,
+        h: 40,
+        channels: 1,
+        depth: 8,
+    };
+    let mut rng = fastrand::Rng::with_seed(5);
+    for (zeros, want) in [(20..40, RunMode::Long), (12..16, RunMode::Any)] {
+        let mut px = Vec::new();
+        while px.len() < s.w * s.h {
+            px.extend(std::iter::repeat_n(0u8, rng.usize(zeros.clone())));
+            let lits = rng.usize(4..12);
+            px.extend((0..lits).map(|_| rng.u8(1..8)));
+        }
+        px.truncate(s.w * s.h);
+        let whole = StripeJob {
+            prev_row: None,
+            rows: &px,
+            row_bytes: s.w,
+            bpp: 1,
+            filter: Filter::None,
+            is_last: true,
+        };
+        let code = FrameCode::sample(
+            &mut JobRows(&whole),
+            s.w,
+            1,
+            Filter::None,
+            FastLevel::Balanced,
+            &mut FastScratch::default(),
+        );
+        assert_eq!(code.runs, want, "zero runs of {zeros:?}");
+        check_all(&px, &s, Filter::None, FastLevel::Balanced, 16);
     }
 }

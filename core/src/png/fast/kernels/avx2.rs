@@ -54,10 +54,16 @@ impl Avx2 {
     }
 
     /// See [`super::Kernel::find_run`]; panics under the same conditions.
-    pub(crate) fn find_run(self, seg: &[u8], from: usize) -> Option<usize> {
+    pub(crate) fn find_run(self, seg: &[u8], from: usize, min: usize) -> Option<usize> {
         super::check_pos(seg, from);
         // SAFETY: AVX2 as above; `from <= seg.len()` was just checked.
-        unsafe { find_run(seg, from) }
+        unsafe {
+            match min {
+                super::MIN_RUN => find_run::<{ super::MIN_RUN }>(seg, from),
+                super::LONG_RUN => find_run::<{ super::LONG_RUN }>(seg, from),
+                _ => scalar::find_run(seg, from, min),
+            }
+        }
     }
 
     /// See [`super::Kernel::zero_run`]; panics under the same conditions.
@@ -304,8 +310,7 @@ unsafe fn zero_mask(seg: &[u8], p: usize) -> u32 {
 /// # Safety
 /// The CPU must have AVX2. Sound for any `from` (loads only while `from + 32 <= seg.len()`).
 #[target_feature(enable = "avx2")]
-unsafe fn find_run(seg: &[u8], from: usize) -> Option<usize> {
-    const R: usize = super::MIN_RUN;
+unsafe fn find_run<const R: usize>(seg: &[u8], from: usize) -> Option<usize> {
     let n = seg.len();
     let mut p = from;
     while p + 32 <= n {
@@ -321,7 +326,7 @@ unsafe fn find_run(seg: &[u8], from: usize) -> Option<usize> {
         }
         p += 33 - R;
     }
-    scalar::find_run(seg, p.min(n))
+    scalar::find_run(seg, p.min(n), R)
 }
 
 /// See [`super::Kernel::zero_run`].

@@ -62,10 +62,16 @@ impl Avx512 {
     }
 
     /// See [`super::Kernel::find_run`]; panics under the same conditions.
-    pub(crate) fn find_run(self, seg: &[u8], from: usize) -> Option<usize> {
+    pub(crate) fn find_run(self, seg: &[u8], from: usize, min: usize) -> Option<usize> {
         super::check_pos(seg, from);
         // SAFETY: features as above; `from <= seg.len()` was just checked.
-        unsafe { find_run(seg, from) }
+        unsafe {
+            match min {
+                super::MIN_RUN => find_run::<{ super::MIN_RUN }>(seg, from),
+                super::LONG_RUN => find_run::<{ super::LONG_RUN }>(seg, from),
+                _ => scalar::find_run(seg, from, min),
+            }
+        }
     }
 
     /// See [`super::Kernel::zero_run`]; panics under the same conditions.
@@ -310,8 +316,7 @@ unsafe fn zero_mask(seg: &[u8], p: usize) -> (u64, u64) {
 /// # Safety
 /// The CPU must have AVX-512 F, BW, VBMI and BMI2. Sound for any `from` (loads only while `from < seg.len()`).
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,bmi2")]
-unsafe fn find_run(seg: &[u8], from: usize) -> Option<usize> {
-    const R: usize = super::MIN_RUN;
+unsafe fn find_run<const R: usize>(seg: &[u8], from: usize) -> Option<usize> {
     let n = seg.len();
     let mut p = from;
     while p < n {
@@ -668,19 +673,22 @@ unsafe fn emit_literals(bytes: &[u8], table: &Table, bw: &mut BitWriter<'_>) {
     *bw = w;
 }
 
-/// Bit `t` of the result: bits `t..t + 12` of the 128-bit `z | zn << 64` are all set, i.e. a
-/// run of [`super::MIN_RUN`] zero bytes starts at `t`. Four doubling steps (1+1, 2+2, 4+4, then
-/// 8 at t and t+4) in scalar registers, which are idle while the vector units code literals.
+/// Bit `t` of the result: bits `t..t + R` of the 128-bit `z | zn << 64` are all set, i.e. a
+/// run of `R` ([`super::MIN_RUN`] or [`super::LONG_RUN`]) zero bytes starts at `t`. Four
+/// doubling steps (1+1, 2+2, 4+4, then 8 at t and t+R-8) in scalar registers, which are idle
+/// while the vector units code literals.
 #[inline(always)]
-fn run_starts(z: u64, zn: u64) -> u64 {
-    const _: () = assert!(super::MIN_RUN == 12);
-    let a = z & (z >> 1 | zn << 63);
-    let an = zn & zn >> 1;
-    let b = a & (a >> 2 | an << 62);
-    let bn = an & an >> 2;
-    let c = b & (b >> 4 | bn << 60);
-    let cn = bn & bn >> 4;
-    c & (c >> 4 | cn << 60)
+fn run_starts<const R: usize>(z: u64, zn: u64) -> u64 {
+    const { assert!(R > 8 && R <= 16) };
+    /// Runs of twice the length, as `k` apart: bits t and t + k both set.
+    #[inline(always)]
+    fn step(x: u64, xn: u64, k: usize) -> (u64, u64) {
+        (x & (x >> k | xn << (64 - k)), xn & xn >> k)
+    }
+    let (a, an) = step(z, zn, 1);
+    let (b, bn) = step(a, an, 2);
+    let (c, cn) = step(b, bn, 4);
+    step(c, cn, R - 8).0
 }
 
 /// `seg[p..]`'s next 64 bytes (zero past the end) and their zero-byte mask.
@@ -782,7 +790,8 @@ unsafe fn emit_segment_mode(seg: &[u8], table: &Table, bw: &mut impl Bits, mode:
     // SAFETY: the callee's contract is this function's.
     unsafe {
         match mode {
-            RunMode::Any => emit_segment_with(seg, table, bw),
+            RunMode::Any => emit_segment_with::<{ super::MIN_RUN }>(seg, table, bw),
+            RunMode::Long => emit_segment_with::<{ super::LONG_RUN }>(seg, table, bw),
             RunMode::Blocks => emit_segment_blocks(seg, table, bw),
         }
     }
@@ -852,7 +861,7 @@ unsafe fn emit_segment_blocks(seg: &[u8], table: &Table, bw: &mut impl Bits) {
 /// The CPU must have AVX-512 F, BW, VBMI and BMI2. Sound for any segment; `bw` must be sound for the bytes the
 /// segment codes to (as [`RawBits::new`] requires of its buffer).
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,bmi2")]
-unsafe fn emit_segment_with(seg: &[u8], table: &Table, bw: &mut impl Bits) {
+unsafe fn emit_segment_with<const R: usize>(seg: &[u8], table: &Table, bw: &mut impl Bits) {
     let n = seg.len();
     // SAFETY: reads the tables.
     let t = unsafe { lit_regs(table) };
@@ -867,7 +876,7 @@ unsafe fn emit_segment_with(seg: &[u8], table: &Table, bw: &mut impl Bits) {
         } else {
             (_mm512_setzero_si512(), 0)
         };
-        let cand = run_starts(z, zn);
+        let cand = run_starts::<R>(z, zn);
         if cand == 0 {
             // SAFETY: register work and writes through bw.
             unsafe { emit_block(x, m, &t, bw) };

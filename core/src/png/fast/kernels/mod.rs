@@ -24,16 +24,32 @@ use super::huffman::{CostTable, Table};
 /// splits photo rows into many short literal spans; 12 is 1.5-2x faster on photos and still
 /// smaller than the png crate's `Fast` everywhere; 16 starts to cost size on the painting.
 pub(crate) const MIN_RUN: usize = 12;
+/// The minimum run of [`RunMode::Long`]: fewer runs, so fewer rows split into short literal
+/// spans (each run ends a 64-byte block early and restarts the next one unaligned).
+pub(crate) const LONG_RUN: usize = 16;
 
 /// How a segment's zero runs are found; every kernel codes each mode to the same bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum RunMode {
     /// Every run of at least [`MIN_RUN`] zeros, wherever it starts.
     Any,
+    /// Every run of at least [`LONG_RUN`] zeros, wherever it starts.
+    Long,
     /// Runs that cover a whole 64-byte window of the segment ([`scalar::block_tokens`]): a
     /// test per window instead of a run search per byte, at the price of shorter runs coded
     /// as literals.
     Blocks,
+}
+
+impl RunMode {
+    /// The shortest run this mode codes as a match ([`RunMode::Blocks`]: one window).
+    pub(crate) fn min_run(self) -> usize {
+        match self {
+            RunMode::Any => MIN_RUN,
+            RunMode::Long => LONG_RUN,
+            RunMode::Blocks => scalar::BLOCK,
+        }
+    }
 }
 
 /// One fast-coder kernel (scalar, AVX2, AVX-512 or NEON), usable on this CPU.
@@ -144,18 +160,23 @@ impl Kernel {
         }
     }
 
-    /// The start of the first run of at least [`MIN_RUN`] zeros in `seg[from..]`.
+    /// The start of the first run of at least `min` zeros in `seg[from..]` (`min` is
+    /// [`MIN_RUN`] or [`LONG_RUN`]; the SIMD kernels are specialised for those two).
     ///
-    /// Panics (a programmer error) if `from > seg.len()`.
+    /// Panics (a programmer error) if `from > seg.len()` or `min` is neither.
     #[inline]
-    pub fn find_run(&self, seg: &[u8], from: usize) -> Option<usize> {
+    pub fn find_run(&self, seg: &[u8], from: usize, min: usize) -> Option<usize> {
         check_pos(seg, from);
+        assert!(
+            min == MIN_RUN || min == LONG_RUN,
+            "find_run: min must be MIN_RUN or LONG_RUN"
+        );
         match self {
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2(k) => k.find_run(seg, from),
+            Kernel::Avx2(k) => k.find_run(seg, from, min),
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512(k) => k.find_run(seg, from),
-            _ => scalar::find_run(seg, from),
+            Kernel::Avx512(k) => k.find_run(seg, from, min),
+            _ => scalar::find_run(seg, from, min),
         }
     }
 
@@ -174,7 +195,8 @@ impl Kernel {
         }
     }
 
-    /// Codes a whole segment: literals, and each run of >= [`MIN_RUN`] zeros as a literal zero
+    /// Codes a whole segment: literals, and each run of >= [`MIN_RUN`] zeros ([`LONG_RUN`] in
+    /// [`RunMode::Long`]) as a literal zero
     /// plus distance-1 matches ([`emit_run`]). The run found is always the first one in the
     /// segment, so every kernel produces the same tokens.
     /// In [`RunMode::Blocks`], the runs are those of [`scalar::block_tokens`].
@@ -187,9 +209,10 @@ impl Kernel {
                 scalar::Token::Literals(a, b) => self.emit_literals(&seg[a..b], table, bw),
                 scalar::Token::Run(k) => emit_run(k, table, bw),
             }),
-            (_, RunMode::Any) => {
+            (_, RunMode::Any | RunMode::Long) => {
+                let min = mode.min_run();
                 let mut i = 0;
-                while let Some(s) = self.find_run(seg, i) {
+                while let Some(s) = self.find_run(seg, i, min) {
                     self.emit_literals(&seg[i..s], table, bw);
                     let k = self.zero_run(seg, s);
                     emit_run(k, table, bw);
@@ -332,7 +355,7 @@ mod tests {
             ("position 301 past the segment's 300 bytes", {
                 let raw = raw.clone();
                 Box::new(move || {
-                    let _ = k.find_run(&raw, 301);
+                    let _ = k.find_run(&raw, 301, MIN_RUN);
                 })
             }),
             ("position 1000 past the segment's 300 bytes", {
@@ -386,7 +409,7 @@ mod tests {
             });
             assert!(m.contains("bytes per pixel 9"), "{m}");
             let m = panic_message(|| {
-                let _ = t.find_run(&raw, 300);
+                let _ = t.find_run(&raw, 300, MIN_RUN);
             });
             assert!(m.contains("position 300"), "{m}");
         }
@@ -407,7 +430,7 @@ mod tests {
                 assert_eq!(got, want, "{}", k.name());
             }
             let zeros = [0u8; 100];
-            assert_eq!(k.find_run(&zeros, 100), None, "{}", k.name());
+            assert_eq!(k.find_run(&zeros, 100, MIN_RUN), None, "{}", k.name());
             assert_eq!(k.zero_run(&zeros, 100), 0, "{}", k.name());
             assert_eq!(k.zero_run(&zeros, 0), 100, "{}", k.name());
         }

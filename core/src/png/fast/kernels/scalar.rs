@@ -2,7 +2,6 @@
 //! The scalar kernel: the oracle every SIMD kernel must match bit for bit, and the fallback on
 //! CPUs without them (or under `--cfg pngcast_force_scalar`).
 
-use super::MIN_RUN;
 use crate::png::fast::bitwriter::BitWriter;
 use crate::png::fast::huffman::{CostTable, Table};
 
@@ -170,14 +169,15 @@ pub(crate) fn filter_row(f: u8, raw: &[u8], prev: &[u8], bpp: usize, dst: &mut [
     }
 }
 
-/// The start of the first run of at least [`MIN_RUN`] zero bytes in `seg[from..]`, if any.
-pub(crate) fn find_run(seg: &[u8], from: usize) -> Option<usize> {
+/// The start of the first run of at least `min` (>= 1) zero bytes in `seg[from..]`, if any.
+pub(crate) fn find_run(seg: &[u8], from: usize, min: usize) -> Option<usize> {
+    debug_assert!(min >= 1);
     let mut zeros = 0;
     for (i, &b) in seg.iter().enumerate().skip(from) {
         if b == 0 {
             zeros += 1;
-            if zeros == MIN_RUN {
-                return Some(i + 1 - MIN_RUN);
+            if zeros == min {
+                return Some(i + 1 - min);
             }
         } else {
             zeros = 0;
