@@ -50,8 +50,15 @@ fn median(mut v: Vec<Duration>) -> Duration {
     }
 }
 
+/// Median of `runs` timed calls, after warm-up calls for at least 50 ms: on a VM a pool's
+/// freshly woken vCPUs run slow for tens of milliseconds (the first 2-thread 1 MP frames took
+/// twice as long as the same frames a moment later), which one warm-up call does not cover.
 fn time(runs: usize, mut f: impl FnMut()) -> Duration {
+    let warm = Instant::now();
     f();
+    while warm.elapsed() < Duration::from_millis(50) {
+        f();
+    }
     median(
         (0..runs)
             .map(|_| {
