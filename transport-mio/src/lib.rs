@@ -8,7 +8,7 @@
 //! policy, so a client that stops reading never slows another. A frame's PNG is shared by every
 //! client (`Arc`) and written straight from that buffer with vectored writes.
 //!
-//! How many loops: [`Server::bind`] runs one per available core (at most [`MAX_LOOPS`]);
+//! How many loops: [`Server::bind`] runs one per available core (at most [`DEFAULT_LOOPS`]);
 //! [`Server::bind_loops`] picks. One loop is the leanest for a few clients; with many clients
 //! the kernel's socket copies, made by the writing thread, need more than one core (on 2 vCPUs,
 //! 100 clients of 1 MP frames: the one loop thread was the bottleneck).
@@ -48,7 +48,10 @@ use crate::event_loop::{EventLoop, WAKER};
 use crate::shared::{Command, Inbox, Shared};
 
 /// Most event loops [`Server::bind`] starts by itself.
-pub const MAX_LOOPS: usize = 8;
+pub const DEFAULT_LOOPS: usize = 8;
+
+/// Most event loops a server runs ([`Server::bind_loops`] clamps to it).
+pub const MAX_LOOPS: usize = 32;
 
 /// Why the server could not start. `#[non_exhaustive]`: kinds may be added.
 #[derive(Debug, thiserror::Error)]
@@ -89,12 +92,12 @@ struct MioSink {
 
 impl Server {
     /// Validates `config`, binds its address and starts one event loop per available core (at
-    /// most [`MAX_LOOPS`]).
+    /// most [`DEFAULT_LOOPS`]).
     pub fn bind(config: ServerConfig) -> Result<Server, Error> {
         let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
         Self::bind_loops(
             config,
-            NonZeroUsize::new(cores.min(MAX_LOOPS)).unwrap_or(NonZeroUsize::MIN),
+            NonZeroUsize::new(cores.min(DEFAULT_LOOPS)).unwrap_or(NonZeroUsize::MIN),
         )
     }
 

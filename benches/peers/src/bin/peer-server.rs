@@ -132,6 +132,11 @@ fn pngcast(kind: &str, addr: SocketAddr, png: Vec<u8>) {
             let s = pngcast_mio::Server::bind(config).expect("bind");
             (s.sink(), s.local_addr().port(), Box::new(s))
         }
+        "mio16" => {
+            let loops = std::num::NonZeroUsize::new(16).expect("non-zero");
+            let s = pngcast_mio::Server::bind_loops(config, loops).expect("bind");
+            (s.sink(), s.local_addr().port(), Box::new(s))
+        }
         _ => {
             let s = pngcast_blocking::Server::bind(config).expect("bind");
             (s.sink(), s.local_addr().port(), Box::new(s))
@@ -268,7 +273,7 @@ fn main() {
         Bytes::from(m)
     };
     match server.as_str() {
-        "mio" | "blocking" => pngcast(&server, addr, png),
+        "mio" | "mio16" | "blocking" => pngcast(&server, addr, png),
         "tungstenite" => tungstenite(addr, message()),
         "fastwebsockets" => fastwebsockets(addr, message()),
         _ => usage(),

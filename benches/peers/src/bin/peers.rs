@@ -4,6 +4,7 @@
 //! ```text
 //! peers prepare --out DIR                   # photo_512.png, photo_1024.png (pngcast Fast)
 //! peers table --png-dir DIR [--rounds 3] [--servers mio,blocking,...] [--quick]
+//!             (`mio16`, pngcast-mio with 16 event loops, runs only when named)
 //!             [--raw FILE.jsonl] [--sections fanout,stall,latency]
 //! peers strace --png-dir DIR --server mio [--size 1024] [--clients 1] [--frames 200] [--paced]
 //! ```
@@ -43,9 +44,14 @@ const SERVERS: [(&str, &str); 5] = [
     ("aiohttp", "aiohttp (ComfyUI-style)"),
 ];
 
+/// Servers run only when named in `--servers`: pngcast-mio with one event loop per core of a
+/// 16-core machine instead of its default cap of 8 (to compare the two in one run).
+const EXTRA_SERVERS: [(&str, &str); 1] = [("mio16", "pngcast-mio, 16 loops")];
+
 fn display(server: &str) -> &'static str {
     SERVERS
         .iter()
+        .chain(&EXTRA_SERVERS)
         .find(|s| s.0 == server)
         .map(|s| s.1)
         .unwrap_or("?")
@@ -621,7 +627,7 @@ fn print_tables(o: &Opts, res: &Results, minutes: f64) {
     let sv = &o.servers;
     let peers: Vec<&String> = sv
         .iter()
-        .filter(|s| *s != "mio" && *s != "blocking")
+        .filter(|s| !matches!(s.as_str(), "mio" | "mio16" | "blocking"))
         .collect();
     println!(
         "<!-- {}; {} rounds; {minutes:.1} min -->\n",
@@ -646,6 +652,9 @@ fn print_tables(o: &Opts, res: &Results, minutes: f64) {
         }
         if sv.iter().any(|s| s == "blocking") {
             ratio_cols.push(("blocking".into(), "mio".into(), "blocking / mio".into()));
+        }
+        if sv.iter().any(|s| s == "mio16") {
+            ratio_cols.push(("mio16".into(), "mio".into(), "mio16 / mio".into()));
         }
     }
     let names: Vec<String> = ratio_cols.iter().map(|c| c.2.clone()).collect();
