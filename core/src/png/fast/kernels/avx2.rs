@@ -158,6 +158,16 @@ unsafe fn is_flat(x: __m256i, a: __m256i, b: __m256i, c: __m256i) -> bool {
     }
 }
 
+/// Asks for the cache line at offset `i` of the row after `raw` (rows lie back to back in
+/// every caller's buffer); see the AVX-512 kernel's `prefetch_next_row`.
+#[inline(always)]
+fn prefetch_next_row(raw: &[u8], i: usize) {
+    let line = raw.as_ptr().wrapping_add(raw.len() + i);
+    // SAFETY: a prefetch is only a hint: it never faults and reads nothing into the program,
+    // so any address (here possibly past the buffer's end) is sound.
+    unsafe { _mm_prefetch::<_MM_HINT_T0>(line as *const i8) }
+}
+
 /// See [`super::Kernel::filter_costs`].
 ///
 /// # Safety
@@ -197,6 +207,11 @@ unsafe fn filter_costs(raw: &[u8], prev: &[u8], bpp: usize, cost: &CostTable) ->
     let mut flat_bytes = 0u64;
     let mut i = head;
     while i < body_end {
+        if (i - head).is_multiple_of(2 * scalar::COST_BLOCK) {
+            // The block this pass skips is read by the filter next: fetch both.
+            prefetch_next_row(raw, i);
+            prefetch_next_row(raw, i + scalar::COST_BLOCK);
+        }
         // SAFETY: bpp.min(n) = head <= i with i < body_end <= n, so bpp <= i; i + 32 <=
         // body_end <= n = raw.len() <= prev.len() (contract).
         let [x, a, b, c] = unsafe { load4(raw, prev, bpp, i) };
@@ -259,6 +274,9 @@ unsafe fn filter_row(f: u8, raw: &[u8], prev: &[u8], bpp: usize, dst: &mut [u8])
     let predicts_flat = f != scalar::NONE;
     let mut i = head;
     while i < body_end {
+        if (i - head).is_multiple_of(64) {
+            prefetch_next_row(raw, i);
+        }
         // SAFETY: bpp.min(n) = head <= i with i < body_end <= n, so bpp <= i; i + 32 <=
         // body_end <= n = raw.len() <= prev.len() (contract).
         let [x, a, b, c] = unsafe { load4(raw, prev, bpp, i) };

@@ -102,6 +102,18 @@ impl Avx512 {
     }
 }
 
+/// Asks for the cache line at offset `i` of the row after `raw` (in every caller, rows lie back
+/// to back in one buffer), so that it is in L1 when that row is estimated and filtered.
+/// Without it each row's first read was a memory stall: on a 1 MP photo the cost pass and the
+/// filter took turns paying it, and on the 25 MB 4K graphic `Balanced` ran 1.4x slower.
+#[inline(always)]
+fn prefetch_next_row(raw: &[u8], i: usize) {
+    let line = raw.as_ptr().wrapping_add(raw.len() + i);
+    // SAFETY: a prefetch is only a hint: it never faults and reads nothing into the program,
+    // so any address (here possibly past the buffer's end) is sound.
+    unsafe { _mm_prefetch::<_MM_HINT_T0>(line as *const i8) }
+}
+
 /// Lane mask for the `rem` bytes left (all 64 when `rem >= 64`).
 #[inline(always)]
 fn lanes(rem: usize) -> u64 {
@@ -219,6 +231,9 @@ unsafe fn filter_costs(raw: &[u8], prev: &[u8], bpp: usize, cost: &CostTable) ->
     let mut flat_bytes = 0u64;
     let mut i = head;
     while i < n {
+        // The blocks this pass skips are read by the filter next: fetch both lines.
+        prefetch_next_row(raw, i);
+        prefetch_next_row(raw, i + 64);
         let m = lanes(n - i);
         // SAFETY: i >= bpp and i < n; see load4.
         let [x, a, b, c] = unsafe { load4(raw, prev, bpp, i, m) };
@@ -260,6 +275,7 @@ unsafe fn filter_row(f: u8, raw: &[u8], prev: &[u8], bpp: usize, dst: &mut [u8])
     let predicts_flat = f != scalar::NONE;
     let mut i = head;
     while i < n {
+        prefetch_next_row(raw, i);
         let m = lanes(n - i);
         // SAFETY: i >= bpp and i < n; see load4.
         let [x, a, b, c] = unsafe { load4(raw, prev, bpp, i, m) };
