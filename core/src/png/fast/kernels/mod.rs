@@ -2,6 +2,8 @@
 //!
 //! Each kernel computes the same four things: the estimated cost of a row under each filter,
 //! the filtered row, the position of the next zero run, and the literal codes of a byte span.
+//! The x86 SIMD cost and filter passes also prefetch the same offsets of the next row (rows lie
+//! back to back in every caller), as each row's first read was otherwise a memory stall.
 //! The scalar kernel is the oracle; SIMD kernels must produce identical bytes (tested). The best
 //! available kernel is detected once and cached; `--cfg pngcast_force_scalar` pins the scalar one.
 #![deny(unsafe_code)]
