@@ -40,16 +40,6 @@ fn usage(msg: &str) -> ! {
     std::process::exit(2)
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2
-    }
-}
-
 /// Median of `runs` timed calls, after warm-up calls for at least 50 ms: on a VM a pool's
 /// freshly woken vCPUs run slow for tens of milliseconds (the first 2-thread 1 MP frames took
 /// twice as long as the same frames a moment later), which one warm-up call does not cover.
@@ -59,14 +49,14 @@ fn time(runs: usize, mut f: impl FnMut()) -> Duration {
     while warm.elapsed() < Duration::from_millis(50) {
         f();
     }
-    median(
-        (0..runs)
+    pngcast_benches::median(
+        &(0..runs)
             .map(|_| {
                 let t = Instant::now();
                 f();
                 t.elapsed()
             })
-            .collect(),
+            .collect::<Vec<_>>(),
     )
 }
 
@@ -150,7 +140,7 @@ fn main() {
                     .unwrap_or_else(|| usage("bad --threads"))
             }
             "--runs" => runs = value().parse().unwrap_or_else(|_| usage("bad --runs")),
-            "--frames" => wanted = value().split(',').map(String::from).collect(),
+            "--frames" => wanted = value().split(',').map(String::from).collect::<Vec<_>>(),
             "-h" | "--help" => usage("help"),
             other => usage(&format!("unknown argument {other}")),
         }
@@ -220,15 +210,15 @@ fn main() {
                 enc.encode_into(&info, &img.pixels, &mut out)
                     .expect("encode u8")
             });
-            let wake = median(
-                (0..runs)
+            let wake = pngcast_benches::median(
+                &(0..runs)
                     .map(|_| {
                         std::thread::sleep(Duration::from_micros(100));
                         let s = Instant::now();
                         pool.install(|| (0..*t).into_par_iter().for_each(|_| ()));
                         s.elapsed()
                     })
-                    .collect(),
+                    .collect::<Vec<_>>(),
             );
             let b_u8 = *base_u8.get_or_insert(u8_png);
             let b_f32 = *base_f32.get_or_insert(f32_png);

@@ -223,27 +223,6 @@ fn variants<'a>(img: &'a Image, pools: &'a [rayon::ThreadPool; 2]) -> Vec<Varian
     v
 }
 
-fn median(sorted: &[Duration]) -> Duration {
-    let n = sorted.len();
-    if n % 2 == 1 {
-        sorted[n / 2]
-    } else {
-        (sorted[n / 2 - 1] + sorted[n / 2]) / 2
-    }
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
-}
-
 fn load_average() -> Option<f64> {
     std::fs::read_to_string("/proc/loadavg")
         .ok()?
@@ -292,7 +271,7 @@ fn main() {
         )),
         None => Box::new(std::io::sink()),
     };
-    let machine = cpu_model();
+    let machine = pngcast_benches::cpu_model();
     let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
     let started = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -342,7 +321,7 @@ fn main() {
         for v in vs.iter_mut() {
             v.times.sort();
             let best = v.times[0];
-            let med = median(&v.times);
+            let med = pngcast_benches::median(&v.times);
             let mp_s = |d: Duration| mp / d.as_secs_f64().max(1e-9);
             let line = json!({
                 "kind": "encode",

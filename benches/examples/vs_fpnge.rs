@@ -102,27 +102,6 @@ fn coders<'a>(img: &'a Image) -> Vec<Coder<'a>> {
     v
 }
 
-fn median(sorted: &[Duration]) -> Duration {
-    let n = sorted.len();
-    if n % 2 == 1 {
-        sorted[n / 2]
-    } else {
-        (sorted[n / 2 - 1] + sorted[n / 2]) / 2
-    }
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
-}
-
 /// One image's results: (name, median MP/s, bytes) per coder.
 struct Row {
     image: String,
@@ -216,7 +195,7 @@ fn main() {
             .iter_mut()
             .map(|c| {
                 c.times.sort();
-                let med = median(&c.times).as_secs_f64().max(1e-9);
+                let med = pngcast_benches::median(&c.times).as_secs_f64().max(1e-9);
                 (c.name.clone(), mp / med, c.out.len())
             })
             .collect();
@@ -229,7 +208,7 @@ fn main() {
     let mut md = String::new();
     md += &format!(
         "<!-- vs_fpnge: {}, {} threads available, one used, kernel {}, median of {runs} -->\n\n",
-        cpu_model(),
+        pngcast_benches::cpu_model(),
         std::thread::available_parallelism().map_or(1, NonZeroUsize::get),
         fast_kernel_name()
     );

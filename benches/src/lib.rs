@@ -344,6 +344,32 @@ fn to_rgba(samples: &[u8], channels: usize) -> Vec<u8> {
         .collect()
 }
 
+/// The median of `times` (the mean of the middle two for an even count); zero when empty.
+pub fn median(times: &[std::time::Duration]) -> std::time::Duration {
+    let mut v = times.to_vec();
+    v.sort();
+    let n = v.len();
+    match n {
+        0 => std::time::Duration::ZERO,
+        _ if n % 2 == 1 => v[n / 2],
+        _ => (v[n / 2 - 1] + v[n / 2]) / 2,
+    }
+}
+
+/// The CPU's model name from `/proc/cpuinfo` (the architecture where there is none), for the
+/// header of a benchmark table.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
