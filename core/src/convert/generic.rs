@@ -42,6 +42,9 @@ pub(crate) trait Isa {
     unsafe fn store_u8x4(p: *mut u8, v: [Self::I; 4]);
     /// Packs two quantised vectors (values 0..=65535) into `2 * LANES` big-endian u16 at `p`.
     unsafe fn store_u16be_x2(p: *mut u8, v: [Self::I; 2]);
+    /// Asks for the cache line at `p` (a hint: any address is sound). Default: nothing.
+    #[inline(always)]
+    fn prefetch(_p: *const u8) {}
 }
 
 /// An element type the loops can read.
@@ -76,6 +79,13 @@ impl Source for bf16 {
         unsafe { V::load_bf16(p.cast::<u16>()) }
     }
 }
+
+/// How far ahead of the block being converted [`quantize`] asks for the source's cache lines.
+/// The hardware prefetchers stop at 4 KiB page boundaries, and an f32 row of a 1024-wide RGB
+/// tensor spans three pages. Measured on the 2-vCPU AMD VM (`coder_threads`, convert column,
+/// one thread, 4 alternating rounds): 1 MP 0.27-0.31 -> 0.19-0.24 ms, 4 MP 1.64-1.85 -> 1.35-1.64
+/// ms. 1 KiB and 2 KiB ahead gained less.
+const PREFETCH_AHEAD: usize = 4096;
 
 /// One block: `4 * LANES` elements from `s` to `4 * LANES * OUT` bytes at `d`.
 ///
@@ -123,7 +133,17 @@ pub(crate) unsafe fn quantize<V: Isa, S: Source, const OUT: usize, const ROUND: 
     let s = src.as_ptr();
     let d = dst.as_mut_ptr();
     let mut i = 0;
+    let block_bytes = step * std::mem::size_of::<S>();
     while i + step <= n {
+        // The source lines PREFETCH_AHEAD bytes on, one hint per cache line of this block.
+        let at = s
+            .cast::<u8>()
+            .wrapping_add(i * std::mem::size_of::<S>() + PREFETCH_AHEAD);
+        let mut k = 0;
+        while k < block_bytes {
+            V::prefetch(at.wrapping_add(k));
+            k += 64;
+        }
         // SAFETY: i + step <= n, so elements i..i+step of `src` and bytes OUT*i..OUT*(i+step) of
         // `dst` are in bounds; the caller guarantees the ISA.
         unsafe { block::<V, S, OUT, ROUND>(s.add(i), d.add(OUT * i), scale, max) };

@@ -86,6 +86,11 @@ unsafe fn f16_bits_to_f32(h: __m128i) -> __m128 {
 }
 
 impl Isa for Sse41 {
+    #[inline(always)]
+    fn prefetch(p: *const u8) {
+        // SAFETY: a prefetch is only a hint (SSE, baseline on x86_64): it never faults.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p as *const i8) }
+    }
     const LANES: usize = 4;
     type F = __m128;
     type I = __m128i;
