@@ -128,13 +128,12 @@ fn pngcast(kind: &str, addr: SocketAddr, png: Vec<u8>) {
     };
     let frame = WireFrame::new(&meta, Arc::new(png), false);
     let (sink, port, _keep): (_, _, Box<dyn std::any::Any>) = match kind {
-        "mio" => {
-            let s = pngcast_mio::Server::bind(config).expect("bind");
-            (s.sink(), s.local_addr().port(), Box::new(s))
-        }
-        "mio16" => {
-            let loops = std::num::NonZeroUsize::new(16).expect("non-zero");
-            let s = pngcast_mio::Server::bind_loops(config, loops).expect("bind");
+        "mio" | "mio16" => {
+            let s = match std::num::NonZeroUsize::new(16).filter(|_| kind == "mio16") {
+                Some(loops) => pngcast_mio::Server::bind_loops(config, loops),
+                None => pngcast_mio::Server::bind(config),
+            }
+            .expect("bind");
             (s.sink(), s.local_addr().port(), Box::new(s))
         }
         _ => {

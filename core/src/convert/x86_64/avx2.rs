@@ -54,11 +54,6 @@ unsafe fn widen<S: Source>(src: &[S], dst: &mut [f32]) {
 static TABLE: Table = table!(quantize, widen);
 
 impl Isa for Avx2 {
-    #[inline(always)]
-    fn prefetch(p: *const u8) {
-        // SAFETY: a prefetch is only a hint (SSE, baseline on x86_64): it never faults.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(p as *const i8) }
-    }
     const LANES: usize = 8;
     type F = __m256;
     type I = __m256i;
@@ -142,5 +137,11 @@ impl Isa for Avx2 {
             ));
             _mm256_storeu_si256(p.cast(), _mm256_shuffle_epi8(w, swap));
         }
+    }
+
+    #[inline(always)]
+    fn prefetch(p: *const u8) {
+        // SAFETY: a prefetch is only a hint (SSE, baseline on x86_64): it never faults.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p as *const i8) }
     }
 }

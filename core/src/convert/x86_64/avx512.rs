@@ -54,11 +54,6 @@ unsafe fn widen<S: Source>(src: &[S], dst: &mut [f32]) {
 static TABLE: Table = table!(quantize, widen);
 
 impl Isa for Avx512 {
-    #[inline(always)]
-    fn prefetch(p: *const u8) {
-        // SAFETY: a prefetch is only a hint (SSE, baseline on x86_64): it never faults.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(p as *const i8) }
-    }
     const LANES: usize = 16;
     type F = __m512;
     type I = __m512i;
@@ -146,5 +141,11 @@ impl Isa for Avx512 {
             ));
             _mm512_storeu_si512(p.cast(), _mm512_shuffle_epi8(w, swap));
         }
+    }
+
+    #[inline(always)]
+    fn prefetch(p: *const u8) {
+        // SAFETY: a prefetch is only a hint (SSE, baseline on x86_64): it never faults.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p as *const i8) }
     }
 }

@@ -86,11 +86,6 @@ unsafe fn f16_bits_to_f32(h: __m128i) -> __m128 {
 }
 
 impl Isa for Sse41 {
-    #[inline(always)]
-    fn prefetch(p: *const u8) {
-        // SAFETY: a prefetch is only a hint (SSE, baseline on x86_64): it never faults.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(p as *const i8) }
-    }
     const LANES: usize = 4;
     type F = __m128;
     type I = __m128i;
@@ -170,5 +165,11 @@ impl Isa for Sse41 {
             let swap = _mm_setr_epi8(1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
             _mm_storeu_si128(p.cast(), _mm_shuffle_epi8(w, swap));
         }
+    }
+
+    #[inline(always)]
+    fn prefetch(p: *const u8) {
+        // SAFETY: a prefetch is only a hint (SSE, baseline on x86_64): it never faults.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p as *const i8) }
     }
 }
