@@ -707,6 +707,34 @@ fn run_starts<const R: usize>(z: u64, zn: u64) -> u64 {
     step(c, cn, R - 8).0
 }
 
+/// Nonzero when a run of `R` zero bytes may start in the window `x` (followed by `xn`): a bit
+/// per `T = (R - 3) / 4` consecutive all-zero aligned 4-byte groups (2 for [`super::MIN_RUN`],
+/// 3 for [`super::LONG_RUN`]) starting at group `g` of `x` (`g` up to 16: the groups run on
+/// into `xn`). A run of `R` from byte `s` covers the `T` groups from the first multiple of 4 at
+/// or after `s` (they end by `s + 3 + 4T <= s + R`), so a zero result proves that no run starts
+/// in `x`. Two vector tests, two mask moves and a few scalar steps, against the byte masks and
+/// the doubling steps of [`run_starts`]; photos' windows hold few such groups.
+///
+/// # Safety
+/// The CPU must have AVX-512 F, BW, VBMI and BMI2.
+#[inline(always)]
+unsafe fn zero_groups<const R: usize>(x: __m512i, xn: __m512i) -> u32 {
+    const { assert!(R == super::MIN_RUN || R == super::LONG_RUN) };
+    // SAFETY: register intrinsics; avx512f enabled by the caller.
+    let (g, gn) = unsafe {
+        (
+            _mm512_testn_epi32_mask(x, x) as u32,
+            _mm512_testn_epi32_mask(xn, xn) as u32,
+        )
+    };
+    let g = g | gn << 16;
+    if R >= 15 {
+        g & g >> 1 & g >> 2 & 0x1_FFFF
+    } else {
+        g & g >> 1 & 0x1_FFFF
+    }
+}
+
 /// `seg[p..]`'s next 64 bytes (zero past the end) and their zero-byte mask.
 ///
 /// # Safety
@@ -883,14 +911,34 @@ unsafe fn emit_segment_with<const R: usize>(seg: &[u8], table: &Table, bw: &mut 
     let t = unsafe { lit_regs(table) };
     let mut pos = 0;
     // SAFETY: 0 < n.
-    let (mut x, mut z) = unsafe { load_window(seg, 0) };
+    let (mut x, _) = unsafe { load_window(seg, 0) };
     loop {
-        let m = lanes(n - pos);
-        let (xn, zn) = if n - pos > 64 {
-            // SAFETY: pos + 64 < n.
-            unsafe { load_window(seg, pos + 64) }
+        let (m, xn, z, zn) = if n - pos >= 128 {
+            // Two whole windows: first the cheap test of `zero_groups`. Most windows of a
+            // photo hold no run, and this spares them the byte masks and `run_starts`.
+            // SAFETY: pos + 128 <= n: two whole windows in seg.
+            let xn = unsafe { _mm512_loadu_si512(seg.as_ptr().add(pos + 64) as *const _) };
+            // SAFETY: register intrinsics.
+            if unsafe { zero_groups::<R>(x, xn) } == 0 {
+                // SAFETY: a full block; register work and writes through bw.
+                unsafe { emit_block_n::<true>(x, !0, &t, bw) };
+                pos += 64;
+                x = xn;
+                continue;
+            }
+            let z = _mm512_testn_epi8_mask(x, x);
+            (!0, xn, z, _mm512_testn_epi8_mask(xn, xn))
         } else {
-            (_mm512_setzero_si512(), 0)
+            let m = lanes(n - pos);
+            // Lanes past the end were loaded as zeros: masked out.
+            let z = _mm512_testn_epi8_mask(x, x) & m;
+            let (xn, zn) = if n - pos > 64 {
+                // SAFETY: pos + 64 < n.
+                unsafe { load_window(seg, pos + 64) }
+            } else {
+                (_mm512_setzero_si512(), 0)
+            };
+            (m, xn, z, zn)
         };
         let cand = run_starts::<R>(z, zn);
         if cand == 0 {
@@ -900,7 +948,7 @@ unsafe fn emit_segment_with<const R: usize>(seg: &[u8], table: &Table, bw: &mut 
             if pos >= n {
                 break;
             }
-            (x, z) = (xn, zn);
+            x = xn;
             continue;
         }
         let s = cand.trailing_zeros() as usize;
@@ -922,6 +970,6 @@ unsafe fn emit_segment_with<const R: usize>(seg: &[u8], table: &Table, bw: &mut 
             break;
         }
         // SAFETY: pos < n.
-        (x, z) = unsafe { load_window(seg, pos) };
+        (x, _) = unsafe { load_window(seg, pos) };
     }
 }
