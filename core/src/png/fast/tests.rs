@@ -744,12 +744,12 @@ fn scratch_is_reused_without_growth() {
     }
 }
 
-/// One zero run of every length around both minimums (R - 1..=R + 1), starting at every offset
-/// of the first three 64-byte windows of a segment of nonzero bytes: every kernel codes it as
-/// the scalar oracle does in both run modes. (The AVX-512 coder rules windows out by their
-/// all-zero aligned 4- or 8-byte groups before it looks for run starts byte by byte; a run
-/// that starts just before a group, or whose group lies in the next window, must still be
-/// found.)
+/// One zero run of every length around both minimums (R - 1..=R + 1) and around one and two
+/// windows, starting at every offset of the first three 64-byte windows of a segment of
+/// nonzero bytes: every kernel codes it as the scalar oracle does in every run mode. (The
+/// AVX-512 coder rules windows out by their all-zero aligned 4- and 8-byte groups before it
+/// looks at bytes; a run that starts just before a group, or whose groups lie in the next
+/// window, must still be found.)
 #[test]
 fn kernels_find_runs_at_every_offset() {
     let mut counts = [0u32; NUM_LITLEN];
@@ -763,12 +763,13 @@ fn kernels_find_runs_at_every_offset() {
         let base: Vec<u8> = (0..len).map(|_| rng.u8(..) | 1).collect();
         for run in (kernels::MIN_RUN - 1..=kernels::MIN_RUN + 1)
             .chain(kernels::LONG_RUN - 1..=kernels::LONG_RUN + 1)
+            .chain([63, 64, 65, 127, 128, 129])
         {
-            for start in 0..(192usize).min(len - run) {
+            for start in 0..(192usize).min(len.saturating_sub(run)) {
                 let mut seg = base.clone();
                 seg[start..start + run].fill(0);
                 for &k in Kernel::all() {
-                    for mode in [RunMode::Any, RunMode::Long] {
+                    for mode in [RunMode::Any, RunMode::Long, RunMode::Blocks] {
                         let mut b1 = vec![0u8; len * 2 + 64];
                         let mut b2 = vec![0u8; len * 2 + 64];
                         let mut w1 = BitWriter::new(&mut b1);

@@ -856,8 +856,24 @@ unsafe fn emit_segment_blocks(seg: &[u8], table: &Table, bw: &mut impl Bits) {
     let t = unsafe { lit_regs(table) };
     let (mut pos, mut run) = (0usize, 0usize);
     // SAFETY: 0 < n.
-    let (mut x, mut z) = unsafe { load_window(seg, 0) };
+    let (mut x, _) = unsafe { load_window(seg, 0) };
     loop {
+        if run == 0 && n - pos >= 128 {
+            // Two whole windows, neither all zeros (the common case): the block goes out
+            // whole. Two 8-lane tests instead of the next window's byte mask.
+            // SAFETY: pos + 128 <= n: two whole windows in seg.
+            let xn = unsafe { _mm512_loadu_si512(seg.as_ptr().add(pos + 64) as *const _) };
+            let zero = |v| _mm512_testn_epi64_mask(v, v) == 0xFF;
+            if !zero(x) && !zero(xn) {
+                // SAFETY: a full block; register work and writes through bw.
+                unsafe { emit_block_n::<true>(x, !0, &t, bw) };
+                pos += 64;
+                x = xn;
+                continue;
+            }
+        }
+        // The window's zero bytes (lanes past the end were loaded as zeros: masked out).
+        let z = _mm512_testn_epi8_mask(x, x) & lanes(n - pos);
         if z == !0 {
             // A whole zero window (z == !0 implies all 64 lanes are real).
             run += 64;
@@ -892,7 +908,7 @@ unsafe fn emit_segment_blocks(seg: &[u8], table: &Table, bw: &mut impl Bits) {
             break;
         }
         // SAFETY: pos < n.
-        (x, z) = unsafe { load_window(seg, pos) };
+        (x, _) = unsafe { load_window(seg, pos) };
     }
     if run > 0 {
         super::emit_run(run, table, bw);
