@@ -52,6 +52,11 @@ pub(crate) struct Inbox {
     /// The loop's live WebSocket clients (its clientIds): images and texts skip a loop that has
     /// none, so a loop without clients is not woken for every frame.
     pub(crate) clients: AtomicUsize,
+    /// The loop's live connections in any phase (HTTP requests, handshakes, clients, closing
+    /// ones), counting those dealt to it and not yet adopted: the dealer's measure of load
+    /// ([`crate::event_loop::pick_loop`]). Added to by the dealer when it deals a connection,
+    /// taken from by the loop when the connection closes, whatever the reason.
+    pub(crate) conns: AtomicUsize,
 }
 
 impl Inbox {
@@ -87,6 +92,9 @@ impl Inbox {
 pub(crate) struct Shared {
     /// One per event loop; loop 0 also accepts.
     pub(crate) inboxes: Vec<Inbox>,
+    /// How many of the first loops take connections once every loop has one
+    /// ([`crate::event_loop::pick_loop`]); at least 1, at most the number of loops.
+    pub(crate) pack: usize,
     /// Held while a command is pushed to every inbox, so that every loop sees the callers'
     /// commands in the same order; guards the `closed` transition too. Loops never take it.
     pub(crate) order: Mutex<()>,
@@ -135,6 +143,13 @@ impl Shared {
         if ids.get(id) == Some(&gen) {
             ids.remove(id);
         }
+    }
+
+    /// A connection of loop `index` closed (or was dropped unserved): it leaves the server's
+    /// count (the accept limit) and the loop's (the dealer's).
+    pub(crate) fn conn_closed(&self, index: usize) {
+        self.conns.fetch_sub(1, Ordering::Relaxed);
+        self.inboxes[index].conns.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Takes the ordering lock; a poisoned lock still yields it.

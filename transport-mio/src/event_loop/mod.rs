@@ -1,7 +1,8 @@
 //! An event loop: one thread, one `mio::Poll`, its share of the connections.
 //!
-//! Loop 0 owns the listener and deals accepted connections out round-robin (its own turn
-//! included; the others get theirs as [`Command::Adopt`]). Every loop gets every caller command
+//! Loop 0 owns the listener and deals each accepted connection to a loop (itself included; the
+//! others get theirs as [`Command::Adopt`]): spread, then pack ([`pick_loop`], by each loop's
+//! live connections, counted from the moment they are dealt). Every loop gets every caller command
 //! in the same order. A clientId lives in one loop; a client connecting with an id already live
 //! in another loop is announced there ([`Command::Evict`], with a generation so the newest wins).
 //!
@@ -34,9 +35,12 @@ use crate::conn::{Conn, Phase};
 use crate::shared::{Command, Shared};
 use crate::ws::{Pump, Read_};
 
+mod deal;
 mod http_stage;
 #[cfg(test)]
 mod tests;
+
+pub(crate) use deal::pick_loop;
 
 /// The listening socket's token.
 pub(crate) const LISTENER: Token = Token(usize::MAX);
@@ -85,8 +89,8 @@ pub(crate) struct EventLoop {
     shared: Arc<Shared>,
     /// This loop's index in `shared.inboxes`.
     index: usize,
-    /// Loop that gets the next accepted connection (loop 0 only).
-    next_loop: usize,
+    /// Every loop's live connections, read afresh for each deal (loop 0 only; allocated once).
+    deal_counts: Vec<usize>,
     config: ServerConfig,
     slots: Vec<Slot>,
     free: Vec<usize>,
@@ -137,12 +141,17 @@ impl EventLoop {
         .unwrap_or(Duration::from_secs(1));
         let tick = (shortest / 4).clamp(Duration::from_millis(5), Duration::from_millis(250));
         let now = Instant::now();
+        let deal_counts = Vec::with_capacity(if listener.is_some() {
+            shared.inboxes.len()
+        } else {
+            0
+        });
         Ok(EventLoop {
             poll,
             listener,
             shared,
             index,
-            next_loop: 0,
+            deal_counts,
             config,
             slots: Vec::new(),
             free: Vec::new(),
@@ -209,7 +218,7 @@ impl EventLoop {
         self.shared.closed.store(true, Ordering::Release);
         for slot in &mut self.slots {
             if let Some(mut conn) = slot.conn.take() {
-                self.shared.conns.fetch_sub(1, Ordering::Relaxed);
+                self.shared.conn_closed(self.index);
                 if let Phase::Ws(ws) = &mut conn.phase {
                     ws.session.end(Ending::Gone);
                 }
@@ -244,8 +253,7 @@ impl EventLoop {
                     self.shared.conns.fetch_add(1, Ordering::Relaxed);
                     // Frames are written whole with vectored writes: no need to wait for ACKs.
                     let _ = sock.set_nodelay(true);
-                    let to = self.next_loop;
-                    self.next_loop = (self.next_loop + 1) % self.shared.inboxes.len();
+                    let to = self.deal();
                     if to == self.index {
                         self.insert(sock);
                     } else {
@@ -270,6 +278,18 @@ impl EventLoop {
         }
     }
 
+    /// Picks the loop for a connection just accepted and counts it there at once, so that
+    /// connections dealt and not yet adopted weigh on the next choice.
+    fn deal(&mut self) -> usize {
+        let inboxes = &self.shared.inboxes;
+        self.deal_counts.clear();
+        self.deal_counts
+            .extend(inboxes.iter().map(|i| i.conns.load(Ordering::Relaxed)));
+        let to = pick_loop(&self.deal_counts, self.shared.pack);
+        inboxes[to].conns.fetch_add(1, Ordering::Relaxed);
+        to
+    }
+
     fn insert(&mut self, mut sock: mio::net::TcpStream) {
         let idx = self.free.pop().unwrap_or_else(|| {
             self.slots.push(Slot { gen: 0, conn: None });
@@ -286,7 +306,7 @@ impl EventLoop {
             .is_err()
         {
             self.free.push(idx);
-            self.shared.conns.fetch_sub(1, Ordering::Relaxed);
+            self.shared.conn_closed(self.index);
             return;
         }
         let deadline = Instant::now() + self.config.handshake_timeout;
@@ -336,7 +356,7 @@ impl EventLoop {
         if let Phase::Done = conn.phase {
             let _ = self.poll.registry().deregister(&mut conn.sock);
             self.conns -= 1;
-            self.shared.conns.fetch_sub(1, Ordering::Relaxed);
+            self.shared.conn_closed(self.index);
             let slot = &mut self.slots[key.idx];
             slot.gen = slot.gen.wrapping_add(1);
             self.free.push(key.idx);
@@ -527,7 +547,7 @@ impl EventLoop {
                 Command::Adopt(sock) => {
                     if self.shutdown_at.is_some() {
                         // Closing down: the connection closes unserved.
-                        self.shared.conns.fetch_sub(1, Ordering::Relaxed);
+                        self.shared.conn_closed(self.index);
                     } else {
                         self.insert(sock);
                     }

@@ -26,7 +26,8 @@ pub fn config() -> ServerConfig {
 }
 
 /// Event loops of the servers the tests start: more than one, so that consecutive connections
-/// land in different loops (accepts are dealt round-robin) and every test also covers the
+/// land in different loops (with no more loops than `PACK_LOOPS`, each accepted connection goes
+/// to the loop with the fewest open ones, the lowest first) and every test also covers the
 /// cross-loop paths (clientId replacement, targeting, limits, shutdown).
 pub const LOOPS: usize = 3;
 

@@ -129,8 +129,10 @@ fn pngcast(kind: &str, addr: SocketAddr, png: Vec<u8>) {
     let frame = WireFrame::new(&meta, Arc::new(png), false);
     let (sink, port, _keep): (_, _, Box<dyn std::any::Any>) = match kind {
         "mio" | "mio16" => {
+            // mio16: 16 loops that spread every connection (packing as wide as the loops),
+            // to compare with the default's spread-then-pack.
             let s = match std::num::NonZeroUsize::new(16).filter(|_| kind == "mio16") {
-                Some(loops) => pngcast_mio::Server::bind_loops(config, loops),
+                Some(loops) => pngcast_mio::Server::bind_loops_pack(config, loops, loops.get()),
                 None => pngcast_mio::Server::bind(config),
             }
             .expect("bind");

@@ -4,7 +4,8 @@
 //! ```text
 //! peers prepare --out DIR                   # photo_512.png, photo_1024.png (pngcast Fast)
 //! peers table --png-dir DIR [--rounds 3] [--servers mio,blocking,...] [--quick]
-//!             (`mio16`, pngcast-mio with 16 event loops, runs only when named)
+//!             (`mio16`, pngcast-mio with 16 event loops that only spread, never pack,
+//!             runs only when named)
 //!             [--raw FILE.jsonl] [--sections fanout,stall,latency]
 //! peers strace --png-dir DIR --server mio [--size 1024] [--clients 1] [--frames 200] [--paced]
 //! ```
@@ -44,8 +45,10 @@ const SERVERS: [(&str, &str); 5] = [
     ("aiohttp", "aiohttp (ComfyUI-style)"),
 ];
 
-/// Servers run only when named in `--servers`: pngcast-mio with one event loop per core of a
-/// 16-core machine instead of its default cap of 8 (to compare the two in one run).
+/// Servers run only when named in `--servers`: pngcast-mio with 16 event loops that deal every
+/// connection to the least-loaded loop (spread only, `Server::bind_loops_pack`), to compare in
+/// one run with the default, which on 16 cores also runs 16 loops but packs connections beyond
+/// one per loop onto the first 8.
 const EXTRA_SERVERS: [(&str, &str); 1] = [("mio16", "pngcast-mio, 16 loops")];
 
 fn display(server: &str) -> &'static str {
