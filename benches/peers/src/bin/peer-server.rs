@@ -128,10 +128,16 @@ fn pngcast(kind: &str, addr: SocketAddr, png: Vec<u8>) {
     };
     let frame = WireFrame::new(&meta, Arc::new(png), false);
     let (sink, port, _keep): (_, _, Box<dyn std::any::Any>) = match kind {
-        "mio" | "mio16" => {
-            // mio16: 16 loops that spread every connection (packing as wide as the loops),
+        "mio" | "mio16" | "mio8" => {
+            // mio16: 16 loops that spread every connection (packing as wide as the loops);
+            // mio8: 8 loops dealt to the least loaded (the earlier default on 16 cores); both
             // to compare with the default's spread-then-pack.
-            let s = match std::num::NonZeroUsize::new(16).filter(|_| kind == "mio16") {
+            let fixed = match kind {
+                "mio16" => std::num::NonZeroUsize::new(16),
+                "mio8" => std::num::NonZeroUsize::new(8),
+                _ => None,
+            };
+            let s = match fixed {
                 Some(loops) => pngcast_mio::Server::bind_loops_pack(config, loops, loops.get()),
                 None => pngcast_mio::Server::bind(config),
             }
@@ -274,7 +280,7 @@ fn main() {
         Bytes::from(m)
     };
     match server.as_str() {
-        "mio" | "mio16" | "blocking" => pngcast(&server, addr, png),
+        "mio" | "mio16" | "mio8" | "blocking" => pngcast(&server, addr, png),
         "tungstenite" => tungstenite(addr, message()),
         "fastwebsockets" => fastwebsockets(addr, message()),
         _ => usage(),

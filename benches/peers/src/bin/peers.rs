@@ -4,8 +4,8 @@
 //! ```text
 //! peers prepare --out DIR                   # photo_512.png, photo_1024.png (pngcast Fast)
 //! peers table --png-dir DIR [--rounds 3] [--servers mio,blocking,...] [--quick]
-//!             (`mio16`, pngcast-mio with 16 event loops that only spread, never pack,
-//!             runs only when named)
+//!             (`mio16`, pngcast-mio with 16 event loops that only spread, never pack, and
+//!             `mio8`, 8 loops dealt to the least loaded, run only when named)
 //!             [--raw FILE.jsonl] [--sections fanout,stall,latency]
 //! peers strace --png-dir DIR --server mio [--size 1024] [--clients 1] [--frames 200] [--paced]
 //! ```
@@ -49,7 +49,12 @@ const SERVERS: [(&str, &str); 5] = [
 /// connection to the least-loaded loop (spread only, `Server::bind_loops_pack`), to compare in
 /// one run with the default, which on 16 cores also runs 16 loops but packs connections beyond
 /// one per loop onto the first 8.
-const EXTRA_SERVERS: [(&str, &str); 1] = [("mio16", "pngcast-mio, 16 loops")];
+/// `mio8`: 8 loops, each connection to the least-loaded (round-robin while all stay open), the
+/// default before spread-then-pack.
+const EXTRA_SERVERS: [(&str, &str); 2] = [
+    ("mio16", "pngcast-mio, 16 loops"),
+    ("mio8", "pngcast-mio, 8 loops"),
+];
 
 fn display(server: &str) -> &'static str {
     SERVERS
@@ -630,7 +635,7 @@ fn print_tables(o: &Opts, res: &Results, minutes: f64) {
     let sv = &o.servers;
     let peers: Vec<&String> = sv
         .iter()
-        .filter(|s| !matches!(s.as_str(), "mio" | "mio16" | "blocking"))
+        .filter(|s| !matches!(s.as_str(), "mio" | "mio16" | "mio8" | "blocking"))
         .collect();
     println!(
         "<!-- {}; {} rounds; {minutes:.1} min -->\n",
@@ -656,8 +661,10 @@ fn print_tables(o: &Opts, res: &Results, minutes: f64) {
         if sv.iter().any(|s| s == "blocking") {
             ratio_cols.push(("blocking".into(), "mio".into(), "blocking / mio".into()));
         }
-        if sv.iter().any(|s| s == "mio16") {
-            ratio_cols.push(("mio16".into(), "mio".into(), "mio16 / mio".into()));
+        for extra in ["mio16", "mio8"] {
+            if sv.iter().any(|s| s == extra) {
+                ratio_cols.push((extra.into(), "mio".into(), format!("{extra} / mio")));
+            }
         }
     }
     let names: Vec<String> = ratio_cols.iter().map(|c| c.2.clone()).collect();
