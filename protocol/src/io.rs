@@ -14,6 +14,7 @@
 
 use std::ffi::c_int;
 use std::io::{self, IoSlice, Read, Write};
+use std::net::SocketAddr;
 use std::os::fd::AsFd;
 
 use socket2::SockRef;
@@ -69,6 +70,18 @@ pub fn send_now<S: AsFd>(sock: &S, bytes: &[u8]) -> usize {
         .unwrap_or(0)
 }
 
+/// Sets `SO_SNDBUF` of a connection accepted from `peer` to `size` when the peer is a loopback
+/// address (IPv4-mapped ones included) and `size` is set ([`crate::http::ServerConfig::
+/// loopback_send_buffer`]); other connections keep the kernel's autotuning. Best effort: a
+/// refusal leaves the kernel's buffer, which only costs speed.
+pub fn tune_send_buffer<S: AsFd>(sock: &S, peer: &SocketAddr, size: Option<usize>) {
+    if let Some(size) = size {
+        if peer.ip().to_canonical().is_loopback() {
+            let _ = SockRef::from(sock).set_send_buffer_size(size);
+        }
+    }
+}
+
 /// Descriptors kept for everything but WebSocket clients: the listener, the pollers, the
 /// connections still in their HTTP stage (on top of `max_handshakes`), files and the process.
 const RESERVED_DESCRIPTORS: u64 = 64;
@@ -91,6 +104,37 @@ pub fn clients_that_fit(per_client: u64, handshakes: usize) -> Option<usize> {
 mod tests {
     use super::*;
     use std::net::{Shutdown, TcpListener, TcpStream};
+
+    /// A connected pair on loopback: (accepted, connecting).
+    fn accepted() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        (listener.accept().unwrap().0, client)
+    }
+
+    /// Loopback peers (IPv4, IPv6, IPv4-mapped) get the configured send buffer; a remote peer
+    /// or `None` leaves the kernel's autotuned one untouched.
+    #[test]
+    fn send_buffer_is_set_for_loopback_peers_only() {
+        let want = 512 << 10;
+        for peer in ["127.0.0.1:9", "[::1]:9", "[::ffff:127.0.0.1]:9"] {
+            let (s, _c) = accepted();
+            tune_send_buffer(&s, &peer.parse().unwrap(), Some(want));
+            let got = SockRef::from(&s).send_buffer_size().unwrap();
+            // Linux reports twice the value set (its bookkeeping share); others report it.
+            assert!(got >= want, "{peer}: {got}");
+        }
+        for (peer, size) in [("10.1.2.3:80", Some(want)), ("127.0.0.1:9", None)] {
+            let (s, _c) = accepted();
+            let before = SockRef::from(&s).send_buffer_size().unwrap();
+            tune_send_buffer(&s, &peer.parse().unwrap(), size);
+            assert_eq!(
+                SockRef::from(&s).send_buffer_size().unwrap(),
+                before,
+                "{peer}"
+            );
+        }
+    }
 
     #[test]
     fn the_descriptor_limit_bounds_clients() {

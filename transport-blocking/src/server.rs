@@ -196,7 +196,14 @@ fn wake_accept(addr: SocketAddr) {
 fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
     loop {
         let stream = match listener.accept() {
-            Ok((stream, _)) => stream,
+            Ok((stream, peer)) => {
+                pngcast_protocol::io::tune_send_buffer(
+                    &stream,
+                    &peer,
+                    shared.config.loopback_send_buffer,
+                );
+                stream
+            }
             Err(e) => {
                 if shared.hub.is_shut_down() {
                     return;

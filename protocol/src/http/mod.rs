@@ -103,11 +103,25 @@ pub struct ServerConfig {
     pub max_ingest_bytes: usize,
     /// Takes validated ingest jobs ([`crate::ingest`]). Default none: `/api/send` answers 404.
     pub ingest: Option<IngestHandle>,
+    /// `SO_SNDBUF` of connections from a loopback address (`None`: the kernel's autotuned
+    /// buffer). On loopback there is no network delay to cover: a buffer of a few hundred KiB
+    /// keeps the client reading while the server still writes a frame, where the autotuned
+    /// one (up to 4 MiB) lets the server copy whole frames ahead of the reader out of cache.
+    /// Measured on 2 cores, 512 KiB against autotuning: 1 MP fan-out +22-47% at 1-100
+    /// clients, 512^2 +14-99%; 1 MP latency p50 0.61 -> 0.53 ms. Remote clients keep
+    /// autotuning, which a fixed buffer would cap at one buffer per round trip. Default
+    /// [`DEFAULT_LOOPBACK_SEND_BUFFER`].
+    pub loopback_send_buffer: Option<usize>,
     /// Metrics served at `GET /metrics` together with the sink's counters; share the `Arc`
     /// with the server's senders ([`crate::sender::Sender::metrics`]) so that encode times
     /// show. Default: a fresh, empty set.
     pub metrics: Arc<Metrics>,
 }
+
+/// The default [`ServerConfig::loopback_send_buffer`]: 512 KiB (Linux doubles it for its
+/// bookkeeping). 128 KiB and 256 KiB measured alike within the noise; 512 KiB leaves the most
+/// room for a client that reads in bursts.
+pub const DEFAULT_LOOPBACK_SEND_BUFFER: usize = 512 << 10;
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -134,6 +148,7 @@ impl Default for ServerConfig {
             memory_budget: 256 << 20,
             max_ingest_bytes: DEFAULT_MAX_INGEST_BYTES,
             ingest: None,
+            loopback_send_buffer: Some(DEFAULT_LOOPBACK_SEND_BUFFER),
             metrics: Arc::new(Metrics::new()),
         }
     }
@@ -197,6 +212,8 @@ impl ServerConfig {
         max_ingest_bytes: usize,
         /// Sets or clears the ingest handler.
         ingest: Option<IngestHandle>,
+        /// Sets the send buffer of loopback connections (`None`: the kernel's).
+        loopback_send_buffer: Option<usize>,
         /// Sets the shared metrics.
         metrics: Arc<Metrics>,
     }
@@ -230,6 +247,9 @@ impl ServerConfig {
         }
         if self.max_ingest_bytes == 0 {
             return bad("max_ingest_bytes must be > 0");
+        }
+        if self.loopback_send_buffer == Some(0) {
+            return bad("loopback_send_buffer must be > 0 (None keeps the kernel's)");
         }
         for (name, d) in [
             ("handshake_timeout", self.handshake_timeout),

@@ -238,7 +238,7 @@ impl EventLoop {
                 return;
             };
             match listener.accept() {
-                Ok((sock, _addr)) => {
+                Ok((sock, peer)) => {
                     let open = self.shared.conns.load(Ordering::Relaxed);
                     let cap = self
                         .config
@@ -253,6 +253,11 @@ impl EventLoop {
                     self.shared.conns.fetch_add(1, Ordering::Relaxed);
                     // Frames are written whole with vectored writes: no need to wait for ACKs.
                     let _ = sock.set_nodelay(true);
+                    pngcast_protocol::io::tune_send_buffer(
+                        &sock,
+                        &peer,
+                        self.config.loopback_send_buffer,
+                    );
                     let to = self.deal();
                     if to == self.index {
                         self.insert(sock);
