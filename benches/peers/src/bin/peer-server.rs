@@ -112,6 +112,19 @@ fn announce_ready(port: u16, knobs: &str) {
     std::io::stdout().flush().unwrap();
 }
 
+/// pngcast's loopback send buffer: the default, or `PEERS_PNGCAST_SNDBUF` (bytes; `0` keeps the
+/// kernel's autotuning), to compare settings within one build.
+fn loopback_send_buffer() -> Option<usize> {
+    match std::env::var("PEERS_PNGCAST_SNDBUF") {
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(0) => None,
+            Ok(n) => Some(n),
+            Err(_) => panic!("PEERS_PNGCAST_SNDBUF: not a byte count: {v:?}"),
+        },
+        Err(_) => ServerConfig::default().loopback_send_buffer,
+    }
+}
+
 fn pngcast(kind: &str, addr: SocketAddr, png: Vec<u8>) {
     let config = ServerConfig::default()
         .addr(addr)
@@ -120,7 +133,8 @@ fn pngcast(kind: &str, addr: SocketAddr, png: Vec<u8>) {
         // is accounting, not memory per client).
         .queue_bytes(1 << 40)
         .max_clients(1024)
-        .announce(false);
+        .announce(false)
+        .loopback_send_buffer(loopback_send_buffer());
     let meta = ImageMeta {
         event: "preview".into(),
         count: 1,
