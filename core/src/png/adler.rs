@@ -14,6 +14,29 @@ pub(crate) fn adler32(data: &[u8]) -> u32 {
     simd_adler32::adler32(&data)
 }
 
+/// `adler` (the Adler-32 of some bytes) extended by `data`. One pass through `simd-adler32`.
+pub(crate) fn adler32_update(adler: u32, data: &[u8]) -> u32 {
+    let mut h = simd_adler32::Adler32::from_checksum(adler);
+    h.write(data);
+    h.finish()
+}
+
+/// `adler` extended by a span of `n` bytes `d_0..d_{n-1}` known only by two sums:
+/// `s1 = sum d_j` and `t = sum j * d_j`. Appending the span adds `s1` to the first half and
+/// `n * a + sum (n - j) d_j = n * a + n * s1 - t` to the second (`a` the first half before),
+/// mod 65521. For kernels that sum bytes while they produce them (the fast coder's fused
+/// filter and checksum pass). Needs `n * s1` and `t` within `u64`: any span of at most 2^24
+/// bytes.
+pub(crate) fn adler32_extend(adler: u32, n: u64, s1: u64, t: u64) -> u32 {
+    debug_assert!(t <= n.saturating_mul(s1));
+    let a = u64::from(adler & 0xffff);
+    let b = u64::from(adler >> 16);
+    let a2 = (a + s1 % BASE) % BASE;
+    let tail = (n * s1 - t) % BASE;
+    let b2 = (b + (n % BASE) * a % BASE + tail) % BASE;
+    (a2 as u32) | ((b2 as u32) << 16)
+}
+
 /// The Adler-32 of `A ++ B` given `adler_a = adler32(A)`, `adler_b = adler32(B)` and
 /// `len_b = B.len()`. O(1).
 ///
@@ -45,6 +68,26 @@ mod tests {
             b = (b + a) % 65521;
         }
         a | (b << 16)
+    }
+
+    /// Extending by a span's two sums equals checksumming the span, from any start value.
+    #[test]
+    fn extend_by_sums_matches_the_bytes() {
+        let mut rng = fastrand::Rng::with_seed(3);
+        for len in [0usize, 1, 2, 63, 64, 65, 5552, 5553, 70_000, 1 << 20] {
+            let data: Vec<u8> = (0..len).map(|_| rng.u8(..)).collect();
+            let s1: u64 = data.iter().map(|&d| u64::from(d)).sum();
+            let t: u64 = data
+                .iter()
+                .enumerate()
+                .map(|(j, &d)| j as u64 * u64::from(d))
+                .sum();
+            for start in [1u32, naive(b"abc"), 0xFFF0_FFF0, 0] {
+                let want = adler32_update(start, &data);
+                assert_eq!(adler32_extend(start, len as u64, s1, t), want, "len {len}");
+            }
+        }
+        assert_eq!(adler32_update(1, b"Wikipedia"), 0x11E6_0398);
     }
 
     #[test]

@@ -58,7 +58,29 @@ impl Avx512 {
         super::check_dst(raw, dst);
         // SAFETY: features as above; `prev.len() == raw.len()`, `1 <= bpp <= 8` and
         // `dst.len() >= raw.len()` were just checked.
-        unsafe { filter_row(f, raw, prev, bpp, dst) }
+        unsafe { filter_row_impl::<false>(f, raw, prev, bpp, dst) };
+    }
+
+    /// [`Self::filter_row`], also returning the sums of the filtered bytes `d_j` that
+    /// [`crate::png::adler::adler32_extend`] takes: `(sum d_j, sum j * d_j)`. Panics under the
+    /// same conditions, and for rows over [`super::FUSED_ADLER_MAX`] bytes.
+    pub(crate) fn filter_row_sums(
+        self,
+        f: u8,
+        raw: &[u8],
+        prev: &[u8],
+        bpp: usize,
+        dst: &mut [u8],
+    ) -> (u64, u64) {
+        super::check_row(raw, prev, bpp);
+        super::check_dst(raw, dst);
+        assert!(
+            raw.len() <= super::FUSED_ADLER_MAX,
+            "row too long for fused sums"
+        );
+        // SAFETY: features as above; `prev.len() == raw.len()`, `1 <= bpp <= 8`,
+        // `dst.len() >= raw.len()` and the row length bound were just checked.
+        unsafe { filter_row_impl::<true>(f, raw, prev, bpp, dst) }
     }
 
     /// See [`super::Kernel::find_run`]; panics under the same conditions.
@@ -260,19 +282,34 @@ unsafe fn filter_costs(raw: &[u8], prev: &[u8], bpp: usize, cost: &CostTable) ->
     out
 }
 
-/// See [`super::Kernel::filter_row`].
+/// See [`super::Kernel::filter_row`]. With `SUMS`, also returns `(sum d_j, sum j * d_j)` over
+/// the filtered bytes (exact for rows of up to [`super::FUSED_ADLER_MAX`] bytes; `(0, 0)`
+/// without).
 ///
 /// # Safety
 /// The CPU must have AVX-512 F, BW, VBMI and BMI2, `prev.len() >= raw.len()` and `dst.len() >= raw.len()`
 /// (masked loads and stores at every offset of `raw`). Any `bpp` is sound.
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,bmi2")]
-unsafe fn filter_row(f: u8, raw: &[u8], prev: &[u8], bpp: usize, dst: &mut [u8]) {
+unsafe fn filter_row_impl<const SUMS: bool>(
+    f: u8,
+    raw: &[u8],
+    prev: &[u8],
+    bpp: usize,
+    dst: &mut [u8],
+) -> (u64, u64) {
     let n = raw.len();
     assert!(dst.len() >= n);
     let head = bpp.min(n);
     scalar::filter_row(f, &raw[..head], &prev[..head], bpp, &mut dst[..head]);
     // Every filter but None leaves zeros in flat blocks (see `flat_lanes`).
     let predicts_flat = f != scalar::NONE;
+    // Adler sums (SUMS): bytes per 8-byte group (u64 lanes), each block's byte sum times its
+    // offset (u64 lanes), and each byte times its index in the block (u32 lanes, 4 bytes
+    // each). A flat block is zeros and adds nothing.
+    let zero = _mm512_setzero_si512();
+    let (mut s1, mut offset_s1, mut weighted) = (zero, zero, zero);
+    // SAFETY: a 64-byte load of a 64-byte constant.
+    let index = unsafe { _mm512_loadu_si512(BYTE_INDEX.as_ptr() as *const _) };
     let mut i = head;
     while i < n {
         prefetch_next_row(raw, i);
@@ -309,9 +346,51 @@ unsafe fn filter_row(f: u8, raw: &[u8], prev: &[u8], bpp: usize, dst: &mut [u8])
         };
         // SAFETY: dst.len() >= n; only the lanes in m (bytes i..min(i+64, n)) are written.
         unsafe { _mm512_mask_storeu_epi8(dst.as_mut_ptr().add(i) as *mut i8, m, r) };
+        if SUMS {
+            // Lanes past the row's end hold residuals of zeros: not part of the row.
+            let r = _mm512_maskz_mov_epi8(m, r);
+            let sad = _mm512_sad_epu8(r, zero);
+            s1 = _mm512_add_epi64(s1, sad);
+            // i < 2^20 (FUSED_ADLER_MAX) and each lane's sum < 2^11: a 32x32-bit product.
+            offset_s1 = _mm512_add_epi64(
+                offset_s1,
+                _mm512_mul_epu32(sad, _mm512_set1_epi64(i as i64)),
+            );
+            // Byte times index (0..63): pairs in i16 (at most 255 * (62 + 63)), then quads in
+            // i32; never negative, so the 32-bit lanes add as unsigned.
+            let w = _mm512_madd_epi16(_mm512_maddubs_epi16(r, index), _mm512_set1_epi16(1));
+            weighted = _mm512_add_epi32(weighted, w);
+        }
         i += 64;
     }
+    if !SUMS {
+        return (0, 0);
+    }
+    // The head bytes (filtered by the scalar kernel) at their indices 0..head.
+    let (mut hs1, mut ht) = (0u64, 0u64);
+    for (j, &d) in dst[..head].iter().enumerate() {
+        hs1 += u64::from(d);
+        ht += j as u64 * u64::from(d);
+    }
+    // u32 lanes widened before the horizontal sum: 16 lanes of < 2^30 each.
+    let w_lo = _mm512_cvtepu32_epi64(_mm512_castsi512_si256(weighted));
+    let w_hi = _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64::<1>(weighted));
+    let w = _mm512_reduce_add_epi64(_mm512_add_epi64(w_lo, w_hi)) as u64;
+    let sum = _mm512_reduce_add_epi64(s1) as u64;
+    let off = _mm512_reduce_add_epi64(offset_s1) as u64;
+    (hs1 + sum, ht + off + w)
 }
+
+/// 0, 1, ..., 63: each byte's index in a 64-byte block (`vpmaddubsw` weights).
+const BYTE_INDEX: [u8; 64] = {
+    let mut t = [0u8; 64];
+    let mut i = 0;
+    while i < 64 {
+        t[i] = i as u8;
+        i += 1;
+    }
+    t
+};
 
 /// Zero-byte mask of `seg[p..]`'s next 64 bytes (lanes past the end are not zeros).
 ///

@@ -18,6 +18,13 @@ pub(crate) mod scalar;
 
 use std::sync::OnceLock;
 
+/// Longest row whose Adler-32 sums the AVX-512 kernel keeps in vector registers while it filters
+/// ([`Kernel::filter_row_adler`]): 1 MiB, so that no 32-bit lane of the weighted sums can
+/// overflow (16,384 blocks of at most 4 * 255 * 63 each) and byte offsets fit 32 bits.
+/// Longer rows (over 349,525 RGB pixels) filter, then checksum.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(crate) const FUSED_ADLER_MAX: usize = 1 << 20;
+
 use super::bitwriter::{BitWriter, Bits};
 use super::huffman::{CostTable, Table};
 
@@ -160,6 +167,36 @@ impl Kernel {
             #[cfg(target_arch = "aarch64")]
             Kernel::Neon(k) => k.filter_row(f, raw, prev, bpp, dst),
         }
+    }
+
+    /// [`Kernel::filter_row`], and `adler` (a running Adler-32) extended by the filter byte `f`
+    /// and the filtered row, in one pass where the kernel can: the AVX-512 kernel sums the
+    /// bytes it writes while they are in registers (rows of up to [`FUSED_ADLER_MAX`] bytes),
+    /// the others filter, then checksum the row through `simd-adler32`.
+    ///
+    /// Panics as [`Kernel::filter_row`] does.
+    #[inline]
+    pub fn filter_row_adler(
+        &self,
+        f: u8,
+        raw: &[u8],
+        prev: &[u8],
+        bpp: usize,
+        dst: &mut [u8],
+        adler: u32,
+    ) -> u32 {
+        check_row(raw, prev, bpp);
+        check_dst(raw, dst);
+        let adler = crate::png::adler::adler32_extend(adler, 1, u64::from(f), 0);
+        #[cfg(target_arch = "x86_64")]
+        if let Kernel::Avx512(k) = self {
+            if raw.len() <= FUSED_ADLER_MAX {
+                let (s1, t) = k.filter_row_sums(f, raw, prev, bpp, dst);
+                return crate::png::adler::adler32_extend(adler, raw.len() as u64, s1, t);
+            }
+        }
+        self.filter_row(f, raw, prev, bpp, dst);
+        crate::png::adler::adler32_update(adler, &dst[..raw.len()])
     }
 
     /// The start of the first run of at least `min` zeros in `seg[from..]` (`min` is
