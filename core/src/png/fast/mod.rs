@@ -337,7 +337,11 @@ impl FrameCode {
         let mut table = choose_table(&counts, level);
         let mut predicted = table.coded_bits(&counts);
         let mut runs = mode;
-        if mode == RunMode::Any {
+        if mode == RunMode::Any && short_runs.iter().all(|&n| n == 0) {
+            // No run shorter than LONG_RUN: both modes count the same symbols, so the same
+            // code (no second table to build).
+            runs = RunMode::Long;
+        } else if mode == RunMode::Any {
             // The same sample in RunMode::Long: its runs shorter than LONG_RUN become zeros.
             let long = long_run_counts(&counts, &short_runs);
             // Estimated under the table at hand (an upper bound of the long code's bits).
