@@ -361,6 +361,13 @@ fn config_validation() {
     assert!(c.clone().token(Some("a b".into())).validate().is_err());
     assert!(c.clone().max_handshake_bytes(10).validate().is_err());
     assert!(c.clone().max_message_bytes(0).validate().is_err());
+    // A zero send buffer is refused; None (the kernel's) and a size are fine.
+    assert!(c.clone().loopback_send_buffer(Some(0)).validate().is_err());
+    c.clone().loopback_send_buffer(None).validate().unwrap();
+    c.clone()
+        .loopback_send_buffer(Some(64 << 10))
+        .validate()
+        .unwrap();
     "::1:0".parse::<SocketAddr>().err();
     c.clone()
         .addr("[::1]:0".parse().unwrap())

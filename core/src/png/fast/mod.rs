@@ -112,12 +112,6 @@ const LOCK_LEAD: usize = 4;
 /// retina, +3% kodim23, +2% the painting, with sizes equal or a few hundred bytes smaller on
 /// every corpus image (a lead of 2 gained half as much).
 const LOCK_LEAD_AGAIN: usize = 1;
-/// Rows of at least this many bytes are checksummed row by row as they are filtered
-/// ([`kernels::Kernel::filter_row_adler`]); narrower ones chunk by chunk, where the per-row
-/// work of the fused sums (three vector reductions, the modular steps) would outweigh the
-/// separate pass. Measured on AVX-512 against one pass per chunk: +13% on the 4K graphic
-/// (11.5 KB rows), +1.5-3% on photos; -2% on a 512-byte-row gray image.
-const FUSED_ADLER_MIN: usize = 1024;
 /// Rows are filtered and coded in chunks of about this many bytes (a whole row at least).
 const CHUNK_BYTES: usize = 16 * 1024;
 /// The filter [`FastLevel::Fastest`] uses.
@@ -337,19 +331,22 @@ impl FrameCode {
         let mut table = choose_table(&counts, level);
         let mut predicted = table.coded_bits(&counts);
         let mut runs = mode;
-        if mode == RunMode::Any && short_runs.iter().all(|&n| n == 0) {
-            // No run shorter than LONG_RUN: both modes count the same symbols, so the same
-            // code (no second table to build).
-            runs = RunMode::Long;
-        } else if mode == RunMode::Any {
-            // The same sample in RunMode::Long: its runs shorter than LONG_RUN become zeros.
-            let long = long_run_counts(&counts, &short_runs);
-            // Estimated under the table at hand (an upper bound of the long code's bits).
-            let bits = table.coded_bits(&long);
-            if bits * 1000 <= predicted * (1000 + LONG_RUN_MAX_COST_PER_MILLE) {
-                table = choose_table(&long, level);
-                predicted = table.coded_bits(&long);
+        if mode == RunMode::Any {
+            if short_runs.iter().all(|&n| n == 0) {
+                // No run shorter than LONG_RUN: both modes count the same symbols, so the
+                // same code (no second table to build).
                 runs = RunMode::Long;
+            } else {
+                // The same sample in RunMode::Long: its runs shorter than LONG_RUN become
+                // zeros.
+                let long = long_run_counts(&counts, &short_runs);
+                // Estimated under the table at hand (an upper bound of the long code's bits).
+                let bits = table.coded_bits(&long);
+                if bits * 1000 <= predicted * (1000 + LONG_RUN_MAX_COST_PER_MILLE) {
+                    table = choose_table(&long, level);
+                    predicted = table.coded_bits(&long);
+                    runs = RunMode::Long;
+                }
             }
         }
         let stored = predicted * 64 >= 63 * 8 * sampled_bytes as u64;
@@ -476,11 +473,10 @@ pub(crate) fn encode_stripe_with(
     bw.write(2, 2); // BTYPE = 10: dynamic Huffman
     write_header(table, &mut bw);
 
-    // The stripe's Adler-32: extended row by row as rows are filtered for rows of at least
-    // FUSED_ADLER_MIN bytes (in the filter's own pass on AVX-512, while the row is in
-    // registers), else chunk by chunk after filtering.
+    // The stripe's Adler-32: extended row by row in the filter's own pass where the kernel
+    // fuses the two for rows this long, else chunk by chunk after filtering.
     let mut adler = 1u32;
-    let fused = rb >= FUSED_ADLER_MIN;
+    let fused = kernel.fuses_adler(rb);
     let cost = &table.cost;
     let mut repeating = false;
     // The filter lock's state for the current block of LOCK_BLOCK rows: the lead rows' common

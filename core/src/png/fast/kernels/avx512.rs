@@ -807,11 +807,12 @@ unsafe fn zero_groups<const R: usize>(x: __m512i, xn: __m512i) -> u32 {
         )
     };
     let g = g | gn << 16;
-    if R >= 15 {
-        g & g >> 1 & g >> 2 & 0x1_FFFF
-    } else {
-        g & g >> 1 & 0x1_FFFF
+    // Starts of T zero groups in a row, at groups 0..=16.
+    let mut starts = g;
+    for k in 1..(R - 3) / 4 {
+        starts &= g >> k;
     }
+    starts & 0x1_FFFF
 }
 
 /// `seg[p..]`'s next 64 bytes (zero past the end) and their zero-byte mask.
