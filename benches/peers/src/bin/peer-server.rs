@@ -119,7 +119,10 @@ fn loopback_send_buffer() -> Option<usize> {
         Ok(v) => match v.trim().parse::<usize>() {
             Ok(0) => None,
             Ok(n) => Some(n),
-            Err(_) => panic!("PEERS_PNGCAST_SNDBUF: not a byte count: {v:?}"),
+            Err(_) => {
+                eprintln!("peer-server: PEERS_PNGCAST_SNDBUF is not a byte count: {v:?}");
+                std::process::exit(2)
+            }
         },
         Err(_) => ServerConfig::default().loopback_send_buffer,
     }
