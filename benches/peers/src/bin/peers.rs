@@ -6,13 +6,13 @@
 //! peers table --png-dir DIR [--rounds 3] [--servers mio,blocking,...] [--quick]
 //!             (`mio16`, pngcast-mio with 16 event loops that only spread, never pack, and
 //!             `mio8`, 8 loops dealt to the least loaded, run only when named)
-//!             [--raw FILE.jsonl] [--sections fanout,stall,latency]
+//!             [--raw FILE.jsonl] [--sections fanout,stall,latency] [--burst-gb 3]
 //! peers strace --png-dir DIR --server mio [--size 1024] [--clients 1] [--frames 200] [--paced]
 //! ```
 //!
 //! Workloads (the same message to every server: 8-byte ComfyUI prefix + the PNG):
 //! - fan-out: N = 1, 10, 50, 100 reading clients, one `burst k` (every client gets every frame,
-//!   `k` sized so each burst delivers about 3 GB, at least 10 frames): frames/s per client
+//!   `k` sized so each burst delivers about 3 GB (`--burst-gb`), at least 10 frames): frames/s per client
 //!   = k / (last byte at the last client - the runner's command), server CPU per delivered GB
 //!   (`/proc/<pid>/task/*/schedstat`, every thread of the server process), context switches per
 //!   delivered frame (`/proc/<pid>/task/*/status`).
@@ -92,7 +92,7 @@ struct Opts {
 fn usage() -> ! {
     eprintln!(
         "usage: peers prepare --out DIR | peers table --png-dir DIR [--rounds N] [--servers a,b] \
-         [--sections fanout,stall,latency] [--sizes 512,1024] [--clients 1,10,50,100] [--quick] \
+         [--sections fanout,stall,latency] [--sizes 512,1024] [--clients 1,10,50,100] [--quick] [--burst-gb 3] \
          [--raw FILE] [--budget-s S] [--server-bin PATH] [--python PY] [--aiohttp SCRIPT] | peers strace \
          --png-dir DIR --server NAME [--size 1024] [--clients 1] [--frames 200] [--paced]"
     );
@@ -148,6 +148,9 @@ fn parse(args: &[String]) -> Opts {
             "--quick" => {
                 o.target_bytes = 0.6e9;
                 o.latency_frames = 40;
+            }
+            "--burst-gb" => {
+                o.target_bytes = value().parse::<f64>().unwrap_or_else(|_| usage()) * 1e9
             }
             "--budget-s" => o.budget_s = value().parse().unwrap_or_else(|_| usage()),
             "--latency-frames" => o.latency_frames = value().parse().unwrap(),
