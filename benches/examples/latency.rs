@@ -32,7 +32,8 @@
 //! Sections: `latency`, `allocs`, `fanout` (all three when none is named), `fanout100` (only the
 //! 100-client rows), `profile1mp` (a long 1 MP latency loop for `perf record`);
 //! `--transport=mio|blocking` and `--readers=copy|discard` narrow the rows, `--quick` cuts the
-//! frame counts by ten, `--mio-loops=N` sets pngcast-mio's event loops.
+//! frame counts by ten, `--mio-loops=N` sets pngcast-mio's event loops, `--sndbuf=BYTES` both
+//! transports' loopback send buffer (`0`: the kernel's autotuning).
 //!
 //! `--one-thread` encodes on the sending thread alone (`Threads::Fixed(1)`) for the latency rows.
 //! The sending (main) thread is worker 0 of the global rayon pool (`use_current_thread`, as in
@@ -183,7 +184,8 @@ impl Server {
             .addr("127.0.0.1:0".parse().unwrap())
             .policy(Policy::Reliable)
             .queue_bytes(1 << 30)
-            .max_clients(clients + 8);
+            .max_clients(clients + 8)
+            .loopback_send_buffer(loopback_send_buffer());
         match kind {
             Kind::Mio => Server::Mio(match mio_loops() {
                 Some(n) => pngcast_mio::Server::bind_loops(config, n).expect("bind"),
@@ -392,6 +394,22 @@ fn send_one(sender: &mut Sender, t: &[f32], w: usize, h: usize) -> usize {
         .send("preview", &view, &Target::All, &FrameExtra::default())
         .expect("send")
         .png_bytes
+}
+
+/// `--sndbuf=BYTES`: both transports' loopback send buffer (`0`: the kernel's autotuning;
+/// default: `ServerConfig`'s).
+fn loopback_send_buffer() -> Option<usize> {
+    match std::env::args().find_map(|a| a.strip_prefix("--sndbuf=").map(str::to_owned)) {
+        None => ServerConfig::default().loopback_send_buffer,
+        Some(v) => match v.parse::<usize>() {
+            Ok(0) => None,
+            Ok(n) => Some(n),
+            Err(_) => {
+                eprintln!("latency: --sndbuf takes a byte count, not {v:?}");
+                std::process::exit(2)
+            }
+        },
+    }
 }
 
 /// `--mio-loops=N`: the mio server's event loops (default: `Server::bind`'s, one per core).
