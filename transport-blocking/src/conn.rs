@@ -27,6 +27,7 @@ use pngcast_protocol::session::{Ending, State, Tick};
 
 use crate::handshake::{self, Upgraded};
 use crate::hub::{ClientHandle, Hub, Refusal};
+use crate::input::InputWait;
 use crate::server::THREAD_STACK;
 
 /// How long the peer has, after our Close or its bad input, before the socket is cut.
@@ -109,11 +110,28 @@ fn abandon(client: &ClientHandle, hub: &Hub) {
 /// parsing (it decided to close), input is read and dropped for at most [`CLOSE_GRACE`], so
 /// the peer gets our Close before the socket goes (closing with unread input sends RST), and a
 /// writer stuck on a misbehaving peer is cut rather than waited for.
+///
+/// Between reads the thread waits for input in an [`InputWait`], which the writer's
+/// send-buffer wake-ups do not reach; without one (no descriptor to spare) it blocks in `recv`
+/// as before.
 fn reader_loop(mut sock: TcpStream, client: &ClientHandle) {
     let mut buf = vec![0u8; READ_CHUNK];
     let mut grace: Option<Instant> = None;
+    let mut input = InputWait::new(&sock).ok();
+    // The last read filled the buffer: more may be waiting, with no new readiness edge to come.
+    let mut full = false;
     loop {
-        let read = sock.read(&mut buf);
+        let waited = match &mut input {
+            Some(w) if !full => w.wait(grace),
+            _ => Ok(true),
+        };
+        let read = match waited {
+            Ok(true) => sock.read(&mut buf),
+            // The grace period is over, or the wait failed: as a failed read.
+            Ok(false) => Err(io::ErrorKind::TimedOut.into()),
+            Err(e) => Err(e),
+        };
+        full = matches!(read, Ok(n) if n == buf.len());
         let mut st = client.lock();
         match read {
             Ok(0) => {

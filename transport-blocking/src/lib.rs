@@ -30,6 +30,7 @@ pub mod client;
 mod conn;
 mod handshake;
 mod hub;
+mod input;
 mod server;
 
 pub use server::{Error, Server, DESCRIPTORS_PER_CLIENT};

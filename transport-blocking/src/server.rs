@@ -76,8 +76,9 @@ impl std::fmt::Debug for Server {
 }
 
 /// File descriptors one client holds: its socket and the handles of its writer thread, of
-/// the connection list (shutdown cuts through it) and of the client registry.
-pub const DESCRIPTORS_PER_CLIENT: u64 = 4;
+/// the connection list (shutdown cuts through it) and of the client registry, and its
+/// reader's epoll set (the wait for input that the writer's wake-ups do not reach).
+pub const DESCRIPTORS_PER_CLIENT: u64 = 5;
 
 /// Stack size of the per-connection threads: they hold a few small buffers only.
 pub(crate) const THREAD_STACK: usize = 128 * 1024;
