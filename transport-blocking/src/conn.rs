@@ -2,13 +2,14 @@
 //! One connection: the HTTP stage (in [`crate::handshake`]), then a reader (this thread) and a
 //! writer thread driving the client's protocol [`Session`], which lives under the client's lock.
 //!
-//! The reader reads the socket (blocking, no lock held) and hands the bytes to the session,
-//! which parses them and queues pongs and close replies as control frames. The writer takes a
-//! lease of whole frames out of the session under the lock ([`Session::lease`]: a few `Arc`
-//! clones; up to 32 items or 4 MiB), writes it with one gathering `write_vectored` loop straight
-//! from the shared buffers without the lock, and reports back ([`Session::lease_done`]); a
-//! `send` never waits for the network. Control frames only ever go out between two leases,
-//! so never inside a data frame.
+//! The reader waits for input ([`crate::input`]: an epoll set that the writer's waits for
+//! send-buffer room do not wake), reads the socket (no lock held) and hands the bytes to the
+//! session, which parses them and queues pongs and close replies as control frames. The writer
+//! takes a lease of whole frames out of the session under the lock ([`Session::lease`]: a few
+//! `Arc` clones; up to 32 items or 4 MiB), writes it with one gathering `write_vectored` loop
+//! straight from the shared buffers without the lock, and reports back
+//! ([`Session::lease_done`]); a `send` never waits for the network. Control frames only ever go
+//! out between two leases, so never inside a data frame.
 //!
 //! Timers are the session's ([`Session::tick`]): the writer waits on the client's condvar until
 //! the session's next deadline. A write that makes no progress for the stall timeout fails
