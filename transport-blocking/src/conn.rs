@@ -119,7 +119,7 @@ fn reader_loop(mut sock: TcpStream, client: &ClientHandle) {
     let mut buf = vec![0u8; READ_CHUNK];
     let mut grace: Option<Instant> = None;
     let mut input = InputWait::new(&sock).ok();
-    // The last read filled the buffer: more may be waiting, with no new readiness edge to come.
+    // More input may be waiting with no new readiness edge to come: read before waiting.
     let mut full = false;
     loop {
         let waited = match &mut input {
@@ -132,7 +132,12 @@ fn reader_loop(mut sock: TcpStream, client: &ClientHandle) {
             Ok(false) => Err(io::ErrorKind::TimedOut.into()),
             Err(e) => Err(e),
         };
-        full = matches!(read, Ok(n) if n == buf.len());
+        // A full buffer, or an interrupted call that consumed nothing: read again before
+        // waiting, since the edge that reported the input has been taken.
+        full = match &read {
+            Ok(n) => *n == buf.len(),
+            Err(e) => e.kind() == io::ErrorKind::Interrupted,
+        };
         let mut st = client.lock();
         match read {
             Ok(0) => {
