@@ -56,7 +56,7 @@ fn the_writer_waiting_for_room_does_not_wake_the_reader() {
     let writer = switches("pngcast-writer") - writer0;
     // The test needs the writer to have waited: each wait is a sleep in `sendmsg`.
     assert!(
-        writer >= 10,
+        writer >= 5,
         "the writer waited for room only {writer} times"
     );
     // The client sent nothing: its reader has no reason to run.
