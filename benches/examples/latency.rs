@@ -401,14 +401,10 @@ fn send_one(sender: &mut Sender, t: &[f32], w: usize, h: usize) -> usize {
 fn loopback_send_buffer() -> Option<usize> {
     match std::env::args().find_map(|a| a.strip_prefix("--sndbuf=").map(str::to_owned)) {
         None => ServerConfig::default().loopback_send_buffer,
-        Some(v) => match v.parse::<usize>() {
-            Ok(0) => None,
-            Ok(n) => Some(n),
-            Err(_) => {
-                eprintln!("latency: --sndbuf takes a byte count, not {v:?}");
-                std::process::exit(2)
-            }
-        },
+        Some(v) => pngcast_benches::parse_send_buffer(&v).unwrap_or_else(|e| {
+            eprintln!("latency: --sndbuf {e}");
+            std::process::exit(2)
+        }),
     }
 }
 

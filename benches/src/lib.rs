@@ -370,6 +370,16 @@ pub fn cpu_model() -> String {
         .unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }
 
+/// A loopback send buffer given on a benchmark's command line or environment: a byte count,
+/// `0` for the kernel's autotuning (`None`); anything else is an error naming the value.
+pub fn parse_send_buffer(v: &str) -> Result<Option<usize>, String> {
+    match v.trim().parse::<usize>() {
+        Ok(0) => Ok(None),
+        Ok(n) => Ok(Some(n)),
+        Err(_) => Err(format!("not a byte count: {v:?}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -441,6 +451,15 @@ mod tests {
                     assert_ne!(tile(a, ty), tile(b, ty), "row {ty}: tiles {a} and {b}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn send_buffer_values_parse_or_are_refused() {
+        assert_eq!(parse_send_buffer("524288"), Ok(Some(524288)));
+        assert_eq!(parse_send_buffer(" 0\n"), Ok(None));
+        for bad in ["", "-1", "512k", "1e6", "18446744073709551616", "\u{0}"] {
+            assert!(parse_send_buffer(bad).is_err(), "{bad:?} accepted");
         }
     }
 }

@@ -115,17 +115,13 @@ fn announce_ready(port: u16, knobs: &str) {
 /// pngcast's loopback send buffer: the default, or `PEERS_PNGCAST_SNDBUF` (bytes; `0` keeps the
 /// kernel's autotuning), to compare settings within one build.
 fn loopback_send_buffer() -> Option<usize> {
-    match std::env::var("PEERS_PNGCAST_SNDBUF") {
-        Ok(v) => match v.trim().parse::<usize>() {
-            Ok(0) => None,
-            Ok(n) => Some(n),
-            Err(_) => {
-                eprintln!("peer-server: PEERS_PNGCAST_SNDBUF is not a byte count: {v:?}");
-                std::process::exit(2)
-            }
-        },
-        Err(_) => ServerConfig::default().loopback_send_buffer,
-    }
+    let Ok(v) = std::env::var("PEERS_PNGCAST_SNDBUF") else {
+        return ServerConfig::default().loopback_send_buffer;
+    };
+    pngcast_benches::parse_send_buffer(&v).unwrap_or_else(|e| {
+        eprintln!("peer-server: PEERS_PNGCAST_SNDBUF {e}");
+        std::process::exit(2)
+    })
 }
 
 fn pngcast(kind: &str, addr: SocketAddr, png: Vec<u8>) {

@@ -12,8 +12,9 @@
 //!
 //! Workloads (the same message to every server: 8-byte ComfyUI prefix + the PNG):
 //! - fan-out: N = 1, 10, 50, 100 reading clients, one `burst k` (every client gets every frame,
-//!   `k` sized so each burst delivers about 3 GB (`--burst-gb`), at least 10 frames): frames/s per client
-//!   = k / (last byte at the last client - the runner's command), server CPU per delivered GB
+//!   `k` sized so each burst delivers about 3 GB (`--burst-gb`, a positive number), at least 10
+//!   frames): frames/s per client = k / (last byte at the last client - the runner's command),
+//!   server CPU per delivered GB
 //!   (`/proc/<pid>/task/*/schedstat`, every thread of the server process), context switches per
 //!   delivered frame (`/proc/<pid>/task/*/status`).
 //! - stall: 10 readers at 1024^2 with and without one more client that upgraded and never
@@ -150,7 +151,11 @@ fn parse(args: &[String]) -> Opts {
                 o.latency_frames = 40;
             }
             "--burst-gb" => {
-                o.target_bytes = value().parse::<f64>().unwrap_or_else(|_| usage()) * 1e9
+                let gb = value().parse::<f64>().unwrap_or_else(|_| usage());
+                if !(gb.is_finite() && gb > 0.0) {
+                    usage();
+                }
+                o.target_bytes = gb * 1e9;
             }
             "--budget-s" => o.budget_s = value().parse().unwrap_or_else(|_| usage()),
             "--latency-frames" => o.latency_frames = value().parse().unwrap(),
