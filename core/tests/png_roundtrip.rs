@@ -190,6 +190,51 @@ fn encoder_reuse_across_sizes() {
     }
 }
 
+/// One thread codes the stripes straight into the output vector, over what the previous frame
+/// left there. Frames that shrink and grow, smooth and noisy (the noise falls back to stored
+/// blocks), through one serial encoder and one vector: each decodes, and equals the bytes of a
+/// two-thread encoder, which codes into its slots and copies them out.
+#[test]
+fn serial_frames_code_over_the_previous_frame() {
+    for compression in COMPRESSIONS {
+        let opts = EncodeOptions::default().compression(compression);
+        let mut serial = Encoder::new(opts.clone().threads(pool(1))).unwrap();
+        let mut parallel = Encoder::new(opts.threads(pool(2))).unwrap();
+        let mut out = Vec::new();
+        let mut expect = Vec::new();
+        for (w, h, c, noise) in [
+            (900, 700, 3, true),
+            (300, 200, 4, false),
+            (1200, 900, 3, false),
+            (1200, 900, 3, true),
+            (5, 3, 1, true),
+            (640, 480, 2, false),
+        ] {
+            let info = ImageInfo {
+                width: w,
+                height: h,
+                channels: c,
+                bit_depth: BitDepth::Eight,
+            };
+            let mut pixels = test_image(&info, u64::from(w + h));
+            if noise {
+                let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ u64::from(w);
+                for p in &mut pixels {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    *p = (x >> 32) as u8;
+                }
+            }
+            let what = format!("{compression:?} {w}x{h}x{c} noise {noise}");
+            serial.encode_into(&info, &pixels, &mut out).unwrap();
+            assert_decodes_to(&out, &info, &pixels, &what);
+            parallel.encode_into(&info, &pixels, &mut expect).unwrap();
+            assert!(out == expect, "{what}: the serial bytes differ");
+        }
+    }
+}
+
 /// Re-encodes every corpus image (decode with png, encode, decode, compare) with the default
 /// settings and with Stored on 2 threads.
 #[test]

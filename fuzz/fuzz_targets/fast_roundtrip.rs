@@ -1,16 +1,19 @@
 //! Encodes arbitrary shapes and bytes with the fast coder (every level and filter, one or many
 //! stripes) through the public `Encoder`, then checks that the png crate decodes the exact pixels
-//! and that miniz_oxide inflates the IDAT stream (zlib checksum included).
+//! and that miniz_oxide inflates the IDAT stream (zlib checksum included); and that one thread,
+//! which codes the stripes straight into the output over a stale buffer, writes the same bytes.
 //!
 //! Run: `cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run fast_roundtrip -- -max_total_time=300
 //! -len_control=0 -max_len=8192` (RUSTC_BOOTSTRAP only where no nightly toolchain exists).
 #![no_main]
 
-use std::num::NonZeroU32;
+use std::num::{NonZeroU32, NonZeroUsize};
 
 use libfuzzer_sys::fuzz_target;
 use pngcast_core::convert::BitDepth;
-use pngcast_core::png::{Compression, EncodeOptions, Encoder, FastLevel, Filter, ImageInfo};
+use pngcast_core::png::{
+    Compression, EncodeOptions, Encoder, FastLevel, Filter, ImageInfo, Threads,
+};
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 6 {
@@ -59,7 +62,7 @@ fuzz_target!(|data: &[u8]| {
         .compression(Compression::Fast(level))
         .filter(filter)
         .stripe_rows(stripe_rows);
-    let mut enc = Encoder::new(opts).expect("valid options");
+    let mut enc = Encoder::new(opts.clone()).expect("valid options");
     let mut out = Vec::new();
     enc.encode_into(&info, &pixels, &mut out).expect("encode");
 
@@ -84,4 +87,14 @@ fuzz_target!(|data: &[u8]| {
     let inflated = miniz_oxide::inflate::decompress_to_vec_zlib(&zlib).expect("zlib inflate");
     let row = width as usize * channels as usize * bit_depth.bytes() + 1;
     assert_eq!(inflated.len(), row * height as usize);
+
+    // One thread, over what a previous frame of another length left in the vector.
+    let mut serial =
+        Encoder::new(opts.threads(Threads::Fixed(NonZeroUsize::MIN))).expect("valid options");
+    let stale = n / 2 + head[1] as usize * 37;
+    let mut again: Vec<u8> = pixels.iter().rev().copied().cycle().take(stale).collect();
+    serial
+        .encode_into(&info, &pixels, &mut again)
+        .expect("encode");
+    assert!(again == out, "one thread wrote other bytes");
 });

@@ -412,13 +412,14 @@ impl Encoder {
             Rows::Image(..) => Some((plan.rows_per + 1) * geom.row_bytes),
         };
         let compression = opts.compression;
-        self.stripes.prepare(
+        let in_place = self.stripes.prepare(
             plan,
             height,
             geom.row_bytes,
             compression,
             workers,
             convert_bytes,
+            matches!(exec, Exec::Serial),
         );
 
         // Room for the worst case (incompressible data) up front: a frame that compresses worse
@@ -474,7 +475,6 @@ impl Encoder {
         let frame_code = frame_code.as_ref();
         let code = move |i: usize, scratch: &mut stripe::StripeScratch, data: &mut StripeOut| {
             scratch.fast.pin_kernel(kernel);
-            data.clear();
             if i == 0 {
                 data.extend_from_slice(&header);
             }
@@ -515,6 +515,17 @@ impl Encoder {
         };
         let stripes = &mut self.stripes;
         let head = &self.head;
+        if in_place {
+            // One thread codes the stripes in order: straight into `out`, over what the previous
+            // frame left there (initialised, so no memset; the room reserved above, so no
+            // reallocation), instead of into the slots and then copying them in.
+            let mut png = StripeOut::from_vec(std::mem::take(out));
+            png.extend_from_slice(head);
+            stripes.code_in_place(code, &mut png);
+            png.extend_from_slice(&IEND);
+            *out = png.into_vec();
+            return Ok(());
+        }
         exec.run(|parallel| {
             stripes.code(parallel, code);
             stripes.finish_zlib();

@@ -1,6 +1,8 @@
 #![forbid(unsafe_code)]
 //! Stripe planning and execution: cut the rows into stripes, code them on rayon, each into its
 //! own reusable output slot, then checksum-merge and copy the slots into the PNG as IDAT chunks.
+//! Stripes coded one after another on one thread skip the slots: each is coded straight into the
+//! PNG buffer behind its IDAT chunk header ([`Stripes::code_in_place`]), with the same bytes.
 //!
 //! The plan depends only on the image geometry and the options, never on the thread count, so
 //! the output bytes are the same on 1 thread or 64.
@@ -103,6 +105,9 @@ pub(crate) struct Slot {
     pub filtered_len: u64,
     /// CRC-32 of the IDAT chunk holding `data` (valid when `data` fits one chunk).
     pub crc: u32,
+    /// Most bytes any coder writes for this stripe, zlib header and trailer included (the room
+    /// it asks for, which may exceed what it keeps).
+    pub bound: usize,
 }
 
 /// Slots and worker scratch kept by the encoder between frames.
@@ -161,7 +166,10 @@ pub(crate) fn deflate_bound(filtered: usize) -> usize {
 
 impl Stripes {
     /// Sizes slots and worker scratch for a frame, so that coding it allocates nothing: one slot
-    /// per stripe with room for the worst case, and one scratch per concurrent worker.
+    /// per stripe with room for the worst case, and one scratch per concurrent worker. Returns
+    /// whether the stripes are to be coded in place ([`Stripes::code_in_place`]): when they run
+    /// `serial`ly and each fits one chunk; their slots then get no room.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn prepare(
         &mut self,
         plan: StripePlan,
@@ -170,7 +178,8 @@ impl Stripes {
         compression: Compression,
         workers: usize,
         convert_bytes: Option<usize>,
-    ) {
+        serial: bool,
+    ) -> bool {
         self.slots.resize_with(plan.count, Slot::default);
         for (i, slot) in self.slots.iter_mut().enumerate() {
             let (y0, y1) = plan.rows(i, height);
@@ -181,8 +190,13 @@ impl Stripes {
                 Compression::Fast(_) => fast::out_bound(row_bytes, y1 - y0),
                 _ => 0,
             };
-            slot.data
-                .reserve(deflate_bound(slot.filtered_len as usize).max(coder) + 6);
+            slot.bound = deflate_bound(slot.filtered_len as usize).max(coder) + 6;
+        }
+        let in_place = serial && self.fit_one_chunk_each();
+        if !in_place {
+            for slot in &mut self.slots {
+                slot.data.reserve(slot.bound);
+            }
         }
         let stripe_bytes = plan.rows_per * (row_bytes + 1);
         let list = self
@@ -202,18 +216,52 @@ impl Stripes {
                 s.convert.reserve(bytes.saturating_sub(s.convert.len()));
             }
         }
+        in_place
     }
 
-    /// Worst-case bytes of all IDAT chunks for the current plan (see [`deflate_bound`]), so the
-    /// caller can size the output once and never grow it when a frame compresses worse.
+    /// Worst-case bytes of all IDAT chunks for the current plan (see [`deflate_bound`]),
+    /// counting the room coders ask for, so the caller can size the output once and never grow
+    /// it when a frame compresses worse, nor when stripes are coded into it in place.
     pub(crate) fn idat_bound(&self) -> usize {
         self.slots
             .iter()
-            .map(|s| {
-                let n = deflate_bound(s.filtered_len as usize) + 6;
-                n + CHUNK_OVERHEAD * n.div_ceil(MAX_CHUNK_DATA)
-            })
+            .map(|s| s.bound + CHUNK_OVERHEAD * s.bound.div_ceil(MAX_CHUNK_DATA).max(1))
             .sum()
+    }
+
+    /// True when every stripe of the plan fits one IDAT chunk whatever it codes to, as
+    /// [`Stripes::code_in_place`] needs (a stripe over 2 GiB is split into chunks by the copy).
+    pub(crate) fn fit_one_chunk_each(&self) -> bool {
+        self.slots.iter().all(|s| s.bound <= MAX_CHUNK_DATA)
+    }
+
+    /// Codes every stripe in order on this thread, each straight into `out` as one IDAT chunk:
+    /// the chunk's length and type, the stripe's raw deflate (the zlib header before the first,
+    /// the merged Adler-32 trailer after the last), its CRC. The bytes are those of
+    /// [`Stripes::code`], [`Stripes::finish_zlib`] and [`Stripes::write_idats`] together,
+    /// without the slots and the copy out of them. Needs [`Stripes::fit_one_chunk_each`].
+    pub(crate) fn code_in_place<F>(&mut self, code: F, out: &mut StripeOut)
+    where
+        F: Fn(usize, &mut StripeScratch, &mut StripeOut) -> u32,
+    {
+        let mut g = WorkerGuard::take(&self.workers);
+        let mut adler = 1u32;
+        let last = self.slots.len().saturating_sub(1);
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            let start = out.len();
+            out.extend_from_slice(&[0, 0, 0, 0]);
+            out.extend_from_slice(b"IDAT");
+            slot.adler = code(i, g.get(), out);
+            adler = adler32_combine(adler, slot.adler, slot.filtered_len);
+            if i == last {
+                out.extend_from_slice(&adler.to_be_bytes());
+            }
+            let n = out.len() - start - 8;
+            assert!(n <= MAX_CHUNK_DATA, "checked by fit_one_chunk_each");
+            out.patch(start, &(n as u32).to_be_bytes());
+            slot.crc = chunk_crc(b"IDAT", &out.as_slice()[start + 8..]);
+            out.extend_from_slice(&slot.crc.to_be_bytes());
+        }
     }
 
     /// Codes every stripe: `code(i, scratch, out)` appends stripe `i`'s raw deflate to `out` and
@@ -223,6 +271,7 @@ impl Stripes {
         F: Fn(usize, &mut StripeScratch, &mut StripeOut) -> u32 + Sync,
     {
         let one = |g: &mut WorkerGuard<'_>, (i, slot): (usize, &mut Slot)| {
+            slot.data.clear();
             slot.adler = code(i, g.get(), &mut slot.data);
             if slot.data.len() <= MAX_CHUNK_DATA {
                 slot.crc = chunk_crc(b"IDAT", slot.data.as_slice());

@@ -44,6 +44,24 @@ pub(crate) struct StripeOut {
 }
 
 impl StripeOut {
+    /// An empty output over `buf`: its bytes are kept as initialised room (a PNG buffer from
+    /// the previous frame, coded over in place), none of them as output.
+    pub fn from_vec(buf: Vec<u8>) -> Self {
+        Self { buf, len: 0 }
+    }
+
+    /// The output as a vector (the room past it is dropped from the length, not freed).
+    pub fn into_vec(mut self) -> Vec<u8> {
+        self.buf.truncate(self.len);
+        self.buf
+    }
+
+    /// Overwrites output bytes `at..at + bytes.len()` (already written, e.g. a chunk's length
+    /// field reserved before its data was coded).
+    pub fn patch(&mut self, at: usize, bytes: &[u8]) {
+        self.buf[..self.len][at..at + bytes.len()].copy_from_slice(bytes);
+    }
+
     /// Empties the output (keeps the buffer).
     pub fn clear(&mut self) {
         self.len = 0;

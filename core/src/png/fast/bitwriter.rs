@@ -23,6 +23,14 @@ impl Bits for BitWriter<'_> {
     }
 }
 
+/// Where a [`BitWriter`] stands, apart from its buffer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WriterState {
+    pos: usize,
+    acc: u64,
+    nbits: u32,
+}
+
 /// The writer. `buf` is owned by the caller's scratch and reused across stripes.
 #[derive(Debug)]
 pub(crate) struct BitWriter<'a> {
@@ -88,6 +96,32 @@ impl<'a> BitWriter<'a> {
         self.pos += bytes;
         self.acc = acc;
         self.nbits = nbits;
+    }
+
+    /// Bytes of buffer from its start (what was written and the room left).
+    pub fn room(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The writer's state without its buffer, to continue on a longer one (the same bytes
+    /// extended) with [`BitWriter::continue_on`].
+    pub fn into_state(self) -> WriterState {
+        WriterState {
+            pos: self.pos,
+            acc: self.acc,
+            nbits: self.nbits,
+        }
+    }
+
+    /// Continues `state` on `buf`, whose first bytes are those the writer wrote before.
+    pub fn continue_on(buf: &'a mut [u8], state: WriterState) -> Self {
+        assert!(state.pos <= buf.len());
+        Self {
+            buf,
+            pos: state.pos,
+            acc: state.acc,
+            nbits: state.nbits,
+        }
     }
 
     /// Pads with zero bits to a byte boundary.

@@ -196,13 +196,18 @@ fn chunk_size(row_bytes: usize, nrows: usize) -> usize {
         .max(SAMPLE_PIECE + 9)
 }
 
-/// Room the coder writes into for a stripe of `nrows` rows (the caller's output must have this
-/// much after its current length): anything up to stored size plus one worst-case chunk (14
-/// bits a byte; the coder checks after every chunk), the header and the writer's slack.
+/// Room the coder may ask for after the output's current length for a stripe of `nrows` rows
+/// (a caller that reserves this much never sees the output grow): anything up to stored size
+/// plus one worst-case chunk (14 bits a byte; the coder checks after every chunk), the header
+/// and the writer's slack.
 pub(crate) fn out_bound(row_bytes: usize, nrows: usize) -> usize {
     let (coded, _) = chunk_rows(row_bytes, nrows);
-    stored_size(nrows * (row_bytes + 1)) + coded * (row_bytes + 1) * 2 + 512
+    stored_size(nrows * (row_bytes + 1)) + coded * (row_bytes + 1) * 2 + CODE_SLACK
 }
+
+/// Room beyond a chunk's worst case: the block header (286 4-bit code lengths and the fields
+/// before them, 147 bytes), the end of block and a sync flush, and the writer's 8-byte stores.
+const CODE_SLACK: usize = 512;
 
 /// Size of `data_len` bytes written as stored blocks (5 header bytes per 65535 bytes).
 fn stored_size(data_len: usize) -> usize {
@@ -467,8 +472,10 @@ pub(crate) fn encode_stripe_with(
 
     // 2. Code, in place after the output's current end. Rows are filtered into a chunk of about
     // CHUNK_BYTES, which is then Adler-32'd and tokenised as one segment (so zero runs continue
-    // across the rows of narrow images).
-    let mut bw = BitWriter::new(out.spare(out_bound(rb, nrows)));
+    // across the rows of narrow images). The writer's room grows a chunk at a time: an output
+    // coded over the previous frame's bytes zero-fills only past them, about one chunk's worst
+    // case, not the stripe's.
+    let mut bw = BitWriter::new(out.spare(CODE_SLACK));
     bw.write(job.is_last as u64, 1);
     bw.write(2, 2); // BTYPE = 10: dynamic Huffman
     write_header(table, &mut bw);
@@ -541,6 +548,11 @@ pub(crate) fn encode_stripe_with(
         if !fused {
             adler = adler32_update(adler, chunk);
         }
+        let need = bw.len_bytes() + chunk.len() * 2 + CODE_SLACK;
+        if bw.room() < need {
+            let state = bw.into_state();
+            bw = BitWriter::continue_on(out.spare(need), state);
+        }
         emit_tokens(kernel, chunk, table, &mut bw, code.runs);
         if bw.len_bytes() > stored_len {
             return write_stored(job, out);
@@ -548,6 +560,11 @@ pub(crate) fn encode_stripe_with(
         r += n;
     }
     // End of block.
+    let need = bw.len_bytes() + CODE_SLACK;
+    if bw.room() < need {
+        let state = bw.into_state();
+        bw = BitWriter::continue_on(out.spare(need), state);
+    }
     bw.write(table.codes[256] as u64, table.lens[256] as u32);
     if !job.is_last {
         // Sync flush: an empty stored block ends the stripe on a byte boundary.
