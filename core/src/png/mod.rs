@@ -412,15 +412,19 @@ impl Encoder {
             Rows::Image(..) => Some((plan.rows_per + 1) * geom.row_bytes),
         };
         let compression = opts.compression;
-        let in_place = self.stripes.prepare(
+        self.stripes.prepare(
             plan,
             height,
             geom.row_bytes,
             compression,
             workers,
             convert_bytes,
-            matches!(exec, Exec::Serial),
         );
+        // Stripes coded one after another go straight into `out`; parallel ones into slots.
+        let in_place = matches!(exec, Exec::Serial) && self.stripes.fit_one_chunk_each();
+        if !in_place {
+            self.stripes.reserve_slots();
+        }
 
         // Room for the worst case (incompressible data) up front: a frame that compresses worse
         // than the last one must not reallocate.

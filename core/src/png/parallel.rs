@@ -165,11 +165,10 @@ pub(crate) fn deflate_bound(filtered: usize) -> usize {
 }
 
 impl Stripes {
-    /// Sizes slots and worker scratch for a frame, so that coding it allocates nothing: one slot
-    /// per stripe with room for the worst case, and one scratch per concurrent worker. Returns
-    /// whether the stripes are to be coded in place ([`Stripes::code_in_place`]): when they run
-    /// `serial`ly and each fits one chunk; their slots then get no room.
-    #[allow(clippy::too_many_arguments)]
+    /// Plans the slots and sizes the worker scratch for a frame, so that coding it allocates
+    /// nothing: one slot per stripe with its worst case known, and one scratch per concurrent
+    /// worker. The slots get their room from [`Stripes::reserve_slots`], unless the stripes are
+    /// coded in place ([`Stripes::code_in_place`]).
     pub(crate) fn prepare(
         &mut self,
         plan: StripePlan,
@@ -178,8 +177,7 @@ impl Stripes {
         compression: Compression,
         workers: usize,
         convert_bytes: Option<usize>,
-        serial: bool,
-    ) -> bool {
+    ) {
         self.slots.resize_with(plan.count, Slot::default);
         for (i, slot) in self.slots.iter_mut().enumerate() {
             let (y0, y1) = plan.rows(i, height);
@@ -191,12 +189,6 @@ impl Stripes {
                 _ => 0,
             };
             slot.bound = deflate_bound(slot.filtered_len as usize).max(coder) + 6;
-        }
-        let in_place = serial && self.fit_one_chunk_each();
-        if !in_place {
-            for slot in &mut self.slots {
-                slot.data.reserve(slot.bound);
-            }
         }
         let stripe_bytes = plan.rows_per * (row_bytes + 1);
         let list = self
@@ -216,7 +208,14 @@ impl Stripes {
                 s.convert.reserve(bytes.saturating_sub(s.convert.len()));
             }
         }
-        in_place
+    }
+
+    /// Gives every slot room for its stripe's worst case (cheap when already sized), for
+    /// [`Stripes::code`].
+    pub(crate) fn reserve_slots(&mut self) {
+        for slot in &mut self.slots {
+            slot.data.reserve(slot.bound);
+        }
     }
 
     /// Worst-case bytes of all IDAT chunks for the current plan (see [`deflate_bound`]),
