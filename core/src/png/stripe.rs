@@ -103,6 +103,14 @@ impl StripeOut {
         &mut self.buf[self.len..self.len + n]
     }
 
+    /// Like [`StripeOut::spare`], with as many bytes as are already initialised past the
+    /// output, but at least `min` (zero-filling up to them) and at most `max`: room without a
+    /// memset where there is room.
+    pub fn spare_within(&mut self, min: usize, max: usize) -> &mut [u8] {
+        let have = self.buf.len() - self.len;
+        self.spare(have.min(max).max(min))
+    }
+
     /// Bytes allocated (tests check that a repeated frame does not grow it).
     #[cfg(test)]
     pub fn capacity(&self) -> usize {

@@ -472,10 +472,12 @@ pub(crate) fn encode_stripe_with(
 
     // 2. Code, in place after the output's current end. Rows are filtered into a chunk of about
     // CHUNK_BYTES, which is then Adler-32'd and tokenised as one segment (so zero runs continue
-    // across the rows of narrow images). The writer's room grows a chunk at a time: an output
+    // across the rows of narrow images). The writer takes the room already initialised (all of
+    // it in a slot sized for the stripe) and grows it a chunk at a time past that: an output
     // coded over the previous frame's bytes zero-fills only past them, about one chunk's worst
     // case, not the stripe's.
-    let mut bw = BitWriter::new(out.spare(CODE_SLACK));
+    let bound = out_bound(rb, nrows);
+    let mut bw = BitWriter::new(out.spare_within(CODE_SLACK, bound));
     bw.write(job.is_last as u64, 1);
     bw.write(2, 2); // BTYPE = 10: dynamic Huffman
     write_header(table, &mut bw);
@@ -551,7 +553,7 @@ pub(crate) fn encode_stripe_with(
         let need = bw.len_bytes() + chunk.len() * 2 + CODE_SLACK;
         if bw.room() < need {
             let state = bw.into_state();
-            bw = BitWriter::continue_on(out.spare(need), state);
+            bw = BitWriter::continue_on(out.spare_within(need, bound), state);
         }
         emit_tokens(kernel, chunk, table, &mut bw, code.runs);
         if bw.len_bytes() > stored_len {
@@ -563,7 +565,7 @@ pub(crate) fn encode_stripe_with(
     let need = bw.len_bytes() + CODE_SLACK;
     if bw.room() < need {
         let state = bw.into_state();
-        bw = BitWriter::continue_on(out.spare(need), state);
+        bw = BitWriter::continue_on(out.spare_within(need, bound), state);
     }
     bw.write(table.codes[256] as u64, table.lens[256] as u32);
     if !job.is_last {
