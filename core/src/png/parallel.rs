@@ -239,27 +239,26 @@ impl Stripes {
     /// the merged Adler-32 trailer after the last), its CRC. The bytes are those of
     /// [`Stripes::code`], [`Stripes::finish_zlib`] and [`Stripes::write_idats`] together,
     /// without the slots and the copy out of them. Needs [`Stripes::fit_one_chunk_each`].
-    pub(crate) fn code_in_place<F>(&mut self, code: F, out: &mut StripeOut)
+    pub(crate) fn code_in_place<F>(&self, code: F, out: &mut StripeOut)
     where
         F: Fn(usize, &mut StripeScratch, &mut StripeOut) -> u32,
     {
         let mut g = WorkerGuard::take(&self.workers);
         let mut adler = 1u32;
         let last = self.slots.len().saturating_sub(1);
-        for (i, slot) in self.slots.iter_mut().enumerate() {
+        for (i, slot) in self.slots.iter().enumerate() {
             let start = out.len();
             out.extend_from_slice(&[0, 0, 0, 0]);
             out.extend_from_slice(b"IDAT");
-            slot.adler = code(i, g.get(), out);
-            adler = adler32_combine(adler, slot.adler, slot.filtered_len);
+            adler = adler32_combine(adler, code(i, g.get(), out), slot.filtered_len);
             if i == last {
                 out.extend_from_slice(&adler.to_be_bytes());
             }
             let n = out.len() - start - 8;
             assert!(n <= MAX_CHUNK_DATA, "checked by fit_one_chunk_each");
             out.patch(start, &(n as u32).to_be_bytes());
-            slot.crc = chunk_crc(b"IDAT", &out.as_slice()[start + 8..]);
-            out.extend_from_slice(&slot.crc.to_be_bytes());
+            let crc = chunk_crc(b"IDAT", &out.as_slice()[start + 8..]);
+            out.extend_from_slice(&crc.to_be_bytes());
         }
     }
 
